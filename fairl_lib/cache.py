@@ -1,0 +1,88 @@
+"""Stage cache: each expensive stage stores its result under a key derived from its settings.
+
+``run_stage(name, settings, compute)`` hands ``compute`` a working folder
+``<root>/<name>/<key>.partial``; when ``compute`` returns, a ``_stage.json`` receipt is written
+and the folder is renamed to ``<root>/<name>/<key>`` in one ``os.replace``. So:
+
+- a rerun with the same settings reuses the finished folder (no recompute);
+- a run killed mid-stage leaves only the ``.partial`` folder, never a finished-looking one; the
+  next run hands the same ``.partial`` folder back to ``compute``, which may resume from any
+  checkpoints it wrote there (RLHF does);
+- ``force=True`` (the notebooks' ``FORCE`` parameter) discards both and recomputes.
+
+The key is a hash of the stage name, a version string and the JSON of ``settings`` (dataclasses
+are expanded), so changing any setting a stage depends on gives a new folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import joblib
+
+from fairl_lib.artifacts import to_jsonable, write_json
+
+RECEIPT = "_stage.json"
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return to_jsonable(obj)
+
+
+def stage_key(name: str, settings: Any, version: str = "1") -> str:
+    """16 hex digits of sha256 over the stage name, version and canonical JSON of ``settings``."""
+    blob = json.dumps({"stage": name, "version": version, "settings": _plain(settings)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_stage(name: str, settings: Any, compute: Callable[[Path], None], *, root: Path,
+              force: bool = False, version: str = "1", log: Callable[[str], None] = print) -> Path:
+    """Run ``compute(workdir)`` once per distinct ``settings`` and return the finished folder."""
+    key = stage_key(name, settings, version)
+    final = Path(root) / name / key
+    partial = final.with_name(key + ".partial")
+    if force:
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
+    if (final / RECEIPT).exists():
+        log(f"[cache] {name}: reusing {final}")
+        return final
+    resumed = partial.exists() and any(partial.iterdir())
+    partial.mkdir(parents=True, exist_ok=True)
+    log(f"[cache] {name}: {'resuming' if resumed else 'computing'} in {partial}")
+    start = time.perf_counter()
+    compute(partial)
+    write_json(partial / RECEIPT, {"stage": name, "key": key, "version": version,
+                                   "settings": _plain(settings),
+                                   "compute_seconds": round(time.perf_counter() - start, 2)})
+    if final.exists():  # a stale folder without receipt
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return final
+
+
+def cached_value(name: str, settings: Any, fn: Callable[[], Any], *, root: Path, force: bool = False,
+                 version: str = "1", log: Callable[[str], None] = print) -> Any:
+    """Like :func:`run_stage` for a stage whose result is one Python object (stored with joblib)."""
+    def compute(workdir: Path) -> None:
+        joblib.dump(fn(), workdir / "value.joblib")
+
+    folder = run_stage(name, settings, compute, root=root, force=force, version=version, log=log)
+    return joblib.load(folder / "value.joblib")
+
+
+def stage_root(cfg) -> Path:
+    """Where a config's stages live: ``results/<profile>/stages``."""
+    return cfg.results_dir / "stages"

@@ -1,0 +1,238 @@
+"""Profiles and the frozen run configuration.
+
+A *profile* is one readable TOML file in ``fairl_lib/profiles/`` (``smoke``, ``cpu``, ``paper``).
+Each ``[section]`` of the file fills one frozen dataclass; each dataclass lives next to the code
+that uses it (``irl.train.IRLConfig``, ``rlhf.RLHFConfig``, ...) and documents every field in its
+docstring. Defaults are the paper's values, so a profile file states what it changes.
+
+A notebook's ``parameters`` cell holds plain scalars (``PROFILE``, ``SEED``, ``FORCE``,
+``OVERRIDES``); :func:`make_config` turns them into a validated :class:`Config`. A misspelled
+section, field or profile stops with an error naming the valid ones.
+
+``OVERRIDES`` is a string of ``section.field=value`` items separated by ``;`` (values are TOML
+literals), e.g. ``"irl.n_seeds=2; rlhf.steps=4"``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from fairl_lib.paths import results_dir
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which real data each stage reads (paper Section 5).
+
+    Attributes:
+        ppo_prompt_toxicity: RealToxicityPrompts prompts with Perspective toxicity above this feed
+            RLHF (paper: 0.3).
+        pair_prompt_toxicity: prompts above this feed the preference pairs (paper: 0.5).
+        heldout_prompts: prompts set aside (deterministically) to measure the expert and re-RLHF.
+        max_ppo_prompts: cap on RLHF training prompts (0 = all).
+        max_pair_prompts: cap on pair prompts (0 = all).
+        jigsaw_n_toxic: human-labelled toxic Jigsaw comments in the held-out set (paper: 1,000).
+        jigsaw_n_nontoxic: non-toxic Jigsaw comments in the held-out set (paper: 1,000).
+    """
+
+    ppo_prompt_toxicity: float = 0.3
+    pair_prompt_toxicity: float = 0.5
+    heldout_prompts: int = 128
+    max_ppo_prompts: int = 0
+    max_pair_prompts: int = 0
+    jigsaw_n_toxic: int = 1000
+    jigsaw_n_nontoxic: int = 1000
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Which models play which role.
+
+    Attributes:
+        base_lm: the base LM pi_0 that RLHF detoxifies (a name in ``models.BASE_LMS``).
+        size_lms: base LMs compared in the model-size appendix (notebook 07, Figure 5).
+        ground_truth: the ground-truth toxicity scorer; its reward drives RLHF and defines labels
+            (a name in ``scorers``; paper: ``roberta``; offline: ``bilstm``).
+        judge: a second, independent toxicity judge, so reward hacking of one scorer shows.
+        subtypes: scorer used for toxicity subtypes (paper: Detoxify; offline: the BiLSTM's 6 labels).
+        embedder: the frozen sentence encoder h(o) (paper: all-MiniLM-L6-v2).
+        toxic_threshold: an output is toxic when the ground truth's P(toxic) exceeds this.
+    """
+
+    base_lm: str = "pythia-410m"
+    size_lms: tuple[str, ...] = ("smollm2-135m", "gemma3-270m", "smollm2-360m", "pythia-410m")
+    ground_truth: str = "roberta"
+    judge: str = "profanity"
+    subtypes: str = "detoxify"
+    embedder: str = "minilm"
+    toxic_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """Preference pairs (o_post preferred over o_pre), paper Section 5.
+
+    Attributes:
+        n_pairs: target number of pairs (paper: 20,000).
+        completions_per_prompt: pairs drawn per prompt (several where prompts are few).
+        test_fraction: share of pairs in the test split (split by prompt, deterministic).
+    """
+
+    n_pairs: int = 20000
+    completions_per_prompt: int = 20
+    test_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class PairMixConfig:
+    """Pair-mix sweep of Appendix D (Figure 4).
+
+    Attributes:
+        fractions: shares of T->NT pairs swept (the rest NT->NT).
+        total_pairs: fixed total number of pairs per mix.
+    """
+
+    fractions: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+    total_pairs: int = 2000
+
+
+# section name -> "module:Class"; classes live next to the code that reads them.
+SECTIONS: dict[str, str] = {
+    "data": "fairl_lib.config:DataConfig",
+    "models": "fairl_lib.config:ModelsConfig",
+    "gen": "fairl_lib.models:GenSettings",
+    "rlhf": "fairl_lib.rlhf:RLHFConfig",
+    "pairs": "fairl_lib.config:PairsConfig",
+    "irl": "fairl_lib.irl.train:IRLConfig",
+    "pairmix": "fairl_lib.config:PairMixConfig",
+    "theory": "fairl_lib.irl.theory:TheoryConfig",
+}
+TOP_LEVEL_KEYS = {"description", "assets"}
+
+
+class ConfigError(ValueError):
+    """A profile, section, field or value that does not exist or does not fit."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one run depends on: profile, seed, and one frozen dataclass per section."""
+
+    profile: str
+    seed: int
+    force: bool = False
+    notebook: str = ""
+    description: str = ""
+    assets: tuple[str, ...] = ()
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"Config has no section {name!r}; sections: {sorted(sections)}")
+
+    @property
+    def results_dir(self) -> Path:
+        """``results/<profile>/``."""
+        return results_dir(self.profile)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for run.json and stage keys)."""
+        out: dict[str, Any] = {"profile": self.profile, "seed": self.seed}
+        for name, sec in self.sections.items():
+            out[name] = dataclasses.asdict(sec)
+        return out
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """The raw TOML of profile ``name``; unknown names list the valid ones."""
+    path = PROFILE_DIR / f"{name}.toml"
+    if not path.exists():
+        raise ConfigError(f"Unknown profile {name!r}. Valid profiles: {', '.join(available_profiles())}.")
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def section_class(name: str) -> type:
+    if name not in SECTIONS:
+        raise ConfigError(f"Unknown config section {name!r}. Valid sections: {', '.join(SECTIONS)}.")
+    module, cls = SECTIONS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
+    """``"irl.n_seeds=2; rlhf.steps=4"`` -> ``{"irl": {"n_seeds": 2}, "rlhf": {"steps": 4}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in filter(None, (s.strip() for s in (text or "").replace("\n", ";").split(";"))):
+        key, sep, value = item.partition("=")
+        section, dot, fname = key.strip().partition(".")
+        if not sep or not dot or not fname:
+            raise ConfigError(f"Override {item!r} is not of the form section.field=value (e.g. irl.n_seeds=2).")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value.strip()
+        out.setdefault(section, {})[fname] = parsed
+    return out
+
+
+def _coerce(cls: type, section: str, fname: str, value: Any, default: Any) -> Any:
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise ConfigError(f"{section}.{fname} must be {type(default).__name__}, got {value!r}.")
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if default is not None and not isinstance(value, type(default)):
+        raise ConfigError(f"{section}.{fname} must be {type(default).__name__}, got {value!r}.")
+    return value
+
+
+def build_section(name: str, values: Mapping[str, Any]) -> Any:
+    """One section's dataclass from a mapping; unknown fields list the valid ones."""
+    cls = section_class(name)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"Unknown field(s) {', '.join(unknown)} in section [{name}]. Valid fields: {', '.join(fields)}."
+        )
+    defaults = cls()
+    kwargs = {k: _coerce(cls, name, k, v, getattr(defaults, k)) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"Invalid settings in section [{name}]: {err}") from err
+
+
+def make_config(profile: str = "cpu", seed: int = 0, force: bool = False, overrides: str = "",
+                notebook: str = "") -> Config:
+    """Build the frozen, validated :class:`Config` for a profile, a seed and optional overrides."""
+    raw = load_profile(profile)
+    extra = sorted(k for k in raw if k not in SECTIONS and k not in TOP_LEVEL_KEYS)
+    if extra:
+        raise ConfigError(f"Profile {profile!r} has unknown section(s) {extra}. Valid sections: {', '.join(SECTIONS)}.")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"SEED must be an int, got {seed!r}.")
+    patch = parse_overrides(overrides)
+    for sec in patch:
+        section_class(sec)  # validates the name
+    sections = {}
+    for name in SECTIONS:
+        values = dict(raw.get(name, {}))
+        values.update(patch.get(name, {}))
+        sections[name] = build_section(name, values)
+    return Config(profile=profile, seed=seed, force=bool(force), notebook=notebook,
+                  description=raw.get("description", ""), assets=tuple(raw.get("assets", ())),
+                  sections=sections)

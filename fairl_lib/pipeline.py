@@ -1,0 +1,224 @@
+"""Run the numbered notebooks in order with papermill (what ``run_all.sh`` calls).
+
+    python -m fairl_lib.pipeline [PROFILE] [--from NN] [--only NN] [--seed S] [--force]
+
+- Executed copies go to ``results/<profile>/notebooks/``; a failing notebook stops the run with a
+  non-zero exit naming the notebook and the failing cell, and its partial executed copy is kept.
+- ``results/<profile>/run.json`` records the git commit, package versions, seed, profile and the
+  start, end and duration of each notebook (updated after every notebook, atomically).
+- Each notebook declares the figures and tables it promises in its metadata
+  (``metadata.fairl.figures`` / ``metadata.fairl.tables``, names without extension). At the end the
+  runner checks that each exists and is newer than the start of the run.
+- The ``cpu`` and ``paper`` profiles copy their PNG figures to the top-level ``figures/``;
+  ``smoke`` never touches it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import nbformat
+
+from fairl_lib.artifacts import read_json, write_json
+from fairl_lib.config import available_profiles, load_profile
+from fairl_lib.paths import repo_root, results_dir
+
+PUBLISHING_PROFILES = {"cpu", "paper"}
+TRACKED_PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets", "sentence-transformers",
+                    "scikit-learn", "numpy", "pandas", "papermill", "fairl")
+
+
+class PipelineError(RuntimeError):
+    """A notebook failed or a promised output is missing."""
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def discover(only: str | None = None, start: str | None = None) -> list[Path]:
+    """The numbered notebooks ``NN_name.ipynb`` in order, filtered by ``--only`` / ``--from``."""
+    books = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    numbers = [p.name[:2] for p in books]
+    for flag, value in (("--only", only), ("--from", start)):
+        if value is not None and value.zfill(2) not in numbers:
+            raise PipelineError(f"{flag} {value}: no such notebook. Available: {', '.join(numbers)}.")
+    if only is not None:
+        return [p for p in books if p.name[:2] == only.zfill(2)]
+    if start is not None:
+        return [p for p in books if p.name[:2] >= start.zfill(2)]
+    return books
+
+
+def declared_parameters(path: Path) -> set[str]:
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(path)))
+
+
+def check_parameters(path: Path, params: dict) -> None:
+    """Refuse parameters the notebook does not declare (papermill itself only warns)."""
+    declared = declared_parameters(path)
+    if not declared:
+        raise PipelineError(f"{path.name} has no cell tagged 'parameters'.")
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise PipelineError(f"{path.name}: unknown parameter(s) {unknown}. Valid: {sorted(declared)}.")
+
+
+def promised_outputs(path: Path) -> dict[str, list[str]]:
+    meta = nbformat.read(path, as_version=4).metadata.get("fairl", {})
+    return {"figures": list(meta.get("figures", [])), "tables": list(meta.get("tables", [])),
+            "metrics": list(meta.get("metrics", [path.stem]))}
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(),
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in TRACKED_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_notebook(path: Path, profile: str, seed: int, force: bool, out_dir: Path) -> Path:
+    """Execute one notebook with papermill; raise :class:`PipelineError` naming the failing cell."""
+    import papermill as pm
+
+    params = {"PROFILE": profile, "SEED": seed, "FORCE": force}
+    check_parameters(path, params)
+    out = out_dir / path.name
+    try:
+        pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(path.parent),
+                            progress_bar=False, log_output=False, kernel_name="python3")
+    except pm.PapermillExecutionError as err:
+        raise PipelineError(
+            f"{path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
+            f"The partial executed notebook is kept at {out}.") from err
+    return out
+
+
+def check_outputs(books: list[Path], profile: str, since: float) -> list[Path]:
+    """Every promised figure (PNG+PDF), table (CSV) and metrics file exists and is fresh."""
+    res = results_dir(profile)
+    problems, found = [], []
+    for book in books:
+        promised = promised_outputs(book)
+        wanted = ([res / "figures" / f"{n}.{e}" for n in promised["figures"] for e in ("png", "pdf")]
+                  + [res / "tables" / f"{n}.csv" for n in promised["tables"]]
+                  + [res / "metrics" / f"{n}.json" for n in promised["metrics"]])
+        for path in wanted:
+            if not path.exists():
+                problems.append(f"{book.name} promised {path} but it is missing")
+            elif path.stat().st_mtime < since:
+                problems.append(f"{book.name} promised {path} but it is older than this run")
+            else:
+                found.append(path)
+    if problems:
+        raise PipelineError("Missing or stale outputs:\n  " + "\n  ".join(problems))
+    return found
+
+
+def publish_figures(profile: str, books: list[Path]) -> int:
+    """Copy the PNGs of ``books`` from ``results/<profile>/figures`` to the top-level ``figures/``."""
+    target = repo_root() / "figures"
+    target.mkdir(exist_ok=True)
+    count = 0
+    for book in books:
+        for name in promised_outputs(book)["figures"]:
+            shutil.copy2(results_dir(profile) / "figures" / f"{name}.png", target / f"{name}.png")
+            count += 1
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.split("\n\n")[0])
+    parser.add_argument("profile", nargs="?", default="cpu", help=f"one of {available_profiles()} (default cpu)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--from", dest="start", metavar="NN", help="start at notebook NN")
+    group.add_argument("--only", metavar="NN", help="run only notebook NN")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="recompute cached stages")
+    args = parser.parse_args(argv)
+
+    try:
+        load_profile(args.profile)
+        books = discover(args.only, args.start)
+    except Exception as err:  # noqa: BLE001 - one clear line for the user
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    os.environ["FAIRL_BATCH"] = "1"
+    if args.profile != "paper":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    res = results_dir(args.profile)
+    out_dir = res / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_file = res / "run.json"
+    record = read_json(run_file) if run_file.exists() else {"notebooks": {}}
+    record.update({"profile": args.profile, "seed": args.seed, "git_commit": _git_commit(),
+                   "packages": _versions(), "started": _now(), "finished": None, "status": "running"})
+    write_json(run_file, record)
+
+    started = time.time()
+    print(f"fairl pipeline | profile {args.profile} | seed {args.seed} | {len(books)} notebook(s) | results -> {res}",
+          flush=True)
+    for i, book in enumerate(books, 1):
+        t0 = time.time()
+        entry = {"start": _now()}
+        print(f"[{i}/{len(books)}] {book.name} ...", flush=True)
+        try:
+            run_notebook(book, args.profile, args.seed, args.force, out_dir)
+        except Exception as err:  # noqa: BLE001
+            entry.update(end=_now(), seconds=round(time.time() - t0, 1), status="failed")
+            record["notebooks"][book.stem] = entry
+            record.update(status=f"failed in {book.name}", finished=_now())
+            write_json(run_file, record)
+            print(f"FAILED: {err}", file=sys.stderr, flush=True)
+            return 1
+        entry.update(end=_now(), seconds=round(time.time() - t0, 1), status="ok")
+        record["notebooks"][book.stem] = entry
+        write_json(run_file, record)
+        print(f"[{i}/{len(books)}] {book.name} done in {entry['seconds']:.1f} s", flush=True)
+
+    try:
+        found = check_outputs(books, args.profile, since=started - 1)
+    except PipelineError as err:
+        record.update(status="missing outputs", finished=_now())
+        write_json(run_file, record)
+        print(f"FAILED: {err}", file=sys.stderr)
+        return 1
+    record.update(status="ok", finished=_now(), seconds=round(time.time() - started, 1))
+    write_json(run_file, record)
+    print(f"All {len(books)} notebook(s) ran in {time.time() - started:.1f} s. Outputs:")
+    for path in found:
+        print(f"  {path.relative_to(res.parent.parent) if res.parent.parent in path.parents else path}")
+    if args.profile in PUBLISHING_PROFILES:
+        print(f"Copied {publish_figures(args.profile, books)} figure(s) to {repo_root() / 'figures'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

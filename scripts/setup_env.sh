@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Create or reuse .venv with the pinned environment. Sourced by run_all.sh and run_tests.sh.
+# Reinstalls only when requirements.txt or pyproject.toml changed (hash kept in .venv).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${FAIRL_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "error: fairl needs Python 3.11 (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtual environment in $VENV"
+  "$PY" -m venv "$VENV"
+fi
+want="$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+have="$(cat "$VENV/.fairl-env" 2>/dev/null || true)"
+if [ "$want" != "$have" ]; then
+  echo "[setup] installing pinned dependencies (requirements.txt; torch==2.13.0 CPU) ..."
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  # torch first and alone, exactly pinned, so nothing can pull a newer (CUDA) build.
+  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+  "$VENV/bin/python" -m pip install --quiet -r "$ROOT/requirements.txt"
+  "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
+  echo "$want" > "$VENV/.fairl-env"
+  echo "[setup] environment ready"
+fi
+export PATH="$VENV/bin:$PATH"
+export VIRTUAL_ENV="$VENV"
+# Real data mirror: default to ../shared/fairl-data beside the checkout when it exists.
+if [ -z "${FAIRL_DATA_MIRROR:-}" ] && [ -d "$ROOT/../shared/fairl-data" ]; then
+  export FAIRL_DATA_MIRROR="$(cd "$ROOT/../shared/fairl-data" && pwd)"
+fi
+export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"

@@ -1,0 +1,91 @@
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from fairl_lib.artifacts import atomic_write_text, write_json, write_metrics
+from fairl_lib.cache import RECEIPT, cached_value, run_stage, stage_key
+from fairl_lib.config import make_config
+
+
+def test_stage_key_depends_on_settings_only():
+    assert stage_key("s", {"a": 1, "b": (1, 2)}) == stage_key("s", {"b": [1, 2], "a": 1})
+    assert stage_key("s", {"a": 1}) != stage_key("s", {"a": 2})
+    assert stage_key("s", {"a": 1}) != stage_key("s", {"a": 1}, version="2")
+    assert stage_key("s", make_config("smoke").irl) == stage_key("s", make_config("smoke").irl)
+
+
+def test_rerun_reuses_and_force_recomputes(tmp_path):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return np.arange(3)
+
+    a = cached_value("toy", {"n": 3}, fn, root=tmp_path, log=lambda _: None)
+    b = cached_value("toy", {"n": 3}, fn, root=tmp_path, log=lambda _: None)
+    assert len(calls) == 1 and np.array_equal(a, b)
+    cached_value("toy", {"n": 3}, fn, root=tmp_path, force=True, log=lambda _: None)
+    assert len(calls) == 2
+    cached_value("toy", {"n": 4}, fn, root=tmp_path, log=lambda _: None)
+    assert len(calls) == 3
+
+
+def _slow_stage(root):
+    def compute(work):
+        (work / "step1.txt").write_text("done")
+        time.sleep(60)  # killed here
+        (work / "step2.txt").write_text("done")
+
+    run_stage("slow", {"k": 1}, compute, root=root, log=lambda _: None)
+
+
+def test_killed_stage_leaves_no_finished_result_and_resumes(tmp_path):
+    proc = mp.get_context("fork").Process(target=_slow_stage, args=(tmp_path,))
+    proc.start()
+    partial = tmp_path / "slow" / (stage_key("slow", {"k": 1}) + ".partial")
+    for _ in range(100):
+        if (partial / "step1.txt").exists():
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    final = tmp_path / "slow" / stage_key("slow", {"k": 1})
+    assert not final.exists() and (partial / "step1.txt").exists()
+
+    seen = []
+
+    def resume(work):
+        seen.append((work / "step1.txt").exists())  # the earlier work is handed back
+        (work / "step2.txt").write_text("done")
+
+    out = run_stage("slow", {"k": 1}, resume, root=tmp_path, log=lambda _: None)
+    assert seen == [True] and out == final and (final / RECEIPT).exists() and not partial.exists()
+
+
+def test_failed_compute_leaves_no_finished_result(tmp_path):
+    def broken(work):
+        (work / "x").write_text("half")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        run_stage("broken", {}, broken, root=tmp_path, log=lambda _: None)
+    assert not (tmp_path / "broken" / stage_key("broken", {})).exists()
+
+
+def test_atomic_write_and_metrics_are_deterministic(results_tmp):
+    cfg = make_config("smoke", seed=1, notebook="00_test")
+    p1 = write_metrics(cfg, {"b": np.float32(0.5), "a": [np.int64(1), float("nan")]})
+    first = p1.read_bytes()
+    write_metrics(cfg, {"a": [1, float("nan")], "b": 0.5})
+    assert p1.read_bytes() == first
+    assert json.loads(first) == {"a": [1, None], "b": 0.5, "profile": "smoke", "seed": 1}
+    assert not [p for p in p1.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    atomic_write_text(results_tmp / "x.txt", "hi")
+    assert (results_tmp / "x.txt").read_text() == "hi"
+    write_json(results_tmp / "y.json", {"t": (1, 2)})
+    assert json.loads((results_tmp / "y.json").read_text()) == {"t": [1, 2]}
