@@ -69,6 +69,15 @@ class AssetUnavailable(AssetError):
         super().__init__("\n".join(lines))
 
 
+class AssetsUnavailable(AssetError):
+    """Several assets failed in :func:`fetch_many`; ``errors`` maps each name to its own error."""
+
+    def __init__(self, errors: dict[str, AssetError]):
+        self.errors = errors
+        body = "\n\n".join(str(e) for e in errors.values())
+        super().__init__(f"{len(errors)} asset(s) not available: {', '.join(errors)}\n\n{body}")
+
+
 class AssetHashMismatch(AssetError):
     """A file's sha256 differs from the pinned one."""
 
@@ -151,12 +160,7 @@ class LocalSource:
         mirror = data_mirror()
         if self.mirror_subdir and mirror is not None:
             return mirror / self.mirror_subdir, False
-        unset = []
-        if self.env:
-            unset.append(f"${self.env}")
-        if self.mirror_subdir:
-            unset.append("$FAIRL_DATA_MIRROR")
-        raise SourceFailed(f"{' and '.join(unset)} not set")
+        raise SourceFailed("$FAIRL_DATA_MIRROR not set" if not self.env else "not set")
 
     def get(self, asset: "Asset", force: bool) -> Path:
         path, explicit = self._candidate()
@@ -603,13 +607,14 @@ def fetch_many(names: Iterable[str], *, force: bool = False, verify_hashes: bool
     """Fetch (and re-verify) every asset in ``names``; report each; raise one error listing all failures.
 
     Raises:
-        AssetUnavailable: one or more assets failed; the message holds each asset's own report.
+        UnknownAssetError: a name is not registered (checked before anything is fetched).
+        AssetsUnavailable: one or more assets failed; ``.errors`` holds each asset's own error.
     """
     names = list(names)
     for n in names:
         get_asset(n)  # unknown names fail before any download
     done: dict[str, Path] = {}
-    failed: list[tuple[str, str]] = []
+    failed: dict[str, AssetError] = {}
     for n in names:
         t0 = time.perf_counter()
         try:
@@ -618,13 +623,10 @@ def fetch_many(names: Iterable[str], *, force: bool = False, verify_hashes: bool
                 verify(n)
             log(f"ok    {n:28s} {time.perf_counter() - t0:6.1f} s  {done[n]}")
         except AssetError as err:
-            failed.append((n, str(err)))
-            log(f"FAIL  {n:28s} {time.perf_counter() - t0:6.1f} s  {str(err).splitlines()[0]}")
+            failed[n] = err
+            log(f"FAIL  {n:28s} {time.perf_counter() - t0:6.1f} s  {type(err).__name__}")
     if failed:
-        raise AssetUnavailable(
-            ", ".join(n for n, _ in failed),
-            [(n, msg.replace("\n", "\n    ")) for n, msg in failed],
-            ["see each asset's own fixes above"])
+        raise AssetsUnavailable(failed)
     return done
 
 

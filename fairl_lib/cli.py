@@ -1,0 +1,163 @@
+"""Command line: ``python -m fairl_lib <group> <command> ...``.
+
+Adding a command is one decorated function::
+
+    @command("score reward", "Score texts with a learned reward.",
+             arg("path", help="reward model folder"))
+    def score_reward(ns: argparse.Namespace) -> int:
+        ...
+        return 0
+
+The words of the first argument are the sub-command path; groups (``score``, ``assets``) are
+created on first use. Heavy imports go inside the functions so ``--help`` stays instant.
+Results go to stdout; progress and errors to stderr. Exit code 2 = an asset / scorer problem
+(the message says what to do).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, TextIO
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass
+class Command:
+    """A registered sub-command: its words, help line, argparse arguments and handler."""
+
+    path: tuple[str, ...]
+    help: str
+    args: tuple[tuple[tuple[str, ...], dict[str, Any]], ...]
+    func: Handler = field(repr=False)
+
+
+COMMANDS: list[Command] = []
+GROUP_HELP: dict[str, str] = {
+    "score": "score texts (toxicity scorers, learned rewards)",
+    "assets": "models and data: list, fetch and verify",
+}
+
+
+def arg(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One ``parser.add_argument(*flags, **kwargs)`` call, recorded for :func:`command`."""
+    return flags, kwargs
+
+
+def command(path: str, help: str, *args: tuple[tuple[str, ...], dict[str, Any]]) -> Callable[[Handler], Handler]:
+    """Register ``func(ns) -> exit code`` as the sub-command ``path`` (e.g. ``"score toxicity"``)."""
+
+    def register(func: Handler) -> Handler:
+        COMMANDS.append(Command(tuple(path.split()), help, args, func))
+        return func
+
+    return register
+
+
+def profile_arg() -> tuple[tuple[str, ...], dict[str, Any]]:
+    """``--profile`` (default ``$FAIRL_PROFILE`` or ``cpu``)."""
+    return arg("--profile", default=os.environ.get("FAIRL_PROFILE", "cpu"),
+               help="profile: smoke, cpu or paper (default: $FAIRL_PROFILE or cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every registered command."""
+    parser = argparse.ArgumentParser(prog="python -m fairl_lib", description=__doc__.split("\n")[0])
+    subs: dict[tuple[str, ...], Any] = {(): parser.add_subparsers(dest="cmd0", metavar="COMMAND", required=True)}
+    for cmd in COMMANDS:
+        for depth in range(1, len(cmd.path)):
+            prefix = cmd.path[:depth]
+            if prefix not in subs:
+                group = subs[prefix[:-1]].add_parser(prefix[-1], help=GROUP_HELP.get(" ".join(prefix), ""))
+                subs[prefix] = group.add_subparsers(dest=f"cmd{depth}", metavar="COMMAND", required=True)
+        p = subs[cmd.path[:-1]].add_parser(cmd.path[-1], help=cmd.help, description=cmd.help)
+        for flags, kwargs in cmd.args:
+            p.add_argument(*flags, **kwargs)
+        p.set_defaults(_func=cmd.func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; asset and scorer errors print their advice and exit 2."""
+    from fairl_lib.assets import AssetError
+
+    ns = build_parser().parse_args(argv)
+    try:
+        return int(ns._func(ns) or 0)
+    except (AssetError, _scorer_error()) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _scorer_error() -> type[Exception]:
+    from fairl_lib.scorers import ScorerError
+
+    return ScorerError
+
+
+# =========================================================================== score
+
+
+def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
+    """Lines of ``stream`` (trailing newline removed, nothing else) in lists of ``size``."""
+    batch: list[str] = []
+    for line in stream:
+        batch.append(line.rstrip("\r\n") if line.endswith("\n") else line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@command("score toxicity", "Read texts (one per line) on stdin; write one JSON object per line: "
+         '{"text", "scores": {label: p}, "toxic": P(toxic) > threshold}.',
+         arg("--scorer", default=None, help="bilstm, profanity, roberta or detoxify "
+                                            "(default: the profile's ground truth; bilstm for smoke/cpu)"),
+         profile_arg(),
+         arg("--threshold", type=float, default=0.5, help="toxic when P(toxic) > this (default 0.5)"),
+         arg("--batch-size", type=int, default=64, help="texts scored together (default 64)"))
+def score_toxicity(ns: argparse.Namespace) -> int:
+    from fairl_lib.scorers import get_scorer, ground_truth_scorer_name
+
+    scorer = get_scorer(ns.scorer or ground_truth_scorer_name(ns.profile))
+    out = sys.stdout
+    for texts in _batches(sys.stdin, max(1, ns.batch_size)):
+        scores = scorer(texts)
+        for k, text in enumerate(texts):
+            row = {lab: float(v[k]) for lab, v in scores.items()}
+            out.write(json.dumps({"text": text, "scores": row, "toxic": row["toxic"] > ns.threshold},
+                                 ensure_ascii=False) + "\n")
+        out.flush()
+    return 0
+
+
+# =========================================================================== assets
+
+
+@command("assets fetch", "Fetch and verify (sha256) every asset a profile needs, or the named ones.",
+         arg("names", nargs="*", help="asset names (default: the profile's list)"),
+         profile_arg(),
+         arg("--force", action="store_true", help="re-extract / re-download even if cached"))
+def assets_fetch(ns: argparse.Namespace) -> int:
+    from fairl_lib.assets import fetch_many, profile_assets
+
+    names = ns.names or profile_assets(ns.profile)
+    print(f"fetching {len(names)} asset(s): {', '.join(names)}", file=sys.stderr)
+    fetch_many(names, force=ns.force, log=lambda msg: print(msg, file=sys.stderr))
+    return 0
+
+
+@command("assets list", "List every registered asset with its sources (tab separated).",
+         arg("--profile", default=None, help="only the assets of this profile"))
+def assets_list(ns: argparse.Namespace) -> int:
+    from fairl_lib.assets import describe_all, profile_assets
+
+    wanted = set(profile_assets(ns.profile)) if ns.profile else None
+    for row in describe_all():
+        if wanted is None or row["name"] in wanted:
+            print("\t".join((row["name"], row["kind"], row["sources"], row["description"])))
+    return 0
