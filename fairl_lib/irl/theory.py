@@ -125,8 +125,8 @@ class TheoryConfig:
              f"n_failures must be in [1, n_constraints={self.n_constraints}], got {self.n_failures}."),
             (self.margin >= 0, f"margin M must be >= 0 (Sec. 4.4 uses 0), got {self.margin}."),
             (self.margin_fail > self.margin,
-             f"margin_fail must exceed margin (App. B: M_fail > M), got M_fail={self.margin_fail} "
-             f"<= M={self.margin}."),
+             f"margin_fail must exceed margin (App. B: M_fail > M), got M_fail={self.margin_fail}, "
+             + f"M={self.margin}."),
             (self.radius > 0, f"radius must be > 0, got {self.radius}."),
             (self.sublevel_radius > 0, f"sublevel_radius must be > 0, got {self.sublevel_radius}."),
             (self.n_draws >= 1, f"n_draws must be >= 1, got {self.n_draws}."),
@@ -451,7 +451,7 @@ def summarize_ambiguity(results: dict) -> dict:
     Also the fractions of draws where some failure binds, where F_FA is empty (the hard FA-IRL
     constraints are infeasible), and where theta* survives in F and in F_FA.
     """
-    out = {"n_draws": int(len(results["draw"]))}
+    out = {"n_draws": len(results["draw"])}
     for m in MEASURES:
         base, fa = results[f"{m}_base"], results[f"{m}_fa"]
         out[f"{m}_mean_base"] = float(base.mean())
@@ -583,7 +583,7 @@ def plot_feasible_cone(problem: ToyProblem, grid_size: int = 41, n_vertices: int
             ax.plot(*seg.T, color="tab:red", lw=2,
                     label=r"failure $\theta^\top d_f = M_{fail}$" if k == 0 else None)
     ax.annotate("", xy=0.95 * r * p.theta_true, xytext=(0, 0),
-                arrowprops=dict(arrowstyle="->", color="black", lw=1.2))
+                arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
     ax.text(*(1.0 * r * p.theta_true), r"$\theta^*$", ha="left", va="bottom")
     ax.set(xlim=(-1.08 * r, 1.08 * r), ylim=(-1.08 * r, 1.08 * r), aspect="equal",
            xlabel=r"$\theta_1$", ylabel=r"$\theta_2$",
@@ -656,7 +656,7 @@ def plot_sublevel_sets(problem: ToyProblem, cfg: TheoryConfig, eta_frac: float |
         ax.clabel(cf, fmt="%.2g", fontsize=7)
         for f in p.failures:
             ax.annotate("", xy=0.5 * r * p.D[f] / np.hypot(*p.D[f]), xytext=(0, 0),
-                        arrowprops=dict(arrowstyle="->", color="tab:red", lw=1.5))
+                        arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 1.5})
         what = (f"up-weighting $w_{{fail}}$={cfg.w_fail:g}" if variant == "upweight"
                 else rf"sharpening $\tau_{{fail}}$={cfg.tau_fail:g} < $\tau$={cfg.tau:g}")
         ax.plot([], [], color="tab:blue", label=r"$L_{base}=\eta$")
@@ -712,6 +712,6 @@ def interactive_cone(cfg: TheoryConfig):
     )
     try:
         display(ui)
-    except Exception as err:  # no frontend: keep going, the static figures tell the story
+    except Exception as err:  # noqa: BLE001 -- no frontend: the static figures tell the story
         print(f"Interactive figure not shown ({err}).")
     return ui
