@@ -183,13 +183,13 @@ def baseline_direction(D: np.ndarray) -> np.ndarray:
 
 
 def select_failures(D: np.ndarray, n_failures: int, rule: str = "boundary",
-                    rng: np.random.Generator | None = None, radius: float = 1.0) -> np.ndarray:
+                    rng: np.random.Generator | None = None) -> np.ndarray:
     """Indices of the failure pairs (Sec. 4.3: near-tie or misclassified pairs), sorted.
 
     Near-ties are measured under the standard solution u = :func:`baseline_direction`:
     ``"boundary"`` takes the smallest angular margins u . d_i / |d_i| (closest to the edge of the
     cone; the two support vectors come first), ``"margin"`` the smallest raw margins
-    Delta_i = r u . d_i (Alg. 1 line 4, F_t = {i : Delta_i <= gamma_t}), ``"random"`` a uniform subset.
+    Delta_i = u . d_i (Alg. 1 line 4, F_t = {i : Delta_i <= gamma_t}), ``"random"`` a uniform subset.
     """
     if rule not in FAILURE_RULES:
         raise ValueError(f"Unknown failure rule {rule!r}; valid: {', '.join(FAILURE_RULES)}.")
@@ -198,11 +198,11 @@ def select_failures(D: np.ndarray, n_failures: int, rule: str = "boundary",
             raise ValueError("failure rule 'random' needs an rng.")
         return np.sort(rng.choice(len(D), size=n_failures, replace=False))
     u = baseline_direction(D)
-    score = D @ u / np.linalg.norm(D, axis=1) if rule == "boundary" else radius * (D @ u)
+    score = D @ u / np.linalg.norm(D, axis=1) if rule == "boundary" else D @ u
     return np.sort(np.argsort(score, kind="stable")[:n_failures])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ToyProblem:
     """One draw: constraints D (n x 2), failure indices, margins M and M_fail, ball radius r."""
 
@@ -229,7 +229,7 @@ class ToyProblem:
 def make_problem(cfg: TheoryConfig, rng: np.random.Generator) -> ToyProblem:
     """Sample constraints and pick failures for one draw of the toy."""
     D = sample_constraints(rng, cfg.n_constraints, cfg.theta_true_angle, cfg.d_mean, cfg.d_std)
-    failures = select_failures(D, cfg.n_failures, cfg.failure_rule, rng, cfg.radius)
+    failures = select_failures(D, cfg.n_failures, cfg.failure_rule, rng)
     return ToyProblem(D, failures, cfg.margin, cfg.margin_fail, cfg.radius, unit(cfg.theta_true_angle))
 
 
@@ -430,17 +430,14 @@ def ambiguity_over_draws(cfg: TheoryConfig, rng: np.random.Generator | int | Non
     Draw k uses ``np.random.default_rng([seed, k])`` with seed = ``cfg.seed`` (rng None), the int
     given, or an int taken from the Generator given; :func:`draw_problem` rebuilds any single draw.
     Returns tidy columns (a dict of equal-length arrays; ``pandas.DataFrame(result)`` works): draw,
-    n_binding, and per measure ``<measure>_base`` / ``<measure>_fa``, plus binds, truth_in_base,
-    truth_in_fa.
+    ``<measure>_base`` / ``<measure>_fa`` for each of :data:`MEASURES`, binds, truth_in_base,
+    truth_in_fa (see :func:`ambiguity`).
     """
     if isinstance(rng, np.random.Generator):
         seed = int(rng.integers(2**31))
     else:
         seed = cfg.seed if rng is None else int(rng)
-    rows = []
-    for k in range(cfg.n_draws):
-        row = {"draw": k, **ambiguity(draw_problem(cfg, k, seed), cfg.n_vertices)}
-        rows.append(row)
+    rows = [{"draw": k, **ambiguity(draw_problem(cfg, k, seed), cfg.n_vertices)} for k in range(cfg.n_draws)]
     return {key: np.array([r[key] for r in rows]) for key in rows[0]}
 
 
@@ -449,7 +446,7 @@ def summarize_ambiguity(results: dict) -> dict:
     FA-IRL is strictly smaller, and the fraction where it is never larger (Theorem 1: always 1.0).
 
     Also the fractions of draws where some failure binds, where F_FA is empty (the hard FA-IRL
-    constraints are infeasible), and where theta* survives in F and in F_FA.
+    constraints are infeasible, or leave a zero-area set), and where theta* survives in F and in F_FA.
     """
     out = {"n_draws": len(results["draw"])}
     for m in MEASURES:
