@@ -1,0 +1,793 @@
+"""Training FA-IRL and the IRL baselines (Eq. 3, Algorithm 1), as one batched ensemble or one run.
+
+Methods (Table 1):
+
+===============  ==========  ======================================================
+name             base loss   failure path / failure set
+===============  ==========  ======================================================
+``mm_irl``       Eq. 1       none (base path only)
+``me_irl``       Eq. 2       none (base path only)
+``mm_fa_gt``     Eq. 1       supervised failures y(o)R(o) <= 0 (Alg. 1 line 6)
+``me_fa_gt``     Eq. 2       supervised failures y(o)R(o) <= 0 (Alg. 1 line 6)
+``mm_fa_margin`` Eq. 1       IRL-margin failures, bottom-k curriculum 20% -> 0% (Sec. 5)
+``me_fa_margin`` Eq. 2       IRL-margin failures, bottom-k curriculum 20% -> 0% (Sec. 5)
+===============  ==========  ======================================================
+
+One training step (Alg. 1 lines 2-12) on a minibatch of B pairs:
+
+1. rewards R = R_D + R_F of both outputs; margins Delta_i (line 2);
+2. failures F_t from the *current* margins (lines 3-10; computed without gradient), sampled S_t;
+3. L_t = L_base + lambda_t L_fail(S_t) + lambda_t/2 ||w_F||^2 (Eq. 3), one Adam step.
+
+Choices the paper leaves open (all configurable in :class:`IRLConfig`):
+
+- *Which path each loss trains.* Sec. 4.1: the base path is "trained on all pairs", the failure path
+  "only on the identified failure set". With ``route_gradients=True`` (default) both losses see the
+  full margin Delta = Delta_D + Delta_F, but L_base updates only R_D and L_fail (+ the penalty) only
+  R_F (the other path enters as a constant). ``False``: both losses update both paths.
+- *Schedules* step once per round = one epoch (t = 0, 1, ...): lambda_t = lambda0 * decay^t,
+  gamma_t / bottom-k fraction / p_t linear over their ``*_rounds``.
+- *Early stopping* watches the validation base loss L_base(Delta) of the full reward (no failure
+  term, so it does not move with lambda_t) on a fixed split; each run keeps its best-validation
+  parameters and stops after ``patience`` epochs without improvement.
+- *Randomness.* A run (method, seed) draws its path inits from (seed, path) and its minibatch order
+  and failure-sampling uniforms from (seed, epoch). Runs of different methods with the same seed
+  therefore share the base-path init and the minibatch order (common random numbers: method
+  differences are not confounded with seed luck). The train/val split uses ``split_seed`` and is
+  the same for all runs.
+
+:func:`train_grid` trains many (method, seed) runs at once with stacked parameters (one batched
+matmul per step over all paths; finished runs are removed from the stack, so they cost nothing and
+keep their best-validation state); :func:`train_one` is the plain sequential reference. Both give
+the same result up to floating-point rounding (tests/test_train.py).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fairl_lib.irl import failures as fl
+from fairl_lib.irl import losses as ls
+from fairl_lib.irl.reward import RewardModel, check_head, init_path, path_generator, stacked_forward, weight_names
+
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "fail_frac", "sampled_frac", "lambda_t", "gamma_t",
+                "bottomk_frac", "p_t")
+
+
+@dataclass(frozen=True)
+class IRLConfig:
+    """Hyper-parameters of IRL / FA-IRL training. Defaults are the paper's values where it gives one.
+
+    Attributes:
+        head: reward head per path, ``"mlp"`` (two-layer MLP, Sec. 5) or ``"linear"`` (Sec. 4.1).
+        hidden: hidden width of the MLP head (not given in the paper).
+        margin: M of Eq. 1 (paper: 0.8).
+        margin_fail: M_fail > M for failure pairs (Sec. 4.2; value not given, default 2M).
+        tau: temperature of Eq. 2 (paper: 1.0).
+        tau_fail: tau_fail < tau for failure pairs (Sec. 4.2; value not given, default tau/2).
+        w_fail: extra up-weight of the failure loss (App. B, w_fail > 1 = up-weighting; 1.0 = off).
+        fail_reduction: L_fail averages over S_t (``"subset"``) or divides by B (``"batch"``).
+        route_gradients: L_base trains only R_D and L_fail only R_F (Sec. 4.1), else both paths.
+        lambda0: initial failure weight lambda_0 of Eq. 3 (paper: 10.0).
+        lambda_decay: per-epoch factor of the exponential decay lambda_t = lambda0 * decay^t.
+        margin_rule: how *_margin runs pick failures: ``"bottomk"`` (Sec. 5 curriculum) or
+            ``"gamma"`` (Delta <= gamma_t, Alg. 1 line 4).
+        gamma_start: gamma_t at epoch 0 (0 = only pairs the reward gets wrong).
+        gamma_end: gamma_t after ``gamma_rounds`` (default M: near-ties inside the margin).
+        gamma_rounds: epochs of the linear gamma anneal.
+        bottomk_start: fraction of a minibatch flagged by bottom-k at epoch 0 (paper: 20%).
+        bottomk_end: fraction after ``bottomk_rounds`` (paper: 0%).
+        bottomk_rounds: epochs of the bottom-k curriculum (paper: 100 rounds).
+        p_start: sampling rate p_t of S_t from F_t at epoch 0 (paper: not given; 1 = keep all).
+        p_end: p_t after ``p_rounds``.
+        p_rounds: epochs of the linear p_t schedule.
+        sup_rule: supervised-failure rule, ``"text"`` (y(o)R(o) <= 0 for both outputs, Sec. 4.3) or
+            ``"alg1"`` (Alg. 1 line 6 as printed: y(o-)R(o-) >= 0); see failures.supervised_failures.
+        sup_reference: compare R(o) with ``"zero"`` (literal) or the ``"batch_mean"`` reward.
+        gt_include_margin: *_gt runs also flag Delta <= gamma_t (Alg. 1 line 10 union); default off,
+            so *_gt = ground-truth failures only.
+        mining: ``"batch"`` finds failures in each minibatch (Alg. 1 lines 2-4) or ``"epoch"`` once per
+            epoch on all training pairs (bottom-k then ranks the whole training set).
+        lr: Adam learning rate (paper: 1e-3).
+        adam_beta1: Adam beta_1 (torch default).
+        adam_beta2: Adam beta_2 (torch default).
+        adam_eps: Adam epsilon (torch default).
+        batch_size: pairs per minibatch B (paper: 32).
+        max_epochs: epoch cap (paper: up to 800).
+        patience: epochs without validation improvement before a run stops (paper: "early stopping").
+        min_delta: a validation loss must drop by more than this to count as an improvement.
+        val_fraction: share of the pairs held out for early stopping.
+        split_seed: seed of the train/validation split (shared by all runs).
+        n_seeds: independent runs per method (Table 1 reports mean +- std over seeds; paper: 5).
+        eval_chunk: pairs per chunk in full-dataset evaluation (memory knob, no effect on results).
+    """
+
+    head: str = "mlp"
+    hidden: int = 64
+    margin: float = 0.8
+    margin_fail: float = 1.6
+    tau: float = 1.0
+    tau_fail: float = 0.5
+    w_fail: float = 1.0
+    fail_reduction: str = "subset"
+    route_gradients: bool = True
+    lambda0: float = 10.0
+    lambda_decay: float = 0.95
+    margin_rule: str = "bottomk"
+    gamma_start: float = 0.0
+    gamma_end: float = 0.8
+    gamma_rounds: int = 100
+    bottomk_start: float = 0.2
+    bottomk_end: float = 0.0
+    bottomk_rounds: int = 100
+    p_start: float = 1.0
+    p_end: float = 1.0
+    p_rounds: int = 100
+    sup_rule: str = "text"
+    sup_reference: str = "zero"
+    gt_include_margin: bool = False
+    mining: str = "batch"
+    lr: float = 1e-3
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    batch_size: int = 32
+    max_epochs: int = 800
+    patience: int = 10
+    min_delta: float = 0.0
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    n_seeds: int = 5
+    eval_chunk: int = 2048
+
+    def __post_init__(self) -> None:
+        check_head(self.head)
+        choices = {"margin_rule": ("bottomk", "gamma"), "sup_rule": fl.SUP_RULES,
+                   "sup_reference": fl.SUP_REFERENCES, "mining": ("batch", "epoch"),
+                   "fail_reduction": ls.FAIL_REDUCTIONS}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"IRLConfig.{name}={getattr(self, name)!r} is not valid; choose one of {valid}")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.hidden < 1 or self.patience < 1:
+            raise ValueError("IRLConfig: batch_size, max_epochs, hidden and patience must be >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"IRLConfig.val_fraction must be in [0, 1); got {self.val_fraction}")
+
+
+# --- methods ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A Table 1 method: base loss family and failure source (None = baseline, base path only)."""
+
+    name: str
+    base: str
+    failures: str | None
+
+
+METHODS: dict[str, MethodSpec] = {
+    "mm_irl": MethodSpec("mm_irl", "mm", None),
+    "me_irl": MethodSpec("me_irl", "me", None),
+    "mm_fa_gt": MethodSpec("mm_fa_gt", "mm", "gt"),
+    "me_fa_gt": MethodSpec("me_fa_gt", "me", "gt"),
+    "mm_fa_margin": MethodSpec("mm_fa_margin", "mm", "margin"),
+    "me_fa_margin": MethodSpec("me_fa_margin", "me", "margin"),
+}
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The :class:`MethodSpec` of a Table 1 method name; unknown names list the valid ones."""
+    if name not in METHODS:
+        raise ValueError(f"Unknown IRL method {name!r}; valid: {', '.join(METHOD_NAMES)}")
+    return METHODS[name]
+
+
+# --- data ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class PreferenceData:
+    """Preference pairs (o_i+ preferred over o_i-) as frozen embeddings, with optional labels.
+
+    Attributes:
+        h_plus: ``(N, d)`` embeddings h(o+) of the preferred outputs.
+        h_minus: ``(N, d)`` embeddings h(o-) of the other outputs.
+        y_plus: ``(N,)`` labels y(o+) in {-1, +1} (e.g. +1 = non-toxic) or None.
+        y_minus: ``(N,)`` labels y(o-) in {-1, +1} or None. Needed by the *_gt methods.
+    """
+
+    h_plus: np.ndarray
+    h_minus: np.ndarray
+    y_plus: np.ndarray | None = None
+    y_minus: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        hp, hm = np.asarray(self.h_plus), np.asarray(self.h_minus)
+        if hp.ndim != 2 or hp.shape != hm.shape:
+            raise ValueError(f"h_plus and h_minus must both be (N, d); got {hp.shape} and {hm.shape}")
+        bad = ~(np.isfinite(hp).all(1) & np.isfinite(hm).all(1))
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(f"{bad.sum()} of {len(bad)} preference pairs have NaN/inf embeddings (rows "
+                             f"{rows[:10].tolist()}{' ...' if len(rows) > 10 else ''}); drop or re-embed them.")
+        if (self.y_plus is None) != (self.y_minus is None):
+            raise ValueError("Give both y_plus and y_minus, or neither.")
+        for name in ("y_plus", "y_minus"):
+            y = getattr(self, name)
+            if y is not None and (np.shape(y) != (len(hp),) or not np.isin(y, (-1, 1)).all()):
+                raise ValueError(f"{name} must be ({len(hp)},) with values in {{-1, +1}}")
+
+    @property
+    def n(self) -> int:
+        return int(np.shape(self.h_plus)[0])
+
+    @property
+    def dim(self) -> int:
+        return int(np.shape(self.h_plus)[1])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y_plus is not None
+
+    def subset(self, idx: np.ndarray) -> "PreferenceData":
+        """The pairs at ``idx``."""
+        pick = (lambda a: None if a is None else np.asarray(a)[idx])
+        return PreferenceData(np.asarray(self.h_plus)[idx], np.asarray(self.h_minus)[idx],
+                              pick(self.y_plus), pick(self.y_minus))
+
+
+def split_indices(n: int, val_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded train/validation split of ``n`` pairs (validation = ``round(n * val_fraction)``)."""
+    perm = np.random.default_rng(np.random.SeedSequence([int(split_seed), 3000])).permutation(n)
+    n_val = int(round(n * val_fraction))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def epoch_streams(seed: int, epoch: int, n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """The minibatch order and failure-sampling uniforms of run ``seed`` in ``epoch``.
+
+    Both are functions of (seed, epoch) only, so batched and sequential training draw the same ones.
+    Uniform ``u[i]`` belongs to training pair ``i``; a failure i is kept in S_t when ``u[i] < p_t``.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2000, int(epoch)]))
+    return rng.permutation(n_train), rng.random(n_train)
+
+
+# --- schedules and failure sets shared by both trainers --------------------------------------
+
+@dataclass(frozen=True)
+class RoundSchedule:
+    """Schedule values of one round t (= epoch), Alg. 1 line 13."""
+
+    t: int
+    lambda_t: float
+    gamma_t: float
+    bottomk_frac: float
+    p_t: float
+
+
+def round_schedule(cfg: IRLConfig, t: int) -> RoundSchedule:
+    """lambda_t (exponential decay), gamma_t, bottom-k fraction and p_t (linear) at round t."""
+    return RoundSchedule(t, fl.lambda_schedule(cfg.lambda0, cfg.lambda_decay, t),
+                         fl.gamma_schedule(cfg.gamma_start, cfg.gamma_end, cfg.gamma_rounds, t),
+                         fl.bottomk_schedule(cfg.bottomk_start, cfg.bottomk_end, cfg.bottomk_rounds, t),
+                         fl.sampling_schedule(cfg.p_start, cfg.p_end, cfg.p_rounds, t))
+
+
+def margin_failure_set(cfg: IRLConfig, delta: Tensor, sched: RoundSchedule) -> Tensor:
+    """Failures of the *_margin methods: bottom-k (default) or Delta <= gamma_t (Alg. 1 line 4)."""
+    if cfg.margin_rule == "bottomk":
+        return fl.bottomk_failures(delta, sched.bottomk_frac)
+    return fl.margin_failures(delta, sched.gamma_t)
+
+
+def supervised_failure_set(cfg: IRLConfig, delta: Tensor, r_plus: Tensor, r_minus: Tensor, y_plus: Tensor,
+                           y_minus: Tensor, sched: RoundSchedule) -> Tensor:
+    """Failures of the *_gt methods: F_sup (Alg. 1 line 6), optionally U F_margin (line 10)."""
+    sup = fl.supervised_failures(r_plus, r_minus, y_plus, y_minus, cfg.sup_rule, cfg.sup_reference)
+    if cfg.gt_include_margin:
+        sup = fl.union_failures(sup, fl.margin_failures(delta, sched.gamma_t))
+    return sup
+
+
+# --- results ---------------------------------------------------------------------------------
+
+@dataclass
+class TrainedRun:
+    """One trained (method, seed): its best-validation reward and per-epoch history.
+
+    ``history[key]`` is a list with one value per epoch run, keys :data:`HISTORY_KEYS`:
+    mean train objective L_t, validation base loss, |F_t| and |S_t| per training pair seen,
+    and the schedule values lambda_t (0 for baselines), gamma_t, bottom-k fraction and p_t.
+    """
+
+    method: str
+    seed: int
+    reward: RewardModel
+    history: dict[str, list[float]]
+    best_epoch: int
+    epochs_run: int
+    best_val_loss: float
+
+
+@dataclass
+class GridResult:
+    """All runs of a grid plus wall-clock seconds."""
+
+    runs: list[TrainedRun]
+    config: IRLConfig
+    seconds: float = 0.0
+    n_train: int = 0
+    n_val: int = 0
+
+    def get(self, method: str, seed: int) -> TrainedRun:
+        for r in self.runs:
+            if r.method == method and r.seed == seed:
+                return r
+        have = sorted({(r.method, r.seed) for r in self.runs})
+        raise KeyError(f"No run ({method!r}, seed {seed}); have {have}")
+
+    def by_method(self, method: str) -> list[TrainedRun]:
+        return [r for r in self.runs if r.method == method]
+
+
+def _nonfinite_error(method: str, seed: int, epoch: int, what: str, cfg: IRLConfig) -> FloatingPointError:
+    return FloatingPointError(
+        f"IRL training of {method} (seed {seed}) produced a non-finite {what} at epoch {epoch}. "
+        f"Try a lower learning rate (IRLConfig.lr={cfg.lr:g} -> e.g. {cfg.lr / 10:g}), a smaller lambda0 "
+        f"(={cfg.lambda0:g}), or check the scale of the embeddings.")
+
+
+def _history() -> dict[str, list[float]]:
+    return {k: [] for k in HISTORY_KEYS}
+
+
+def _record(hist: dict[str, list[float]], epoch: int, train_loss: float, val_loss: float, n_fail: float,
+            n_sampled: float, n_train: int, sched: RoundSchedule, has_fail: bool) -> None:
+    for key, val in (("epoch", epoch), ("train_loss", train_loss), ("val_loss", val_loss),
+                     ("fail_frac", n_fail / n_train), ("sampled_frac", n_sampled / n_train),
+                     ("lambda_t", sched.lambda_t if has_fail else 0.0), ("gamma_t", sched.gamma_t),
+                     ("bottomk_frac", sched.bottomk_frac), ("p_t", sched.p_t)):
+        hist[key].append(float(val))
+
+
+def _check_methods(methods: Sequence[str], data: PreferenceData) -> list[MethodSpec]:
+    specs = [method_spec(m) for m in methods]
+    if any(s.failures == "gt" for s in specs) and not data.has_labels:
+        raise ValueError("The *_fa_gt methods need ground-truth labels: give PreferenceData(y_plus=..., y_minus=...).")
+    return specs
+
+
+def _tensors(data: PreferenceData, idx: np.ndarray, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``X (n, 2, d)`` (row = [h(o+), h(o-)]) and labels ``Y (n, 2)`` (zeros without labels)."""
+    x = np.stack([np.asarray(data.h_plus)[idx], np.asarray(data.h_minus)[idx]], axis=1)
+    if data.has_labels:
+        y = np.stack([np.asarray(data.y_plus)[idx], np.asarray(data.y_minus)[idx]], axis=1)
+    else:
+        y = np.zeros((len(idx), 2))
+    return torch.as_tensor(x, dtype=dtype).contiguous(), torch.as_tensor(y, dtype=dtype)
+
+
+class _EarlyStopper:
+    """Per-run early stopping on the validation loss (improvement = drop by more than min_delta)."""
+
+    def __init__(self, n: int, patience: int, min_delta: float) -> None:
+        self.best = np.full(n, np.inf)
+        self.best_epoch = np.zeros(n, dtype=int)
+        self.bad = np.zeros(n, dtype=int)
+        self.patience, self.min_delta = patience, min_delta
+
+    def update(self, pos: np.ndarray, val: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (improved, stop) masks for runs ``pos`` with validation losses ``val``.
+
+        Without a validation split (``val`` is NaN) every epoch counts as an improvement.
+        """
+        improved = np.isnan(val) | (val < self.best[pos] - self.min_delta)
+        self.best[pos] = np.where(improved, np.where(np.isnan(val), np.inf, val), self.best[pos])
+        self.best_epoch[pos] = np.where(improved, epoch, self.best_epoch[pos])
+        self.bad[pos] = np.where(improved, 0, self.bad[pos] + 1)
+        return improved, self.bad[pos] >= self.patience
+
+
+# --- the sequential reference ----------------------------------------------------------------
+
+def _make_path_module(params: dict[str, Tensor]) -> nn.Module:
+    """An ``nn.Linear`` / ``nn.Sequential`` path holding the given init values."""
+    with torch.no_grad():
+        if "w" in params:
+            lin = nn.Linear(params["w"].shape[0], 1, dtype=params["w"].dtype)
+            lin.weight.copy_(params["w"][None, :])
+            lin.bias.copy_(params["b"].reshape(1))
+            return lin
+        d, h = params["w1"].shape
+        mlp = nn.Sequential(nn.Linear(d, h, dtype=params["w1"].dtype), nn.ReLU(),
+                            nn.Linear(h, 1, dtype=params["w1"].dtype))
+        mlp[0].weight.copy_(params["w1"].T)
+        mlp[0].bias.copy_(params["b1"])
+        mlp[2].weight.copy_(params["w2"][None, :])
+        mlp[2].bias.copy_(params["b2"].reshape(1))
+        return mlp
+
+
+def _path_params(module: nn.Module) -> dict[str, Tensor]:
+    if isinstance(module, nn.Linear):
+        return {"w": module.weight.detach()[0].clone(), "b": module.bias.detach()[0].clone()}
+    return {"w1": module[0].weight.detach().T.clone(), "b1": module[0].bias.detach().clone(),
+            "w2": module[2].weight.detach()[0].clone(), "b2": module[2].bias.detach()[0].clone()}
+
+
+class DualPathReward(nn.Module):
+    """R(o) = R_D(o) + R_F(o) as a plain ``nn.Module`` (Sec. 4.1); ``failure`` absent for baselines."""
+
+    def __init__(self, base: dict[str, Tensor], failure: dict[str, Tensor] | None) -> None:
+        super().__init__()
+        self.base = _make_path_module(base)
+        self.failure = _make_path_module(failure) if failure is not None else None
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        r_d = self.base(h)[..., 0]
+        r_f = self.failure(h)[..., 0] if self.failure is not None else torch.zeros_like(r_d)
+        return r_d, r_f
+
+    def failure_weights(self) -> list[Tensor]:
+        assert self.failure is not None
+        return [p for n, p in self.failure.named_parameters() if n.endswith("weight")]
+
+
+def _init_run(seed: int, spec: MethodSpec, dim: int, cfg: IRLConfig, dtype: torch.dtype):
+    base = init_path(dim, cfg.head, cfg.hidden, path_generator(seed, "base"), dtype)
+    fail = init_path(dim, cfg.head, cfg.hidden, path_generator(seed, "failure"), dtype) if spec.failures else None
+    return base, fail
+
+
+def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRLConfig(),
+              dtype: torch.dtype = torch.float32) -> TrainedRun:
+    """Train one (method, seed) with a plain PyTorch loop: the sequential reference of :func:`train_grid`.
+
+    Implements Alg. 1 with Eq. 3 step by step for a single model (see the module docstring).
+    """
+    spec = _check_methods([method], data)[0]
+    tr_idx, va_idx = split_indices(data.n, cfg.val_fraction, cfg.split_seed)
+    x_tr, y_tr = _tensors(data, tr_idx, dtype)
+    x_va, _ = _tensors(data, va_idx, dtype)
+    n_tr, bsz = len(tr_idx), cfg.batch_size
+    model = DualPathReward(*_init_run(seed, spec, data.dim, cfg, dtype))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    stopper = _EarlyStopper(1, cfg.patience, cfg.min_delta)
+    hist, best = _history(), {k: v.detach().clone() for k, v in model.state_dict().items()}
+    has_fail = spec.failures is not None
+    for epoch in range(cfg.max_epochs):
+        sched = round_schedule(cfg, epoch)
+        perm, u = epoch_streams(seed, epoch, n_tr)
+        perm_t, u_t = torch.as_tensor(perm), torch.as_tensor(u, dtype=dtype)
+        epoch_s = _mine_epoch_single(model, spec, cfg, x_tr, y_tr, u_t, sched) if has_fail and cfg.mining == "epoch" else None
+        tot_loss, n_fail, n_sampled = 0.0, 0.0, 0.0
+        for start in range(0, n_tr, bsz):
+            idx = perm_t[start:start + bsz]
+            xb, yb = x_tr[idx], y_tr[idx]
+            r_d, r_f = model(xb.reshape(-1, xb.shape[-1]))
+            r_d, r_f = r_d.view(-1, 2), r_f.view(-1, 2)
+            d_d, d_f = r_d[:, 0] - r_d[:, 1], r_f[:, 0] - r_f[:, 1]
+            d_base = d_d + d_f.detach() if cfg.route_gradients else d_d + d_f
+            loss = ls.base_loss(spec.base, d_base, cfg.margin, cfg.tau)
+            if has_fail:
+                delta, r = (d_d + d_f).detach(), (r_d + r_f).detach()
+                if epoch_s is not None:
+                    fail_set, s_t = epoch_s[0][idx], epoch_s[1][idx]
+                else:
+                    if spec.failures == "gt":
+                        fail_set = supervised_failure_set(cfg, delta, r[:, 0], r[:, 1], yb[:, 0], yb[:, 1], sched)
+                    else:
+                        fail_set = margin_failure_set(cfg, delta, sched)
+                    s_t = fl.sample_failures(fail_set, u_t[idx], sched.p_t)
+                d_fail = d_d.detach() + d_f if cfg.route_gradients else d_d + d_f
+                l_fail = ls.failure_loss(spec.base, d_fail, s_t, cfg.margin_fail, cfg.tau_fail, cfg.w_fail,
+                                         cfg.fail_reduction)
+                pen = ls.failure_weight_penalty(model.failure_weights())
+                loss = ls.fa_objective(loss, l_fail, pen, sched.lambda_t)
+                n_fail += float(fail_set.sum())
+                n_sampled += float(s_t.sum())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot_loss += float(loss.detach())
+        n_steps = math.ceil(n_tr / bsz)
+        with torch.no_grad():
+            val = _val_loss_single(model, spec, cfg, x_va)
+        if not math.isfinite(tot_loss) or not (math.isfinite(val) or len(va_idx) == 0):
+            raise _nonfinite_error(method, seed, epoch, "loss", cfg)
+        _record(hist, epoch, tot_loss / n_steps, val, n_fail, n_sampled, n_tr, sched, has_fail)
+        improved, stop = stopper.update(np.array([0]), np.array([val]), epoch)
+        if improved[0]:
+            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if stop[0]:
+            break
+    model.load_state_dict(best)
+    return _finish_run(method, seed, _path_params(model.base),
+                       _path_params(model.failure) if model.failure is not None else None,
+                       hist, int(stopper.best_epoch[0]), float(stopper.best[0]), cfg)
+
+
+def _val_loss_single(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, x_va: Tensor) -> float:
+    if x_va.shape[0] == 0:
+        return float("nan")
+    r_d, r_f = model(x_va.reshape(-1, x_va.shape[-1]))
+    r = (r_d + r_f).view(-1, 2)
+    return float(ls.base_loss(spec.base, r[:, 0] - r[:, 1], cfg.margin, cfg.tau))
+
+
+def _mine_epoch_single(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, x_tr: Tensor, y_tr: Tensor,
+                       u: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
+    """``mining="epoch"``: F_t and S_t over all training pairs from the reward at the epoch start."""
+    with torch.no_grad():
+        r_d, r_f = model(x_tr.reshape(-1, x_tr.shape[-1]))
+        r = (r_d + r_f).view(-1, 2)
+    delta = r[:, 0] - r[:, 1]
+    if spec.failures == "gt":
+        fail_set = supervised_failure_set(cfg, delta, r[:, 0], r[:, 1], y_tr[:, 0], y_tr[:, 1], sched)
+    else:
+        fail_set = margin_failure_set(cfg, delta, sched)
+    return fail_set, fl.sample_failures(fail_set, u, sched.p_t)
+
+
+def _finish_run(method: str, seed: int, base: dict[str, Tensor], fail: dict[str, Tensor] | None,
+                hist: dict[str, list[float]], best_epoch: int, best_val: float, cfg: IRLConfig) -> TrainedRun:
+    meta = {"method": method, "seed": int(seed), "best_epoch": best_epoch, "epochs_run": len(hist["epoch"]),
+            "best_val_loss": best_val, "config": asdict(cfg)}
+    return TrainedRun(method, int(seed), RewardModel(base, fail, meta), hist, best_epoch, len(hist["epoch"]), best_val)
+
+
+# --- the batched ensemble --------------------------------------------------------------------
+
+@dataclass
+class _Stack:
+    """The active runs of a grid with their parameters stacked along a leading path axis.
+
+    Paths ``[0, E)`` are the base paths of the E active runs (in order); paths ``[E, P)`` are the
+    failure paths of the active FA runs (in order). ``fail_slot[e]`` is run e's index among the
+    failure paths, or ``E_F`` (a zero row) for baselines.
+    """
+
+    runs: np.ndarray            # (E,) indices into the grid's run list
+    path_ids: np.ndarray        # (P,) global path ids (for the best-state bank)
+    params: dict[str, Tensor]   # name -> (P, ...) leaf tensors
+    opt: torch.optim.Adam
+
+    def __post_init__(self) -> None:
+        self.n_runs = len(self.runs)
+
+
+class _Grid:
+    """Book-keeping of a batched grid: run specs, index maps, best-state bank, histories."""
+
+    def __init__(self, data: PreferenceData, methods: Sequence[str], seeds: Sequence[int], cfg: IRLConfig,
+                 dtype: torch.dtype) -> None:
+        self.cfg, self.dtype = cfg, dtype
+        self.specs = _check_methods(methods, data)
+        self.pairs = [(s, int(seed)) for seed in seeds for s in self.specs]
+        self.seeds = sorted({seed for _, seed in self.pairs})
+        tr_idx, va_idx = split_indices(data.n, cfg.val_fraction, cfg.split_seed)
+        self.n_tr, self.n_va = len(tr_idx), len(va_idx)
+        x_tr, self.y_tr = _tensors(data, tr_idx, dtype)
+        self.x_tr_flat = x_tr.reshape(self.n_tr, -1)                 # (N, 2d): one gather per pair
+        self.x_va = _tensors(data, va_idx, dtype)[0].reshape(-1, data.dim)  # (2N_va, d), +,- interleaved
+        self.x_tr_rows = x_tr.reshape(-1, data.dim)
+        self.dim = data.dim
+        n = len(self.pairs)
+        self.is_mm = torch.tensor([s.base == "mm" for s, _ in self.pairs])
+        self.kind = np.array([0 if s.failures is None else (1 if s.failures == "gt" else 2) for s, _ in self.pairs])
+        self.seed_pos = np.array([self.seeds.index(seed) for _, seed in self.pairs])
+        base, fail = zip(*[_init_run(seed, s, data.dim, cfg, dtype) for s, seed in self.pairs])
+        fa_runs = [i for i in range(n) if fail[i] is not None]
+        self.base_path = np.arange(n)
+        self.fail_path = np.full(n, -1)
+        self.fail_path[fa_runs] = n + np.arange(len(fa_runs))
+        names = list(base[0])
+        all_paths = list(base) + [fail[i] for i in fa_runs]
+        self.bank = {k: torch.stack([p[k] for p in all_paths]) for k in names}  # best-validation states
+        self.weights = weight_names(cfg.head)
+        self.stopper = _EarlyStopper(n, cfg.patience, cfg.min_delta)
+        self.hist = [_history() for _ in range(n)]
+        self.stack = self._make_stack(np.arange(n), {k: v.clone() for k, v in self.bank.items()}, None)
+
+    # -- stack construction / compaction --
+    def _paths_of(self, runs: np.ndarray) -> np.ndarray:
+        fa = runs[self.kind[runs] > 0]
+        return np.concatenate([self.base_path[runs], self.fail_path[fa]])
+
+    def _make_stack(self, runs: np.ndarray, values: dict[str, Tensor], old: _Stack | None) -> _Stack:
+        cfg = self.cfg
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in values.items()}
+        opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                               eps=cfg.adam_eps)
+        stack = _Stack(runs, self._paths_of(runs), params, opt)
+        if old is not None:
+            keep = torch.as_tensor(np.searchsorted(old.path_ids, stack.path_ids))
+            for k in params:
+                st = old.opt.state.get(old.params[k])
+                if st:
+                    opt.state[params[k]] = {n: (v.clone() if n == "step" else v[keep].clone()) for n, v in st.items()}
+        fa_runs = runs[self.kind[runs] > 0]
+        stack.n_fa = len(fa_runs)
+        slot = np.full(len(runs), stack.n_fa)
+        slot[self.kind[runs] > 0] = np.arange(stack.n_fa)
+        stack.fail_slot = torch.as_tensor(slot)
+        stack.fa_pos = torch.as_tensor(np.flatnonzero(self.kind[runs] > 0))
+        stack.path_run = torch.as_tensor(np.concatenate([np.arange(len(runs)), stack.fa_pos.numpy()]).astype(np.int64))
+        stack.is_mm = self.is_mm[torch.as_tensor(runs)]
+        stack.is_mm_fa = stack.is_mm[stack.fa_pos]
+        stack.is_gt_fa = torch.as_tensor(self.kind[fa_runs] == 1)
+        seeds_here = sorted({int(self.seed_pos[r]) for r in runs})
+        stack.seed_list = [self.seeds[i] for i in seeds_here]
+        stack.run_seed = torch.as_tensor([seeds_here.index(int(self.seed_pos[r])) for r in runs])
+        return stack
+
+    def compact(self, keep_mask: np.ndarray) -> None:
+        """Drop finished runs from the stack (their best states are already in the bank)."""
+        old = self.stack
+        runs = old.runs[keep_mask]
+        if len(runs) == 0:
+            self.stack = None
+            return
+        new_paths = self._paths_of(runs)
+        pos = torch.as_tensor(np.searchsorted(old.path_ids, new_paths))
+        self.stack = self._make_stack(runs, {k: v.detach()[pos] for k, v in old.params.items()}, old)
+
+    def save_best(self, improved: np.ndarray) -> None:
+        st = self.stack
+        runs = st.runs[improved]
+        if len(runs) == 0:
+            return
+        paths = self._paths_of(runs)
+        pos = torch.as_tensor(np.searchsorted(st.path_ids, paths))
+        with torch.no_grad():
+            for k, v in st.params.items():
+                self.bank[k][torch.as_tensor(paths)] = v[pos]
+
+    # -- one step --
+    def run_rewards(self, r_paths: Tensor) -> tuple[Tensor, Tensor]:
+        """(R_D, R_F) per run from path rewards ``(P, ...)``."""
+        st = self.stack
+        r_d = r_paths[:st.n_runs]
+        if st.n_fa == 0:
+            return r_d, torch.zeros_like(r_d)
+        r_f = torch.cat([r_paths[st.n_runs:], torch.zeros_like(r_paths[:1])])[st.fail_slot]
+        return r_d, r_f
+
+    def failure_sets(self, delta: Tensor, r: Tensor, y: Tensor, u: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
+        """F_t and S_t of the FA runs (rows ``fa_pos``), mixing gt and margin runs by ``where``."""
+        st, cfg = self.stack, self.cfg
+        fm = margin_failure_set(cfg, delta, sched)
+        if bool(st.is_gt_fa.any()):
+            fs = supervised_failure_set(cfg, delta, r[..., 0], r[..., 1], y[..., 0], y[..., 1], sched)
+            fm = torch.where(st.is_gt_fa[:, None], fs, fm)
+        return fm, fl.sample_failures(fm, u, sched.p_t)
+
+    def step_loss(self, xb: Tensor, yb: Tensor, ub: Tensor, sched: RoundSchedule,
+                  epoch_sets: tuple[Tensor, Tensor] | None, idx_run: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Eq. 3 summed over runs; also per-run objective, |F_t|, |S_t| (detached)."""
+        st, cfg = self.stack, self.cfg
+        r = stacked_forward(st.params, xb).view(xb.shape[0], -1, 2)
+        r_d, r_f = self.run_rewards(r)
+        d_d, d_f = r_d[..., 0] - r_d[..., 1], r_f[..., 0] - r_f[..., 1]
+        d_base = d_d + d_f.detach() if cfg.route_gradients else d_d + d_f
+        l_base = self._base_loss(d_base, st.is_mm)
+        per_run = l_base
+        n_fail = n_samp = torch.zeros(st.n_runs, dtype=self.dtype)
+        if st.n_fa:
+            fa = st.fa_pos
+            delta = (d_d + d_f).detach()[fa]
+            if epoch_sets is not None:
+                f_t, s_t = epoch_sets[0].gather(1, idx_run[fa]), epoch_sets[1].gather(1, idx_run[fa])
+            else:
+                f_t, s_t = self.failure_sets(delta, (r_d + r_f).detach()[fa], yb[fa], ub[fa], sched)
+            d_fail = (d_d.detach() + d_f if cfg.route_gradients else d_d + d_f)[fa]
+            l_fail = torch.where(st.is_mm_fa,
+                                 ls.margin_loss_fail(d_fail, s_t, cfg.margin_fail, cfg.w_fail, cfg.fail_reduction),
+                                 ls.maxent_loss_fail(d_fail, s_t, cfg.tau_fail, cfg.w_fail, cfg.fail_reduction))
+            pen = ls.failure_weight_penalty([st.params[k][st.n_runs:] for k in self.weights], batch_dims=1)
+            extra = sched.lambda_t * l_fail + 0.5 * sched.lambda_t * pen
+            per_run = l_base.index_add(0, fa, extra)
+            n_fail = n_fail.index_add(0, fa, f_t.sum(-1).to(self.dtype))
+            n_samp = n_samp.index_add(0, fa, s_t.sum(-1).to(self.dtype))
+        return per_run.sum(), per_run.detach(), n_fail, n_samp
+
+    def _base_loss(self, delta: Tensor, is_mm: Tensor) -> Tensor:
+        cfg = self.cfg
+        if bool(is_mm.all()):
+            return ls.margin_loss(delta, cfg.margin)
+        if not bool(is_mm.any()):
+            return ls.maxent_loss(delta, cfg.tau)
+        return torch.where(is_mm, ls.margin_loss(delta, cfg.margin), ls.maxent_loss(delta, cfg.tau))
+
+    @torch.no_grad()
+    def full_rewards(self, rows: Tensor) -> Tensor:
+        """R = R_D + R_F of every active run on shared interleaved rows ``(2n, d)`` -> ``(E, n, 2)``."""
+        outs = []
+        chunk = 2 * self.cfg.eval_chunk
+        for s in range(0, rows.shape[0], chunk):
+            outs.append(stacked_forward({k: v.detach() for k, v in self.stack.params.items()}, rows[s:s + chunk]))
+        r = torch.cat(outs, 1).view(len(self.stack.path_ids), -1, 2)
+        r_d, r_f = self.run_rewards(r)
+        return r_d + r_f
+
+    def val_losses(self) -> np.ndarray:
+        if self.n_va == 0:
+            return np.full(self.stack.n_runs, np.nan)
+        r = self.full_rewards(self.x_va)
+        return self._base_loss(r[..., 0] - r[..., 1], self.stack.is_mm).numpy().astype(np.float64)
+
+    def mine_epoch(self, u_run: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
+        """``mining="epoch"``: F_t, S_t of the FA runs over all training pairs, ``(E_F, N)`` each."""
+        r = self.full_rewards(self.x_tr_rows)[self.stack.fa_pos]
+        y = self.y_tr.expand(r.shape[0], -1, -1)
+        return self.failure_sets(r[..., 0] - r[..., 1], r, y, u_run[self.stack.fa_pos], sched)
+
+
+def train_grid(data: PreferenceData, cfg: IRLConfig = IRLConfig(), methods: Sequence[str] = METHOD_NAMES,
+               seeds: Iterable[int] | None = None, dtype: torch.dtype = torch.float32,
+               progress: Callable[[int, int], None] | None = None) -> GridResult:
+    """Train every (method, seed) at once as one batched ensemble (stacked parameters).
+
+    Each run keeps its own init, minibatch order, failure sampling and early stopping; finished runs
+    leave the stack with their best-validation parameters. Seeds default to ``range(cfg.n_seeds)``.
+    ``progress(epoch, n_active)`` is called after every epoch. Results equal :func:`train_one` per run
+    up to floating-point rounding.
+    """
+    t0 = time.perf_counter()
+    seeds = list(range(cfg.n_seeds) if seeds is None else seeds)
+    g = _Grid(data, methods, seeds, cfg, dtype)
+    bsz = cfg.batch_size
+    for epoch in range(cfg.max_epochs):
+        st = g.stack
+        if st is None:
+            break
+        sched = round_schedule(cfg, epoch)
+        streams = [epoch_streams(s, epoch, g.n_tr) for s in st.seed_list]
+        perm_s = torch.as_tensor(np.stack([p for p, _ in streams]))[st.run_seed]          # (E, N)
+        u_s = torch.as_tensor(np.stack([u for _, u in streams]), dtype=dtype)[st.run_seed]  # (E, N)
+        epoch_sets = g.mine_epoch(u_s, sched) if (cfg.mining == "epoch" and st.n_fa) else None
+        tot = torch.zeros(st.n_runs, dtype=dtype)
+        n_fail = torch.zeros(st.n_runs, dtype=dtype)
+        n_samp = torch.zeros(st.n_runs, dtype=dtype)
+        for start in range(0, g.n_tr, bsz):
+            idx_run = perm_s[:, start:start + bsz]                                     # (E, b)
+            idx_path = idx_run[st.path_run]                                            # (P, b)
+            xb = g.x_tr_flat.index_select(0, idx_path.reshape(-1)).view(len(st.path_ids), -1, g.dim)
+            yb = g.y_tr[idx_run]
+            ub = u_s.gather(1, idx_run)
+            loss, per_run, nf, ns = g.step_loss(xb, yb, ub, sched, epoch_sets, idx_run)
+            st.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            st.opt.step()
+            tot += per_run
+            n_fail += nf
+            n_samp += ns
+        n_steps = math.ceil(g.n_tr / bsz)
+        val = g.val_losses()
+        tot_np, nf_np, ns_np = tot.numpy(), n_fail.numpy(), n_samp.numpy()
+        for j, run in enumerate(st.runs):
+            spec, seed = g.pairs[run]
+            if not np.isfinite(tot_np[j]) or (g.n_va and not np.isfinite(val[j])):
+                raise _nonfinite_error(spec.name, seed, epoch, "loss", cfg)
+            _record(g.hist[run], epoch, tot_np[j] / n_steps, val[j], nf_np[j], ns_np[j], g.n_tr, sched,
+                    spec.failures is not None)
+        improved, stop = g.stopper.update(st.runs, val, epoch)
+        g.save_best(improved)
+        if progress is not None:
+            progress(epoch, st.n_runs)
+        if stop.any():
+            g.compact(~stop)
+    runs = []
+    for i, (spec, seed) in enumerate(g.pairs):
+        base = {k: v[g.base_path[i]] for k, v in g.bank.items()}
+        fail = {k: v[g.fail_path[i]] for k, v in g.bank.items()} if g.fail_path[i] >= 0 else None
+        runs.append(_finish_run(spec.name, seed, base, fail, g.hist[i], int(g.stopper.best_epoch[i]),
+                                float(g.stopper.best[i]), cfg))
+    return GridResult(runs, cfg, time.perf_counter() - t0, g.n_tr, g.n_va)
