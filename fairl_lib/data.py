@@ -87,7 +87,7 @@ def filter_prompts(df: pd.DataFrame, min_toxicity: float) -> pd.DataFrame:
     return df[df["prompt_toxicity"] > min_toxicity].reset_index(drop=True)
 
 
-def split_prompts(df: pd.DataFrame, n_held_out: int | float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_prompts(df: pd.DataFrame, n_held_out: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Deterministic ``(train, held_out)`` split of prompts.
 
     The ``n_held_out`` prompts with the smallest :func:`stable_hash` of ``(seed, prompt text)``
@@ -95,7 +95,7 @@ def split_prompts(df: pd.DataFrame, n_held_out: int | float, seed: int) -> tuple
     Because the hash is per prompt, a prompt held out from a larger pool stays held out in any
     sub-pool that still needs as many held-out prompts below its rank.
     """
-    n = int(round(n_held_out * len(df))) if isinstance(n_held_out, float) and 0 < n_held_out < 1 else int(n_held_out)
+    n = round(n_held_out * len(df)) if isinstance(n_held_out, float) and 0 < n_held_out < 1 else int(n_held_out)
     if not 0 <= n <= len(df):
         raise ValueError(f"n_held_out={n_held_out} does not fit {len(df)} prompts.")
     order = _hash_order(df["prompt"], seed)
@@ -104,7 +104,7 @@ def split_prompts(df: pd.DataFrame, n_held_out: int | float, seed: int) -> tuple
     return df[~held].reset_index(drop=True), df[held].reset_index(drop=True)
 
 
-def rtp_prompts(min_toxicity: float, n_held_out: int | float, seed: int, max_train: int = 0,
+def rtp_prompts(min_toxicity: float, n_held_out: float, seed: int, max_train: int = 0,
                 folder: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """RealToxicityPrompts filtered by prompt toxicity and split: ``(train, held_out)``.
 

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from fairl_lib.assets import fetch
+from fairl_lib.assets import fetch, profile_toml
 
 LABELS: tuple[str, ...] = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
 
@@ -82,7 +83,7 @@ class _PickledKerasTokenizer:
 class _TokenizerUnpickler(pickle.Unpickler):
     """Unpickles the Keras Tokenizer without Keras; only a few harmless classes are allowed."""
 
-    SAFE = {("collections", "OrderedDict"), ("collections", "defaultdict"), ("builtins", "int"),
+    SAFE: ClassVar[set[tuple[str, str]]] = {("collections", "OrderedDict"), ("collections", "defaultdict"), ("builtins", "int"),
             ("builtins", "dict"), ("builtins", "list"), ("builtins", "str")}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -110,7 +111,7 @@ class KerasTokenizer:
     split: str = " "
 
     @classmethod
-    def from_pickle(cls, path: Path) -> "KerasTokenizer":
+    def from_pickle(cls, path: Path) -> KerasTokenizer:
         """Read ``tokenizer.pickle`` (a pickled Keras Tokenizer) with the restricted unpickler."""
         with open(path, "rb") as fh:
             tok = _TokenizerUnpickler(io.BytesIO(fh.read())).load()
@@ -181,7 +182,7 @@ def _bilstm_net(weights: Path):
         out = [g[f"dense_1/vars/{k}"][()] for k in range(2)]
     units = lstm["forward"][1].shape[0]
     net = BiLSTMNet(emb.shape[0], emb.shape[1], units, out[0].shape[1])
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     with torch.no_grad():
         net.embedding.weight.copy_(t(emb))
         for d, suffix in (("forward", ""), ("backward", "_reverse")):
@@ -355,7 +356,11 @@ class DetoxifyScorer:
         model_cls = getattr(transformers, arch["model_name"])
         config = model_cls.config_class.from_pretrained(cfg_dir, num_labels=arch["num_classes"])
         self.model = model_cls(config)
-        self.model.load_state_dict(ckpt["state_dict"], strict=False)
+        missing, unexpected = self.model.load_state_dict(ckpt["state_dict"], strict=False)
+        unexpected = [k for k in unexpected if not k.endswith("position_ids")]  # an old buffer, not a weight
+        if missing or unexpected:
+            raise ScorerError(f"{ckpt_path} does not fit {arch['model_name']}: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}. Is it Detoxify's 'original' checkpoint?")
         self.model.eval().to(_device())
         self.tokenizer = getattr(transformers, arch["tokenizer_name"]).from_pretrained(cfg_dir)
         self.classes = [_DETOXIFY_TO_JIGSAW.get(c, c) for c in classes[: arch["num_classes"]]]
@@ -397,7 +402,7 @@ def get_scorer(name: str, **kwargs: Any) -> Scorer:
     return _cached_scorer(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached_scorer(name: str) -> Scorer:
     return SCORERS[name]()
 
@@ -405,14 +410,9 @@ def _cached_scorer(name: str) -> Scorer:
 def ground_truth_scorer_name(profile: str) -> str:
     """The profile's ground-truth scorer: ``[models].ground_truth`` of its TOML, else
     :data:`PROFILE_GROUND_TRUTH` (``bilstm`` for smoke/cpu, ``roberta`` for paper)."""
-    try:
-        from fairl_lib.config import load_profile
-
-        name = load_profile(profile).get("models", {}).get("ground_truth")
-        if name:
-            return str(name)
-    except Exception:  # noqa: BLE001 - config module or profile not present
-        pass
+    name = profile_toml(profile).get("models", {}).get("ground_truth")
+    if name:
+        return str(name)
     if profile not in PROFILE_GROUND_TRUTH:
         raise ScorerError(f"Unknown profile {profile!r}. Valid profiles: {', '.join(PROFILE_GROUND_TRUTH)}.")
     return PROFILE_GROUND_TRUTH[profile]
