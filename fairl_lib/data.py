@@ -2,7 +2,8 @@
 
 Sources (see :mod:`fairl_lib.assets`): the data mirror (``FAIRL_DATA_MIRROR``, same schemas as the
 originals) or, for RealToxicityPrompts, the hub dataset ``allenai/real-toxicity-prompts``; for
-Jigsaw a folder of Kaggle CSVs (``FAIRL_JIGSAW_DIR``). Nothing found raises
+Jigsaw a folder of Kaggle CSVs (``FAIRL_JIGSAW_DIR``). Jigsaw has no hub source: the hub copies
+(e.g. ``google/jigsaw_toxicity_pred``) require a manual Kaggle download anyway. Nothing found raises
 :class:`fairl_lib.assets.AssetUnavailable` saying how to provide the data.
 
 Determinism: every selection orders rows by a stable hash of ``(seed, key)`` (prompt text or
