@@ -16,13 +16,17 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 want="$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
 have="$(cat "$VENV/.fairl-env" 2>/dev/null || true)"
+pip_quiet() {  # this machine's pip.conf names find-links folders that may not exist: hide that noise
+  "$VENV/bin/python" -m pip "$@" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  return "${PIPESTATUS[0]}"
+}
 if [ "$want" != "$have" ]; then
   echo "[setup] installing pinned dependencies (requirements.txt; torch==2.13.0 CPU) ..."
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  pip_quiet install --quiet --upgrade pip
   # torch first and alone, exactly pinned, so nothing can pull a newer (CUDA) build.
-  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-  "$VENV/bin/python" -m pip install --quiet -r "$ROOT/requirements.txt"
-  "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
+  pip_quiet install --quiet "torch==2.13.0"
+  pip_quiet install --quiet -r "$ROOT/requirements.txt"
+  pip_quiet install --quiet --no-deps -e "$ROOT"
   echo "$want" > "$VENV/.fairl-env"
   echo "[setup] environment ready"
 fi
