@@ -16,9 +16,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 want="$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
 have="$(cat "$VENV/.fairl-env" 2>/dev/null || true)"
-pip_quiet() {  # this machine's pip.conf names find-links folders that may not exist: hide that noise
-  "$VENV/bin/python" -m pip "$@" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-  return "${PIPESTATUS[0]}"
+pip_quiet() {  # quiet on success; the full log (minus this machine's find-links noise) on failure
+  if ! "$VENV/bin/python" -m pip "$@" > "$VENV/pip.log" 2>&1; then
+    grep -v "is ignored: it is neither a file nor a directory" "$VENV/pip.log" >&2
+    echo "error: pip $* failed (log: $VENV/pip.log)" >&2
+    return 1
+  fi
 }
 if [ "$want" != "$have" ]; then
   echo "[setup] installing pinned dependencies (requirements.txt; torch==2.13.0 CPU) ..."
