@@ -34,6 +34,7 @@ Tokenizer quirks handled here (transformers 5.23):
 Generation is a raw continuation of the prompt text: no chat template, as RealToxicityPrompts
 prompts are sentence beginnings (Gehman et al. 2020) and the paper continues them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -91,15 +92,26 @@ class ModelSpec:
 
 BASE_LMS: dict[str, ModelSpec] = {
     "smollm2-135m": ModelSpec(
-        "smollm2-135m", "HuggingFaceTB/SmolLM2-135M", "smollm2-135m",
-        gguf_asset="smollm2-135m-instruct-gguf", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        gguf_variant="SmolLM2-135M-Instruct (Q4_1, de-quantised to fp32)", pad_token="<|endoftext|>"),
+        "smollm2-135m",
+        "HuggingFaceTB/SmolLM2-135M",
+        "smollm2-135m",
+        gguf_asset="smollm2-135m-instruct-gguf",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        gguf_variant="SmolLM2-135M-Instruct (Q4_1, de-quantised to fp32)",
+        pad_token="<|endoftext|>",
+    ),
     "gemma3-270m": ModelSpec(
-        "gemma3-270m", "google/gemma-3-270m", "gemma3-270m",
-        gguf_asset="gemma3-270m-gguf", gguf_file="gemma-3-270m-q4_k_m.gguf",
-        gguf_variant="gemma-3-270m base (Q4_K_M, de-quantised to fp32)", add_bos=True),
-    "smollm2-360m": ModelSpec("smollm2-360m", "HuggingFaceTB/SmolLM2-360M", "smollm2-360m",
-                              pad_token="<|endoftext|>"),
+        "gemma3-270m",
+        "google/gemma-3-270m",
+        "gemma3-270m",
+        gguf_asset="gemma3-270m-gguf",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        gguf_variant="gemma-3-270m base (Q4_K_M, de-quantised to fp32)",
+        add_bos=True,
+    ),
+    "smollm2-360m": ModelSpec(
+        "smollm2-360m", "HuggingFaceTB/SmolLM2-360M", "smollm2-360m", pad_token="<|endoftext|>"
+    ),
     "pythia-410m": ModelSpec("pythia-410m", "EleutherAI/pythia-410m", "pythia-410m"),
 }
 
@@ -111,8 +123,10 @@ def get_spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``name``; unknown names list the valid ones."""
     if name in BASE_LMS:
         return BASE_LMS[name]
-    raise ValueError(f"Unknown base LM {name!r}. Valid names: {', '.join(BASE_LMS)} "
-                     "(or the path of a folder saved by fairl_lib.models.save_lm / rlhf.train_policy).")
+    raise ValueError(
+        f"Unknown base LM {name!r}. Valid names: {', '.join(BASE_LMS)} "
+        "(or the path of a folder saved by fairl_lib.models.save_lm / rlhf.train_policy)."
+    )
 
 
 @dataclass
@@ -131,8 +145,13 @@ class LoadedLM:
     @property
     def meta(self) -> dict[str, Any]:
         """JSON-able description for metrics files (which weights, from where)."""
-        return {"name": self.spec.name, "source": self.source, "path": str(self.path) if self.path else None,
-                "hub_id": self.spec.hub_id, "variant": self.spec.gguf_variant if self.source == "gguf" else ""}
+        return {
+            "name": self.spec.name,
+            "source": self.source,
+            "path": str(self.path) if self.path else None,
+            "hub_id": self.spec.hub_id,
+            "variant": self.spec.gguf_variant if self.source == "gguf" else "",
+        }
 
 
 # --------------------------------------------------------------------------- tokenizer quirks
@@ -167,8 +186,10 @@ def _force_bos(tok: PreTrainedTokenizerBase) -> None:
     if hasattr(tok, "update_post_processor"):
         tok.update_post_processor()
     if not _starts_with_bos(tok):
-        raise RuntimeError(f"Tokenizer {type(tok).__name__} does not prepend {tok.bos_token!r}; this model's "
-                           "perplexity is ~60x worse without it. Use transformers 5.x (see requirements.txt).")
+        raise RuntimeError(
+            f"Tokenizer {type(tok).__name__} does not prepend {tok.bos_token!r}; this model's "
+            "perplexity is ~60x worse without it. Use transformers 5.x (see requirements.txt)."
+        )
 
 
 def _starts_with_bos(tok: PreTrainedTokenizerBase) -> bool:
@@ -185,7 +206,9 @@ def suppressed_token_ids(tok: PreTrainedTokenizerBase) -> list[int]:
     return sorted(i for i in ids if i is not None and 0 <= i < len(tok))
 
 
-def encode(tok: PreTrainedTokenizerBase, texts: Sequence[str], spec: ModelSpec | None = None) -> list[list[int]]:
+def encode(
+    tok: PreTrainedTokenizerBase, texts: Sequence[str], spec: ModelSpec | None = None
+) -> list[list[int]]:
     """Token ids of ``texts`` as the model must see them (with ``bos`` first when the model needs it)."""
     ids = tok(list(texts), add_special_tokens=True)["input_ids"]
     if spec is not None and spec.add_bos:
@@ -246,8 +269,10 @@ def load_lm(name_or_path: str | Path, source: str = "auto", dtype: str = "float3
     if source == "gguf":
         if not spec.gguf_asset:
             offline = [n for n, s in BASE_LMS.items() if s.gguf_asset]
-            raise ValueError(f"{spec.name!r} has no offline GGUF; use source='hub' (needs the hub or the HF "
-                             f"cache). Models available offline: {', '.join(offline)}.")
+            raise ValueError(
+                f"{spec.name!r} has no offline GGUF; use source='hub' (needs the hub or the HF "
+                f"cache). Models available offline: {', '.join(offline)}."
+            )
         return _load_folder(convert_gguf(spec.name), spec, "gguf", dtype)
     from fairl_lib import assets
 
@@ -304,8 +329,14 @@ def convert_gguf(name: str, force: bool = False) -> Path:
     model = _plain_copy(loaded)
     del loaded
     configure_tokenizer(tok, spec)
-    meta = {"base": spec.name, "source": "gguf", "gguf_asset": spec.gguf_asset, "gguf_file": fname,
-            "variant": spec.gguf_variant, "convert_seconds": round(time.perf_counter() - t0, 1)}
+    meta = {
+        "base": spec.name,
+        "source": "gguf",
+        "gguf_asset": spec.gguf_asset,
+        "gguf_file": fname,
+        "variant": spec.gguf_variant,
+        "convert_seconds": round(time.perf_counter() - t0, 1),
+    }
     _save_atomically(model, tok, meta, final)
     return final
 
@@ -316,7 +347,8 @@ def _plain_copy(loaded: PreTrainedModel) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
     config = loaded.config.__class__.from_dict(
-        {k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"})
+        {k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"}
+    )
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False, assign=True)
@@ -328,14 +360,16 @@ def _plain_copy(loaded: PreTrainedModel) -> PreTrainedModel:
     return model.eval()
 
 
-def save_lm(model: PreTrainedModel, tok: PreTrainedTokenizerBase, folder: str | Path,
-            base: str, **meta: Any) -> Path:
+def save_lm(
+    model: PreTrainedModel, tok: PreTrainedTokenizerBase, folder: str | Path, base: str, **meta: Any
+) -> Path:
     """Save ``model`` + ``tok`` to ``folder`` (atomically) with a ``fairl_model.json`` naming its base."""
     return _save_atomically(model, tok, {"base": base, "source": "local", **meta}, Path(folder))
 
 
-def _save_atomically(model: PreTrainedModel, tok: PreTrainedTokenizerBase, meta: dict[str, Any],
-                     final: Path) -> Path:
+def _save_atomically(
+    model: PreTrainedModel, tok: PreTrainedTokenizerBase, meta: dict[str, Any], final: Path
+) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     tmp.chmod(0o755)
@@ -400,13 +434,14 @@ def _left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for i, x in enumerate(ids):
         if x:
-            input_ids[i, width - len(x):] = torch.tensor(x)
-            mask[i, width - len(x):] = 1
+            input_ids[i, width - len(x) :] = torch.tensor(x)
+            mask[i, width - len(x) :] = 1
     return input_ids, mask
 
 
-def prompt_ids(tok: PreTrainedTokenizerBase, prompts: Sequence[str], spec: ModelSpec | None,
-               max_prompt_tokens: int = 0) -> list[list[int]]:
+def prompt_ids(
+    tok: PreTrainedTokenizerBase, prompts: Sequence[str], spec: ModelSpec | None, max_prompt_tokens: int = 0
+) -> list[list[int]]:
     """Token ids of the prompts (bos kept first), truncated to their last ``max_prompt_tokens`` tokens."""
     ids = encode(tok, prompts, spec)
     if max_prompt_tokens <= 0:
@@ -415,16 +450,20 @@ def prompt_ids(tok: PreTrainedTokenizerBase, prompts: Sequence[str], spec: Model
     out = []
     for x in ids:
         if len(x) > max_prompt_tokens:
-            x = ([bos] + x[-(max_prompt_tokens - 1):]) if bos is not None else x[-max_prompt_tokens:]
+            x = ([bos] + x[-(max_prompt_tokens - 1) :]) if bos is not None else x[-max_prompt_tokens:]
         out.append(x)
     return out
 
 
 def generation_kwargs(tok: PreTrainedTokenizerBase, settings: GenSettings) -> dict[str, Any]:
     """Keyword arguments for ``model.generate`` (also handed to trl's RLOO as ``generation_kwargs``)."""
-    kw: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
-                          "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
-                          "suppress_tokens": suppressed_token_ids(tok)}
+    kw: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "do_sample": settings.do_sample,
+        "pad_token_id": tok.pad_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "suppress_tokens": suppressed_token_ids(tok),
+    }
     if settings.do_sample:
         kw.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
     else:
@@ -432,9 +471,15 @@ def generation_kwargs(tok: PreTrainedTokenizerBase, settings: GenSettings) -> di
     return kw
 
 
-def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Sequence[str],
-             settings: GenSettings = GenSettings(), seed: int = 0, spec: ModelSpec | None = None,
-             progress: bool = False) -> list[str]:
+def generate(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    settings: GenSettings = GenSettings(),
+    seed: int = 0,
+    spec: ModelSpec | None = None,
+    progress: bool = False,
+) -> list[str]:
     """Continue each prompt; return only the new text (special tokens removed), in prompt order.
 
     Batches of ``settings.batch_size`` prompts are left-padded; before each batch the torch RNG is
@@ -454,12 +499,13 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Sequ
     model.eval()
     try:
         for b, start in enumerate(range(0, len(ids), settings.batch_size)):
-            input_ids, mask = _left_pad(ids[start:start + settings.batch_size], tok.pad_token_id)
+            input_ids, mask = _left_pad(ids[start : start + settings.batch_size], tok.pad_token_id)
             with torch.random.fork_rng(devices=[]), torch.inference_mode():
                 torch.manual_seed(_batch_seed(seed, b))
-                seqs = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                                      **kw)
-            out.extend(tok.batch_decode(seqs[:, input_ids.shape[1]:], skip_special_tokens=True))
+                seqs = model.generate(
+                    input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), **kw
+                )
+            out.extend(tok.batch_decode(seqs[:, input_ids.shape[1] :], skip_special_tokens=True))
             if progress:
                 print(f"generated {len(out)}/{len(ids)}", flush=True)
     finally:
@@ -480,9 +526,14 @@ def _spec_of(model: PreTrainedModel) -> ModelSpec:
 # --------------------------------------------------------------------------- perplexity
 
 
-def completion_nll(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Sequence[str],
-                   completions: Sequence[str], batch_size: int = 16,
-                   spec: ModelSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+def completion_nll(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    batch_size: int = 16,
+    spec: ModelSpec | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed negative log-likelihood (nats) of each completion given its prompt, and its token count.
 
     The prompt is tokenized as in generation (bos first where needed); the completion is tokenized
@@ -499,27 +550,33 @@ def completion_nll(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts
     count = np.array([len(c) for c in c_ids], dtype=np.int64)
     model.eval()
     for start in range(0, len(p_ids), batch_size):
-        rows = [(p, c) for p, c in zip(p_ids[start:start + batch_size], c_ids[start:start + batch_size])]
+        rows = [(p, c) for p, c in zip(p_ids[start : start + batch_size], c_ids[start : start + batch_size])]
         seqs = [p + c for p, c in rows]
         width = max(len(s) for s in seqs)
         input_ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(input_ids)
         target_mask = torch.zeros_like(input_ids, dtype=torch.bool)
         for i, ((p, c), s) in enumerate(zip(rows, seqs)):  # right padding: positions stay 0..n-1
-            input_ids[i, :len(s)] = torch.tensor(s)
-            mask[i, :len(s)] = 1
-            target_mask[i, len(p):len(s)] = True
+            input_ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+            target_mask[i, len(p) : len(s)] = True
         with torch.inference_mode():
             logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         tok_lp = logp.gather(-1, input_ids[:, 1:, None].to(logp.device)).squeeze(-1).cpu()
-        nll[start:start + len(seqs)] = -(tok_lp * target_mask[:, 1:]).sum(1).double().numpy()
+        nll[start : start + len(seqs)] = -(tok_lp * target_mask[:, 1:]).sum(1).double().numpy()
     return nll, count
 
 
-def perplexity(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: Sequence[str],
-               completions: Sequence[str], batch_size: int = 16, pooled: bool = False,
-               spec: ModelSpec | None = None) -> np.ndarray | float:
+def perplexity(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    batch_size: int = 16,
+    pooled: bool = False,
+    spec: ModelSpec | None = None,
+) -> np.ndarray | float:
     """Perplexity of each completion given its prompt under ``model`` (usually the base pi_0).
 
     Returns:
@@ -568,8 +625,9 @@ class Embedder:
     change the last float digits; the cache makes repeated calls bit-identical).
     """
 
-    def __init__(self, name: str = "minilm", batch_size: int = 64, device: str = "cpu",
-                 cache: bool = True) -> None:
+    def __init__(
+        self, name: str = "minilm", batch_size: int = 64, device: str = "cpu", cache: bool = True
+    ) -> None:
         if name not in EMBEDDERS:
             raise ValueError(f"Unknown embedder {name!r}. Valid names: {', '.join(EMBEDDERS)}.")
         self.spec = EMBEDDERS[name]
@@ -607,8 +665,12 @@ class Embedder:
         found = self._lookup(set(keys)) if self.db_path else {}
         todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
         if todo:
-            vecs = self.model.encode([t for _, t in todo], batch_size=self.batch_size, convert_to_numpy=True,
-                                     show_progress_bar=False).astype(np.float32)
+            vecs = self.model.encode(
+                [t for _, t in todo],
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32)
             new = {k: v for (k, _), v in zip(todo, vecs)}
             if self.db_path:
                 self._store(new)
@@ -625,8 +687,10 @@ class Embedder:
         key_list = sorted(keys)
         with self._connect() as con:
             for s in range(0, len(key_list), 900):
-                chunk = key_list[s:s + 900]
-                rows = con.execute(f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                chunk = key_list[s : s + 900]
+                rows = con.execute(
+                    f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                )
                 found.update((k, np.frombuffer(v, dtype=np.float32).copy()) for k, v in rows)
         return found
 
@@ -634,8 +698,10 @@ class Embedder:
         con = self._connect()
         try:
             with con:
-                con.executemany("INSERT OR IGNORE INTO emb (key, vec) VALUES (?, ?)",
-                                [(k, v.astype(np.float32).tobytes()) for k, v in new.items()])
+                con.executemany(
+                    "INSERT OR IGNORE INTO emb (key, vec) VALUES (?, ?)",
+                    [(k, v.astype(np.float32).tobytes()) for k, v in new.items()],
+                )
         finally:
             con.close()
 
@@ -651,7 +717,7 @@ def get_embedder(name: str = "minilm") -> Embedder:
 
 
 def embed(texts: Sequence[str], name: str = "minilm") -> np.ndarray:
-    """Frozen embeddings h(o) of ``texts``: ``(n, 384)`` float32, unit norm, disk-cached (see :class:`Embedder`)."""
+    """Frozen embeddings h(o): ``(n, 384)`` float32, unit norm, disk-cached (see :class:`Embedder`)."""
     return get_embedder(name).embed(texts)
 
 

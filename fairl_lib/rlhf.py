@@ -31,6 +31,7 @@ Output folder (``out_dir``): ``policy/`` (the aligned model, loadable with ``mod
 ``checkpoints/`` holds trl checkpoints while training (every ``save_steps``) so a killed RLOO run
 resumes; it is deleted at the end.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -132,9 +133,15 @@ class RLHFConfig:
         """The :class:`fairl_lib.models.GenSettings` of this run's rollouts (or of greedy evaluation)."""
         from fairl_lib.models import GenSettings
 
-        return GenSettings(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k,
-                           top_p=self.top_p, do_sample=not greedy, batch_size=batch_size or self.eval_batch_size,
-                           max_prompt_tokens=self.max_prompt_tokens)
+        return GenSettings(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            do_sample=not greedy,
+            batch_size=batch_size or self.eval_batch_size,
+            max_prompt_tokens=self.max_prompt_tokens,
+        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -144,8 +151,10 @@ def as_float_list(values: Any, n: int, name: str = "reward_fn") -> list[float]:
     """``values`` as ``n`` finite-or-NaN floats; a wrong count is an error that says what to fix."""
     out = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
     if len(out) != n:
-        raise ValueError(f"{name} returned {len(out)} values for {n} completions; it must return one float "
-                         "per completion, in order.")
+        raise ValueError(
+            f"{name} returned {len(out)} values for {n} completions; it must return one float "
+            "per completion, in order."
+        )
     return out
 
 
@@ -168,7 +177,7 @@ def freeze_lower_blocks(model: PreTrainedModel, top_blocks: int) -> dict[str, in
     if blocks is None:
         raise ValueError(f"No transformer blocks (nn.ModuleList) found in {type(model).__name__}.")
     model.requires_grad_(False)
-    for block in list(blocks)[len(blocks) - min(top_blocks, len(blocks)):]:
+    for block in list(blocks)[len(blocks) - min(top_blocks, len(blocks)) :]:
         block.requires_grad_(True)
     norm = _final_norm(model)
     if norm is not None:
@@ -244,10 +253,12 @@ def text_reward_module_class() -> type:
             self.config = _Output(_name_or_path=f"text-reward:{getattr(reward_fn, '__name__', 'reward_fn')}")
 
         def decode_responses(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[str]:
-            resp = input_ids[:, self.context_length:]
-            mask = attention_mask[:, self.context_length:].bool() if attention_mask is not None else None
-            rows = [r[m].tolist() if mask is not None else r.tolist() for r, m in
-                    zip(resp.cpu(), mask.cpu() if mask is not None else [None] * len(resp))]
+            resp = input_ids[:, self.context_length :]
+            mask = attention_mask[:, self.context_length :].bool() if attention_mask is not None else None
+            rows = [
+                r[m].tolist() if mask is not None else r.tolist()
+                for r, m in zip(resp.cpu(), mask.cpu() if mask is not None else [None] * len(resp))
+            ]
             return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
 
         def score_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -279,7 +290,7 @@ def fixed_left_pad_collator(pad_token_id: int, length: int):
         out = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
         for i, row in enumerate(rows):
             ids = list(row["input_ids"])[-length:]
-            out[i, length - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            out[i, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
         return {"input_ids": out}
 
     return collate
@@ -291,8 +302,16 @@ def fixed_left_pad_collator(pad_token_id: int, length: int):
 class _Recorder:
     """Collects one history row per step (reward, KL, ...) and periodic held-out evaluations."""
 
-    def __init__(self, out_dir: Path, cfg: RLHFConfig, eval_prompts: list[str] | None, eval_fn: EvalFn | None,
-                 tok, spec, verbose: bool):
+    def __init__(
+        self,
+        out_dir: Path,
+        cfg: RLHFConfig,
+        eval_prompts: list[str] | None,
+        eval_fn: EvalFn | None,
+        tok,
+        spec,
+        verbose: bool,
+    ):
         self.path = out_dir / "history.jsonl"
         self.cfg, self.eval_prompts, self.eval_fn, self.tok, self.spec = cfg, eval_prompts, eval_fn, tok, spec
         self.verbose = verbose
@@ -335,8 +354,9 @@ class _Recorder:
 
         settings = self.cfg.gen_settings(greedy=self.cfg.eval_greedy)
         t = time.perf_counter()
-        completions = generate(model, self.tok, self.eval_prompts, settings, seed=self.cfg.seed + 7919,
-                               spec=self.spec)
+        completions = generate(
+            model, self.tok, self.eval_prompts, settings, seed=self.cfg.seed + 7919, spec=self.spec
+        )
         result = self.eval_fn(completions)
         values = result if isinstance(result, dict) else {"score": result}
         row = {f"eval_{k}": float(v) for k, v in values.items()}
@@ -377,6 +397,7 @@ def _row_from_logs(logs: dict[str, Any], algorithm: str) -> dict[str, Any]:
     ``reward``: mean of ``reward_fn`` over the step's completions (before the KL penalty);
     ``kl``: KL(pi || pi_0) per completion (nats, summed over its tokens); ``kl_per_token``.
     """
+
     def get(key: str) -> float:
         v = logs.get(key)
         return float(v) if v is not None else math.nan
@@ -384,21 +405,43 @@ def _row_from_logs(logs: dict[str, Any], algorithm: str) -> dict[str, Any]:
     if algorithm == "rloo":
         length = get("completions/mean_length")
         kl_tok = get("kl")
-        return {"reward": get("reward"), "reward_std": get("reward_std"), "kl": kl_tok * length,
-                "kl_per_token": kl_tok, "completion_len": length, "entropy": get("entropy"),
-                "loss": get("loss"), "step_time_s": get("step_time")}
-    return {"reward": get("objective/scores"), "reward_std": math.nan, "kl": get("objective/kl"),
-            "kl_per_token": math.nan, "completion_len": math.nan, "entropy": get("objective/entropy"),
-            "loss": get("loss/policy_avg"), "value_loss": get("loss/value_avg"), "step_time_s": math.nan}
+        return {
+            "reward": get("reward"),
+            "reward_std": get("reward_std"),
+            "kl": kl_tok * length,
+            "kl_per_token": kl_tok,
+            "completion_len": length,
+            "entropy": get("entropy"),
+            "loss": get("loss"),
+            "step_time_s": get("step_time"),
+        }
+    return {
+        "reward": get("objective/scores"),
+        "reward_std": math.nan,
+        "kl": get("objective/kl"),
+        "kl_per_token": math.nan,
+        "completion_len": math.nan,
+        "entropy": get("objective/entropy"),
+        "loss": get("loss/policy_avg"),
+        "value_loss": get("loss/value_avg"),
+        "step_time_s": math.nan,
+    }
 
 
 # --------------------------------------------------------------------------- training
 
 
-def train_policy(base_model_name: str | Path, prompts_train: Sequence[str], reward_fn: RewardFn,
-                 cfg: RLHFConfig, out_dir: str | Path, eval_prompts: Sequence[str] | None = None,
-                 eval_fn: EvalFn | None = None, source: str = "auto",
-                 verbose: bool = True) -> tuple[Path, pd.DataFrame]:
+def train_policy(
+    base_model_name: str | Path,
+    prompts_train: Sequence[str],
+    reward_fn: RewardFn,
+    cfg: RLHFConfig,
+    out_dir: str | Path,
+    eval_prompts: Sequence[str] | None = None,
+    eval_fn: EvalFn | None = None,
+    source: str = "auto",
+    verbose: bool = True,
+) -> tuple[Path, pd.DataFrame]:
     """Align ``base_model_name`` to ``reward_fn`` with RLHF; return (policy folder, history).
 
     Args:
@@ -430,15 +473,38 @@ def train_policy(base_model_name: str | Path, prompts_train: Sequence[str], rewa
         raise ValueError("prompts_train is empty: RLHF needs rollout prompts.")
     t_start = time.perf_counter()
     if cfg.algorithm == "rloo":
-        history, info = _train_rloo(base_model_name, list(prompts_train), reward_fn, cfg, out_dir,
-                                    eval_prompts, eval_fn, source, verbose)
+        history, info = _train_rloo(
+            base_model_name,
+            list(prompts_train),
+            reward_fn,
+            cfg,
+            out_dir,
+            eval_prompts,
+            eval_fn,
+            source,
+            verbose,
+        )
     else:
-        history, info = _train_ppo(base_model_name, list(prompts_train), reward_fn, cfg, out_dir,
-                                   eval_prompts, eval_fn, source, verbose)
+        history, info = _train_ppo(
+            base_model_name,
+            list(prompts_train),
+            reward_fn,
+            cfg,
+            out_dir,
+            eval_prompts,
+            eval_fn,
+            source,
+            verbose,
+        )
     atomic_write_text(out_dir / "history.csv", history.to_csv(index=False))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    info.update(config=dataclasses.asdict(cfg), base=str(base_model_name), seconds=round(time.perf_counter() - t_start, 1),
-                n_train_prompts=len(prompts_train), n_eval_prompts=len(eval_prompts or []))
+    info.update(
+        config=dataclasses.asdict(cfg),
+        base=str(base_model_name),
+        seconds=round(time.perf_counter() - t_start, 1),
+        n_train_prompts=len(prompts_train),
+        n_eval_prompts=len(eval_prompts or []),
+    )
     atomic_write_text(out_dir / DONE_FILE, json.dumps(info, indent=1, default=str))
     return out_dir / "policy", history
 
@@ -458,16 +524,39 @@ def _rloo_args(cfg: RLHFConfig, out_dir: Path, gen_kwargs: dict[str, Any]):
 
     extra = {k: v for k, v in gen_kwargs.items() if k in ("suppress_tokens",)}
     return RLOOConfig(
-        output_dir=str(out_dir / "checkpoints"), max_steps=cfg.steps, learning_rate=cfg.lr,
-        lr_scheduler_type="constant", warmup_steps=0, beta=cfg.beta, num_generations=cfg.generations_per_prompt,
-        per_device_train_batch_size=cfg.completions_per_step, gradient_accumulation_steps=1,
-        max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, max_grad_norm=cfg.max_grad_norm,
-        logging_steps=1, save_strategy="steps" if cfg.save_steps > 0 else "no",
-        save_steps=max(cfg.save_steps, 1), save_total_limit=1, report_to="none", seed=cfg.seed,
-        data_seed=cfg.seed, disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=False,
-        remove_unused_columns=False, log_completions=False, generation_kwargs=extra or None,
-        shuffle_dataset=True, num_train_epochs=1,
+        output_dir=str(out_dir / "checkpoints"),
+        max_steps=cfg.steps,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        beta=cfg.beta,
+        num_generations=cfg.generations_per_prompt,
+        per_device_train_batch_size=cfg.completions_per_step,
+        gradient_accumulation_steps=1,
+        max_completion_length=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=1,
+        save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=max(cfg.save_steps, 1),
+        save_total_limit=1,
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        remove_unused_columns=False,
+        log_completions=False,
+        generation_kwargs=extra or None,
+        shuffle_dataset=True,
+        num_train_epochs=1,
     )
 
 
@@ -490,8 +579,13 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
 
     rloo_reward.__name__ = getattr(reward_fn, "__name__", "reward_fn")
     args = _rloo_args(cfg, out_dir, generation_kwargs(tok, cfg.gen_settings()))
-    trainer = RLOOTrainer(model=model, reward_funcs=rloo_reward, args=args,
-                          train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tok)
+    trainer = RLOOTrainer(
+        model=model,
+        reward_funcs=rloo_reward,
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=tok,
+    )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
     recorder = _Recorder(out_dir, cfg, list(eval_prompts or []), eval_fn, tok, lm.spec, verbose)
@@ -533,19 +627,48 @@ def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, so
     batch = cfg.completions_per_step
     data = Dataset.from_dict({"input_ids": ids})
     args = PPOConfig(
-        output_dir=str(out_dir / "checkpoints"), total_episodes=cfg.steps * batch,
-        per_device_train_batch_size=batch, gradient_accumulation_steps=1, num_mini_batches=1,
-        num_ppo_epochs=cfg.ppo_epochs, learning_rate=cfg.lr, lr_scheduler_type="constant", kl_coef=cfg.beta,
-        response_length=cfg.max_new_tokens, temperature=cfg.temperature, stop_token="eos",
-        missing_eos_penalty=None, vf_coef=cfg.vf_coef, kl_estimator="k1", whiten_rewards=False,
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True, max_grad_norm=cfg.max_grad_norm,
-        logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed, num_sample_generations=0,
-        local_rollout_forward_batch_size=batch, disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=str(out_dir / "checkpoints"),
+        total_episodes=cfg.steps * batch,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        num_mini_batches=1,
+        num_ppo_epochs=cfg.ppo_epochs,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="constant",
+        kl_coef=cfg.beta,
+        response_length=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        stop_token="eos",
+        missing_eos_penalty=None,
+        vf_coef=cfg.vf_coef,
+        kl_estimator="k1",
+        whiten_rewards=False,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        num_sample_generations=0,
+        local_rollout_forward_batch_size=batch,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
         per_device_eval_batch_size=1,
     )
-    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=reward_module,
-                         value_model=value, train_dataset=data, eval_dataset=data.select(range(1)),
-                         data_collator=fixed_left_pad_collator(tok.pad_token_id, length))
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tok,
+        model=policy,
+        ref_model=ref,
+        reward_model=reward_module,
+        value_model=value,
+        train_dataset=data,
+        eval_dataset=data.select(range(1)),
+        data_collator=fixed_left_pad_collator(tok.pad_token_id, length),
+    )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
     recorder = _Recorder(out_dir, cfg, list(eval_prompts or []), eval_fn, tok, lm.spec, verbose)
@@ -568,7 +691,7 @@ def load_history(out_dir: str | Path) -> pd.DataFrame:
         return pd.read_csv(out_dir / "history.csv")
     rows: dict[int, dict[str, Any]] = {}
     path = out_dir / "history.jsonl"
-    for line in (path.read_text().splitlines() if path.exists() else []):
+    for line in path.read_text().splitlines() if path.exists() else []:
         row = json.loads(line)
         rows.setdefault(row["step"], {}).update(row)
     return pd.DataFrame([rows[s] for s in sorted(rows)])

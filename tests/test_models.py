@@ -3,6 +3,7 @@
 Tests without a marker use a tiny randomly initialised GPT-2 built from a config (a fixture for the
 plumbing); ``@pytest.mark.assets`` tests load the real SmolLM2 / Gemma3 / MiniLM from the pinned wheels.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 torch = pytest.importorskip("torch")
 
-from fairl_lib import models  # noqa: E402
+from fairl_lib import models
 
 WORDS = ["good", "bad", "the", "cat", "dog", "is", "very", "not", "a", "day", "you", "are", "nice", "rude"]
 
@@ -30,8 +31,9 @@ def _tokenizer(with_pad: bool = True):
     core = Tokenizer(tmodels.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     kw = {"pad_token": "<pad>"} if with_pad else {}
-    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", bos_token="<bos>",
-                                   unk_token="<unk>", **kw)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<eos>", bos_token="<bos>", unk_token="<unk>", **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,16 @@ def tiny(tmp_path_factory):
 
     tok = _tokenizer()
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     path = models.save_lm(GPT2LMHeadModel(cfg), tok, tmp_path_factory.mktemp("tiny") / "m", base="local")
     return models.load_lm(path)
 
@@ -113,8 +123,9 @@ def test_generation_does_not_depend_on_later_batches_or_global_rng(tiny):
 def test_greedy_generation_is_batch_invariant(tiny):
     s1 = models.GenSettings(max_new_tokens=5, do_sample=False, batch_size=1)
     s5 = models.GenSettings(max_new_tokens=5, do_sample=False, batch_size=5)
-    assert models.generate(tiny.model, tiny.tokenizer, PROMPTS, s1) == \
-        models.generate(tiny.model, tiny.tokenizer, PROMPTS, s5)
+    assert models.generate(tiny.model, tiny.tokenizer, PROMPTS, s1) == models.generate(
+        tiny.model, tiny.tokenizer, PROMPTS, s5
+    )
 
 
 def test_prompt_truncation_keeps_the_end(tiny):
@@ -212,8 +223,12 @@ def test_smollm2_generation_and_perplexity(smollm):
     a = models.generate(smollm.model, smollm.tokenizer, prompts, s, seed=0)
     assert a == models.generate(smollm.model, smollm.tokenizer, prompts, s, seed=0)
     assert not any(c.startswith(p) for c, p in zip(a, prompts))
-    ppl = models.perplexity(smollm.model, smollm.tokenizer, ["The capital of France is"],
-                            [" Paris, a city famous for its museums."])[0]
+    ppl = models.perplexity(
+        smollm.model,
+        smollm.tokenizer,
+        ["The capital of France is"],
+        [" Paris, a city famous for its museums."],
+    )[0]
     assert ppl < 30
 
 

@@ -3,6 +3,7 @@
 The tiny model is a unit-test fixture (it proves the plumbing: reward callable <-> trl, history,
 saving, resuming, the PPO reward wrapper); real runs use the real SmolLM2 (see benchmarks/).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from fairl_lib import rlhf  # noqa: E402
-from fairl_lib.models import load_lm, save_lm  # noqa: E402
+from fairl_lib import rlhf
+from fairl_lib.models import load_lm, save_lm
 
 WORDS = ["good", "bad", "the", "cat", "dog", "is", "very", "not", "a", "day", "you", "are", "nice", "rude"]
 PROMPTS = ["the cat is", "you are", "a dog is very", "the day is not", "you are a", "the dog"]
@@ -33,8 +34,9 @@ def _tokenizer():
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     core.post_processor = processors.TemplateProcessing(single="$A", special_tokens=[])
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>",
-                                   bos_token="<bos>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,16 @@ def tiny_base(tmp_path_factory):
 
     tok = _tokenizer()
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = GPT2LMHeadModel(cfg)
     return save_lm(model, tok, tmp_path_factory.mktemp("tiny") / "base", base="local")
 
@@ -64,8 +74,20 @@ class CountingReward:
 
 
 def _cfg(**kw) -> rlhf.RLHFConfig:
-    base = dict(algorithm="rloo", steps=3, prompts_per_step=2, generations_per_prompt=3, lr=1e-3, beta=0.05,
-                max_new_tokens=5, trainable_top_blocks=1, eval_every=2, eval_batch_size=4, save_steps=0, seed=0)
+    base = {
+        "algorithm": "rloo",
+        "steps": 3,
+        "prompts_per_step": 2,
+        "generations_per_prompt": 3,
+        "lr": 1e-3,
+        "beta": 0.05,
+        "max_new_tokens": 5,
+        "trainable_top_blocks": 1,
+        "eval_every": 2,
+        "eval_batch_size": 4,
+        "save_steps": 0,
+        "seed": 0,
+    }
     base.update(kw)
     return rlhf.RLHFConfig(**base)
 
@@ -79,8 +101,16 @@ def test_rloo_integration(tiny_base, tmp_path):
         return {"good_rate": float(np.mean([("good" in c) for c in completions]))}
 
     cfg = _cfg()
-    path, hist = rlhf.train_policy(str(tiny_base), PROMPTS, reward, cfg, tmp_path / "run",
-                                   eval_prompts=PROMPTS[:4], eval_fn=eval_fn, verbose=False)
+    path, hist = rlhf.train_policy(
+        str(tiny_base),
+        PROMPTS,
+        reward,
+        cfg,
+        tmp_path / "run",
+        eval_prompts=PROMPTS[:4],
+        eval_fn=eval_fn,
+        verbose=False,
+    )
     # the callable received decoded completion strings, one call per step, P*G of them
     assert len(reward.calls) == cfg.steps
     assert all(len(c) == cfg.completions_per_step for c in reward.calls)
@@ -110,7 +140,9 @@ def test_rloo_changes_only_top_block(tiny_base, tmp_path):
     from safetensors.torch import load_file
 
     cfg = _cfg(steps=2, eval_every=0)
-    path, _ = rlhf.train_policy(str(tiny_base), PROMPTS, CountingReward(), cfg, tmp_path / "run", verbose=False)
+    path, _ = rlhf.train_policy(
+        str(tiny_base), PROMPTS, CountingReward(), cfg, tmp_path / "run", verbose=False
+    )
     before, after = load_file(tiny_base / "model.safetensors"), load_file(path / "model.safetensors")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed, "no parameter moved"
@@ -147,8 +179,14 @@ def test_rloo_resumes_from_checkpoint(tiny_base, tmp_path):
 
 def test_reward_count_mismatch_is_a_clear_error(tiny_base, tmp_path):
     with pytest.raises(ValueError, match="one float per completion"):
-        rlhf.train_policy(str(tiny_base), PROMPTS, lambda c: [0.0], _cfg(steps=1, eval_every=0),
-                          tmp_path / "run", verbose=False)
+        rlhf.train_policy(
+            str(tiny_base),
+            PROMPTS,
+            lambda c: [0.0],
+            _cfg(steps=1, eval_every=0),
+            tmp_path / "run",
+            verbose=False,
+        )
 
 
 def test_text_reward_module_matches_callable(tiny_base):
@@ -159,12 +197,13 @@ def test_text_reward_module_matches_callable(tiny_base):
     reward = CountingReward()
     context = 4
     queries = rlhf.fixed_left_pad_collator(tok.pad_token_id, context)(
-        [{"input_ids": tok(p)["input_ids"]} for p in ["the cat", "you are a", "dog"]])["input_ids"]
+        [{"input_ids": tok(p)["input_ids"]} for p in ["the cat", "you are a", "dog"]]
+    )["input_ids"]
     responses = [["good", "good", "day", "<eos>"], ["bad"], ["good", "is", "nice"]]
     resp = torch.full((3, 5), tok.pad_token_id, dtype=torch.long)
     for i, r in enumerate(responses):
         ids = tok.convert_tokens_to_ids(r)
-        resp[i, :len(ids)] = torch.tensor(ids)
+        resp[i, : len(ids)] = torch.tensor(ids)
     query_responses = torch.cat([queries, resp], dim=1)
     module = rlhf.make_text_reward_module(tok, reward, context_length=context)
     _, scores, _ = get_reward(module, query_responses, tok.pad_token_id, context)
@@ -177,10 +216,20 @@ def test_text_reward_module_matches_callable(tiny_base):
 def test_ppo_integration(tiny_base, tmp_path):
     reward = CountingReward()
     cfg = _cfg(algorithm="ppo", steps=2, prompts_per_step=2, generations_per_prompt=2, ppo_epochs=1)
-    path, hist = rlhf.train_policy(str(tiny_base), PROMPTS, reward, cfg, tmp_path / "run",
-                                   eval_prompts=PROMPTS[:2], eval_fn=lambda c: 0.5, verbose=False)
+    path, hist = rlhf.train_policy(
+        str(tiny_base),
+        PROMPTS,
+        reward,
+        cfg,
+        tmp_path / "run",
+        eval_prompts=PROMPTS[:2],
+        eval_fn=lambda c: 0.5,
+        verbose=False,
+    )
     assert len(reward.calls) == cfg.steps
-    assert all(len(c) == cfg.completions_per_step and all(isinstance(t, str) for t in c) for c in reward.calls)
+    assert all(
+        len(c) == cfg.completions_per_step and all(isinstance(t, str) for t in c) for c in reward.calls
+    )
     rows = hist[hist.step > 0]
     assert list(rows.step) == [1, 2]
     assert np.isfinite(rows.reward).all() and np.isfinite(rows.kl).all()
