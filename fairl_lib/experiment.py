@@ -1,0 +1,826 @@
+"""From the pair artifact to Table 1-3 and Figure 3 (left): the glue between real data and the IRL core.
+
+Notebook 04 trains, notebook 05 evaluates; both call this module (the notebooks stay thin).
+
+Data (paper Sec. 5, "Preference Data for IRL"):
+
+- :func:`preference_data` turns a :class:`~fairl_lib.pairs.PairSet` split into the IRL core's
+  :class:`~fairl_lib.irl.train.PreferenceData`: o+ = ``o_post`` (always preferred, the paper's
+  convention), o- = ``o_pre``, h = the frozen embeddings of the artifact. Labels for the supervised
+  failures of the ``*_fa_gt`` methods (Alg. 1 line 6, ``y(o) in {-1, +1}``) are **+1 = non-toxic,
+  -1 = toxic**, read from ``{side}_toxic`` (the ground-truth scorer's P(toxic) above
+  ``models.toxic_threshold``). The paper only says "ground-truth labels y(o) (e.g. toxicity)"; the
+  label column is a parameter (``label_column``), e.g. ``"obscene"`` uses ``{side}_obscene > 0.5``.
+- The failure head sees the same frozen embedding h(o) as the base head (Sec. 4.1 writes
+  theta_F^T h(o)); see :mod:`fairl_lib.irl.reward`.
+
+Training (:func:`grid_stage`): every (method, seed) of Table 1 in one batched ensemble
+(:func:`fairl_lib.irl.train.train_grid`) on the artifact's ``train`` split, cached as the stage
+``irl_grid`` keyed by a fingerprint of the pairs (embeddings, labels, split) and the whole
+:class:`~fairl_lib.irl.train.IRLConfig`. Every reward is saved under
+``results/<profile>/rewards/<method>/seed<k>/`` (:func:`fairl_lib.irl.reward.save_reward`) with the
+embedder's name, so ``python -m fairl_lib score reward PATH`` can score raw texts.
+
+Evaluation (paper Sec. 5 "Evaluation Metrics", App. C):
+
+- Classification (Table 1): the reward scores single outputs. *In-domain*: both outputs of each
+  **test** pair, label 1 = the preferred o_post, 0 = o_pre. *Held-out*: Jigsaw comments, label 1 =
+  non-toxic (human label). The threshold maximises accuracy on the **training** pairs and is then
+  fixed (Sec. 5). For the in-domain task the training labels are the preference labels; for Jigsaw
+  (a toxic / non-toxic task) the training outputs are labelled by ground-truth toxicity
+  (``{side}_toxic``), so the threshold separates toxic from non-toxic outputs; the paper does not
+  say which (``jigsaw_threshold_labels="preference"`` uses the preference labels instead).
+- STARC of the learned reward against the ground-truth reward on the same outputs: Eq. 4
+  (:func:`fairl_lib.metrics.starc_distance`, the headline, bounded in [0, 2] and invariant to the
+  arbitrary scale and offset of an IRL reward) and Eq. 10 (App. C, affine-fit MSE, reported raw
+  and divided by Var(r_hat)). In-domain: both sides of the test pairs, ground truth ``{side}_reward``.
+  Jigsaw: the ground-truth scorer's reward (``scorers.reward_from_scores``) of each comment.
+- Table 2: ME FA-IRL (margin failures) vs ME IRL, both / only FA / only IRL / neither. On the
+  *training pairs* an example is a pair and "correct" means R(o+) > R(o-) (pairwise ranking); on
+  *Jigsaw* an example is a comment and "correct" means the train-threshold classification is right.
+- Table 3: Table 2 per subtype (obscene, threat, insult, identity attack = ``identity_hate``). Train
+  side: pairs whose o_pre has the subtype by the profile's subtype scorer (``pre_<subtype> > 0.5``);
+  Jigsaw side: comments with the human subtype label.
+- Figure 3 (left): train on the pairs of ONE subtype (o_pre has it), evaluate accuracy on the test
+  pairs of each subtype (:func:`subtype_transfer`).
+- Failure slices (Sec. 5, App. C): every metric restricted to the test pairs the same-seed baseline
+  of the same family (``mm_irl`` for MM methods, ``me_irl`` for ME methods) misclassifies or nearly
+  ties (``Delta <= eps``, eps = ``slice_eps`` x std of the baseline's test margins).
+- Seed dispersion (Sec. 6, Corollary 1): std over seeds of each metric and the mean pairwise STARC
+  between the rewards of different seeds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fairl_lib import metrics as M
+from fairl_lib.cache import run_stage, stage_root
+from fairl_lib.irl.reward import RewardModel, load_reward, reward_folder, save_reward
+from fairl_lib.irl.train import METHOD_NAMES, HISTORY_KEYS, IRLConfig, PreferenceData, train_grid
+from fairl_lib.pairs import PairSet
+
+SIDES = ("pre", "post")
+TABLE3_SUBTYPES = ("obscene", "threat", "insult", "identity_hate")
+SUBTYPE_TITLES = {"obscene": "Obscene", "threat": "Threat", "insult": "Insult", "identity_hate": "Identity attack"}
+METHOD_TITLES = {
+    "mm_irl": "Max-Margin IRL",
+    "me_irl": "Max-Entropy IRL",
+    "mm_fa_gt": "MM FA-IRL (Ground Truth Failures)",
+    "me_fa_gt": "ME FA-IRL (Ground Truth Failures)",
+    "mm_fa_margin": "MM FA-IRL (IRL Margin Failures)",
+    "me_fa_margin": "ME FA-IRL (IRL Margin Failures)",
+}
+BASELINE_OF = {m: ("mm_irl" if m.startswith("mm") else "me_irl") for m in METHOD_NAMES}
+FA_METHOD, IRL_METHOD = "me_fa_margin", "me_irl"  # Tables 2-3 compare these two (Sec. 6)
+
+# The paper's numbers (Table 1 on the Pythia-410M preference test set; Tables 2-3).
+PAPER_TABLE1 = {
+    "mm_irl": {"f1": (0.747, 0.006), "auc": (0.894, 0.001), "starc": (0.686, 0.002)},
+    "me_irl": {"f1": (0.760, 0.007), "auc": (0.885, 0.002), "starc": (0.709, 0.003)},
+    "mm_fa_gt": {"f1": (0.749, 0.007), "auc": (0.904, 0.002), "starc": (0.669, 0.007)},
+    "me_fa_gt": {"f1": (0.757, 0.004), "auc": (0.909, 0.004), "starc": (0.628, 0.016)},
+    "mm_fa_margin": {"f1": (0.770, 0.005), "auc": (0.898, 0.005), "starc": (0.850, 0.037)},
+    "me_fa_margin": {"f1": (0.802, 0.005), "auc": (0.922, 0.001), "starc": (0.822, 0.011)},
+}
+PAPER_TABLE2 = {"train": {"both": 804, "only_fa": 109, "only_irl": 29, "neither": 58},
+                "jigsaw": {"both": 7245, "only_fa": 1001, "only_irl": 457, "neither": 1297}}
+PAPER_TABLE3 = {
+    "train": {"obscene": (459, 70, 14), "threat": (22, 7, 3), "insult": (231, 29, 7), "identity_hate": (83, 12, 2)},
+    "jigsaw": {"obscene": (4382, 496, 89), "threat": (108, 31, 24), "insult": (2528, 403, 155),
+               "identity_hate": (250, 41, 18)},
+}
+TABLE1_METRICS = ("accuracy", "f1", "auc", "starc", "starc_eq10", "starc_eq10_norm")
+
+
+# =========================================================================== data
+
+def side_labels(df: pd.DataFrame, side: str, label_column: str = "toxic", threshold: float = 0.5) -> np.ndarray:
+    """y(o) in {-1, +1} of one side of the pairs: +1 = non-toxic, -1 = toxic (Alg. 1 line 6 labels).
+
+    ``label_column="toxic"`` reads the boolean ``{side}_toxic`` (ground truth P(toxic) above the
+    profile's threshold). Any other name reads ``{side}_<label_column>`` and calls an output
+    "toxic" when it is boolean True or a probability above ``threshold``.
+    """
+    if side not in SIDES:
+        raise ValueError(f"Unknown side {side!r}; use one of {SIDES}.")
+    col = f"{side}_{label_column}"
+    if col not in df.columns:
+        have = sorted(c[len(side) + 1:] for c in df.columns if c.startswith(side + "_"))
+        raise KeyError(f"No column {col!r} in the pairs; label columns available: {have}")
+    v = df[col].to_numpy()
+    toxic = v.astype(bool) if v.dtype == bool else np.asarray(v, dtype=float) > threshold
+    return np.where(toxic, -1, 1).astype(np.int8)
+
+
+def preference_data(ps: PairSet, split: str | None = "train", label_column: str = "toxic") -> PreferenceData:
+    """:class:`PreferenceData` of a split (``None`` = all pairs): h+ = h(o_post), h- = h(o_pre),
+    y+ / y- from :func:`side_labels` (+1 non-toxic, -1 toxic)."""
+    sub = ps.split(split) if split else ps
+    return PreferenceData(np.asarray(sub.emb_post, np.float32), np.asarray(sub.emb_pre, np.float32),
+                          side_labels(sub.df, "post", label_column), side_labels(sub.df, "pre", label_column))
+
+
+def pairset_fingerprint(ps: PairSet, label_column: str = "toxic") -> str:
+    """sha256 (16 hex) of what training depends on: embeddings, split, labels and the pair ids.
+
+    Keys the training stage; the pair artifact's own stage key (``meta["stage_key"]`` when the
+    producer records it) is added beside it in the settings, so either changing retrains.
+    """
+    h = hashlib.sha256()
+    for arr in (ps.emb_pre, ps.emb_post):
+        a = np.ascontiguousarray(arr, dtype=np.float32)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    df = ps.df
+    h.update(df["split"].astype(str).str.cat(sep="|").encode())
+    for side in SIDES:
+        h.update(side_labels(df, side, label_column).tobytes())
+    if "pair_id" in df.columns:
+        h.update(df["pair_id"].astype(str).str.cat(sep="|").encode())
+    return h.hexdigest()[:16]
+
+
+def subtype_mask(df: pd.DataFrame, subtype: str, side: str = "pre", threshold: float = 0.5) -> np.ndarray:
+    """Pairs whose ``side`` output has ``subtype`` by the subtype scorer (``{side}_<subtype> > threshold``)."""
+    col = f"{side}_{subtype}"
+    if col not in df.columns:
+        raise KeyError(f"No column {col!r} in the pairs (subtypes: obscene, threat, insult, identity_hate, ...).")
+    v = df[col].to_numpy()
+    return v.astype(bool) if v.dtype == bool else np.asarray(v, dtype=float) > threshold
+
+
+# =========================================================================== training stage
+
+@dataclass
+class GridOutput:
+    """What the training stage returns (also what notebook 05 reuses from the cache).
+
+    Attributes:
+        folder: the stage folder (``stages/irl_grid/<key>``).
+        rewards: ``{(method, seed): RewardModel}``.
+        histories: ``{(method, seed): {key: [per-epoch values]}}`` (keys: ``irl.train.HISTORY_KEYS``).
+        runs: one row per run: method, seed, epochs_run, best_epoch, best_val_loss, final_train_loss.
+        info: n_train, n_val, seconds, methods, seeds, config.
+    """
+
+    folder: Path
+    rewards: dict[tuple[str, int], RewardModel]
+    histories: dict[tuple[str, int], dict[str, list[float]]]
+    runs: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.info["methods"])
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self.info["seeds"]]
+
+    def history_frame(self) -> pd.DataFrame:
+        """Long table: one row per (method, seed, epoch) with every history key."""
+        rows = []
+        for (m, s), hist in self.histories.items():
+            frame = pd.DataFrame(hist)
+            frame.insert(0, "seed", s)
+            frame.insert(0, "method", m)
+            rows.append(frame)
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["method", "seed", *HISTORY_KEYS])
+
+
+def _write_grid(workdir: Path, grid, extra: Mapping[str, Any]) -> None:
+    rows, hists = [], {}
+    for run in grid.runs:
+        save_reward(reward_folder(workdir, run.method, run.seed), run.reward, grid.config, extra=extra)
+        hists[f"{run.method}/seed{run.seed}"] = run.history
+        rows.append({"method": run.method, "seed": run.seed, "epochs_run": run.epochs_run,
+                     "best_epoch": run.best_epoch, "best_val_loss": run.best_val_loss,
+                     "final_train_loss": run.history["train_loss"][-1] if run.history["train_loss"] else np.nan})
+    pd.DataFrame(rows).to_csv(workdir / "runs.csv", index=False)
+    (workdir / "histories.json").write_text(json.dumps(hists))
+    (workdir / "info.json").write_text(json.dumps({"n_train": grid.n_train, "n_val": grid.n_val,
+                                                   "seconds": round(grid.seconds, 2), **extra}, default=str))
+
+
+def load_grid(folder: str | Path) -> GridOutput:
+    """Read a finished training stage folder."""
+    folder = Path(folder)
+    runs = pd.read_csv(folder / "runs.csv")
+    hists = json.loads((folder / "histories.json").read_text())
+    info = json.loads((folder / "info.json").read_text())
+    rewards, histories = {}, {}
+    for m, s in zip(runs["method"], runs["seed"]):
+        key = (str(m), int(s))
+        rewards[key] = load_reward(reward_folder(folder, *key))
+        histories[key] = hists[f"{m}/seed{int(s)}"]
+    return GridOutput(folder, rewards, histories, runs, info)
+
+
+def train_stage(data: PreferenceData, irl: IRLConfig, *, name: str, settings: Mapping[str, Any], root: Path,
+                methods: Sequence[str] = METHOD_NAMES, seeds: Sequence[int] | None = None, force: bool = False,
+                extra: Mapping[str, Any] | None = None, progress: Callable[[int, int], None] | None = None,
+                log: Callable[[str], None] = print) -> GridOutput:
+    """Train ``methods x seeds`` with :func:`train_grid` once per ``settings`` (stage cache)."""
+    seeds = list(range(irl.n_seeds) if seeds is None else seeds)
+    meta = {"methods": list(methods), "seeds": seeds, **dict(extra or {})}
+
+    def compute(workdir: Path) -> None:
+        grid = train_grid(data, irl, methods=methods, seeds=seeds, progress=progress)
+        _write_grid(workdir, grid, meta)
+
+    folder = run_stage(name, {**settings, "irl": irl, "methods": list(methods), "seeds": seeds}, compute,
+                       root=root, force=force, log=log)
+    return load_grid(folder)
+
+
+def grid_stage(cfg, ps: PairSet, *, label_column: str = "toxic", methods: Sequence[str] = METHOD_NAMES,
+               progress: Callable[[int, int], None] | None = None, publish: bool = True) -> GridOutput:
+    """Notebook 04's stage: all Table 1 methods x ``cfg.irl.n_seeds`` on the train split, cached.
+
+    Keyed by the pairs' fingerprint (+ their producer's stage key if recorded) and ``cfg.irl``; with
+    ``publish`` every reward is copied to ``results/<profile>/rewards/<method>/seed<k>/``.
+    """
+    data = preference_data(ps, "train", label_column)
+    settings = {"pairs": pairset_fingerprint(ps, label_column), "pairs_stage_key": ps.meta.get("stage_key", ""),
+                "label_column": label_column, "embedder": cfg.models.embedder}
+    out = train_stage(data, cfg.irl, name="irl_grid", settings=settings, root=stage_root(cfg), methods=methods,
+                      force=cfg.force, progress=progress,
+                      extra={"embedder": cfg.models.embedder, "label_column": label_column,
+                             "pairs_fingerprint": settings["pairs"], "profile": cfg.profile})
+    if publish:
+        publish_rewards(out, cfg.results_dir)
+    return out
+
+
+def publish_rewards(out: GridOutput, results_dir: str | Path) -> list[Path]:
+    """Copy every reward of a grid to ``<results_dir>/rewards/<method>/seed<k>/``."""
+    paths = []
+    for m, s in out.rewards:
+        src, dst = reward_folder(out.folder, m, s), reward_folder(results_dir, m, s)
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+        paths.append(dst)
+    return paths
+
+
+def training_summary(out: GridOutput) -> dict[str, dict[str, Any]]:
+    """Per method: epochs trained, best epoch, best (= final kept) validation loss, failure-set size
+    at the first epoch, and the runs' lists; the notebook-04 metrics."""
+    res = {}
+    for m in out.methods:
+        r = out.runs[out.runs["method"] == m].sort_values("seed")
+        first_fail = [out.histories[(m, int(s))]["fail_frac"][0] for s in r["seed"]]
+        res[m] = {"epochs_trained": r["epochs_run"].astype(int).tolist(),
+                  "epochs_trained_mean": float(r["epochs_run"].mean()),
+                  "best_epoch": r["best_epoch"].astype(int).tolist(),
+                  "final_val_loss": {"mean": float(r["best_val_loss"].mean()), "std": float(r["best_val_loss"].std(ddof=0))},
+                  "final_train_loss_mean": float(r["final_train_loss"].mean()),
+                  "fail_frac_epoch0_mean": float(np.mean(first_fail))}
+    return res
+
+
+# =========================================================================== evaluation sets
+
+@dataclass(frozen=True, eq=False)
+class HeldOut:
+    """Held-out single outputs (Jigsaw): embeddings, label 1 = non-toxic, ground-truth reward, subtypes.
+
+    ``subtypes`` maps a subtype name to a boolean mask (human labels for Jigsaw).
+    """
+
+    emb: np.ndarray
+    label: np.ndarray
+    gt_reward: np.ndarray
+    subtypes: dict[str, np.ndarray]
+    df: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def gt_reward_kind(ps: PairSet | None) -> str:
+    """The reward formula of the pairs' ``{side}_reward`` (``meta["reward_kind"]``, default ``one_minus_p``)."""
+    meta = ps.meta if ps is not None else {}
+    for key in ("reward_kind", "gt_reward_kind"):
+        if key in meta:
+            return str(meta[key])
+    return str(meta.get("ground_truth", {}).get("reward_kind", "one_minus_p")) if isinstance(meta.get("ground_truth"), dict) else "one_minus_p"
+
+
+def jigsaw_stage(cfg, reward_kind: str = "one_minus_p", log: Callable[[str], None] = print) -> HeldOut:
+    """The Jigsaw held-out set (``data.jigsaw_n_*``, paper: 1,000 + 1,000), embedded with
+    ``models.embedder`` and scored by the ground-truth scorer (its reward = ``reward_kind``), cached."""
+    from fairl_lib.data import jigsaw_heldout
+    from fairl_lib.models import get_embedder
+    from fairl_lib.scorers import get_scorer, reward_from_scores
+
+    d, mc = cfg.data, cfg.models
+    settings = {"n_toxic": d.jigsaw_n_toxic, "n_nontoxic": d.jigsaw_n_nontoxic, "seed": cfg.seed,
+                "embedder": mc.embedder, "ground_truth": mc.ground_truth, "reward_kind": reward_kind}
+
+    def compute(workdir: Path) -> None:
+        df = jigsaw_heldout(d.jigsaw_n_toxic, d.jigsaw_n_nontoxic, seed=cfg.seed)
+        texts = df["text"].astype(str).tolist()
+        emb = get_embedder(mc.embedder).embed(texts)
+        scores = get_scorer(mc.ground_truth)(texts)
+        df = df.assign(gt_p_toxic=np.asarray(scores["toxic"], float),
+                       gt_reward=reward_from_scores(scores, reward_kind))
+        df.to_parquet(workdir / "jigsaw.parquet", index=False)
+        np.save(workdir / "emb.npy", emb.astype(np.float32))
+
+    folder = run_stage("jigsaw_eval", settings, compute, root=stage_root(cfg), force=cfg.force, log=log)
+    df = pd.read_parquet(folder / "jigsaw.parquet")
+    return heldout_from_frame(df, np.load(folder / "emb.npy"))
+
+
+def heldout_from_frame(df: pd.DataFrame, emb: np.ndarray) -> HeldOut:
+    """A :class:`HeldOut` from a Jigsaw frame (``label`` 1 = toxic as in ``data.jigsaw_heldout``)."""
+    subs = {s: df[s].to_numpy().astype(int) == 1 for s in TABLE3_SUBTYPES if s in df.columns}
+    return HeldOut(np.asarray(emb, np.float32), (df["label"].to_numpy() == 0).astype(int),
+                   df["gt_reward"].to_numpy(float), subs, df)
+
+
+# =========================================================================== per-run evaluation
+
+@dataclass
+class RunScores:
+    """Rewards of one run on every evaluation set (the input of all tables)."""
+
+    train_post: np.ndarray
+    train_pre: np.ndarray
+    test_post: np.ndarray
+    test_pre: np.ndarray
+    jigsaw: np.ndarray | None
+
+
+def score_run(reward: RewardModel, train: PairSet, test: PairSet, heldout: HeldOut | None) -> RunScores:
+    return RunScores(reward(train.emb_post), reward(train.emb_pre), reward(test.emb_post), reward(test.emb_pre),
+                     None if heldout is None else reward(heldout.emb))
+
+
+def _train_toxicity_scores(sc: RunScores, train: PairSet, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Training outputs labelled 1 = non-toxic (ground truth), for the Jigsaw threshold."""
+    scores = np.concatenate([sc.train_post, sc.train_pre])
+    y = np.concatenate([side_labels(train.df, "post", label_column), side_labels(train.df, "pre", label_column)])
+    return scores, (y > 0).astype(int)
+
+
+def in_domain_metrics(sc: RunScores, test: PairSet, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Table 1 in-domain: test outputs (label 1 = o_post), threshold from the training pairs,
+    STARC (Eq. 4, Eq. 10) against ``{side}_reward``. ``mask`` restricts to some test pairs."""
+    thr = M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
+    m = np.ones(len(test), bool) if mask is None else np.asarray(mask, bool)
+    scores, labels = M.pair_labels(sc.test_post[m], sc.test_pre[m])
+    gt = np.concatenate([test.df["post_reward"].to_numpy(float)[m], test.df["pre_reward"].to_numpy(float)[m]])
+    return _metrics(scores, labels, thr, gt) | {"pairwise_accuracy": M.pairwise_accuracy(sc.test_post[m], sc.test_pre[m])}
+
+
+def _metrics(scores, labels, thr, gt) -> dict[str, float]:
+    if len(scores) == 0:
+        return {k: float("nan") for k in TABLE1_METRICS} | {"n": 0, "threshold": thr}
+    c = M.classification_metrics(scores, labels, thr)
+    return {"accuracy": c["accuracy"], "f1": c["f1"], "auc": c["roc_auc"], "threshold": thr, "n": c["n"],
+            "starc": M.starc_distance(scores, gt), "starc_eq10": M.starc_affine_mse(scores, gt),
+            "starc_eq10_norm": M.starc_affine_mse_normalized(scores, gt)}
+
+
+def jigsaw_threshold(sc: RunScores, train: PairSet, threshold_labels: str = "toxicity",
+                     label_column: str = "toxic") -> float:
+    """The Jigsaw classification threshold, fitted on the training pairs (see module docstring)."""
+    if threshold_labels == "toxicity":
+        return M.choose_threshold(*_train_toxicity_scores(sc, train, label_column))
+    if threshold_labels == "preference":
+        return M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
+    raise ValueError(f"Unknown threshold_labels {threshold_labels!r}; use 'toxicity' or 'preference'.")
+
+
+def heldout_metrics(sc: RunScores, train: PairSet, heldout: HeldOut, threshold_labels: str = "toxicity",
+                    label_column: str = "toxic") -> dict[str, float]:
+    """Table 1 held-out: Jigsaw comments, label 1 = non-toxic, train-fitted threshold, STARC vs the
+    ground-truth scorer's reward."""
+    thr = jigsaw_threshold(sc, train, threshold_labels, label_column)
+    return _metrics(sc.jigsaw, heldout.label, thr, heldout.gt_reward)
+
+
+@dataclass
+class Evaluation:
+    """Everything notebook 05 tabulates, from one grid."""
+
+    grid: GridOutput
+    scores: dict[tuple[str, int], RunScores]
+    per_run: pd.DataFrame                    # one row per (set, method, seed) with every metric
+    train: PairSet
+    test: PairSet
+    heldout: HeldOut | None
+    threshold_labels: str = "toxicity"
+    label_column: str = "toxic"
+
+
+def evaluate_grid(out: GridOutput, ps: PairSet, heldout: HeldOut | None = None, *,
+                  threshold_labels: str = "toxicity", label_column: str = "toxic") -> Evaluation:
+    """Score every run on train/test pairs (and Jigsaw) and compute the Table 1 metrics per run."""
+    train, test = ps.split("train"), ps.split("test")
+    scores, rows = {}, []
+    order = {m: i for i, m in enumerate(out.methods)}
+    for (m, s), rew in sorted(out.rewards.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
+        sc = score_run(rew, train, test, heldout)
+        scores[(m, s)] = sc
+        rows.append({"set": "in_domain", "method": m, "seed": s, **in_domain_metrics(sc, test)})
+        if heldout is not None:
+            rows.append({"set": "jigsaw", "method": m, "seed": s,
+                         **heldout_metrics(sc, train, heldout, threshold_labels, label_column)})
+    return Evaluation(out, scores, pd.DataFrame(rows), train, test, heldout, threshold_labels, label_column)
+
+
+def summarize(per_run: pd.DataFrame, metrics: Sequence[str] = TABLE1_METRICS,
+              methods: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``{set: {method: {metric: {mean, std}}}}`` over seeds (population std, as ``metrics.mean_std``)."""
+    out: dict[str, Any] = {}
+    for st, g in per_run.groupby("set", sort=False):
+        out[st] = {}
+        for m in (methods or list(dict.fromkeys(g["method"]))):
+            gm = g[g["method"] == m]
+            if gm.empty:
+                continue
+            out[st][m] = {}
+            for k in metrics:
+                v = gm[k].to_numpy(float)
+                v = v[np.isfinite(v)]
+                mean, std = M.mean_std(v) if len(v) else (float("nan"), float("nan"))
+                out[st][m][k] = {"mean": mean, "std": std}
+    return out
+
+
+def table1_frame(summary: Mapping[str, Any], set_name: str, metrics: Sequence[str] = ("accuracy", "f1", "auc", "starc", "starc_eq10_norm"),
+                 with_paper: bool = True) -> pd.DataFrame:
+    """Table 1 as 'mean ± std' strings beside the paper's values."""
+    rows = {}
+    for m, vals in summary[set_name].items():
+        row = {k: f"{vals[k]['mean']:.3f} ± {vals[k]['std']:.3f}" for k in metrics}
+        if with_paper and m in PAPER_TABLE1:
+            for k in ("f1", "auc", "starc"):
+                mu, sd = PAPER_TABLE1[m][k]
+                row[f"paper {k}"] = f"{mu:.3f} ± {sd:.3f}"
+        rows[METHOD_TITLES.get(m, m)] = row
+    df = pd.DataFrame(rows).T
+    df.index.name = "method"
+    return df
+
+
+# =========================================================================== Tables 2-3
+
+def correctness(ev: Evaluation, method: str, seed: int) -> dict[str, np.ndarray]:
+    """Per-example correctness of one run: ``train`` (pairs ranked right), ``test`` (test pairs
+    ranked right) and ``jigsaw`` (comments classified right with the train-fitted threshold)."""
+    sc = ev.scores[(method, seed)]
+    out = {"train": sc.train_post > sc.train_pre, "test": sc.test_post > sc.test_pre}
+    if ev.heldout is not None:
+        thr = jigsaw_threshold(sc, ev.train, ev.threshold_labels, ev.label_column)
+        out["jigsaw"] = M.classifier_correct(sc.jigsaw, ev.heldout.label, thr)
+    return out
+
+
+def disagreement(correct_fa: np.ndarray, correct_irl: np.ndarray) -> dict[str, int]:
+    """Table 2 categories: both / only_fa / only_irl / neither (they sum to N)."""
+    c = M.disagreement_counts(correct_fa, correct_irl)
+    return {"both": c["both"], "only_fa": c["only_a"], "only_irl": c["only_b"], "neither": c["neither"]}
+
+
+def table2(ev: Evaluation, seed: int, fa: str = FA_METHOD, irl: str = IRL_METHOD) -> dict[str, dict[str, int]]:
+    """Table 2 for one seed: ``{"train": counts, "jigsaw": counts}`` (also ``"test"`` pairs)."""
+    a, b = correctness(ev, fa, seed), correctness(ev, irl, seed)
+    return {k: disagreement(a[k], b[k]) for k in a}
+
+
+def table3(ev: Evaluation, seed: int, fa: str = FA_METHOD, irl: str = IRL_METHOD,
+           subtypes: Sequence[str] = TABLE3_SUBTYPES, threshold: float = 0.5) -> dict[str, dict[str, dict[str, int]]]:
+    """Table 3 for one seed: ``{"train"|"jigsaw": {subtype: counts}}``. Train side: training pairs
+    whose o_pre has the subtype (scorer probability > ``threshold``); Jigsaw side: human labels."""
+    a, b = correctness(ev, fa, seed), correctness(ev, irl, seed)
+    out: dict[str, dict[str, dict[str, int]]] = {"train": {}}
+    for s in subtypes:
+        m = subtype_mask(ev.train.df, s, "pre", threshold)
+        out["train"][s] = disagreement(a["train"][m], b["train"][m])
+    if ev.heldout is not None:
+        out["jigsaw"] = {s: disagreement(a["jigsaw"][ev.heldout.subtypes[s]], b["jigsaw"][ev.heldout.subtypes[s]])
+                         for s in subtypes}
+    return out
+
+
+def table2_frame(counts: Mapping[str, Mapping[str, int]]) -> pd.DataFrame:
+    """Our Table 2 beside the paper's."""
+    names = {"both": "Both methods correct", "only_fa": "Only FA-IRL correct", "only_irl": "Only IRL correct",
+             "neither": "Neither method correct"}
+    df = pd.DataFrame({"train (ours)": counts["train"], "train (paper)": PAPER_TABLE2["train"],
+                       **({"Jigsaw (ours)": counts["jigsaw"], "Jigsaw (paper)": PAPER_TABLE2["jigsaw"]} if "jigsaw" in counts else {})})
+    df.index = [names[k] for k in df.index]
+    df.index.name = "category"
+    return df
+
+
+def table3_frame(counts: Mapping[str, Mapping[str, Mapping[str, int]]]) -> pd.DataFrame:
+    """Our Table 3 (both / FA-IRL only / IRL only / N) beside the paper's (both / FA only / IRL only)."""
+    rows = {}
+    for s in TABLE3_SUBTYPES:
+        row = {}
+        for side in ("train", "jigsaw"):
+            if side not in counts:
+                continue
+            c = counts[side][s]
+            p = PAPER_TABLE3[side][s]
+            row.update({f"{side} both": c["both"], f"{side} FA only": c["only_fa"], f"{side} IRL only": c["only_irl"],
+                        f"{side} N": sum(c.values()),
+                        f"{side} paper both/FA/IRL": f"{p[0]}/{p[1]}/{p[2]}"})
+        rows[SUBTYPE_TITLES[s]] = row
+    df = pd.DataFrame(rows).T
+    df.index.name = "toxicity type"
+    return df
+
+
+def subtype_accuracy_gain(counts: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
+    """Per subtype: accuracy(FA) - accuracy(IRL) in percentage points = (only_fa - only_irl) / N."""
+    out = {}
+    for s, c in counts.items():
+        n = sum(c.values())
+        out[s] = 100.0 * (c["only_fa"] - c["only_irl"]) / n if n else float("nan")
+    return out
+
+
+# =========================================================================== failure slices, dispersion
+
+def failure_slices(ev: Evaluation, slice_eps: float = 0.1) -> pd.DataFrame:
+    """Every in-domain metric restricted to the test pairs the same-seed baseline of the same family
+    misclassifies or nearly ties: ``Delta_base <= 0`` or ``|Delta_base| <= slice_eps * std(Delta_base)``.
+    One row per (method, seed); the baselines appear too (their slice accuracy is 0 by construction
+    on the misclassified part)."""
+    rows = []
+    for (m, s), sc in sorted(ev.scores.items()):
+        base = BASELINE_OF[m]
+        if (base, s) not in ev.scores:
+            continue
+        bs = ev.scores[(base, s)]
+        d = bs.test_post - bs.test_pre
+        eps = slice_eps * float(np.std(d)) if len(d) else 0.0
+        mask = M.failure_slice_mask(bs.test_post, bs.test_pre, eps)
+        res = in_domain_metrics(sc, ev.test, mask)
+        rows.append({"method": m, "seed": s, "baseline": base, "n_slice_pairs": int(mask.sum()),
+                     "slice_share": float(mask.mean()) if len(mask) else float("nan"), **res})
+    return pd.DataFrame(rows)
+
+
+def seed_dispersion(ev: Evaluation, metrics: Sequence[str] = ("f1", "auc", "starc")) -> pd.DataFrame:
+    """Per method: std over seeds of each Table 1 metric (both sets) and the mean pairwise STARC
+    (Eq. 4) between the seeds' rewards on the in-domain test outputs and on Jigsaw (Corollary 1)."""
+    rows = {}
+    for m in ev.grid.methods:
+        seeds = sorted(s for (mm, s) in ev.scores if mm == m)
+        row: dict[str, float] = {"n_seeds": len(seeds)}
+        for st, g in ev.per_run[ev.per_run["method"] == m].groupby("set", sort=False):
+            for k in metrics:
+                row[f"{st} std {k}"] = float(np.std(g[k].to_numpy(float)))
+        test_r = np.stack([np.concatenate([ev.scores[(m, s)].test_post, ev.scores[(m, s)].test_pre]) for s in seeds])
+        row["in_domain pairwise STARC"] = M.pairwise_starc(test_r) if len(seeds) > 1 else float("nan")
+        if ev.heldout is not None:
+            jr = np.stack([ev.scores[(m, s)].jigsaw for s in seeds])
+            row["jigsaw pairwise STARC"] = M.pairwise_starc(jr) if len(seeds) > 1 else float("nan")
+        rows[m] = row
+    df = pd.DataFrame(rows).T
+    df.index.name = "method"
+    return df
+
+
+# =========================================================================== Figure 3 (left)
+
+@dataclass
+class SubtypeTransfer:
+    """Figure 3 (left): accuracy[method][train subtype, eval subtype] (mean over seeds) + counts."""
+
+    accuracy: dict[str, pd.DataFrame]
+    n_train: dict[str, int]
+    n_eval: dict[str, int]
+    per_seed: pd.DataFrame
+
+
+def subtype_transfer(cfg, ps: PairSet, *, methods: Sequence[str] = (IRL_METHOD, FA_METHOD),
+                     subtypes: Sequence[str] = TABLE3_SUBTYPES, seeds: Sequence[int] | None = None,
+                     min_pairs: int = 8, label_column: str = "toxic", threshold: float = 0.5,
+                     log: Callable[[str], None] = print) -> SubtypeTransfer:
+    """Train on the training pairs whose o_pre has ONE subtype (rows), evaluate classification accuracy
+    (train-fitted threshold, label 1 = o_post) on the test pairs whose o_pre has each subtype (columns).
+
+    Each row is a cached training stage ``irl_subtype`` (``cfg.irl``, all its seeds unless ``seeds``).
+    Rows with fewer than ``min_pairs`` training pairs, or columns without test pairs, are NaN.
+    """
+    train, test = ps.split("train"), ps.split("test")
+    seeds = list(range(cfg.irl.n_seeds) if seeds is None else seeds)
+    fp = pairset_fingerprint(ps, label_column)
+    rows, n_train = [], {}
+    n_eval = {s: int(subtype_mask(test.df, s, "pre", threshold).sum()) for s in subtypes}
+    for s_tr in subtypes:
+        mask = subtype_mask(train.df, s_tr, "pre", threshold)
+        n_train[s_tr] = int(mask.sum())
+        if mask.sum() < min_pairs:
+            log(f"[fig3] {s_tr}: only {int(mask.sum())} training pairs (< {min_pairs}); row left empty")
+            continue
+        sub = train.subset(mask)
+        data = preference_data(sub, None, label_column)
+        out = train_stage(data, cfg.irl, name="irl_subtype", root=stage_root(cfg), methods=methods, seeds=seeds,
+                          force=cfg.force, log=log,
+                          settings={"pairs": fp, "subtype": s_tr, "threshold": threshold, "label_column": label_column})
+        for (m, seed), rew in out.rewards.items():
+            sc = RunScores(rew(sub.emb_post), rew(sub.emb_pre), rew(test.emb_post), rew(test.emb_pre), None)
+            thr = M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
+            for s_ev in subtypes:
+                em = subtype_mask(test.df, s_ev, "pre", threshold)
+                if not em.any():
+                    acc = float("nan")
+                else:
+                    scores, labels = M.pair_labels(sc.test_post[em], sc.test_pre[em])
+                    acc = float(np.mean(M.classifier_correct(scores, labels, thr)))
+                rows.append({"method": m, "seed": seed, "train_subtype": s_tr, "eval_subtype": s_ev, "accuracy": acc})
+    per_seed = pd.DataFrame(rows, columns=["method", "seed", "train_subtype", "eval_subtype", "accuracy"])
+    acc = {}
+    for m in methods:
+        g = per_seed[per_seed["method"] == m]
+        mat = g.groupby(["train_subtype", "eval_subtype"])["accuracy"].mean().unstack() if len(g) else pd.DataFrame()
+        acc[m] = mat.reindex(index=list(subtypes), columns=list(subtypes)).astype(float)
+    return SubtypeTransfer(acc, n_train, n_eval, per_seed)
+
+
+def plot_subtype_transfer(st: SubtypeTransfer):
+    """Heatmaps of Figure 3 (left), one per method, rows = training subtype, columns = evaluation subtype."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    methods = list(st.accuracy)
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4.4), squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        mat = st.accuracy[m].rename(index=SUBTYPE_TITLES, columns=SUBTYPE_TITLES)
+        sns.heatmap(mat, ax=ax, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, cmap="viridis", cbar=ax is axes[0][-1],
+                    mask=mat.isna())
+        ax.set_title(METHOD_TITLES.get(m, m))
+        ax.set_xlabel(f"evaluated on (test pairs: {', '.join(str(st.n_eval[s]) for s in st.n_eval)})")
+        ax.set_ylabel("trained on")
+    fig.tight_layout()
+    return fig
+
+
+# =========================================================================== notebook-04 plots
+
+def plot_training_curves(out: GridOutput):
+    """Train and validation loss per method (mean over seeds, band = min..max)."""
+    import matplotlib.pyplot as plt
+
+    h = out.history_frame()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for key, ax in zip(("train_loss", "val_loss"), axes):
+        for m in out.methods:
+            g = h[h["method"] == m].groupby("epoch")[key]
+            mean, lo, hi = g.mean(), g.min(), g.max()
+            ax.plot(mean.index, mean.values, label=METHOD_TITLES.get(m, m))
+            ax.fill_between(mean.index, lo.values, hi.values, alpha=0.15)
+        ax.set_xlabel("epoch (= round t)")
+        ax.set_ylabel({"train_loss": "training objective L_t (Eq. 3)", "val_loss": "validation L_base"}[key])
+        ax.set_yscale("log")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_schedules(out: GridOutput):
+    """lambda_t, the margin-rule schedule (bottom-k fraction or gamma_t) and |F_t| / N per FA method."""
+    import matplotlib.pyplot as plt
+
+    h = out.history_frame()
+    cfg = out.info.get("config") or {}
+    rule = (out.rewards[next(iter(out.rewards))].meta.get("config") or {}).get("margin_rule", cfg.get("margin_rule", "bottomk"))
+    fa = [m for m in out.methods if "_fa_" in m]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    first = h[h["method"] == fa[0]] if fa else h
+    sched = first.groupby("epoch")[["lambda_t", "bottomk_frac", "gamma_t", "p_t"]].mean()
+    axes[0].plot(sched.index, sched["lambda_t"])
+    axes[0].set_title(r"failure weight $\lambda_t$")
+    key = "bottomk_frac" if rule == "bottomk" else "gamma_t"
+    axes[1].plot(sched.index, sched[key], label=key)
+    axes[1].plot(sched.index, sched["p_t"], ls="--", label="sampling rate p_t")
+    axes[1].set_title("bottom-k fraction (margin failures)" if rule == "bottomk" else r"$\gamma_t$")
+    axes[1].legend(fontsize=8)
+    for m in fa:
+        g = h[h["method"] == m].groupby("epoch")["fail_frac"].mean()
+        axes[2].plot(g.index, g.values, label=METHOD_TITLES.get(m, m))
+    axes[2].set_title(r"failure-set size $|F_t|$ / N (mean over seeds)")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("epoch (= round t)")
+    fig.tight_layout()
+    return fig
+
+
+# =========================================================================== prose from numbers
+
+def compare_sentences(summary: Mapping[str, Any], set_name: str, paper: Mapping[str, Any] = PAPER_TABLE1) -> list[str]:
+    """Plain sentences comparing our Table 1 with the paper's claims, computed from the numbers."""
+    s = summary.get(set_name, {})
+    if not s:
+        return [f"No {set_name} results."]
+    out = []
+    mean = {m: {k: v["mean"] for k, v in d.items()} for m, d in s.items()}
+    for fam in ("mm", "me"):
+        base = f"{fam}_irl"
+        if base not in mean:
+            continue
+        for fa in (f"{fam}_fa_gt", f"{fam}_fa_margin"):
+            if fa not in mean:
+                continue
+            parts = []
+            for k, better in (("f1", 1), ("auc", 1), ("starc", -1)):
+                d = mean[fa][k] - mean[base][k]
+                sd = max(s[fa][k]["std"], s[base][k]["std"])
+                verdict = ("better" if d * better > 0 else "worse") if abs(d) > sd else "within one seed-std (no clear difference)"
+                pd_ = paper[fa][k][0] - paper[base][k][0] if fa in paper and base in paper else float("nan")
+                pverdict = "better" if pd_ * better > 0 else "worse"
+                parts.append(f"{k.upper()} {mean[fa][k]:.3f} vs {mean[base][k]:.3f} ({verdict}; paper: {pverdict}, "
+                             f"{paper[fa][k][0]:.3f} vs {paper[base][k][0]:.3f})")
+            out.append(f"{METHOD_TITLES[fa]} vs {METHOD_TITLES[base]} on {set_name}: " + "; ".join(parts) + ".")
+    best_starc = min(mean, key=lambda m: mean[m]["starc"])
+    best_f1 = max(mean, key=lambda m: mean[m]["f1"])
+    out.append(f"Lowest STARC on {set_name}: {METHOD_TITLES.get(best_starc, best_starc)} ({mean[best_starc]['starc']:.3f}); "
+               f"highest F1: {METHOD_TITLES.get(best_f1, best_f1)} ({mean[best_f1]['f1']:.3f}). "
+               f"The paper's text claims the self-supervised (margin) variant has the lowest STARC and ME FA-IRL (margin) "
+               f"the highest F1; its Table 1 gives the margin variants the highest STARC "
+               f"({paper['mm_fa_margin']['starc'][0]:.3f}, {paper['me_fa_margin']['starc'][0]:.3f}).")
+    return out
+
+
+def table2_sentence(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """Sentences on Table 2 (FA-only vs IRL-only asymmetry), ours beside the paper's."""
+    out = []
+    for side in counts:
+        if side not in PAPER_TABLE2:
+            continue
+        c, p = counts[side], PAPER_TABLE2[side]
+        n = sum(c.values())
+        ratio = c["only_fa"] / c["only_irl"] if c["only_irl"] else float("nan")
+        pr = p["only_fa"] / p["only_irl"]
+        gain = 100.0 * (c["only_fa"] - c["only_irl"]) / n if n else float("nan")
+        pgain = 100.0 * (p["only_fa"] - p["only_irl"]) / sum(p.values())
+        direction = "FA-IRL is uniquely right more often" if c["only_fa"] > c["only_irl"] else (
+            "standard IRL is uniquely right more often" if c["only_fa"] < c["only_irl"] else "neither is uniquely right more often")
+        out.append(f"{side}: {direction} ({c['only_fa']} vs {c['only_irl']} of N={n}, ratio {ratio:.2f}, net "
+                   f"{gain:+.1f} pp accuracy); paper: {p['only_fa']} vs {p['only_irl']} (ratio {pr:.2f}, net {pgain:+.1f} pp).")
+    return out
+
+
+def synthetic_pairset(n: int = 400, dim: int = 16, seed: int = 0, test_fraction: float = 0.25) -> PairSet:
+    """A PairSet-shaped object from the synthetic environment (tests only, never in notebooks).
+
+    o_post = the Bradley-Terry-preferred output, o_pre = the other; ``{side}_reward`` = the known
+    ground truth; toxic = label -1; subtype probabilities are deterministic functions of the ground
+    truth and one embedding coordinate, so subtype slices are non-trivial.
+    """
+    from fairl_lib.irl.synthetic import make_synthetic
+    from fairl_lib.pairs import SUBTYPE_LABELS, pair_type
+
+    sp = make_synthetic(n, dim, seed, nonlinearity=0.0)
+    d = sp.data
+    rng = np.random.default_rng(seed)
+    split = np.where(rng.random(n) < test_fraction, "test", "train")
+    df = pd.DataFrame({"pair_id": np.arange(n), "prompt_id": np.arange(n), "prompt": "p", "o_pre": "a",
+                       "o_post": "b", "split": split})
+    for side, h, r, y in (("pre", d.h_minus, sp.r_minus, d.y_minus), ("post", d.h_plus, sp.r_plus, d.y_plus)):
+        p_tox = 1.0 / (1.0 + np.exp(3.0 * r))
+        df[f"{side}_p_toxic"] = p_tox
+        for k, lab in enumerate(SUBTYPE_LABELS):
+            df[f"{side}_{lab}"] = p_tox * (1.0 / (1.0 + np.exp(-4.0 * h[:, k % h.shape[1]])))
+        df[f"{side}_toxic"] = y < 0
+        df[f"{side}_judge_p"] = p_tox
+        df[f"{side}_reward"] = r
+    df["pair_type"] = pair_type(df["pre_toxic"], df["post_toxic"])
+    return PairSet(df, np.asarray(d.h_minus, np.float32), np.asarray(d.h_plus, np.float32), {"synthetic": True})
+
+
+def synthetic_heldout(ps_seed: int, n: int = 200, dim: int = 16) -> HeldOut:
+    """Held-out single outputs of the same synthetic environment (tests only)."""
+    from fairl_lib.irl.synthetic import make_env
+
+    env = make_env(dim, ps_seed, nonlinearity=0.0)
+    h, r, y = env.sample_outputs(n, ps_seed)
+    subs = {s: (np.abs(h[:, k]) > np.quantile(np.abs(h[:, k]), 0.7)) & (y < 0) for k, s in enumerate(TABLE3_SUBTYPES)}
+    return HeldOut(h, (y > 0).astype(int), r, subs)
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses / frames -> JSON-ready structures (for write_metrics)."""
+    if isinstance(obj, pd.DataFrame):
+        return json.loads(obj.to_json(orient="index"))
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    return obj
+
