@@ -136,6 +136,28 @@ def score_toxicity(ns: argparse.Namespace) -> int:
     return 0
 
 
+@command("score reward", "Score texts (one per line on stdin) with a learned reward; write one JSON object "
+         'per line: {"text", "reward", "reward_base", "reward_failure"}.',
+         arg("path", help="reward folder (reward.safetensors + reward.json, e.g. results/cpu/rewards/me_fa_margin/seed0)"),
+         arg("--embedder", default=None, help="embedder name (default: the one recorded with the reward)"),
+         arg("--batch-size", type=int, default=64, help="texts embedded together (default 64)"))
+def score_reward(ns: argparse.Namespace) -> int:
+    from fairl_lib.experiment import reward_embedder
+    from fairl_lib.irl.reward import load_reward
+    from fairl_lib.models import get_embedder
+
+    reward = load_reward(ns.path)
+    embedder = get_embedder(ns.embedder or reward_embedder(reward, ns.path))
+    out = sys.stdout
+    for texts in _batches(sys.stdin, max(1, ns.batch_size)):
+        r_d, r_f = reward.components(embedder.embed(texts))
+        for k, text in enumerate(texts):
+            out.write(json.dumps({"text": text, "reward": float(r_d[k] + r_f[k]), "reward_base": float(r_d[k]),
+                                  "reward_failure": float(r_f[k])}, ensure_ascii=False) + "\n")
+        out.flush()
+    return 0
+
+
 # =========================================================================== assets
 
 

@@ -249,7 +249,7 @@ def grid_stage(cfg, ps: PairSet, *, label_column: str = "toxic", methods: Sequen
     ``publish`` every reward is copied to ``results/<profile>/rewards/<method>/seed<k>/``.
     """
     data = preference_data(ps, "train", label_column)
-    settings = {"pairs": pairset_fingerprint(ps, label_column), "pairs_stage_key": ps.meta.get("stage_key", ""),
+    settings = {"pairs": pairset_fingerprint(ps, label_column), "pairs_stage_key": Path(str(ps.meta.get("stage_dir", ""))).name,
                 "label_column": label_column, "embedder": cfg.models.embedder}
     out = train_stage(data, cfg.irl, name="irl_grid", settings=settings, root=stage_root(cfg), methods=methods,
                       force=cfg.force, progress=progress,
@@ -824,3 +824,16 @@ def to_plain(obj: Any) -> Any:
         return asdict(obj)
     return obj
 
+
+
+def reward_embedder(reward: RewardModel, folder: str | Path | None = None) -> str:
+    """The embedder a saved reward was trained on: ``extra["embedder"]`` in its ``reward.json``, else
+    an ``embedder.txt`` next to it (or in a parent folder), else ``minilm`` (the only one registered)."""
+    name = (reward.meta.get("extra") or {}).get("embedder")
+    if name:
+        return str(name)
+    if folder is not None:
+        for d in [Path(folder), *Path(folder).parents][:4]:
+            if (d / "embedder.txt").exists():
+                return (d / "embedder.txt").read_text().strip()
+    return "minilm"
