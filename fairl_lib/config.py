@@ -112,6 +112,8 @@ SECTIONS: dict[str, str] = {
     "irl": "fairl_lib.irl.train:IRLConfig",
     "pairmix": "fairl_lib.config:PairMixConfig",
     "theory": "fairl_lib.irl.theory:TheoryConfig",
+    "sizes": "fairl_lib.sizes:SizesConfig",
+    "rerlhf": "fairl_lib.rerlhf:RerlhfConfig",
 }
 TOP_LEVEL_KEYS = {"description", "assets"}
 

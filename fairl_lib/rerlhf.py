@@ -1,0 +1,514 @@
+"""Re-RLHF with recovered rewards (paper Sec. 5 "downstream utility", Sec. 6, Figure 3 right).
+
+The paper fine-tunes the base model three times, changing only the reward: (i) the ground-truth
+toxicity classifier, (ii) the FA-IRL reward, (iii) a standard IRL reward, and reports the toxicity
+rate on held-out prompts (4%, 6% and 9%). This module:
+
+- composes a saved reward ``R(h(o))`` (``irl.reward.load_reward``) with the frozen sentence
+  embedder ``h`` into a text reward ``list[str] -> list[float]`` (:class:`LearnedTextReward`), so
+  ``rlhf.train_policy`` (which never imports the IRL code) can optimise it;
+- runs each fine-tuning as a cached stage (:func:`rerlhf_stage`) with exactly the expert's RLHF
+  settings (``[rlhf]`` with the run's seed, same prompts, same held-out evaluation), except the reward
+  and, optionally, the number of steps (``[rerlhf] steps``). When the settings equal the expert's,
+  run (i) *is* the expert (``expert.expert_stage``): it is reused, not retrained;
+- evaluates every run on the expert's held-out prompts over training (ground-truth rate, and for the
+  learned-reward runs also the independent judge's rate) and at the end with the protocol of
+  ``expert.evaluate_expert`` (:func:`evaluate_policy`), so reward hacking of one scorer shows.
+
+Choices the paper leaves open (configurable in :class:`RerlhfConfig`):
+
+- *Reward scale.* An IRL reward is identified only up to a positive affine map, and RLOO's objective
+  ``E[r] - beta KL`` (advantages not normalised) depends on the reward's scale: the same ``beta``
+  means a tighter KL leash for a reward with a small spread. ``normalize="match_gt"`` (default) maps
+  the learned reward affinely so that, on the outputs of the *training* pairs (both sides), it has
+  the mean and standard deviation of the ground-truth reward ``1 - P(toxic)`` there. Only these two
+  numbers come from the ground truth; the ranking of outputs is entirely the learned reward's. So
+  ``beta`` has the same meaning in all three runs. ``"standardize"`` uses mean 0 / std 1 on the same
+  outputs (no ground truth at all); ``"none"`` uses the raw reward.
+- *Which saved reward.* The reward of seed ``reward_seed`` (``-1`` = the run's ``SEED``) written by
+  notebook 04 under ``results/<profile>/rewards/<method>/seed<k>/``; ``fa_method`` (default the
+  paper's headline self-supervised ``me_fa_margin``) and ``irl_method`` (``me_irl``, the same loss
+  without failures, so the comparison isolates the failure path).
+- *Refusal correctness.* The paper says FA-IRL "improves refusal correctness" but never defines it
+  (no prompts, labels or metric are given); it is not measured here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fairl_lib.artifacts import read_json, write_json
+from fairl_lib.cache import run_stage, stage_key, stage_root
+
+STAGE, EVAL_STAGE = "rerlhf", "rerlhf_eval"
+STAGE_VERSION, EVAL_VERSION = "1", "1"
+KINDS = ("ground_truth", "fa_irl", "irl")
+NORMALIZATIONS = ("match_gt", "standardize", "none")
+PAPER_RATES = {"ground_truth": 0.04, "fa_irl": 0.06, "irl": 0.09}  # Sec. 6 / Figure 3 right
+JUDGE_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class RerlhfConfig:
+    """Re-RLHF settings (profile section ``[rerlhf]``); everything else is the expert's ``[rlhf]``.
+
+    Attributes:
+        steps: RLHF steps of each re-RLHF run (0 = ``[rlhf].steps``, the expert's). With 0 (and
+            ``eval_every`` 0) run (i) is the expert stage itself and is reused; otherwise the
+            ground-truth run is retrained with the same reduced steps, for a fair comparison.
+        eval_every: held-out evaluation every this many steps (0 = ``[rlhf].eval_every``).
+        fa_method: the FA-IRL reward of run (ii) (a method of ``irl.train.METHODS``).
+        irl_method: the standard IRL reward of run (iii).
+        reward_seed: which saved reward seed to use (-1 = the run's ``SEED``).
+        normalize: ``"match_gt"`` | ``"standardize"`` | ``"none"`` (see the module docstring).
+        reuse_expert: allow run (i) to reuse the expert stage when the settings are identical.
+        final_samples_per_prompt: completions per held-out prompt in the final evaluation (the
+            expert's evaluation protocol uses 2).
+    """
+
+    steps: int = 0
+    eval_every: int = 0
+    fa_method: str = "me_fa_margin"
+    irl_method: str = "me_irl"
+    reward_seed: int = -1
+    normalize: str = "match_gt"
+    reuse_expert: bool = True
+    final_samples_per_prompt: int = 2
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"rerlhf.normalize={self.normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
+        if self.steps < 0 or self.eval_every < 0 or self.final_samples_per_prompt < 1:
+            raise ValueError("rerlhf.steps and eval_every must be >= 0, final_samples_per_prompt >= 1")
+
+    def method_of(self, kind: str) -> str | None:
+        """The IRL method behind a run kind (None for the ground truth)."""
+        check_kind(kind)
+        return {"ground_truth": None, "fa_irl": self.fa_method, "irl": self.irl_method}[kind]
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"Unknown re-RLHF run {kind!r}; valid: {', '.join(KINDS)}")
+
+
+def rerlhf_config(cfg) -> RerlhfConfig:
+    """``cfg.rerlhf`` if the section is registered, else the defaults (same steps as the expert)."""
+    return cfg.sections.get("rerlhf", RerlhfConfig())
+
+
+def run_rlhf_config(cfg):
+    """The expert's RLHF settings (``expert.expert_rlhf_config``) with ``[rerlhf]``'s steps/eval_every."""
+    from fairl_lib.expert import expert_rlhf_config
+
+    rc, base = rerlhf_config(cfg), expert_rlhf_config(cfg)
+    return dataclasses.replace(base, steps=rc.steps or base.steps, eval_every=rc.eval_every or base.eval_every)
+
+
+def reuses_expert(cfg) -> bool:
+    """True when run (i) is exactly the expert stage (same RLHF settings): it is then reused."""
+    from fairl_lib.expert import expert_rlhf_config
+
+    return rerlhf_config(cfg).reuse_expert and run_rlhf_config(cfg) == expert_rlhf_config(cfg)
+
+
+# --------------------------------------------------------------------------- the learned text reward
+
+
+def affine_for(r_learned: np.ndarray, r_gt: np.ndarray | None, normalize: str) -> tuple[float, float]:
+    """``(a, b)`` such that ``a * R + b`` is normalised as ``normalize`` says, from rewards of the
+    training-pair outputs (``r_learned``) and, for ``"match_gt"``, the ground-truth rewards there.
+
+    A constant learned reward (std 0) keeps ``a = 1`` (nothing to rescale).
+    """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize={normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
+    if normalize == "none":
+        return 1.0, 0.0
+    r = np.asarray(r_learned, dtype=np.float64)
+    mu, sd = float(r.mean()), float(r.std())
+    if normalize == "standardize":
+        tgt_mu, tgt_sd = 0.0, 1.0
+    else:
+        if r_gt is None:
+            raise ValueError("normalize='match_gt' needs the ground-truth rewards of the same outputs")
+        g = np.asarray(r_gt, dtype=np.float64)
+        tgt_mu, tgt_sd = float(g.mean()), float(g.std())
+    a = tgt_sd / sd if sd > 0 else 1.0
+    return a, tgt_mu - a * mu
+
+
+class LearnedTextReward:
+    """``texts -> a * R(h(texts)) + b``: a saved IRL reward composed with the frozen embedder.
+
+    Args:
+        reward: an ``irl.reward.RewardModel`` (callable on ``(n, d)`` embeddings).
+        embedder: anything with ``embed(list[str]) -> (n, d)`` (``models.Embedder``).
+        scale, shift: the affine map of :func:`affine_for` (default identity).
+    """
+
+    def __init__(self, reward, embedder, scale: float = 1.0, shift: float = 0.0, name: str = "learned") -> None:
+        self.reward, self.embedder = reward, embedder
+        self.scale, self.shift = float(scale), float(shift)
+        self.__name__ = f"irl_reward_{name}"
+
+    def raw(self, texts: Sequence[str]) -> np.ndarray:
+        """``R(h(o))`` before the affine map."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0)
+        return np.asarray(self.reward(self.embedder.embed(texts)), dtype=np.float64)
+
+    def __call__(self, texts: Sequence[str]) -> list[float]:
+        return (self.scale * self.raw(texts) + self.shift).tolist()
+
+
+def reward_dir(cfg, method: str, seed: int | None = None) -> Path:
+    """Where notebook 04 saved ``method``'s reward of ``seed`` (default: ``[rerlhf] reward_seed``)."""
+    from fairl_lib.irl.reward import reward_folder
+
+    rc = rerlhf_config(cfg)
+    seed = (cfg.seed if rc.reward_seed < 0 else rc.reward_seed) if seed is None else seed
+    return reward_folder(cfg.results_dir, method, seed)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def train_pair_rewards(cfg, reward, ps=None) -> tuple[np.ndarray, np.ndarray]:
+    """Learned and ground-truth rewards of all training-pair outputs (o_pre and o_post)."""
+    from fairl_lib.expert import pairs_stage
+
+    ps = ps if ps is not None else pairs_stage(cfg)
+    tr = ps.split("train")
+    r = np.concatenate([reward(tr.emb_pre), reward(tr.emb_post)]).astype(np.float64)
+    g = np.concatenate([tr.df["pre_reward"].to_numpy(), tr.df["post_reward"].to_numpy()]).astype(np.float64)
+    return r, g
+
+
+def learned_text_reward(cfg, method: str, ps=None, embedder=None) -> tuple[LearnedTextReward, dict[str, Any]]:
+    """The text reward of ``method`` for re-RLHF, and its description (folder, digest, affine map).
+
+    Raises:
+        FileNotFoundError: the reward was not trained yet (run notebook 04 first).
+    """
+    from fairl_lib.irl.reward import WEIGHT_FILE, load_reward
+    from fairl_lib.models import Embedder
+
+    folder = reward_dir(cfg, method)
+    if not (folder / WEIGHT_FILE).exists():
+        raise FileNotFoundError(f"No saved {method} reward in {folder}: run notebook 04 (IRL training) "
+                                f"for profile {cfg.profile!r} and seed {cfg.seed} first.")
+    reward = load_reward(folder)
+    rc = rerlhf_config(cfg)
+    r, g = train_pair_rewards(cfg, reward, ps)
+    a, b = affine_for(r, g, rc.normalize)
+    emb = embedder if embedder is not None else Embedder(cfg.models.embedder)
+    info = {"method": method, "folder": str(folder), "digest": _file_digest(folder / WEIGHT_FILE),
+            "normalize": rc.normalize, "scale": a, "shift": b,
+            "train_output_mean_raw": float(r.mean()), "train_output_std_raw": float(r.std()),
+            "gt_train_output_mean": float(g.mean()), "gt_train_output_std": float(g.std()),
+            "spearman_with_gt_train": _spearman(r, g)}
+    return LearnedTextReward(reward, emb, a, b, name=method), info
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic) if len(a) > 2 else math.nan
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def eval_fn_with_judge(cfg):
+    """``completions -> {tox_rate, tox_mean, judge_rate, judge_mean}``: the expert's periodic
+    evaluation (``expert.toxicity_eval_fn``) plus the independent judge (P > 0.5)."""
+    from fairl_lib.expert import toxicity_eval_fn
+    from fairl_lib.scorers import get_scorer
+
+    gt_eval, judge = toxicity_eval_fn(cfg), get_scorer(cfg.models.judge)
+
+    def evaluate(completions: list[str]) -> dict[str, float]:
+        p = np.asarray(judge(completions)["toxic"], dtype=np.float64)
+        return {**gt_eval(completions), "judge_rate": float(np.mean(p > JUDGE_THRESHOLD)),
+                "judge_mean": float(np.mean(p))}
+
+    return evaluate
+
+
+def run_settings(cfg, kind: str, reward_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stage key of one re-RLHF run: the expert's settings with this run's RLHF config and reward."""
+    from fairl_lib.expert import expert_settings
+
+    check_kind(kind)
+    s = expert_settings(cfg)
+    s = {**s, "rlhf": dataclasses.asdict(run_rlhf_config(cfg)), "kind": kind, "judge": cfg.models.judge}
+    if kind != "ground_truth":
+        if reward_info is None:
+            raise ValueError(f"run {kind!r} needs reward_info (from learned_text_reward)")
+        s.pop("reward_kind", None)
+        s["reward"] = {k: reward_info[k] for k in ("method", "digest", "normalize", "scale", "shift")}
+        s["embedder"] = cfg.models.embedder
+    return s
+
+
+@dataclass
+class RerlhfRun:
+    """A finished run: ``policy`` loads with ``models.load_lm``; ``history`` one row per RLHF step."""
+
+    kind: str
+    folder: Path
+    policy: Path
+    history: pd.DataFrame
+    info: dict[str, Any]
+    reused_expert: bool = False
+
+
+def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
+    """Train (or reuse) re-RLHF run ``kind`` (``ground_truth`` | ``fa_irl`` | ``irl``)."""
+    from fairl_lib import rlhf
+    from fairl_lib.expert import REWARD_KIND, expert_stage, load_expert, rlhf_prompts
+
+    check_kind(kind)
+    if kind == "ground_truth" and reuses_expert(cfg):
+        ex = load_expert(expert_stage(cfg))
+        return RerlhfRun(kind, ex.folder, ex.policy, ex.history, {"reused_expert": True, **ex.info}, True)
+    info: dict[str, Any] = {}
+    if kind == "ground_truth":
+        from fairl_lib.scorers import toxicity_reward
+
+        reward = toxicity_reward(cfg.models.ground_truth, REWARD_KIND)
+    else:
+        reward, info = learned_text_reward(cfg, rerlhf_config(cfg).method_of(kind), ps, embedder)
+    settings = run_settings(cfg, kind, info or None)
+
+    def compute(work: Path) -> None:
+        train, held = rlhf_prompts(cfg)
+        rlhf.train_policy(settings["base_lm"], list(train["prompt"]), reward, run_rlhf_config(cfg), work / "rlhf",
+                          eval_prompts=list(held["prompt"]), eval_fn=eval_fn_with_judge(cfg),
+                          source=settings["source"])
+        write_json(work / "rerlhf.json", {"settings": settings, "reward": info, "n_train_prompts": len(train),
+                                          "n_heldout_prompts": len(held)})
+
+    folder = run_stage(STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=STAGE_VERSION)
+    meta = {**read_json(folder / "rlhf" / "rlhf.json"), **read_json(folder / "rerlhf.json")}
+    return RerlhfRun(kind, folder, folder / "rlhf" / "policy", pd.read_csv(folder / "rlhf" / "history.csv"), meta)
+
+
+def _generate_sorted(lm, prompts: list[str], settings, seed: int) -> list[str]:
+    """The expert evaluation's generation (prompts grouped by length, results in input order)."""
+    try:
+        from fairl_lib.expert import _generate_sorted as gen
+    except ImportError:  # pragma: no cover - same logic, if expert.py ever renames its helper
+        from fairl_lib.models import generate
+
+        def gen(lm, prompts, settings, seed):
+            order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), prompts[i], i))
+            out = generate(lm.model, lm.tokenizer, [prompts[i] for i in order], settings, seed=seed, spec=lm.spec)
+            res = [""] * len(prompts)
+            for j, i in enumerate(order):
+                res[i] = out[j]
+            return res
+    return gen(lm, prompts, settings, seed)
+
+
+def evaluate_policy(cfg, run: RerlhfRun) -> dict[str, Any]:
+    """Final held-out evaluation of a run with ``expert.evaluate_expert``'s protocol (cached stage).
+
+    ``final_samples_per_prompt`` completions per held-out prompt (``[gen]`` settings, the seed the
+    expert's evaluation uses for the expert, so every policy sees the same sampling noise), scored by
+    the ground truth and the judge; pooled perplexity under the base model and the share of empty
+    completions (a reward-hacked policy can go quiet or degenerate). Returns the summary dict:
+    ``toxicity_rate``, ``toxicity_mean``, ``judge_rate``, ``judge_mean``, ``perplexity``,
+    ``empty_fraction``, ``n_completions``.
+    """
+    from fairl_lib.expert import base_name, model_source, rlhf_prompts
+
+    k = rerlhf_config(cfg).final_samples_per_prompt
+    settings = {"run": run.folder.name, "kind": run.kind, "gen": dataclasses.asdict(cfg.gen),
+                "ground_truth": cfg.models.ground_truth, "judge": cfg.models.judge,
+                "toxic_threshold": cfg.models.toxic_threshold, "samples_per_prompt": k, "seed": cfg.seed}
+
+    def compute(work: Path) -> None:
+        from fairl_lib.models import completion_nll, load_lm
+        from fairl_lib.scorers import get_scorer
+
+        _, held = rlhf_prompts(cfg)
+        prompts = [p for p in held["prompt"] for _ in range(k)]
+        base = load_lm(base_name(cfg), source=model_source(cfg))
+        lm = load_lm(run.policy)
+        comp = _generate_sorted(lm, prompts, cfg.gen, cfg.seed * 1000 + 12)
+        nll, n_tok = completion_nll(base.model, base.tokenizer, prompts, comp, spec=base.spec)
+        p = np.asarray(get_scorer(cfg.models.ground_truth)(comp)["toxic"], dtype=np.float64)
+        jp = np.asarray(get_scorer(cfg.models.judge)(comp)["toxic"], dtype=np.float64)
+        df = pd.DataFrame({"prompt_id": np.repeat(held["prompt_id"].to_numpy(), k), "prompt": prompts,
+                           "completion": comp, "p_toxic": p, "judge_p": jp, "nll_base": nll, "n_tokens": n_tok})
+        df.to_parquet(work / "eval.parquet", index=False)
+        write_json(work / "summary.json", summarize_completions(df, cfg.models.toxic_threshold))
+
+    folder = run_stage(EVAL_STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=EVAL_VERSION)
+    return read_json(folder / "summary.json")
+
+
+def summarize_completions(df: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """Rates and means of both scorers, pooled perplexity under the base, empty share."""
+    return {"toxicity_rate": float((df["p_toxic"] > threshold).mean()), "toxicity_mean": float(df["p_toxic"].mean()),
+            "judge_rate": float((df["judge_p"] > JUDGE_THRESHOLD).mean()), "judge_mean": float(df["judge_p"].mean()),
+            "perplexity": float(np.exp(df["nll_base"].sum() / max(int(df["n_tokens"].sum()), 1))),
+            "empty_fraction": float((df["n_tokens"] == 0).mean()), "n_completions": len(df)}
+
+
+def base_summary(cfg) -> dict[str, Any]:
+    """The base model's held-out numbers, from ``expert.evaluate_expert`` (notebook 01's cached stage)."""
+    from fairl_lib.expert import evaluate_expert
+
+    s = evaluate_expert(cfg).summary
+    return {"toxicity_rate": s["toxicity_rate_base"], "toxicity_mean": s["toxicity_mean_base"],
+            "judge_rate": s["judge_rate_base"], "judge_mean": s["judge_mean_base"],
+            "perplexity": s["perplexity_base"], "empty_fraction": s["empty_fraction_base"],
+            "n_completions": s["n_completions_base"]}
+
+
+def final_summary(cfg, run: RerlhfRun) -> dict[str, Any]:
+    """Final held-out numbers of a run; the reused expert takes notebook 01's evaluation (same protocol)."""
+    if run.reused_expert and rerlhf_config(cfg).final_samples_per_prompt == _expert_samples():
+        from fairl_lib.expert import evaluate_expert
+
+        s = evaluate_expert(cfg).summary
+        return {k: s[f"{k}_expert"] for k in ("toxicity_rate", "toxicity_mean", "judge_rate", "judge_mean",
+                                               "perplexity", "empty_fraction", "n_completions")}
+    return evaluate_policy(cfg, run)
+
+
+def _expert_samples() -> int:
+    from fairl_lib.expert import EVAL_SAMPLES_PER_PROMPT
+
+    return EVAL_SAMPLES_PER_PROMPT
+
+
+# --------------------------------------------------------------------------- all three, metrics, plots
+
+
+def history_curves(history: pd.DataFrame) -> dict[str, list]:
+    """The evaluated steps of a history: ``step``, ``tox_rate``, ``tox_mean``, ``judge_rate`` (NaN
+    where the run did not record the judge, e.g. a reused expert) and the training ``reward``/``kl``."""
+    h = history.dropna(subset=["eval_tox_rate"]) if "eval_tox_rate" in history else history.iloc[:0]
+    col = (lambda c: [float(v) for v in h[c]] if c in h else [math.nan] * len(h))
+    return {"step": [int(s) for s in h["step"]], "tox_rate": col("eval_tox_rate"), "tox_mean": col("eval_tox_mean"),
+            "judge_rate": col("eval_judge_rate")}
+
+
+def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, RerlhfRun]:
+    """The re-RLHF runs (cached), sharing one pair set and one embedder."""
+    from fairl_lib.expert import pairs_stage
+    from fairl_lib.models import Embedder
+
+    ps, emb = None, None
+    if any(k != "ground_truth" for k in kinds):
+        ps, emb = pairs_stage(cfg), Embedder(cfg.models.embedder)
+    return {k: rerlhf_stage(cfg, k, ps, emb) for k in kinds}
+
+
+def rerlhf_metrics(cfg, runs: dict[str, RerlhfRun], finals: dict[str, dict[str, Any]],
+                   base: dict[str, Any]) -> dict[str, Any]:
+    """``metrics/08_rerlhf.json``: per run the final rates (final evaluation), the paper's rate, the
+    last in-training evaluation, the history, the reward's description; plus the base rates."""
+    rc = rerlhf_config(cfg)
+    out: dict[str, Any] = {"base": {k: base[k] for k in ("toxicity_rate", "judge_rate", "toxicity_mean", "perplexity")}}
+    for kind, run in runs.items():
+        f, curves = finals[kind], history_curves(run.history)
+        reward = run.info.get("reward", {}) if kind != "ground_truth" else {"method": "ground_truth",
+                                                                            "scorer": cfg.models.ground_truth}
+        out[kind] = {
+            "toxicity_rate_final": f["toxicity_rate"], "judge_rate_final": f["judge_rate"],
+            "toxicity_mean_final": f["toxicity_mean"], "perplexity_final": f["perplexity"],
+            "empty_fraction_final": f["empty_fraction"], "n_completions_final": f["n_completions"],
+            "paper_toxicity_rate": PAPER_RATES[kind],
+            "train_eval_tox_rate_last": curves["tox_rate"][-1] if curves["step"] else math.nan,
+            "history": curves,
+            "kl_final": _last_mean(run.history, "kl"), "reward_final": _last_mean(run.history, "reward"),
+            "reused_expert": run.reused_expert, "reward": reward,
+        }
+    out["settings"] = {"rlhf": dataclasses.asdict(run_rlhf_config(cfg)), "rerlhf": dataclasses.asdict(rc),
+                       "base_lm": cfg.models.base_lm, "ground_truth": cfg.models.ground_truth,
+                       "judge": cfg.models.judge}
+    out["refusal_correctness"] = "not measured: the paper names it but does not define it"
+    return out
+
+
+def _last_mean(history: pd.DataFrame, col: str, last: int = 5) -> float:
+    if col not in history:
+        return math.nan
+    v = history.loc[history["step"] > 0, col].dropna()
+    return float(v.tail(last).mean()) if len(v) else math.nan
+
+
+LABELS = {"ground_truth": "ground-truth reward", "fa_irl": "FA-IRL reward", "irl": "standard IRL reward"}
+
+
+def plot_toxicity_over_training(runs: dict[str, RerlhfRun], finals: dict[str, dict[str, Any]],
+                                base: dict[str, Any], gt_name: str = "ground truth", judge_name: str = "judge"):
+    """Figure 3 (right): held-out toxicity rate over re-RLHF steps, by the ground truth (left) and the
+    independent judge (middle); final rates beside the paper's (right)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
+    colors = {"ground_truth": "C0", "fa_irl": "C2", "irl": "C3"}
+    for kind, run in runs.items():
+        c = history_curves(run.history)
+        axes[0].plot(c["step"], c["tox_rate"], marker="o", color=colors[kind], label=LABELS[kind])
+        if not all(math.isnan(v) for v in c["judge_rate"]):
+            axes[1].plot(c["step"], c["judge_rate"], marker="o", color=colors[kind], label=LABELS[kind])
+        elif run.reused_expert:
+            axes[1].scatter([c["step"][-1]], [finals[kind]["judge_rate"]], marker="*", s=120, color=colors[kind],
+                            label=f"{LABELS[kind]} (final only)")
+    for ax, key, who in ((axes[0], "toxicity_rate", gt_name), (axes[1], "judge_rate", judge_name)):
+        ax.axhline(base[key], color="k", ls="--", lw=1, label="base model (final eval.)")
+        ax.set(xlabel="re-RLHF step", ylabel="held-out toxicity rate", ylim=(0, None),
+               title=f"measured by {who}")
+        ax.legend(fontsize=8)
+    kinds = list(runs)
+    x = np.arange(len(kinds))
+    for i, (key, lab) in enumerate((("toxicity_rate", gt_name), ("judge_rate", judge_name))):
+        bars = axes[2].bar(x + (i - 1) * 0.27, [finals[k][key] for k in kinds], width=0.27, label=f"here, {lab}")
+        axes[2].bar_label(bars, fmt="%.3f", fontsize=7)
+    bars = axes[2].bar(x + 0.27, [PAPER_RATES[k] for k in kinds], width=0.27, color="0.6", label="paper (RoBERTa)")
+    axes[2].bar_label(bars, fmt="%.2f", fontsize=7)
+    axes[2].set(xticks=x, xticklabels=[LABELS[k].replace(" reward", "") for k in kinds], ylabel="final toxicity rate",
+                title="final rates vs the paper")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def final_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """One row per run (and the base): final rates by both scorers, perplexity, KL, the paper's rate."""
+    rows = [{"run": "base model", "toxicity_rate": metrics["base"]["toxicity_rate"],
+             "judge_rate": metrics["base"]["judge_rate"], "perplexity": metrics["base"]["perplexity"],
+             "kl_final": 0.0, "paper_toxicity_rate": math.nan}]
+    for kind in KINDS:
+        if kind in metrics:
+            m = metrics[kind]
+            rows.append({"run": LABELS[kind], "toxicity_rate": m["toxicity_rate_final"],
+                         "judge_rate": m["judge_rate_final"], "perplexity": m["perplexity_final"],
+                         "kl_final": m["kl_final"], "paper_toxicity_rate": m["paper_toxicity_rate"]})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def stage_keys(cfg, reward_infos: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """The stage key of each run (for tests and reports); learned runs need their reward info."""
+    reward_infos = reward_infos or {}
+    out = {}
+    for kind in KINDS:
+        if kind == "ground_truth" or kind in reward_infos:
+            out[kind] = stage_key(STAGE, run_settings(cfg, kind, reward_infos.get(kind)), STAGE_VERSION)
+    return out
