@@ -432,11 +432,16 @@ def method_seed_values(metrics: Mapping | None, metric: str, sets: Sequence[str]
     raise MissingMetrics(f"metrics of notebook {nb} have no per-method {metric!r} values ({'/'.join(sets)})")
 
 
-def _best(values: Mapping[str, Sample], methods: Iterable[str], higher: bool) -> str | None:
-    cands = [m for m in methods if m in values]
+def _mean_of(v: Sample | Sequence[float]) -> float:
+    return v.mean if isinstance(v, Sample) else float(np.mean(_clean(v)))
+
+
+def _best(values: Mapping[str, Sample | Sequence[float]], methods: Iterable[str], higher: bool) -> str | None:
+    """The method of ``methods`` with the highest (``higher``) or lowest mean."""
+    cands = [m for m in methods if m in values and math.isfinite(_mean_of(values[m]))]
     if not cands:
         return None
-    return (max if higher else min)(cands, key=lambda m: values[m].mean)
+    return (max if higher else min)(cands, key=lambda m: _mean_of(values[m]))
 
 
 # ============================================================================ the claims
@@ -882,6 +887,10 @@ def evaluate_claim(claim: Claim, mets: Mapping[str, Mapping | None]) -> Entry:
     except MissingMetrics as err:
         e.verdict, e.ours, e.estimate = NOT_RUN, "-", None
         e.details = {"missing": str(err.args[0]) if err.args else "metrics missing"}
+    except (KeyError, TypeError, ValueError, IndexError) as err:  # a metrics layout this ledger cannot read
+        e.verdict, e.ours, e.estimate = NOT_RUN, "-", None
+        e.details = {"missing": f"metrics of notebook {'/'.join(claim.notebooks)} unreadable here "
+                                f"({type(err).__name__}: {err})"}
     if e.verdict not in VERDICTS:
         raise ValueError(f"claim {claim.id} produced an unknown verdict {e.verdict!r}")
     return e
