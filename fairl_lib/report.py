@@ -387,9 +387,10 @@ def _n_seeds(metrics: Mapping | None, default: int | None) -> int | None:
                 return v
             if isinstance(v, list):
                 return len(v)
-        irl = metrics.get("irl")
-        if isinstance(irl, Mapping) and isinstance(irl.get("n_seeds"), int):
-            return irl["n_seeds"]
+        for sec, key in (("irl", "n_seeds"), ("n", "seeds")):  # notebook 05 writes n.seeds
+            block = metrics.get(sec)
+            if isinstance(block, Mapping) and isinstance(block.get(key), int):
+                return block[key]
     return default
 
 

@@ -11,7 +11,6 @@ from scipy import stats
 from fairl_lib import report as R
 from fairl_lib.report import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
-
 # ----------------------------------------------------------------------------- statistics
 
 
@@ -95,7 +94,7 @@ def _table1(gain: float, noise: float = 0.002, n: int = 5) -> dict:
     """Per-seed in-domain metrics: every FA-IRL variant = baseline + gain (common seed luck)."""
     rng = np.random.default_rng(1)
     luck = rng.normal(0, 0.02, n)
-    jitter = lambda: rng.normal(0, noise, n)  # noqa: E731
+    jitter = lambda: rng.normal(0, noise, n)
     out = {}
     for m in R.METHOD_LABELS:
         g = gain if m in R.FA_METHODS else 0.0
@@ -119,11 +118,11 @@ def test_table1_from_summary_layout():
     """The layout experiment.summarize writes: {set: {method: {metric: {mean, std}}}}, seeds from n_seeds."""
     summ = {m: {"f1": {"mean": 0.80 if m in R.FA_METHODS else 0.70, "std": 0.01},
                 "auc": {"mean": 0.9, "std": 0.01}, "starc": {"mean": 0.5, "std": 0.01}} for m in R.METHOD_LABELS}
-    mets = {"05": {"n_seeds": 5, "table1": {"in_domain": summ, "jigsaw": {}}}}
+    mets = {"05": {"n": {"seeds": 5}, "table1": {"in_domain": summ, "jigsaw": {}}}}
     led = _ledger(mets)
     assert led["table1_f1"].verdict == REPRODUCED and led["table1_f1"].details["interval"] == "Welch"
     assert led["table1_auc"].verdict == INCONCLUSIVE
-    mets["05"]["n_seeds"] = 1
+    mets["05"]["n"]["seeds"] = 1
     assert _ledger(mets)["table1_f1"].verdict == INCONCLUSIVE  # one seed: no interval
 
 
@@ -183,7 +182,7 @@ def test_pair_mix_claims():
 
 def test_model_size_layout_of_notebook_07():
     """experiment 07 writes {size_lm: {params_millions, accuracy: {mean, ci_low, ci_high, std, n}, starc}}."""
-    leaf = lambda m, s: {"mean": m, "ci_low": m - 0.01, "ci_high": m + 0.01, "std": s, "n": 5}  # noqa: E731
+    leaf = lambda m, s: {"mean": m, "ci_low": m - 0.01, "ci_high": m + 0.01, "std": s, "n": 5}
     mets = {"07": {"smollm2-135m": {"params_millions": 134.5, "accuracy": leaf(0.70, 0.005), "starc": leaf(0.8, 0.005)},
                    "gemma3-270m": {"params_millions": 268.1, "accuracy": leaf(0.75, 0.005), "starc": leaf(0.7, 0.005)},
                    "settings": {"methods": ["me_fa_margin"]}}}
