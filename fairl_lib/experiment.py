@@ -837,3 +837,23 @@ def reward_embedder(reward: RewardModel, folder: str | Path | None = None) -> st
             if (d / "embedder.txt").exists():
                 return (d / "embedder.txt").read_text().strip()
     return "minilm"
+
+
+def failure_path_share(out: GridOutput, ps: PairSet, split: str = "train") -> pd.DataFrame:
+    """How much the failure path R_F changes the reward, per FA run, on the outputs of ``split``:
+    std(R_F) / std(R_D), and the share of pairs whose ranking R_F flips (sign of Delta_D vs
+    Delta_D + Delta_F). Eq. 3's penalty lambda_t/2 ||w_F||^2 pulls w_F to 0, so a small share means
+    the FA reward is almost its base path (and FA-IRL ~ IRL for that run)."""
+    sub = ps.split(split) if split else ps
+    rows = []
+    for (m, s), rew in sorted(out.rewards.items()):
+        if rew.failure is None:
+            continue
+        dp, fp = rew.components(sub.emb_post)
+        dm, fm = rew.components(sub.emb_pre)
+        d_d, d_f = dp - dm, fp - fm
+        rows.append({"method": m, "seed": s,
+                     "std_R_D": float(np.std(np.r_[dp, dm])), "std_R_F": float(np.std(np.r_[fp, fm])),
+                     "ratio_std_F_over_D": float(np.std(np.r_[fp, fm]) / max(np.std(np.r_[dp, dm]), 1e-12)),
+                     "pairs_flipped_by_R_F": float(np.mean(np.sign(d_d) != np.sign(d_d + d_f))) if len(d_d) else float("nan")})
+    return pd.DataFrame(rows)
