@@ -224,3 +224,10 @@ def test_cli_score_reward(tmp_path):
     expected = rew(embed(["you are an idiot", "have a nice day"]))
     assert np.allclose([r["reward"] for r in rows], expected, atol=1e-5)
     assert all(r["reward_failure"] == 0.0 for r in rows)
+
+
+def test_failure_path_share(trained, ps):
+    _, out, _, _ = trained
+    fs = X.failure_path_share(out, ps)
+    assert set(fs["method"]) == {m for m in out.methods if "_fa_" in m} and len(fs) == 4 * 2
+    assert (fs["ratio_std_F_over_D"] >= 0).all() and fs["pairs_flipped_by_R_F"].between(0, 1).all()
