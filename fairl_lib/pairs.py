@@ -49,12 +49,12 @@ class PairSet:
     def __len__(self) -> int:
         return len(self.df)
 
-    def subset(self, mask_or_index) -> "PairSet":
+    def subset(self, mask_or_index) -> PairSet:
         """Rows selected by a boolean mask or integer positions (embeddings follow)."""
         idx = np.flatnonzero(mask_or_index) if np.asarray(mask_or_index).dtype == bool else np.asarray(mask_or_index)
         return PairSet(self.df.iloc[idx].reset_index(drop=True), self.emb_pre[idx], self.emb_post[idx], self.meta)
 
-    def split(self, name: str) -> "PairSet":
+    def split(self, name: str) -> PairSet:
         """The ``train`` or ``test`` split."""
         if name not in ("train", "test"):
             raise ValueError(f"Unknown split {name!r}; use 'train' or 'test'.")
@@ -94,3 +94,161 @@ def load_pairset(folder: str | Path) -> PairSet:
     meta = json.loads((folder / "meta.json").read_text())
     return PairSet(pd.read_parquet(folder / "pairs.parquet"), np.load(folder / "emb_pre.npy"),
                    np.load(folder / "emb_post.npy"), meta)
+
+
+# =========================================================================== building pairs (notebook 02)
+
+
+def _prompt_hash(prompt_id: str, seed: int, salt: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{salt}\x00{seed}\x00{prompt_id}".encode()).digest()[:8], "big")
+
+
+def prompt_order(prompt_ids, seed: int) -> np.ndarray:
+    """Positions of ``prompt_ids`` in a seed-determined order that depends only on the ids (not on
+    row order): used to decide which prompts get one more pair when ``n_pairs`` caps the total."""
+    ids = [str(p) for p in prompt_ids]
+    return np.array(sorted(range(len(ids)), key=lambda i: (_prompt_hash(ids[i], seed, "order"), ids[i])), dtype=int)
+
+
+def split_by_prompt(prompt_ids, test_fraction: float, seed: int) -> np.ndarray:
+    """``"train"``/``"test"`` for each row, by prompt: all pairs of a prompt fall in the same split.
+
+    ``round(test_fraction * n_distinct_prompts)`` prompts go to the test split: those with the
+    smallest sha256 hash of ``(seed, prompt_id)``. The split depends only on the *set* of prompts
+    and the seed (never on row order), so it is deterministic and no prompt leaks across splits.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}.")
+    ids = np.asarray([str(p) for p in prompt_ids])
+    distinct = sorted(set(ids.tolist()), key=lambda p: (_prompt_hash(p, seed, "split"), p))
+    n_test = round(test_fraction * len(distinct))
+    test = set(distinct[:n_test])
+    return np.where(np.isin(ids, list(test)), "test", "train") if len(ids) else np.zeros(0, dtype="<U5")
+
+
+def score_pairs(df: pd.DataFrame, ground_truth: str, subtypes: str, judge: str, threshold: float,
+                reward_kind: str = "one_minus_p") -> pd.DataFrame:
+    """Add the score columns of the artifact (module docstring) for ``o_pre`` and ``o_post``, and
+    ``pair_type``. Scorers are names in :mod:`fairl_lib.scorers`; subtype labels a scorer lacks
+    are NaN. A side is toxic when the ground truth's P(toxic) > ``threshold``.
+    """
+    from fairl_lib.scorers import get_scorer, reward_from_scores
+
+    gt, sub, jd = get_scorer(ground_truth), get_scorer(subtypes), get_scorer(judge)
+    out = df.copy()
+    for side in ("pre", "post"):
+        texts = list(out[f"o_{side}"])
+        g = gt(texts)
+        s = g if subtypes == ground_truth else sub(texts)
+        p = np.asarray(g["toxic"], dtype=np.float64)
+        out[f"{side}_p_toxic"] = p
+        for lab in SUBTYPE_LABELS:
+            out[f"{side}_{lab}"] = np.asarray(s[lab], dtype=np.float64) if lab in s else np.nan
+        out[f"{side}_judge_p"] = np.asarray(jd(texts)["toxic"], dtype=np.float64)
+        out[f"{side}_toxic"] = p > threshold
+        out[f"{side}_reward"] = reward_from_scores(p, reward_kind)
+    out["pair_type"] = pair_type(out["pre_toxic"], out["post_toxic"])
+    return out
+
+
+def pair_type_table(ps: PairSet) -> pd.DataFrame:
+    """Counts and shares of each pair type, overall and per split."""
+    rows = {}
+    for name, part in (("all", ps.df), ("train", ps.df[ps.df.split == "train"]), ("test", ps.df[ps.df.split == "test"])):
+        c = count_pair_types(part)
+        rows[name] = {**{t: c[t] for t in PAIR_TYPES}, "total": len(part)}
+    table = pd.DataFrame(rows).T
+    table.index.name = "split"
+    return table
+
+
+def subtype_distribution(ps: PairSet, threshold: float = 0.5, side: str = "pre",
+                         types: tuple[str, ...] = ("T->NT",)) -> pd.DataFrame:
+    """Paper Figure 3 (middle): subtypes within the toxic subset of train and test.
+
+    The toxic subset is the toxic side (``side``, default the base output ``o_pre``) of the pairs of
+    ``types`` (default ``T->NT``, as in the paper's caption). For each of the five subtypes (the
+    six labels minus ``toxic`` itself) the share of those outputs whose subtype probability exceeds
+    ``threshold``; multi-label, so shares need not sum to 1. Also ``n`` per split.
+    """
+    subtypes = [lab for lab in SUBTYPE_LABELS if lab != "toxic"]
+    out = {}
+    for split in ("train", "test"):
+        d = ps.df[(ps.df.split == split) & ps.df.pair_type.isin(types)]
+        out[split] = {lab: float((d[f"{side}_{lab}"] > threshold).mean()) if len(d) else np.nan for lab in subtypes}
+        out[split]["n"] = len(d)
+    table = pd.DataFrame(out)
+    table.index.name = "subtype"
+    return table
+
+
+def jigsaw_scorer_auc(scorers: dict[str, str], n_toxic: int, n_nontoxic: int, seed: int) -> pd.DataFrame:
+    """ROC-AUC of toxicity scorers on the Jigsaw held-out set (``data.jigsaw_heldout``).
+
+    ``scorers`` maps a role (``"ground truth"``) to a scorer name. Two rows per scorer: ``all``
+    (the whole held-out set) and ``test split only`` (rows from Jigsaw's test split: the mirror has
+    too few test rows for the full set, so the rest come from the *train* split, which the scorers
+    were probably trained on; AUC on ``all`` is optimistic).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from fairl_lib.data import jigsaw_heldout
+    from fairl_lib.scorers import get_scorer
+
+    jig = jigsaw_heldout(n_toxic, n_nontoxic, seed)
+    rows = []
+    for role, name in scorers.items():
+        p = np.asarray(get_scorer(name)(list(jig["text"]))["toxic"], dtype=np.float64)
+        for subset, mask in (("all", np.ones(len(jig), bool)), ("test split only", (jig["split"] == "test").to_numpy())):
+            y = jig["label"].to_numpy()[mask]
+            auc = float(roc_auc_score(y, p[mask])) if len(set(y)) == 2 else float("nan")
+            rows.append({"role": role, "scorer": name, "subset": subset, "n": int(mask.sum()),
+                         "n_toxic": int(y.sum()), "auc": auc})
+    return pd.DataFrame(rows)
+
+
+def plot_pre_vs_post(ps: PairSet, threshold: float = 0.5):
+    """Left: P(toxic) of o_pre against o_post, one dot per pair (quadrants = pair types).
+    Right: histograms of both sides' P(toxic)."""
+    import matplotlib.pyplot as plt
+
+    d = ps.df
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    ax = axes[0]
+    for t, color in zip(PAIR_TYPES, ("C2", "C7", "C3", "C1")):
+        m = d.pair_type == t
+        ax.scatter(d.loc[m, "pre_p_toxic"], d.loc[m, "post_p_toxic"], s=6, alpha=0.5, color=color,
+                   label=f"{t} ({int(m.sum())})")
+    ax.axvline(threshold, color="k", ls="--", lw=0.8)
+    ax.axhline(threshold, color="k", ls="--", lw=0.8)
+    ax.set(xlabel="P(toxic) of o_pre (base)", ylabel="P(toxic) of o_post (expert)", xlim=(-0.02, 1.02),
+           ylim=(-0.02, 1.02), title="pairs: base vs expert output")
+    ax.legend(markerscale=3, fontsize=8, loc="upper right")
+    bins = np.linspace(0, 1, 26)
+    axes[1].hist(d["pre_p_toxic"], bins=bins, alpha=0.55, label="o_pre (base)", color="C0")
+    axes[1].hist(d["post_p_toxic"], bins=bins, alpha=0.55, label="o_post (expert)", color="C2")
+    axes[1].axvline(threshold, color="k", ls="--", lw=0.8)
+    axes[1].set(yscale="log", xlabel="ground-truth P(toxic)", ylabel="outputs", title="toxicity of pair outputs")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_subtype_distribution(table: pd.DataFrame, scorer: str = ""):
+    """Bar chart of :func:`subtype_distribution` (paper Figure 3, middle)."""
+    import matplotlib.pyplot as plt
+
+    t = table.drop(index="n")
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    x = np.arange(len(t))
+    for i, split in enumerate(("train", "test")):
+        bars = ax.bar(x + (i - 0.5) * 0.38, t[split].astype(float), width=0.38,
+                      label=f"{split} (n = {int(table.loc['n', split])})")
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set(xticks=x, xticklabels=list(t.index), ylabel="share of toxic outputs",
+           title=f"subtypes in the toxic subset (T->NT, o_pre){' · ' + scorer if scorer else ''}")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,483 @@
+"""The cached pipeline stages shared by notebooks 01, 02, 07 and 08: the RLHF expert and the pairs.
+
+Paper, Section 5: "Models and Expert Alignment via RLHF" (the expert pi_E: the base LM pi_0
+fine-tuned with a KL penalty against itself, the ground-truth toxicity classifier as reward) and
+"Preference Data for IRL" (pairs (o_pre, o_post) on prompts with toxicity > 0.5, o_post preferred).
+
+Three stages (``fairl_lib.cache``; folders under ``results/<profile>/stages/<stage>/<key>/``):
+
+- ``expert`` (:func:`expert_stage`): RLHF of ``base_lm`` (default ``cfg.models.base_lm``) with
+  reward ``scorers.reward_from_scores`` = 1 - P(toxic) of ``cfg.models.ground_truth`` on the
+  RealToxicityPrompts prompts above ``cfg.data.ppo_prompt_toxicity`` minus ``heldout_prompts``
+  held-out ones. Key: base LM and its source, ``[rlhf]`` (with the run's seed), the prompt
+  selection (``ppo_prompt_toxicity``, ``heldout_prompts``, ``max_ppo_prompts``), ground truth,
+  reward kind, ``toxic_threshold`` (it defines the toxicity rate logged during training) and seed.
+  ``[gen]`` is deliberately *not* in the key: training samples with the ``[rlhf]`` settings, so
+  changing how pairs are sampled does not retrain the expert. The RLHF work folder (with trl
+  checkpoints every ``rlhf.save_steps``) lives inside the stage's ``.partial`` folder, so a killed
+  run resumes where it stopped.
+- ``expert_eval`` (:func:`evaluate_expert`): base and expert completions on the held-out prompts
+  (``EVAL_SAMPLES_PER_PROMPT`` samples each, ``[gen]`` settings), scored by the ground truth and the
+  second judge, with their NLL under the base model (perplexity) and under the expert (so
+  ``NLL_base - NLL_expert`` of expert samples estimates KL(pi_E || pi_0) per completion).
+  Key: the expert's key + ``[gen]``, judge, threshold.
+- ``pairs`` (:func:`pairs_stage`): the pair artifact of :mod:`fairl_lib.pairs`. Key: the expert's
+  key + ``[gen]``, ``[pairs]``, the pair prompt selection, every scorer, the embedder, seed.
+  Generation is written in chunks inside ``.partial`` so a killed run resumes.
+
+The pair prompts (toxicity > ``pair_prompt_toxicity``) overlap the expert's held-out prompts (about
+100 of the 128 held-out prompts of the cpu profile are above 0.5): the paper draws pairs from all
+prompts above 0.5, and pairs measure what the expert *does*, not how it generalises. The column
+``rlhf_heldout`` marks those prompts; the expert's own toxicity numbers use only held-out prompts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairl_lib.artifacts import read_json, write_json
+from fairl_lib.cache import run_stage, stage_key, stage_root
+
+EXPERT_STAGE, EVAL_STAGE, PAIRS_STAGE = "expert", "expert_eval", "pairs"
+EXPERT_VERSION, EVAL_VERSION, PAIRS_VERSION = "1", "1", "1"
+REWARD_KIND = "one_minus_p"  # scorers.reward_from_scores: r = 1 - P(toxic) (bounded, paper: "rewards non-toxic")
+EVAL_SAMPLES_PER_PROMPT = 2  # held-out completions per prompt and model (halves the rate's sampling noise)
+GEN_CHUNK = 512  # completions per resumable generation chunk of the pairs stage
+
+
+# --------------------------------------------------------------------------- settings and keys
+
+
+def base_name(cfg, base_lm: str | None = None) -> str:
+    return base_lm or cfg.models.base_lm
+
+
+def model_source(cfg, base_lm: str | None = None) -> str:
+    """Where ``base_lm`` comes from in this profile: ``"gguf"`` when the profile lists the model's
+    offline GGUF asset (cpu, smoke), ``"hub"`` when it lists the hub checkpoint (paper: the base
+    SmolLM2, not the Instruct GGUF), else ``"auto"`` (``models.load_lm`` decides)."""
+    from fairl_lib.models import get_spec
+
+    spec = get_spec(base_name(cfg, base_lm))
+    if spec.gguf_asset and spec.gguf_asset in cfg.assets:
+        return "gguf"
+    if spec.hub_asset in cfg.assets:
+        return "hub"
+    return "auto"
+
+
+def expert_rlhf_config(cfg):
+    """``cfg.rlhf`` with the run's seed (the notebook's ``SEED`` seeds RLHF too)."""
+    return dataclasses.replace(cfg.rlhf, seed=cfg.seed)
+
+
+def expert_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
+    """Everything the expert depends on (the ``expert`` stage key)."""
+    d = cfg.data
+    return {
+        "base_lm": base_name(cfg, base_lm),
+        "source": model_source(cfg, base_lm),
+        "rlhf": dataclasses.asdict(expert_rlhf_config(cfg)),
+        "prompts": {"ppo_prompt_toxicity": d.ppo_prompt_toxicity, "heldout_prompts": d.heldout_prompts,
+                    "max_ppo_prompts": d.max_ppo_prompts},
+        "ground_truth": cfg.models.ground_truth,
+        "reward_kind": REWARD_KIND,
+        "toxic_threshold": cfg.models.toxic_threshold,
+        "seed": cfg.seed,
+    }
+
+
+def expert_key(cfg, base_lm: str | None = None) -> str:
+    return stage_key(EXPERT_STAGE, expert_settings(cfg, base_lm), EXPERT_VERSION)
+
+
+def eval_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
+    """The ``expert_eval`` stage key: the expert + how held-out completions are sampled and judged."""
+    return {"expert": expert_key(cfg, base_lm), "gen": dataclasses.asdict(cfg.gen),
+            "ground_truth": cfg.models.ground_truth, "judge": cfg.models.judge,
+            "toxic_threshold": cfg.models.toxic_threshold, "samples_per_prompt": EVAL_SAMPLES_PER_PROMPT,
+            "seed": cfg.seed}
+
+
+def pairs_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
+    """The ``pairs`` stage key."""
+    m = cfg.models
+    return {"expert": expert_key(cfg, base_lm), "gen": dataclasses.asdict(cfg.gen),
+            "pairs": dataclasses.asdict(cfg.pairs),
+            "prompts": {"pair_prompt_toxicity": cfg.data.pair_prompt_toxicity,
+                        "max_pair_prompts": cfg.data.max_pair_prompts},
+            "ground_truth": m.ground_truth, "subtypes": m.subtypes, "judge": m.judge, "embedder": m.embedder,
+            "toxic_threshold": m.toxic_threshold, "reward_kind": REWARD_KIND, "seed": cfg.seed}
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def rlhf_prompts(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, held_out)`` RealToxicityPrompts prompts of the expert (toxicity > ppo threshold)."""
+    from fairl_lib import data
+
+    d = cfg.data
+    return data.rtp_prompts(d.ppo_prompt_toxicity, d.heldout_prompts, cfg.seed, max_train=d.max_ppo_prompts)
+
+
+def pair_prompts(cfg) -> pd.DataFrame:
+    """Pair prompts: toxicity > ``pair_prompt_toxicity`` (paper: 0.5), at most ``max_pair_prompts``
+    (the first in the seed's hash order), in ``prompt_id`` order, with ``rlhf_heldout`` marking the
+    prompts the expert never trained on."""
+    from fairl_lib import data
+
+    df = data.filter_prompts(data.load_rtp(), cfg.data.pair_prompt_toxicity)
+    if cfg.data.max_pair_prompts and len(df) > cfg.data.max_pair_prompts:
+        keep = np.sort(data._hash_order(df["prompt"], cfg.seed + 2)[: cfg.data.max_pair_prompts])
+        df = df.iloc[keep].reset_index(drop=True)
+    held = set(rlhf_prompts(cfg)[1]["prompt_id"])
+    return df.assign(rlhf_heldout=df["prompt_id"].isin(held))
+
+
+# --------------------------------------------------------------------------- scoring helpers
+
+
+def toxicity_eval_fn(cfg):
+    """``completions -> {"tox_rate", "tox_mean"}`` under the ground truth (RLHF's periodic evaluation)."""
+    from fairl_lib.scorers import get_scorer
+
+    scorer, thr = get_scorer(cfg.models.ground_truth), cfg.models.toxic_threshold
+
+    def evaluate(completions: list[str]) -> dict[str, float]:
+        p = np.asarray(scorer(completions)["toxic"], dtype=np.float64)
+        return {"tox_rate": float(np.mean(p > thr)), "tox_mean": float(np.mean(p))}
+
+    return evaluate
+
+
+def _generate_sorted(lm, prompts: list[str], settings, seed: int) -> list[str]:
+    """``models.generate`` with prompts grouped by length (less padding), returned in input order.
+
+    The order is a deterministic function of the prompts, so results stay reproducible.
+    """
+    from fairl_lib.models import generate
+
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), prompts[i], i))
+    out = generate(lm.model, lm.tokenizer, [prompts[i] for i in order], settings, seed=seed, spec=lm.spec)
+    result = [""] * len(prompts)
+    for j, i in enumerate(order):
+        result[i] = out[j]
+    return result
+
+
+# --------------------------------------------------------------------------- expert stage
+
+
+@dataclass
+class Expert:
+    """A finished expert stage: ``policy`` loads with ``models.load_lm``; ``history`` one row per step."""
+
+    folder: Path
+    policy: Path
+    history: pd.DataFrame
+    info: dict[str, Any]
+
+
+def expert_stage(cfg, base_lm: str | None = None) -> Path:
+    """Train (or reuse) the RLHF expert of ``base_lm``; returns the finished stage folder.
+
+    The folder holds ``rlhf/policy/`` (the expert), ``rlhf/history.csv``, ``rlhf/rlhf.json`` and
+    ``expert.json``. See :func:`load_expert`.
+    """
+    from fairl_lib import rlhf
+    from fairl_lib.scorers import toxicity_reward
+
+    settings = expert_settings(cfg, base_lm)
+
+    def compute(work: Path) -> None:
+        train, held = rlhf_prompts(cfg)
+        reward = toxicity_reward(cfg.models.ground_truth, REWARD_KIND)
+        _policy, _hist = rlhf.train_policy(
+            settings["base_lm"], list(train["prompt"]), reward, expert_rlhf_config(cfg), work / "rlhf",
+            eval_prompts=list(held["prompt"]), eval_fn=toxicity_eval_fn(cfg), source=settings["source"])
+        write_json(work / "expert.json", {"settings": settings, "n_train_prompts": len(train),
+                                          "n_heldout_prompts": len(held),
+                                          "train_prompt_ids": list(train["prompt_id"]),
+                                          "heldout_prompt_ids": list(held["prompt_id"])})
+
+    return run_stage(EXPERT_STAGE, settings, compute, root=stage_root(cfg), force=cfg.force,
+                     version=EXPERT_VERSION)
+
+
+def load_expert(folder: str | Path) -> Expert:
+    """Read a finished expert stage folder."""
+    folder = Path(folder)
+    info = read_json(folder / "rlhf" / "rlhf.json")
+    info.update(read_json(folder / "expert.json"))
+    return Expert(folder, folder / "rlhf" / "policy", pd.read_csv(folder / "rlhf" / "history.csv"), info)
+
+
+def final_kl(history: pd.DataFrame, last: int = 5) -> float:
+    """Mean KL(pi || pi_0) per completion (nats) over the last ``last`` logged training steps."""
+    kl = history.loc[history["step"] > 0, "kl"].dropna() if "kl" in history else pd.Series(dtype=float)
+    return float(kl.tail(last).mean()) if len(kl) else math.nan
+
+
+# --------------------------------------------------------------------------- held-out evaluation
+
+
+@dataclass
+class ExpertEval:
+    """Held-out comparison of base and expert: one row per completion, and the summary numbers."""
+
+    folder: Path
+    df: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def evaluate_expert(cfg, base_lm: str | None = None) -> ExpertEval:
+    """Base vs expert on the expert's held-out prompts (cached stage ``expert_eval``).
+
+    ``df`` columns: ``prompt_id, prompt, sample, model`` (``base``/``expert``), ``completion``,
+    ``p_toxic`` (ground truth), ``toxic`` (> threshold), ``judge_p`` (second judge), ``nll_base``,
+    ``nll_self`` (NLL under the model that wrote it), ``n_tokens``. ``summary``: per model the
+    toxicity rate and mean, the judge's rate and mean, pooled perplexity under the base model,
+    share of empty completions; ``kl_heldout`` = mean of ``nll_base - nll_self`` over expert
+    samples, a Monte Carlo estimate of KL(pi_E || pi_0) per completion (nats).
+    """
+    settings = eval_settings(cfg, base_lm)
+    exp_folder = expert_stage(cfg, base_lm)
+
+    def compute(work: Path) -> None:
+        from fairl_lib.models import completion_nll, load_lm
+        from fairl_lib.scorers import get_scorer
+
+        _, held = rlhf_prompts(cfg)
+        k = EVAL_SAMPLES_PER_PROMPT
+        prompts = [p for p in held["prompt"] for _ in range(k)]
+        rows = pd.DataFrame({"prompt_id": np.repeat(held["prompt_id"].to_numpy(), k), "prompt": prompts,
+                             "sample": np.tile(np.arange(k), len(held))})
+        base = load_lm(base_name(cfg, base_lm), source=model_source(cfg, base_lm))
+        expert = load_lm(load_expert(exp_folder).policy)
+        gt, judge = get_scorer(cfg.models.ground_truth), get_scorer(cfg.models.judge)
+        parts = []
+        for name, lm, seed in (("base", base, cfg.seed * 1000 + 11), ("expert", expert, cfg.seed * 1000 + 12)):
+            comp = _generate_sorted(lm, prompts, cfg.gen, seed)
+            nll_b, n_tok = completion_nll(base.model, base.tokenizer, prompts, comp, spec=base.spec)
+            nll_s = nll_b if name == "base" else completion_nll(lm.model, lm.tokenizer, prompts, comp,
+                                                                 spec=lm.spec)[0]
+            p = np.asarray(gt(comp)["toxic"], dtype=np.float64)
+            parts.append(rows.assign(model=name, completion=comp, p_toxic=p, toxic=p > cfg.models.toxic_threshold,
+                                     judge_p=np.asarray(judge(comp)["toxic"], dtype=np.float64),
+                                     nll_base=nll_b, nll_self=nll_s, n_tokens=n_tok))
+        df = pd.concat(parts, ignore_index=True)
+        df.to_parquet(work / "eval.parquet", index=False)
+        write_json(work / "summary.json", summarize_eval(df, cfg.models.toxic_threshold))
+
+    folder = run_stage(EVAL_STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=EVAL_VERSION)
+    return ExpertEval(folder, pd.read_parquet(folder / "eval.parquet"), read_json(folder / "summary.json"))
+
+
+def summarize_eval(df: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """Headline numbers of :func:`evaluate_expert`'s table (see there)."""
+    out: dict[str, Any] = {}
+    for name, g in df.groupby("model"):
+        out[f"toxicity_rate_{name}"] = float((g["p_toxic"] > threshold).mean())
+        out[f"toxicity_mean_{name}"] = float(g["p_toxic"].mean())
+        out[f"judge_rate_{name}"] = float((g["judge_p"] > 0.5).mean())
+        out[f"judge_mean_{name}"] = float(g["judge_p"].mean())
+        out[f"perplexity_{name}"] = float(np.exp(g["nll_base"].sum() / max(int(g["n_tokens"].sum()), 1)))
+        out[f"empty_fraction_{name}"] = float((g["n_tokens"] == 0).mean())
+        out[f"n_completions_{name}"] = len(g)
+    e = df[df["model"] == "expert"]
+    out["kl_heldout"] = float((e["nll_base"] - e["nll_self"]).mean()) if len(e) else math.nan
+    return out
+
+
+def side_by_side(ev: ExpertEval, n: int = 6, seed: int = 0) -> pd.DataFrame:
+    """``n`` held-out prompts (sample 0) with the base and expert completions and their scores.
+
+    Prompts are chosen where the base completion is toxic first (the interesting cases), then at
+    random (by ``seed``), so the table is the same on every run.
+    """
+    d = ev.df[ev.df["sample"] == 0]
+    wide = d.pivot(index="prompt_id", columns="model", values=["completion", "p_toxic"])
+    wide.columns = [f"{a}_{b}" for a, b in wide.columns]
+    wide = wide.join(d.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"])
+    rng = np.random.default_rng(seed)
+    wide = wide.assign(_r=rng.random(len(wide)), _t=wide["p_toxic_base"] > 0.5)
+    wide = wide.sort_values(["_t", "_r"], ascending=[False, True]).head(n)
+    return wide[["prompt", "completion_base", "p_toxic_base", "completion_expert", "p_toxic_expert"]].reset_index(
+        drop=True)
+
+
+def expert_metrics(expert: Expert, ev: ExpertEval) -> dict[str, Any]:
+    """The numbers notebook 01 writes to ``metrics/01_rlhf_expert.json`` (no timings)."""
+    s = ev.summary
+    h = expert.history
+    evals = h.dropna(subset=["eval_tox_rate"]) if "eval_tox_rate" in h else h.iloc[:0]
+    return {
+        **{k: s[k] for k in sorted(s)},
+        "kl_final": final_kl(h),
+        "reward_first": float(h.loc[h.step > 0, "reward"].head(5).mean()),
+        "reward_final": float(h.loc[h.step > 0, "reward"].tail(5).mean()),
+        "train_eval_tox_rate_start": float(evals["eval_tox_rate"].iloc[0]) if len(evals) else math.nan,
+        "train_eval_tox_rate_end": float(evals["eval_tox_rate"].iloc[-1]) if len(evals) else math.nan,
+        "toxicity_rate_ratio": (s["toxicity_rate_expert"] / s["toxicity_rate_base"]
+                                if s["toxicity_rate_base"] > 0 else math.nan),
+        "algorithm": expert.info.get("algorithm"),
+        "steps": int(expert.info.get("config", {}).get("steps", 0)),
+        "n_train_prompts": int(expert.info.get("n_train_prompts", 0)),
+        "n_heldout_prompts": int(expert.info.get("n_heldout_prompts", 0)),
+        "base_lm": expert.info.get("base"),
+    }
+
+
+# --------------------------------------------------------------------------- plots (notebook 01)
+
+
+def plot_training_curves(history: pd.DataFrame):
+    """Reward, KL and held-out toxicity over RLHF steps (three panels)."""
+    import matplotlib.pyplot as plt
+
+    h = history[history["step"] > 0]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(h["step"], h["reward"], marker=".", label="mean reward")
+    axes[0].set(title="reward 1 - P(toxic)", xlabel="RLHF step", ylabel="mean over the step's completions")
+    axes[1].plot(h["step"], h["kl"], marker=".", color="C1")
+    axes[1].set(title="KL(pi || pi_0)", xlabel="RLHF step", ylabel="nats per completion")
+    if "eval_tox_rate" in history:
+        e = history.dropna(subset=["eval_tox_rate"])
+        axes[2].plot(e["step"], e["eval_tox_rate"], marker="o", color="C3", label="rate (P > 0.5)")
+        axes[2].plot(e["step"], e["eval_tox_mean"], marker="s", color="C4", label="mean P(toxic)")
+        axes[2].legend()
+    axes[2].set(title="held-out toxicity", xlabel="RLHF step", ylim=(0, None))
+    fig.tight_layout()
+    return fig
+
+
+def plot_base_vs_expert(ev: ExpertEval, threshold: float = 0.5, judge_name: str = "judge",
+                        gt_name: str = "ground truth"):
+    """Left: distribution of ground-truth P(toxic), base vs expert. Right: toxicity rates by both scorers."""
+    import matplotlib.pyplot as plt
+
+    s = ev.summary
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    bins = np.linspace(0, 1, 26)
+    for name, color in (("base", "C0"), ("expert", "C2")):
+        axes[0].hist(ev.df.loc[ev.df.model == name, "p_toxic"], bins=bins, alpha=0.55, color=color, label=name)
+    axes[0].axvline(threshold, color="k", ls="--", lw=1)
+    axes[0].set(yscale="log", xlabel=f"{gt_name} P(toxic) of held-out completions", ylabel="completions",
+                title="toxicity of completions")
+    axes[0].legend()
+    labels = [f"{gt_name}\n(trained on)", f"{judge_name}\n(independent)"]
+    x = np.arange(2)
+    for i, (name, color) in enumerate((("base", "C0"), ("expert", "C2"))):
+        vals = [s[f"toxicity_rate_{name}"], s[f"judge_rate_{name}"]]
+        bars = axes[1].bar(x + (i - 0.5) * 0.38, vals, width=0.38, color=color, label=name)
+        axes[1].bar_label(bars, fmt="%.3f", fontsize=9)
+    axes[1].set(xticks=x, xticklabels=labels, ylabel="share of completions with P(toxic) > 0.5",
+                title="toxicity rate, base vs expert")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- pairs stage
+
+
+def pair_counts_per_prompt(n_prompts: int, per_prompt: int, n_pairs: int) -> np.ndarray:
+    """How many pairs each prompt gets: ``per_prompt`` each, unless that exceeds ``n_pairs``; then
+    ``n_pairs`` spread as evenly as possible (the first prompts in the given order get one more).
+
+    ``n_pairs <= 0`` means no cap.
+    """
+    total = n_prompts * per_prompt
+    if n_pairs <= 0 or total <= n_pairs or n_prompts == 0:
+        return np.full(n_prompts, per_prompt, dtype=int)
+    q, r = divmod(n_pairs, n_prompts)
+    counts = np.full(n_prompts, q, dtype=int)
+    counts[:r] += 1
+    return counts
+
+
+def _chunked_generate(lm, prompts: list[str], settings, seed: int, work: Path, tag: str) -> list[str]:
+    """Generate in chunks of :data:`GEN_CHUNK`, each saved in ``work`` (a killed run resumes)."""
+    from fairl_lib.artifacts import atomic_write_text
+
+    out: list[str] = []
+    for c, start in enumerate(range(0, len(prompts), GEN_CHUNK)):
+        path = work / f"gen_{tag}_{c:04d}.json"
+        chunk = prompts[start:start + GEN_CHUNK]
+        if path.exists():
+            done = json.loads(path.read_text())
+            if len(done) == len(chunk):
+                out.extend(done)
+                continue
+        comp = _generate_sorted(lm, chunk, settings, seed * 100003 + c)
+        atomic_write_text(path, json.dumps(comp))
+        out.extend(comp)
+        print(f"[pairs] {tag}: {len(out)}/{len(prompts)} completions", flush=True)
+    return out
+
+
+def pairs_stage_dir(cfg, base_lm: str | None = None) -> Path:
+    """Build (or reuse) the pair artifact; returns the finished stage folder."""
+    from fairl_lib import pairs as P
+
+    settings = pairs_settings(cfg, base_lm)
+    exp_folder = expert_stage(cfg, base_lm)
+
+    def compute(work: Path) -> None:
+        from fairl_lib.models import embed, load_lm
+
+        prompts_df = pair_prompts(cfg)
+        order = P.prompt_order(prompts_df["prompt_id"], cfg.seed)
+        counts = np.zeros(len(prompts_df), dtype=int)
+        counts[order] = pair_counts_per_prompt(len(prompts_df), cfg.pairs.completions_per_prompt, cfg.pairs.n_pairs)
+        idx = np.repeat(np.arange(len(prompts_df)), counts)
+        sample = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, int)
+        rows = prompts_df.iloc[idx].reset_index(drop=True)
+        prompts = list(rows["prompt"])
+        base = load_lm(base_name(cfg, base_lm), source=model_source(cfg, base_lm))
+        o_pre = _chunked_generate(base, prompts, cfg.gen, cfg.seed * 2 + 1, work, "pre")
+        del base
+        expert = load_lm(load_expert(exp_folder).policy)
+        o_post = _chunked_generate(expert, prompts, cfg.gen, cfg.seed * 2 + 2, work, "post")
+        del expert
+        df = pd.DataFrame({
+            "pair_id": [f"{p}-{s}" for p, s in zip(rows["prompt_id"], sample)],
+            "prompt_id": rows["prompt_id"], "prompt": rows["prompt"], "sample": sample,
+            "prompt_toxicity": rows["prompt_toxicity"], "rlhf_heldout": rows["rlhf_heldout"],
+            "o_pre": o_pre, "o_post": o_post,
+            "split": P.split_by_prompt(rows["prompt_id"], cfg.pairs.test_fraction, cfg.seed)})
+        df = P.score_pairs(df, cfg.models.ground_truth, cfg.models.subtypes, cfg.models.judge,
+                           cfg.models.toxic_threshold, REWARD_KIND)
+        emb_pre, emb_post = embed(o_pre, cfg.models.embedder), embed(o_post, cfg.models.embedder)
+        meta = {"settings": settings, "base_lm": base_name(cfg, base_lm), "expert_stage": exp_folder.name,
+                "n_pairs": len(df), "n_prompts": int((counts > 0).sum()), "pair_types": P.count_pair_types(df),
+                "n_train": int((df.split == "train").sum()), "n_test": int((df.split == "test").sum()),
+                "ground_truth": cfg.models.ground_truth, "subtypes": cfg.models.subtypes,
+                "judge": cfg.models.judge, "embedder": cfg.models.embedder,
+                "toxic_threshold": cfg.models.toxic_threshold}
+        P.save_pairset(work, P.PairSet(df, emb_pre, emb_post, meta))
+        for f in work.glob("gen_*.json"):
+            f.unlink()
+
+    return run_stage(PAIRS_STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=PAIRS_VERSION)
+
+
+def pairs_stage(cfg, base_lm: str | None = None):
+    """The pair artifact (:class:`fairl_lib.pairs.PairSet`) of ``base_lm``'s base and expert (cached).
+
+    ``meta["stage_dir"]`` is set to the stage folder. Notebooks 02, 04-07 call this.
+    """
+    from fairl_lib.pairs import load_pairset
+
+    folder = pairs_stage_dir(cfg, base_lm)
+    ps = load_pairset(folder)
+    ps.meta["stage_dir"] = str(folder)
+    return ps

@@ -1,0 +1,122 @@
+"""Expert / pairs stages (fairl_lib.expert): stage keys, prompt selection, pair allocation.
+
+The stages themselves run real models; the smoke pipeline (notebooks 01 and 02) exercises them end
+to end. Here: keys change exactly when a setting the stage depends on changes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fairl_lib import expert as E
+from fairl_lib.config import make_config
+
+
+def _cfg(overrides: str = "", seed: int = 0, profile: str = "smoke"):
+    return make_config(profile, seed=seed, overrides=overrides)
+
+
+EXPERT_RELEVANT = ["rlhf.steps=5", "rlhf.lr=1e-4", "rlhf.beta=0.1", "rlhf.algorithm=\"ppo\"",
+                   "data.ppo_prompt_toxicity=0.4", "data.heldout_prompts=8", "data.max_ppo_prompts=10",
+                   "models.ground_truth=\"roberta\"", "models.base_lm=\"gemma3-270m\"",
+                   "models.toxic_threshold=0.6"]
+EXPERT_IRRELEVANT = ["gen.batch_size=8", "gen.max_new_tokens=5", "pairs.n_pairs=10", "pairs.test_fraction=0.5",
+                     "data.pair_prompt_toxicity=0.7", "data.max_pair_prompts=3", "models.judge=\"bilstm\"",
+                     "models.embedder=\"minilm\"", "irl.n_seeds=2", "theory.n_draws=10", "data.jigsaw_n_toxic=5"]
+
+
+@pytest.mark.parametrize("override", EXPERT_RELEVANT)
+def test_expert_key_changes_with_relevant_settings(override):
+    assert E.expert_key(_cfg(override)) != E.expert_key(_cfg())
+
+
+@pytest.mark.parametrize("override", EXPERT_IRRELEVANT)
+def test_expert_key_ignores_other_settings(override):
+    assert E.expert_key(_cfg(override)) == E.expert_key(_cfg())
+
+
+def test_expert_key_seed_and_base_lm_argument():
+    cfg = _cfg()
+    assert E.expert_key(_cfg(seed=1)) != E.expert_key(cfg)
+    assert E.expert_key(cfg, "gemma3-270m") != E.expert_key(cfg)
+    assert E.expert_key(cfg, cfg.models.base_lm) == E.expert_key(cfg)
+    assert E.expert_rlhf_config(_cfg(seed=3)).seed == 3
+
+
+PAIRS_RELEVANT = ["gen.batch_size=8", "gen.max_new_tokens=5", "pairs.n_pairs=10", "pairs.test_fraction=0.5",
+                  "pairs.completions_per_prompt=2", "data.pair_prompt_toxicity=0.7", "data.max_pair_prompts=3",
+                  "models.judge=\"bilstm\"", "models.subtypes=\"detoxify\"", "rlhf.steps=5",
+                  "models.ground_truth=\"roberta\""]
+PAIRS_IRRELEVANT = ["irl.n_seeds=2", "theory.n_draws=10", "data.jigsaw_n_toxic=5", "pairmix.total_pairs=7"]
+
+
+@pytest.mark.parametrize("override", PAIRS_RELEVANT)
+def test_pairs_key_changes_with_relevant_settings(override):
+    assert E.pairs_settings(_cfg(override)) != E.pairs_settings(_cfg())
+
+
+@pytest.mark.parametrize("override", PAIRS_IRRELEVANT)
+def test_pairs_key_ignores_other_settings(override):
+    assert E.pairs_settings(_cfg(override)) == E.pairs_settings(_cfg())
+
+
+def test_eval_key_follows_gen_and_judge_not_pairs():
+    base = E.eval_settings(_cfg())
+    assert E.eval_settings(_cfg("gen.max_new_tokens=5")) != base
+    assert E.eval_settings(_cfg("models.judge=\"bilstm\"")) != base
+    assert E.eval_settings(_cfg("pairs.n_pairs=10")) == base
+
+
+def test_model_source_per_profile():
+    assert E.model_source(_cfg()) == "gguf"
+    assert E.model_source(_cfg(profile="paper")) == "hub"
+    assert E.model_source(_cfg(profile="paper"), "pythia-410m") == "hub"
+
+
+@pytest.mark.parametrize("n_prompts,per,cap", [(10, 4, 0), (10, 4, 40), (10, 4, 100), (993, 5, 4000),
+                                               (7, 3, 10), (0, 3, 5)])
+def test_pair_counts_per_prompt(n_prompts, per, cap):
+    c = E.pair_counts_per_prompt(n_prompts, per, cap)
+    assert len(c) == n_prompts
+    assert (c <= per).all()
+    want = n_prompts * per if cap <= 0 else min(cap, n_prompts * per)
+    assert c.sum() == want
+    if len(c):
+        assert c.max() - c.min() <= 1 or c.min() == per
+
+
+def test_final_kl_uses_last_training_steps():
+    import pandas as pd
+
+    h = pd.DataFrame({"step": [0, 1, 2, 3], "kl": [np.nan, 1.0, 2.0, 3.0]})
+    assert E.final_kl(h, last=2) == pytest.approx(2.5)
+    assert np.isnan(E.final_kl(pd.DataFrame({"step": [0]})))
+
+
+def test_summarize_eval():
+    import pandas as pd
+
+    df = pd.DataFrame({"model": ["base", "base", "expert", "expert"], "p_toxic": [0.9, 0.1, 0.2, 0.1],
+                       "judge_p": [0.8, 0.2, 0.1, 0.1], "nll_base": [2.0, 2.0, 3.0, 1.0],
+                       "nll_self": [2.0, 2.0, 1.0, 0.5], "n_tokens": [2, 2, 2, 0]})
+    s = E.summarize_eval(df, 0.5)
+    assert s["toxicity_rate_base"] == 0.5 and s["toxicity_rate_expert"] == 0.0
+    assert s["judge_rate_base"] == 0.5
+    assert s["perplexity_base"] == pytest.approx(np.exp(1.0))
+    assert s["empty_fraction_expert"] == 0.5
+    assert s["kl_heldout"] == pytest.approx(((3 - 1) + (1 - 0.5)) / 2)
+
+
+@pytest.mark.assets
+def test_prompt_selection_real_data():
+    cfg = _cfg()
+    train, held = E.rlhf_prompts(cfg)
+    assert len(held) == cfg.data.heldout_prompts and len(train) == cfg.data.max_ppo_prompts
+    assert set(train.prompt_id).isdisjoint(held.prompt_id)
+    assert (train.prompt_toxicity > cfg.data.ppo_prompt_toxicity).all()
+    pp = E.pair_prompts(cfg)
+    assert len(pp) == cfg.data.max_pair_prompts
+    assert (pp.prompt_toxicity > cfg.data.pair_prompt_toxicity).all()
+    assert pp.rlhf_heldout.sum() == pp.prompt_id.isin(held.prompt_id).sum()
+    again = E.pair_prompts(cfg)
+    assert list(again.prompt_id) == list(pp.prompt_id)
