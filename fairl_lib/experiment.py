@@ -311,6 +311,8 @@ def gt_reward_kind(ps: PairSet | None) -> str:
     for key in ("reward_kind", "gt_reward_kind"):
         if key in meta:
             return str(meta[key])
+    if isinstance(meta.get("settings"), dict) and "reward_kind" in meta["settings"]:
+        return str(meta["settings"]["reward_kind"])
     return str(meta.get("ground_truth", {}).get("reward_kind", "one_minus_p")) if isinstance(meta.get("ground_truth"), dict) else "one_minus_p"
 
 
