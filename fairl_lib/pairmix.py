@@ -1,0 +1,330 @@
+"""Pair-mix sensitivity (paper Appendix D, Figure 4): training STARC against the share of T->NT pairs.
+
+Design (App. D): "We fix the total number of pairs and sweep the pair mix, the fraction of T->NT pairs
+(lower values imply mostly NT->NT). For each mix we train all methods and report Training STARC."
+
+- **Pairs.** From the ``train`` split of the pair artifact (:mod:`fairl_lib.pairs`), only the two types
+  the design names: ``T->NT`` (base output toxic, expert's not: learnable) and ``NT->NT`` (neither toxic).
+  ``NT->T`` and ``T->T`` pairs are not used.
+- **Mix.** For fraction ``f`` and total ``N``: ``round(f N)`` T->NT pairs (half up) and the rest NT->NT.
+  The draw is nested: each type is shuffled once (seed ``cfg.seed``) and a mix takes the first pairs of
+  each shuffled pool, so neighbouring fractions share most of their pairs (common random numbers: the
+  curve's shape is not confounded with which pairs were drawn).
+- **Not enough pairs of a type.** The artifact may hold fewer T->NT (or NT->NT) pairs than a fraction
+  needs at ``total_pairs``. We never resample with replacement. :func:`plan_mix` applies a ``policy``:
+
+  ``"common_total"`` (default)
+      keep the total fixed *across* fractions (the design's premise) by lowering it, for every
+      fraction, to the largest total that all kept fractions can fill; a fraction that cannot be filled
+      even at ``min_total`` (default a quarter of ``total_pairs``) is skipped instead of dragging every
+      mix down.
+  ``"skip"``
+      keep ``total_pairs``; skip each fraction it cannot fill.
+  ``"cap"``
+      each fraction gets the largest total it can fill (the totals then differ between fractions, so
+      fraction and data size are confounded; reported per fraction).
+
+  Every reduced or skipped fraction carries a note (shown in the notebook, written in the table and
+  the metrics); nothing is silently changed.
+- **Training.** All Table 1 methods x ``irl.n_seeds`` seeds per kept fraction, in one batched ensemble
+  (:func:`fairl_lib.irl.train.train_grid`) on :func:`fairl_lib.experiment.preference_data` of the mix
+  (o+ = o_post, o- = o_pre, y = +1 non-toxic / -1 toxic for the ``*_fa_gt`` failures).
+- **Training STARC.** Eq. 4 (:func:`fairl_lib.metrics.starc_distance`) between the learned reward and
+  the ground-truth reward (``{side}_reward``) on the *training outputs* of the mix: both sides of its
+  pairs. The run's seed changes the reward's init, minibatch order and failure sampling; the pairs of a
+  mix are the same for every seed (the paper does not say which it varies).
+
+The whole sweep is one cached stage, ``pair_mix`` (keyed by the pairs' fingerprint, the plan, the
+``[irl]`` settings, methods and seeds).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairl_lib import metrics as M
+from fairl_lib.cache import run_stage, stage_root
+from fairl_lib.irl.train import METHOD_NAMES, IRLConfig, train_grid
+from fairl_lib.pairs import PairSet
+
+T_NT, NT_NT = "T->NT", "NT->NT"
+POLICIES = ("common_total", "skip", "cap")
+STAGE, STAGE_VERSION = "pair_mix", "1"
+OK, REDUCED, SKIPPED = "ok", "reduced", "skipped"
+
+
+# =========================================================================== the plan
+
+
+def mix_counts(fraction: float, total: int) -> tuple[int, int]:
+    """``(n T->NT, n NT->NT)`` of a mix: ``round(fraction * total)`` (half up) and the rest."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"pair-mix fraction must be in [0, 1], got {fraction}")
+    n_t = math.floor(fraction * total + 0.5)
+    return n_t, total - n_t
+
+
+def feasible_total(fraction: float, n_avail_t: int, n_avail_nt: int, cap: int) -> int:
+    """The largest total ``N <= cap`` whose mix needs at most the available pairs of each type."""
+    for n in range(int(cap), 0, -1):
+        n_t, n_nt = mix_counts(fraction, n)
+        if n_t <= n_avail_t and n_nt <= n_avail_nt:
+            return n
+    return 0
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """One fraction of the sweep: how many pairs of each type it uses, and why (``note``)."""
+
+    fraction: float
+    n_t_nt: int
+    n_nt_nt: int
+    status: str
+    note: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.n_t_nt + self.n_nt_nt
+
+    @property
+    def key(self) -> str:
+        return fraction_key(self.fraction)
+
+
+def fraction_key(f: float) -> str:
+    """The JSON key of a fraction (``0.25`` -> ``"0.25"``, ``1.0`` -> ``"1"``)."""
+    return f"{float(f):g}"
+
+
+def _shortage(f: float, total: int, avail: Mapping[str, int]) -> str:
+    n_t, n_nt = mix_counts(f, total)
+    parts = [f"{n} {t} pairs but the train split has {avail[t]}"
+             for t, n in ((T_NT, n_t), (NT_NT, n_nt)) if n > avail[t]]
+    return f"needs {' and '.join(parts)} at a total of {total}"
+
+
+def plan_mix(available: Mapping[str, int], fractions: Sequence[float], total_pairs: int,
+             policy: str = "common_total", min_total: int | None = None) -> list[MixPlan]:
+    """The pairs each fraction uses, given ``available`` counts of ``T->NT`` / ``NT->NT`` training pairs.
+
+    See the module docstring for the policies. ``min_total`` (default ``ceil(total_pairs / 4)``) is the
+    smallest total a fraction may be run at before it is skipped (``common_total`` and ``cap``).
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"Unknown pair-mix policy {policy!r}; choose one of {POLICIES}.")
+    if total_pairs < 1:
+        raise ValueError(f"pairmix.total_pairs must be >= 1, got {total_pairs}")
+    avail = {T_NT: int(available.get(T_NT, 0)), NT_NT: int(available.get(NT_NT, 0))}
+    min_total = max(1, math.ceil(total_pairs / 4) if min_total is None else int(min_total))
+    fracs = sorted(dict.fromkeys(float(f) for f in fractions))
+    feas = {f: feasible_total(f, avail[T_NT], avail[NT_NT], total_pairs) for f in fracs}
+    floor_ = total_pairs if policy == "skip" else min_total
+    kept = [f for f in fracs if feas[f] >= floor_]
+    if policy == "common_total" and kept:
+        common = min(feas[f] for f in kept)
+        limiting = [fraction_key(f) for f in kept if feas[f] == common]
+    plans = []
+    for f in fracs:
+        if f not in kept:
+            plans.append(MixPlan(f, 0, 0, SKIPPED, f"skipped: {_shortage(f, floor_, avail)}"))
+            continue
+        n = total_pairs if policy == "skip" else (common if policy == "common_total" else feas[f])
+        n_t, n_nt = mix_counts(f, n)
+        if n == total_pairs:
+            plans.append(MixPlan(f, n_t, n_nt, OK))
+        elif policy == "common_total":
+            plans.append(MixPlan(f, n_t, n_nt, REDUCED,
+                                 f"total lowered from {total_pairs} to {n} for every fraction (fixed total across "
+                                 f"the sweep), limited by fraction {', '.join(limiting)}: "
+                                 f"{_shortage(float(limiting[0]), total_pairs, avail)}"))
+        else:
+            plans.append(MixPlan(f, n_t, n_nt, REDUCED, f"total lowered from {total_pairs} to {n}: "
+                                 f"{_shortage(f, total_pairs, avail)}"))
+    return plans
+
+
+def draw_mix(df: pd.DataFrame, plan: MixPlan, seed: int) -> np.ndarray:
+    """Row positions of ``df`` (the train split) forming one mix: the first ``n_t_nt`` of the seeded
+    shuffle of T->NT rows and the first ``n_nt_nt`` of the NT->NT shuffle (nested across fractions)."""
+    types = df["pair_type"].to_numpy()
+    out = []
+    for k, (t, n) in enumerate(((T_NT, plan.n_t_nt), (NT_NT, plan.n_nt_nt))):
+        pos = np.flatnonzero(types == t)
+        if n > len(pos):
+            raise ValueError(f"mix {plan.key} needs {n} {t} pairs, only {len(pos)} exist (plan_mix prevents this)")
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 6000, k]))
+        out.append(pos[rng.permutation(len(pos))[:n]])
+    return np.sort(np.concatenate(out)).astype(int)
+
+
+# =========================================================================== training and STARC
+
+
+def training_starc(reward, ps: PairSet) -> float:
+    """Eq. 4 STARC of ``reward`` against the ground truth on both outputs of every pair of ``ps``."""
+    r_hat = np.concatenate([reward(ps.emb_post), reward(ps.emb_pre)])
+    gt = np.concatenate([ps.df["post_reward"].to_numpy(float), ps.df["pre_reward"].to_numpy(float)])
+    return M.starc_distance(r_hat, gt)
+
+
+@dataclass
+class SweepResult:
+    """The pair-mix sweep: the plan, one row per (fraction, method, seed) and the inputs' counts."""
+
+    plans: list[MixPlan]
+    per_run: pd.DataFrame
+    available: dict[str, int]
+    total_pairs: int
+    policy: str
+    methods: list[str]
+    seeds: list[int]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> list[MixPlan]:
+        return [p for p in self.plans if p.status != SKIPPED]
+
+
+def run_sweep(train: PairSet, plans: Sequence[MixPlan], irl: IRLConfig, methods: Sequence[str] = METHOD_NAMES,
+              seeds: Sequence[int] | None = None, draw_seed: int = 0,
+              log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Train every method x seed on each kept mix; one row per run with its training STARC."""
+    from fairl_lib.experiment import preference_data
+
+    seeds = list(range(irl.n_seeds) if seeds is None else seeds)
+    rows = []
+    for plan in plans:
+        if plan.status == SKIPPED:
+            continue
+        sub = train.subset(draw_mix(train.df, plan, draw_seed))
+        grid = train_grid(preference_data(sub, split=None), irl, methods=methods, seeds=seeds)
+        log(f"[pair_mix] fraction {plan.key}: {plan.n_t_nt} T->NT + {plan.n_nt_nt} NT->NT, "
+            f"{len(grid.runs)} runs in {grid.seconds:.1f} s")
+        for run in grid.runs:
+            rows.append({"fraction": plan.fraction, "method": run.method, "seed": run.seed,
+                         "starc": training_starc(run.reward, sub), "n_t_nt": plan.n_t_nt, "n_nt_nt": plan.n_nt_nt,
+                         "epochs_run": run.epochs_run, "best_epoch": run.best_epoch})
+    return pd.DataFrame(rows, columns=["fraction", "method", "seed", "starc", "n_t_nt", "n_nt_nt", "epochs_run",
+                                       "best_epoch"])
+
+
+def available_counts(train: PairSet) -> dict[str, int]:
+    """Training pairs of each type the mix can use."""
+    from fairl_lib.pairs import count_pair_types
+
+    c = count_pair_types(train.df)
+    return {T_NT: c[T_NT], NT_NT: c[NT_NT]}
+
+
+def sweep_stage(cfg, ps: PairSet, policy: str = "common_total", min_total: int | None = None,
+                methods: Sequence[str] = METHOD_NAMES, log: Callable[[str], None] = print) -> SweepResult:
+    """Notebook 06's cached stage: plan the mixes from ``ps``'s train split and ``cfg.pairmix``, train,
+    score. Keyed by the pairs' fingerprint, the plan, ``cfg.irl``, methods, seeds and ``cfg.seed``."""
+    from fairl_lib.experiment import pairset_fingerprint
+
+    train = ps.split("train")
+    avail = available_counts(train)
+    pm = cfg.pairmix
+    plans = plan_mix(avail, pm.fractions, pm.total_pairs, policy, min_total)
+    seeds = list(range(cfg.irl.n_seeds))
+    settings = {"pairs": pairset_fingerprint(ps), "plans": [asdict(p) for p in plans], "irl": cfg.irl,
+                "methods": list(methods), "seeds": seeds, "draw_seed": cfg.seed}
+
+    def compute(workdir: Path) -> None:
+        per_run = run_sweep(train, plans, cfg.irl, methods, seeds, cfg.seed, log)
+        per_run.to_csv(workdir / "per_run.csv", index=False)
+
+    folder = run_stage(STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=STAGE_VERSION,
+                       log=log)
+    receipt = json.loads((folder / "_stage.json").read_text())
+    per_run = pd.read_csv(folder / "per_run.csv")
+    return SweepResult(plans, per_run, avail, pm.total_pairs, policy, list(methods), seeds,
+                       {"folder": str(folder), "compute_seconds": receipt.get("compute_seconds")})
+
+
+# =========================================================================== summaries, metrics, plot
+
+
+def summary_frame(res: SweepResult) -> pd.DataFrame:
+    """One row per (fraction, method): the mix, its status and note, STARC mean / min / max over seeds.
+
+    Skipped fractions appear once per method with empty STARC, so the table shows them."""
+    g = res.per_run.groupby(["fraction", "method"])["starc"]
+    stats = pd.DataFrame({"starc_mean": g.mean(), "starc_min": g.min(), "starc_max": g.max(), "n_seeds": g.count()})
+    rows = []
+    for p in res.plans:
+        for m in res.methods:
+            s = stats.loc[(p.fraction, m)] if (p.fraction, m) in stats.index else None
+            rows.append({"fraction": p.fraction, "method": m, "n_t_nt": p.n_t_nt, "n_nt_nt": p.n_nt_nt,
+                         "total": p.total, "status": p.status,
+                         "starc_mean": float(s["starc_mean"]) if s is not None else math.nan,
+                         "starc_min": float(s["starc_min"]) if s is not None else math.nan,
+                         "starc_max": float(s["starc_max"]) if s is not None else math.nan,
+                         "n_seeds": int(s["n_seeds"]) if s is not None else 0, "note": p.note})
+    return pd.DataFrame(rows)
+
+
+def pair_mix_metrics(res: SweepResult) -> dict[str, Any]:
+    """``metrics/06_pair_mix.json``: the plan, availability notes and per fraction per method STARC.
+
+    ``pair_mix[fraction] = {status, note, n_t_nt, n_nt_nt, total, methods: {method: {mean, min, max,
+    per_seed}}}`` (``methods`` empty for skipped fractions); ``notes`` lists every reduced / skipped one.
+    """
+    out: dict[str, Any] = {}
+    for p in res.plans:
+        block: dict[str, Any] = {"status": p.status, "note": p.note, "n_t_nt": p.n_t_nt, "n_nt_nt": p.n_nt_nt,
+                                 "total": p.total, "methods": {}}
+        for m in res.methods:
+            g = res.per_run[(res.per_run["fraction"] == p.fraction) & (res.per_run["method"] == m)].sort_values("seed")
+            if len(g):
+                v = g["starc"].to_numpy(float)
+                block["methods"][m] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
+                                       "per_seed": [float(x) for x in v]}
+        out[p.key] = block
+    used = sorted({p.total for p in res.kept})
+    return {
+        "policy": res.policy, "total_pairs_configured": res.total_pairs,
+        "total_pairs_used": used[0] if len(used) == 1 else used,
+        "available_train_pairs": res.available, "fractions_run": [p.fraction for p in res.kept],
+        "fractions_skipped": [p.fraction for p in res.plans if p.status == SKIPPED],
+        "notes": [f"fraction {p.key}: {p.note}" for p in res.plans if p.note],
+        "methods": res.methods, "n_seeds": len(res.seeds), "starc": "eq4, training outputs (both sides of the mix)",
+        "pair_mix": out,
+    }
+
+
+def plot_pair_mix(res: SweepResult, labels: Mapping[str, str] | None = None):
+    """Figure 4: training STARC against the T->NT fraction, mean over seeds (line) and min-max (band),
+    one line per method; skipped fractions are marked on the axis."""
+    import matplotlib.pyplot as plt
+
+    if labels is None:
+        from fairl_lib.experiment import METHOD_TITLES as labels
+    summ = summary_frame(res)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for i, m in enumerate(res.methods):
+        g = summ[(summ["method"] == m) & (summ["status"] != SKIPPED)].sort_values("fraction")
+        style = "-" if "_fa_" in m else "--"
+        ax.plot(g["fraction"], g["starc_mean"], style, marker="o", ms=4, color=f"C{i}", label=labels.get(m, m))
+        ax.fill_between(g["fraction"], g["starc_min"], g["starc_max"], color=f"C{i}", alpha=0.15, lw=0)
+    skipped = [p.fraction for p in res.plans if p.status == SKIPPED]
+    for f in skipped:
+        ax.axvline(f, color="0.6", ls=":", lw=1)
+        ax.annotate("skipped", (f, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -12),
+                    textcoords="offset points", fontsize=8, color="0.4", rotation=90, va="top")
+    totals = sorted({p.total for p in res.kept})
+    tot = f"{totals[0]} pairs per mix" if len(totals) == 1 else f"{min(totals)}-{max(totals)} pairs per mix"
+    ax.set(xlabel="fraction of T->NT pairs (rest NT->NT)", ylabel="training STARC, Eq. 4 (lower is better)",
+           title=f"Pair-mix sensitivity ({tot}, {len(res.seeds)} seeds; band = min-max)")
+    ax.set_xlim(-0.03, 1.03)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
