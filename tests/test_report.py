@@ -114,6 +114,14 @@ def test_table1_clear_win_loss_and_overlap():
     assert _ledger({"05": _table1(0.0, noise=0.02)})["table1_f1"].verdict == INCONCLUSIVE
 
 
+def test_jigsaw_claims_read_the_jigsaw_set_only():
+    mets = {"05": {"per_seed": {"in_domain": _table1(+0.05)["per_seed"]["in_domain"],
+                                "jigsaw": _table1(-0.05)["per_seed"]["in_domain"]}}}
+    led = _ledger(mets)
+    assert led["table1_f1"].verdict == REPRODUCED and led["jigsaw_f1"].verdict == NOT_REPRODUCED
+    assert _ledger({"05": _table1(+0.05)})["jigsaw_f1"].verdict == NOT_RUN
+
+
 def test_table1_from_summary_layout():
     """The layout experiment.summarize writes: {set: {method: {metric: {mean, std}}}}, seeds from n_seeds."""
     summ = {m: {"f1": {"mean": 0.80 if m in R.FA_METHODS else 0.70, "std": 0.01},
