@@ -235,6 +235,7 @@ def plot_model_size(agg: pd.DataFrame, params: Mapping[str, float], methods: Seq
     axes[1].set(xticks=x, xticklabels=labels, ylabel="STARC, Eq. 4 (lower is better)",
                 title=f"STARC, mean and {level:.0%} CI over seeds")
     for ax in axes:
+        ax.set_xlim(-0.5, len(order) - 0.5)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
