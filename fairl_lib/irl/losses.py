@@ -15,6 +15,12 @@ Failure versions (Sec. 4.2, App. B): max-margin tightens the margin (``margin_fa
 max-entropy sharpens the temperature (``tau_fail < tau``) and/or up-weights (``w_fail > 1``). The
 up-weight ``w_fail`` multiplies the failure loss of both families (1.0 = off).
 
+Note on App. B: it argues that sharpening (tau_fail < tau) gives l_{tau_fail}(Delta) >= l_tau(Delta)
+"for any finite Delta". That is only true for Delta <= 0. softplus(-Delta/tau) *decreases* as tau
+shrinks when Delta > 0, so sharpening lowers the loss of a correctly ranked failure (a near-tie with
+0 < Delta). Up-weighting (``w_fail >= 1``) and a larger margin (``margin_fail >= margin``) do
+dominate pointwise (tests/test_losses.py checks all three).
+
 The failure loss is a mean over the sampled failure subset S_t ("applies the same loss to a sampled
 subset S_t", Sec. 4.3). An empty S_t contributes exactly 0 (no failures -> no correction; the paper
 does not say; the alternative ``reduction="batch"`` divides by the batch size B like Eq. 1-2).

@@ -79,25 +79,43 @@ def path_forward(params: Mapping[str, Tensor], h: Tensor) -> Tensor:
     return z @ params["w2"] + params["b2"]
 
 
-def stacked_forward(params: Mapping[str, Tensor], h: Tensor) -> Tensor:
-    """R(o) of P stacked paths (leading axis P on every parameter).
+def to_slots(name: str, t: Tensor) -> Tensor:
+    """Grouped storage -> ``(G, K, *path_shape)``: the path in group g, slot k is ``[g, k]``."""
+    if name == "w1":
+        return t.permute(0, 2, 1, 3)
+    if name == "w":
+        return t.permute(0, 2, 1)
+    return t
 
-    ``h (P, n, d)``: each path its own inputs (a batched minibatch gather) -> ``(P, n)``.
-    ``h (n, d)``: all paths on the same inputs (one GEMM) -> ``(P, n)``.
+
+def from_slots(name: str, t: Tensor) -> Tensor:
+    """``(G, K, *path_shape)`` -> grouped storage (contiguous), the inverse of :func:`to_slots`."""
+    return to_slots(name, t).contiguous()
+
+
+def grouped_forward(params: Mapping[str, Tensor], h: Tensor) -> Tensor:
+    """R(o) of G groups of K paths each, every group on its own inputs; one batched GEMM.
+
+    Grouped storage (leading group axis G, slot axis K): linear ``w (G, d, K)``, ``b (G, K)``;
+    mlp ``w1 (G, d, K, H)``, ``b1 (G, K, H)``, ``w2 (G, K, H)``, ``b2 (G, K)``. The K paths of a
+    group share the inputs ``h (G, n, d)`` (in training: the runs of one seed share a minibatch), so
+    the first layer is ``(n, d) @ (d, K*H)`` per group. ``h (n, d)`` feeds the same inputs to every
+    group. Returns ``(G, n, K)``.
     """
-    shared = h.dim() == 2
     if "w" in params:
-        if shared:
-            return (h @ params["w"].T).T + params["b"][:, None]
-        return torch.baddbmm(params["b"][:, None, None], h, params["w"][:, :, None])[..., 0]
-    w1, p = params["w1"], params["w1"].shape[0]
-    if shared:
-        n, hid = h.shape[0], w1.shape[2]
-        z = (h @ w1.permute(1, 0, 2).reshape(h.shape[1], p * hid)).view(n, p, hid).transpose(0, 1)
-        z = torch.relu(z + params["b1"][:, None, :])
+        w, b = params["w"], params["b"]
+        if h.dim() == 2:
+            g, d, k = w.shape
+            return (h @ w.permute(1, 0, 2).reshape(d, g * k)).view(-1, g, k).transpose(0, 1) + b[:, None, :]
+        return torch.baddbmm(b[:, None, :], h, w)
+    w1, b1, w2, b2 = params["w1"], params["b1"], params["w2"], params["b2"]
+    g, d, k, hid = w1.shape
+    if h.dim() == 2:
+        z = (h @ w1.permute(1, 0, 2, 3).reshape(d, g * k * hid)).view(-1, g, k, hid).transpose(0, 1)
+        z = torch.relu(z + b1[:, None])
     else:
-        z = torch.relu(torch.baddbmm(params["b1"][:, None, :], h, w1))
-    return torch.baddbmm(params["b2"][:, None, None], z, params["w2"][:, :, None])[..., 0]
+        z = torch.relu(torch.baddbmm(b1.view(g, 1, k * hid), h, w1.view(g, d, k * hid))).view(g, -1, k, hid)
+    return (z * w2[:, None]).sum(-1) + b2[:, None, :]
 
 
 class RewardModel:

@@ -54,7 +54,16 @@ from torch import Tensor, nn
 
 from fairl_lib.irl import failures as fl
 from fairl_lib.irl import losses as ls
-from fairl_lib.irl.reward import RewardModel, check_head, init_path, path_generator, stacked_forward, weight_names
+from fairl_lib.irl.reward import (
+    RewardModel,
+    check_head,
+    from_slots,
+    grouped_forward,
+    init_path,
+    path_generator,
+    to_slots,
+    weight_names,
+)
 
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "fail_frac", "sampled_frac", "lambda_t", "gamma_t",
                 "bottomk_frac", "p_t")
@@ -458,7 +467,7 @@ def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRL
     x_va, _ = _tensors(data, va_idx, dtype)
     n_tr, bsz = len(tr_idx), cfg.batch_size
     model = DualPathReward(*_init_run(seed, spec, data.dim, cfg, dtype))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, fused=True)
     stopper = _EarlyStopper(1, cfg.patience, cfg.min_delta)
     hist, best = _history(), {k: v.detach().clone() for k, v in model.state_dict().items()}
     has_fail = spec.failures is not None
@@ -546,157 +555,160 @@ def _finish_run(method: str, seed: int, base: dict[str, Tensor], fail: dict[str,
 # --- the batched ensemble --------------------------------------------------------------------
 
 @dataclass
-class _Stack:
-    """The active runs of a grid with their parameters stacked along a leading path axis.
+class _Layout:
+    """Where the active runs' paths sit in the grouped parameter tensors.
 
-    Paths ``[0, E)`` are the base paths of the E active runs (in order); paths ``[E, P)`` are the
-    failure paths of the active FA runs (in order). ``fail_slot[e]`` is run e's index among the
-    failure paths, or ``E_F`` (a zero row) for baselines.
+    Runs are grouped by seed (runs of one seed share their minibatches, so a group's paths share one
+    GEMM). Group g holds the base paths of its runs, then the failure paths of its FA runs, padded
+    with empty slots to a common width K. ``*_flat`` index the flattened ``(G*K,)`` slots; index
+    ``G*K`` is a zero row (no failure path).
     """
 
-    runs: np.ndarray            # (E,) indices into the grid's run list
-    path_ids: np.ndarray        # (P,) global path ids (for the best-state bank)
-    params: dict[str, Tensor]   # name -> (P, ...) leaf tensors
-    opt: torch.optim.Adam
+    runs: np.ndarray          # (E,) run indices into the grid, ascending
+    seeds: list[int]          # (G,) seed of each group
+    k: int                    # slots per group
+    slot_path: np.ndarray     # (G*K,) global path id in each slot, -1 = empty
+    base_flat: Tensor         # (E,)
+    fail_flat: Tensor         # (E,)
+    run_group: Tensor         # (E,)
+    fa_pos: Tensor            # (E_F,) positions of the FA runs among the E runs
+    is_mm: Tensor             # (E,) bool
+    is_mm_fa: Tensor          # (E_F,) bool
+    is_gt_fa: Tensor          # (E_F,) bool
 
-    def __post_init__(self) -> None:
-        self.n_runs = len(self.runs)
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+    @property
+    def n_fa(self) -> int:
+        return len(self.fa_pos)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.seeds)
 
 
 class _Grid:
-    """Book-keeping of a batched grid: run specs, index maps, best-state bank, histories."""
+    """A batched grid: run specs, grouped parameters + Adam, best-state bank, early stopping, histories."""
 
     def __init__(self, data: PreferenceData, methods: Sequence[str], seeds: Sequence[int], cfg: IRLConfig,
                  dtype: torch.dtype) -> None:
-        self.cfg, self.dtype = cfg, dtype
-        self.specs = _check_methods(methods, data)
-        self.pairs = [(s, int(seed)) for seed in seeds for s in self.specs]
-        self.seeds = sorted({seed for _, seed in self.pairs})
+        self.cfg, self.dtype, self.dim = cfg, dtype, data.dim
+        specs = _check_methods(methods, data)
+        self.pairs = [(s, int(seed)) for seed in seeds for s in specs]
         tr_idx, va_idx = split_indices(data.n, cfg.val_fraction, cfg.split_seed)
         self.n_tr, self.n_va = len(tr_idx), len(va_idx)
         x_tr, self.y_tr = _tensors(data, tr_idx, dtype)
-        self.x_tr_flat = x_tr.reshape(self.n_tr, -1)                 # (N, 2d): one gather per pair
-        self.x_va = _tensors(data, va_idx, dtype)[0].reshape(-1, data.dim)  # (2N_va, d), +,- interleaved
-        self.x_tr_rows = x_tr.reshape(-1, data.dim)
-        self.dim = data.dim
+        self.x_tr_flat = x_tr.reshape(self.n_tr, -1)                       # (N, 2d): one gather per pair
+        self.x_tr_rows = x_tr.reshape(-1, data.dim)                        # (2N, d), +,- interleaved
+        self.x_va_rows = _tensors(data, va_idx, dtype)[0].reshape(-1, data.dim)
         n = len(self.pairs)
-        self.is_mm = torch.tensor([s.base == "mm" for s, _ in self.pairs])
         self.kind = np.array([0 if s.failures is None else (1 if s.failures == "gt" else 2) for s, _ in self.pairs])
-        self.seed_pos = np.array([self.seeds.index(seed) for _, seed in self.pairs])
-        base, fail = zip(*[_init_run(seed, s, data.dim, cfg, dtype) for s, seed in self.pairs])
-        fa_runs = [i for i in range(n) if fail[i] is not None]
         self.base_path = np.arange(n)
         self.fail_path = np.full(n, -1)
+        fa_runs = np.flatnonzero(self.kind > 0)
         self.fail_path[fa_runs] = n + np.arange(len(fa_runs))
-        names = list(base[0])
-        all_paths = list(base) + [fail[i] for i in fa_runs]
-        self.bank = {k: torch.stack([p[k] for p in all_paths]) for k in names}  # best-validation states
-        self.weights = weight_names(cfg.head)
+        inits = [_init_run(seed, s, data.dim, cfg, dtype) for s, seed in self.pairs]
+        paths = [b for b, _ in inits] + [inits[i][1] for i in fa_runs]
+        self.bank = {k: torch.stack([p[k] for p in paths]) for k in paths[0]}  # best-validation states
         self.stopper = _EarlyStopper(n, cfg.patience, cfg.min_delta)
         self.hist = [_history() for _ in range(n)]
-        self.stack = self._make_stack(np.arange(n), {k: v.clone() for k, v in self.bank.items()}, None)
+        self.layout = self._layout(np.arange(n))
+        src = torch.as_tensor(self.layout.slot_path)
+        self.params = {k: self._pack(k, v, src) for k, v in self.bank.items()}
+        self.opt = self._adam()
+        self.masks = {k: self._fail_slot_mask(k) for k in weight_names(cfg.head)}
 
-    # -- stack construction / compaction --
-    def _paths_of(self, runs: np.ndarray) -> np.ndarray:
-        fa = runs[self.kind[runs] > 0]
-        return np.concatenate([self.base_path[runs], self.fail_path[fa]])
+    # -- layout, packing, compaction --
+    def _layout(self, runs: np.ndarray) -> _Layout:
+        seeds = sorted({self.pairs[r][1] for r in runs})
+        groups = [[r for r in runs if self.pairs[r][1] == sd] for sd in seeds]
+        slots = [[self.base_path[r] for r in grp] + [self.fail_path[r] for r in grp if self.kind[r] > 0]
+                 for grp in groups]
+        k = max(len(sl) for sl in slots)
+        slot_path = np.full(len(seeds) * k, -1)
+        for g, sl in enumerate(slots):
+            slot_path[g * k:g * k + len(sl)] = sl
+        where = {int(p): i for i, p in enumerate(slot_path) if p >= 0}
+        none = len(slot_path)
+        fa = self.kind[runs] > 0
+        is_mm = torch.as_tensor([self.pairs[r][0].base == "mm" for r in runs])
+        fa_pos = torch.as_tensor(np.flatnonzero(fa))
+        return _Layout(
+            runs=runs, seeds=seeds, k=k, slot_path=slot_path,
+            base_flat=torch.as_tensor([where[int(self.base_path[r])] for r in runs]),
+            fail_flat=torch.as_tensor([where[int(self.fail_path[r])] if self.kind[r] else none for r in runs]),
+            run_group=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
+            fa_pos=fa_pos, is_mm=is_mm, is_mm_fa=is_mm[fa_pos],
+            is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1))
 
-    def _make_stack(self, runs: np.ndarray, values: dict[str, Tensor], old: _Stack | None) -> _Stack:
+    def _pack(self, name: str, slots_src: Tensor, src: Tensor) -> Tensor:
+        """Grouped storage whose slot i holds ``slots_src[src[i]]`` (``-1`` = zeros)."""
+        padded = torch.cat([slots_src, torch.zeros_like(slots_src[:1])])
+        picked = padded[torch.where(src < 0, len(slots_src), src)]
+        lay = self.layout
+        return from_slots(name, picked.view(lay.n_groups, lay.k, *slots_src.shape[1:]))
+
+    def _flat_slots(self, name: str, t: Tensor) -> Tensor:
+        """Grouped storage -> ``(G*K, *path_shape)``."""
+        s = to_slots(name, t)
+        return s.reshape(-1, *s.shape[2:])
+
+    def _adam(self) -> torch.optim.Adam:
         cfg = self.cfg
-        params = {k: v.detach().clone().requires_grad_(True) for k, v in values.items()}
-        opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                               eps=cfg.adam_eps)
-        stack = _Stack(runs, self._paths_of(runs), params, opt)
-        if old is not None:
-            keep = torch.as_tensor(np.searchsorted(old.path_ids, stack.path_ids))
-            for k in params:
-                st = old.opt.state.get(old.params[k])
-                if st:
-                    opt.state[params[k]] = {n: (v.clone() if n == "step" else v[keep].clone()) for n, v in st.items()}
-        fa_runs = runs[self.kind[runs] > 0]
-        stack.n_fa = len(fa_runs)
-        slot = np.full(len(runs), stack.n_fa)
-        slot[self.kind[runs] > 0] = np.arange(stack.n_fa)
-        stack.fail_slot = torch.as_tensor(slot)
-        stack.fa_pos = torch.as_tensor(np.flatnonzero(self.kind[runs] > 0))
-        stack.path_run = torch.as_tensor(np.concatenate([np.arange(len(runs)), stack.fa_pos.numpy()]).astype(np.int64))
-        stack.is_mm = self.is_mm[torch.as_tensor(runs)]
-        stack.is_mm_fa = stack.is_mm[stack.fa_pos]
-        stack.is_gt_fa = torch.as_tensor(self.kind[fa_runs] == 1)
-        seeds_here = sorted({int(self.seed_pos[r]) for r in runs})
-        stack.seed_list = [self.seeds[i] for i in seeds_here]
-        stack.run_seed = torch.as_tensor([seeds_here.index(int(self.seed_pos[r])) for r in runs])
-        return stack
+        leaves = [v.requires_grad_(True) for v in self.params.values()]
+        return torch.optim.Adam(leaves, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                                fused=True)
 
-    def compact(self, keep_mask: np.ndarray) -> None:
-        """Drop finished runs from the stack (their best states are already in the bank)."""
-        old = self.stack
-        runs = old.runs[keep_mask]
+    def compact(self, keep: np.ndarray) -> bool:
+        """Drop finished runs (their best states are in the bank); False when no run is left."""
+        old, runs = self.layout, self.layout.runs[keep]
         if len(runs) == 0:
-            self.stack = None
-            return
-        new_paths = self._paths_of(runs)
-        pos = torch.as_tensor(np.searchsorted(old.path_ids, new_paths))
-        self.stack = self._make_stack(runs, {k: v.detach()[pos] for k, v in old.params.items()}, old)
+            return False
+        old_where = {int(p): i for i, p in enumerate(old.slot_path) if p >= 0}
+        self.layout = self._layout(runs)
+        src = torch.as_tensor([old_where[int(p)] if p >= 0 else -1 for p in self.layout.slot_path])
+        old_params, old_opt = self.params, self.opt
+        self.params = {k: self._pack(k, self._flat_slots(k, v.detach()), src) for k, v in old_params.items()}
+        self.opt = self._adam()
+        for k, v in old_params.items():
+            st = old_opt.state.get(v, {})
+            self.opt.state[self.params[k]] = {
+                n: (x.clone() if n == "step" else self._pack(k, self._flat_slots(k, x), src)) for n, x in st.items()}
+        self.masks = {k: self._fail_slot_mask(k) for k in weight_names(self.cfg.head)}
+        return True
 
     def save_best(self, improved: np.ndarray) -> None:
-        st = self.stack
-        runs = st.runs[improved]
+        """Copy the current parameters of improved runs into the best-state bank."""
+        lay = self.layout
+        runs = lay.runs[improved]
         if len(runs) == 0:
             return
-        paths = self._paths_of(runs)
-        pos = torch.as_tensor(np.searchsorted(st.path_ids, paths))
+        paths = np.concatenate([self.base_path[runs], self.fail_path[runs][self.kind[runs] > 0]])
+        where = {int(p): i for i, p in enumerate(lay.slot_path) if p >= 0}
+        pos = torch.as_tensor([where[int(p)] for p in paths])
         with torch.no_grad():
-            for k, v in st.params.items():
-                self.bank[k][torch.as_tensor(paths)] = v[pos]
+            for k, v in self.params.items():
+                self.bank[k][torch.as_tensor(paths)] = self._flat_slots(k, v)[pos]
 
-    # -- one step --
-    def run_rewards(self, r_paths: Tensor) -> tuple[Tensor, Tensor]:
-        """(R_D, R_F) per run from path rewards ``(P, ...)``."""
-        st = self.stack
-        r_d = r_paths[:st.n_runs]
-        if st.n_fa == 0:
-            return r_d, torch.zeros_like(r_d)
-        r_f = torch.cat([r_paths[st.n_runs:], torch.zeros_like(r_paths[:1])])[st.fail_slot]
-        return r_d, r_f
+    # -- rewards and losses --
+    def run_rewards(self, r_groups: Tensor) -> tuple[Tensor, Tensor]:
+        """(R_D, R_F) of each run, ``(E, n)``, from grouped path rewards ``(G, n, K)``."""
+        lay = self.layout
+        flat = r_groups.permute(0, 2, 1).reshape(-1, r_groups.shape[1])
+        flat = torch.cat([flat, torch.zeros_like(flat[:1])])
+        return flat[lay.base_flat], flat[lay.fail_flat]
 
-    def failure_sets(self, delta: Tensor, r: Tensor, y: Tensor, u: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
-        """F_t and S_t of the FA runs (rows ``fa_pos``), mixing gt and margin runs by ``where``."""
-        st, cfg = self.stack, self.cfg
-        fm = margin_failure_set(cfg, delta, sched)
-        if bool(st.is_gt_fa.any()):
-            fs = supervised_failure_set(cfg, delta, r[..., 0], r[..., 1], y[..., 0], y[..., 1], sched)
-            fm = torch.where(st.is_gt_fa[:, None], fs, fm)
-        return fm, fl.sample_failures(fm, u, sched.p_t)
-
-    def step_loss(self, xb: Tensor, yb: Tensor, ub: Tensor, sched: RoundSchedule,
-                  epoch_sets: tuple[Tensor, Tensor] | None, idx_run: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Eq. 3 summed over runs; also per-run objective, |F_t|, |S_t| (detached)."""
-        st, cfg = self.stack, self.cfg
-        r = stacked_forward(st.params, xb).view(xb.shape[0], -1, 2)
-        r_d, r_f = self.run_rewards(r)
-        d_d, d_f = r_d[..., 0] - r_d[..., 1], r_f[..., 0] - r_f[..., 1]
-        d_base = d_d + d_f.detach() if cfg.route_gradients else d_d + d_f
-        l_base = self._base_loss(d_base, st.is_mm)
-        per_run = l_base
-        n_fail = n_samp = torch.zeros(st.n_runs, dtype=self.dtype)
-        if st.n_fa:
-            fa = st.fa_pos
-            delta = (d_d + d_f).detach()[fa]
-            if epoch_sets is not None:
-                f_t, s_t = epoch_sets[0].gather(1, idx_run[fa]), epoch_sets[1].gather(1, idx_run[fa])
-            else:
-                f_t, s_t = self.failure_sets(delta, (r_d + r_f).detach()[fa], yb[fa], ub[fa], sched)
-            d_fail = (d_d.detach() + d_f if cfg.route_gradients else d_d + d_f)[fa]
-            l_fail = torch.where(st.is_mm_fa,
-                                 ls.margin_loss_fail(d_fail, s_t, cfg.margin_fail, cfg.w_fail, cfg.fail_reduction),
-                                 ls.maxent_loss_fail(d_fail, s_t, cfg.tau_fail, cfg.w_fail, cfg.fail_reduction))
-            pen = ls.failure_weight_penalty([st.params[k][st.n_runs:] for k in self.weights], batch_dims=1)
-            extra = sched.lambda_t * l_fail + 0.5 * sched.lambda_t * pen
-            per_run = l_base.index_add(0, fa, extra)
-            n_fail = n_fail.index_add(0, fa, f_t.sum(-1).to(self.dtype))
-            n_samp = n_samp.index_add(0, fa, s_t.sum(-1).to(self.dtype))
-        return per_run.sum(), per_run.detach(), n_fail, n_samp
+    def failure_sets(self, delta: Tensor, r_plus: Tensor, r_minus: Tensor, y: Tensor, u: Tensor,
+                     sched: RoundSchedule) -> tuple[Tensor, Tensor]:
+        """F_t and S_t of the FA runs (rows = ``fa_pos``), gt and margin runs mixed by ``where``."""
+        lay, cfg = self.layout, self.cfg
+        f_t = margin_failure_set(cfg, delta, sched)
+        if bool(lay.is_gt_fa.any()):
+            sup = supervised_failure_set(cfg, delta, r_plus, r_minus, y[..., 0], y[..., 1], sched)
+            f_t = torch.where(lay.is_gt_fa[:, None], sup, f_t)
+        return f_t, fl.sample_failures(f_t, u, sched.p_t)
 
     def _base_loss(self, delta: Tensor, is_mm: Tensor) -> Tensor:
         cfg = self.cfg
@@ -706,28 +718,113 @@ class _Grid:
             return ls.maxent_loss(delta, cfg.tau)
         return torch.where(is_mm, ls.margin_loss(delta, cfg.margin), ls.maxent_loss(delta, cfg.tau))
 
+    def _fail_slot_mask(self, name: str) -> Tensor:
+        """1.0 on failure-path slots (of FA runs), 0.0 elsewhere, shaped to broadcast over ``name``."""
+        lay = self.layout
+        mask = torch.zeros(lay.n_groups * lay.k + 1, dtype=self.dtype)
+        mask[lay.fail_flat[lay.fa_pos]] = 1.0
+        mask = mask[:-1].view(lay.n_groups, lay.k)
+        return {"w1": mask[:, None, :, None], "w2": mask[:, :, None], "w": mask[:, None, :]}[name]
+
+    @torch.no_grad()
+    def _penalty(self) -> Tensor:
+        """||w_F||^2 of each FA run's failure path, ``(E_F,)`` (value only; see :meth:`add_penalty_grad`)."""
+        lay, p = self.layout, self.params
+        if self.cfg.head == "linear":
+            sq = p["w"].square().sum(1)
+        else:  # reduce over d first (contiguous rows), then over the hidden units
+            g, d, k, hid = p["w1"].shape
+            col = p["w1"].view(g, d, k * hid).square().sum(1)
+            sq = col.view(g, k, hid).sum(-1) + p["w2"].square().sum(2)
+        return torch.cat([sq.reshape(-1), sq.new_zeros(1)])[lay.fail_flat[lay.fa_pos]]
+
+    @torch.no_grad()
+    def add_penalty_grad(self, lambda_t: float) -> None:
+        """Gradient of lambda_t/2 ||w_F||^2 (Eq. 3), lambda_t * w_F on failure slots, added in closed
+        form (one fused pass instead of autograd through a square of every weight)."""
+        if self.layout.n_fa == 0:
+            return
+        for k in weight_names(self.cfg.head):
+            self.params[k].grad.addcmul_(self.params[k], self.masks[k], value=lambda_t)
+
+    def step_loss(self, xb: Tensor, yb: Tensor, ub: Tensor, sched: RoundSchedule,
+                  epoch_sets: tuple[Tensor, Tensor] | None, idx_run: Tensor) -> tuple[Tensor, ...]:
+        """Eq. 3 summed over runs, plus per-run objective, |F_t| and |S_t| (detached)."""
+        lay, cfg = self.layout, self.cfg
+        r_d, r_f = self.run_rewards(grouped_forward(self.params, xb))
+        r_d, r_f = r_d.view(lay.n_runs, -1, 2), r_f.view(lay.n_runs, -1, 2)
+        d_d, d_f = r_d[..., 0] - r_d[..., 1], r_f[..., 0] - r_f[..., 1]
+        per_run = self._base_loss(d_d + d_f.detach() if cfg.route_gradients else d_d + d_f, lay.is_mm)
+        n_fail = n_samp = torch.zeros(lay.n_runs, dtype=self.dtype)
+        if lay.n_fa:
+            fa = lay.fa_pos
+            if epoch_sets is not None:
+                f_t, s_t = epoch_sets[0].gather(1, idx_run[fa]), epoch_sets[1].gather(1, idx_run[fa])
+            else:
+                r = (r_d + r_f).detach()[fa]
+                f_t, s_t = self.failure_sets((d_d + d_f).detach()[fa], r[..., 0], r[..., 1], yb[fa], ub[fa], sched)
+            d_fail = (d_d.detach() + d_f if cfg.route_gradients else d_d + d_f)[fa]
+            l_fail = torch.where(lay.is_mm_fa,
+                                 ls.margin_loss_fail(d_fail, s_t, cfg.margin_fail, cfg.w_fail, cfg.fail_reduction),
+                                 ls.maxent_loss_fail(d_fail, s_t, cfg.tau_fail, cfg.w_fail, cfg.fail_reduction))
+            # the penalty enters as a constant here; its gradient is added by add_penalty_grad
+            per_run = per_run.index_add(0, fa, sched.lambda_t * l_fail + 0.5 * sched.lambda_t * self._penalty())
+            n_fail = n_fail.index_add(0, fa, f_t.sum(-1).to(self.dtype))
+            n_samp = n_samp.index_add(0, fa, s_t.sum(-1).to(self.dtype))
+        return per_run.sum(), per_run.detach(), n_fail, n_samp
+
     @torch.no_grad()
     def full_rewards(self, rows: Tensor) -> Tensor:
         """R = R_D + R_F of every active run on shared interleaved rows ``(2n, d)`` -> ``(E, n, 2)``."""
-        outs = []
+        params = {k: v.detach() for k, v in self.params.items()}
         chunk = 2 * self.cfg.eval_chunk
-        for s in range(0, rows.shape[0], chunk):
-            outs.append(stacked_forward({k: v.detach() for k, v in self.stack.params.items()}, rows[s:s + chunk]))
-        r = torch.cat(outs, 1).view(len(self.stack.path_ids), -1, 2)
+        r = torch.cat([grouped_forward(params, rows[s:s + chunk]) for s in range(0, rows.shape[0], chunk)], 1)
         r_d, r_f = self.run_rewards(r)
-        return r_d + r_f
+        return (r_d + r_f).view(self.layout.n_runs, -1, 2)
 
     def val_losses(self) -> np.ndarray:
         if self.n_va == 0:
-            return np.full(self.stack.n_runs, np.nan)
-        r = self.full_rewards(self.x_va)
-        return self._base_loss(r[..., 0] - r[..., 1], self.stack.is_mm).numpy().astype(np.float64)
+            return np.full(self.layout.n_runs, np.nan)
+        r = self.full_rewards(self.x_va_rows)
+        return self._base_loss(r[..., 0] - r[..., 1], self.layout.is_mm).numpy().astype(np.float64)
 
     def mine_epoch(self, u_run: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
         """``mining="epoch"``: F_t, S_t of the FA runs over all training pairs, ``(E_F, N)`` each."""
-        r = self.full_rewards(self.x_tr_rows)[self.stack.fa_pos]
-        y = self.y_tr.expand(r.shape[0], -1, -1)
-        return self.failure_sets(r[..., 0] - r[..., 1], r, y, u_run[self.stack.fa_pos], sched)
+        fa = self.layout.fa_pos
+        r = self.full_rewards(self.x_tr_rows)[fa]
+        y = self.y_tr.expand(len(fa), -1, -1)
+        return self.failure_sets(r[..., 0] - r[..., 1], r[..., 0], r[..., 1], y, u_run[fa], sched)
+
+    def train_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, RoundSchedule]:
+        """One epoch of Alg. 1 for all active runs: mean objective, |F_t|, |S_t| per run."""
+        lay, cfg, bsz = self.layout, self.cfg, self.cfg.batch_size
+        sched = round_schedule(cfg, epoch)
+        streams = [epoch_streams(sd, epoch, self.n_tr) for sd in lay.seeds]
+        perm_g = torch.as_tensor(np.stack([p for p, _ in streams]))                              # (G, N)
+        u_run = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[lay.run_group]  # (E, N)
+        epoch_sets = self.mine_epoch(u_run, sched) if (cfg.mining == "epoch" and lay.n_fa) else None
+        tot, n_fail, n_samp = (torch.zeros(lay.n_runs, dtype=self.dtype) for _ in range(3))
+        for start in range(0, self.n_tr, bsz):
+            idx_g = perm_g[:, start:start + bsz]                                                  # (G, b)
+            xb = self.x_tr_flat.index_select(0, idx_g.reshape(-1)).view(lay.n_groups, -1, self.dim)
+            idx_run = idx_g[lay.run_group]                                                        # (E, b)
+            loss, per_run, nf, ns = self.step_loss(xb, self.y_tr[idx_run], u_run.gather(1, idx_run), sched,
+                                                   epoch_sets, idx_run)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.add_penalty_grad(sched.lambda_t)
+            self.opt.step()
+            tot += per_run
+            n_fail += nf
+            n_samp += ns
+        return (tot / math.ceil(self.n_tr / bsz)).numpy(), n_fail.numpy(), n_samp.numpy(), sched
+
+    def result(self, i: int) -> TrainedRun:
+        spec, seed = self.pairs[i]
+        base = {k: v[self.base_path[i]] for k, v in self.bank.items()}
+        fail = {k: v[self.fail_path[i]] for k, v in self.bank.items()} if self.fail_path[i] >= 0 else None
+        return _finish_run(spec.name, seed, base, fail, self.hist[i], int(self.stopper.best_epoch[i]),
+                           float(self.stopper.best[i]), self.cfg)
 
 
 def train_grid(data: PreferenceData, cfg: IRLConfig = IRLConfig(), methods: Sequence[str] = METHOD_NAMES,
@@ -741,53 +838,21 @@ def train_grid(data: PreferenceData, cfg: IRLConfig = IRLConfig(), methods: Sequ
     up to floating-point rounding.
     """
     t0 = time.perf_counter()
-    seeds = list(range(cfg.n_seeds) if seeds is None else seeds)
-    g = _Grid(data, methods, seeds, cfg, dtype)
-    bsz = cfg.batch_size
+    g = _Grid(data, methods, list(range(cfg.n_seeds) if seeds is None else seeds), cfg, dtype)
     for epoch in range(cfg.max_epochs):
-        st = g.stack
-        if st is None:
-            break
-        sched = round_schedule(cfg, epoch)
-        streams = [epoch_streams(s, epoch, g.n_tr) for s in st.seed_list]
-        perm_s = torch.as_tensor(np.stack([p for p, _ in streams]))[st.run_seed]          # (E, N)
-        u_s = torch.as_tensor(np.stack([u for _, u in streams]), dtype=dtype)[st.run_seed]  # (E, N)
-        epoch_sets = g.mine_epoch(u_s, sched) if (cfg.mining == "epoch" and st.n_fa) else None
-        tot = torch.zeros(st.n_runs, dtype=dtype)
-        n_fail = torch.zeros(st.n_runs, dtype=dtype)
-        n_samp = torch.zeros(st.n_runs, dtype=dtype)
-        for start in range(0, g.n_tr, bsz):
-            idx_run = perm_s[:, start:start + bsz]                                     # (E, b)
-            idx_path = idx_run[st.path_run]                                            # (P, b)
-            xb = g.x_tr_flat.index_select(0, idx_path.reshape(-1)).view(len(st.path_ids), -1, g.dim)
-            yb = g.y_tr[idx_run]
-            ub = u_s.gather(1, idx_run)
-            loss, per_run, nf, ns = g.step_loss(xb, yb, ub, sched, epoch_sets, idx_run)
-            st.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            st.opt.step()
-            tot += per_run
-            n_fail += nf
-            n_samp += ns
-        n_steps = math.ceil(g.n_tr / bsz)
+        runs = g.layout.runs
+        train_loss, n_fail, n_samp, sched = g.train_epoch(epoch)
         val = g.val_losses()
-        tot_np, nf_np, ns_np = tot.numpy(), n_fail.numpy(), n_samp.numpy()
-        for j, run in enumerate(st.runs):
+        for j, run in enumerate(runs):
             spec, seed = g.pairs[run]
-            if not np.isfinite(tot_np[j]) or (g.n_va and not np.isfinite(val[j])):
+            if not np.isfinite(train_loss[j]) or (g.n_va and not np.isfinite(val[j])):
                 raise _nonfinite_error(spec.name, seed, epoch, "loss", cfg)
-            _record(g.hist[run], epoch, tot_np[j] / n_steps, val[j], nf_np[j], ns_np[j], g.n_tr, sched,
+            _record(g.hist[run], epoch, train_loss[j], val[j], n_fail[j], n_samp[j], g.n_tr, sched,
                     spec.failures is not None)
-        improved, stop = g.stopper.update(st.runs, val, epoch)
+        improved, stop = g.stopper.update(runs, val, epoch)
         g.save_best(improved)
         if progress is not None:
-            progress(epoch, st.n_runs)
-        if stop.any():
-            g.compact(~stop)
-    runs = []
-    for i, (spec, seed) in enumerate(g.pairs):
-        base = {k: v[g.base_path[i]] for k, v in g.bank.items()}
-        fail = {k: v[g.fail_path[i]] for k, v in g.bank.items()} if g.fail_path[i] >= 0 else None
-        runs.append(_finish_run(spec.name, seed, base, fail, g.hist[i], int(g.stopper.best_epoch[i]),
-                                float(g.stopper.best[i]), cfg))
-    return GridResult(runs, cfg, time.perf_counter() - t0, g.n_tr, g.n_va)
+            progress(epoch, len(runs))
+        if stop.any() and not g.compact(~stop):
+            break
+    return GridResult([g.result(i) for i in range(len(g.pairs))], cfg, time.perf_counter() - t0, g.n_tr, g.n_va)

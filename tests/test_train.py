@@ -1,0 +1,155 @@
+"""Training (Eq. 3, Alg. 1): batched grid == sequential runs, learning on a known reward, errors, storage."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fairl_lib.irl.reward import RewardModel, load_reward, reward_folder, save_reward
+from fairl_lib.irl.synthetic import make_synthetic
+from fairl_lib.irl.train import (
+    METHOD_NAMES,
+    IRLConfig,
+    PreferenceData,
+    method_spec,
+    train_grid,
+    train_one,
+)
+from fairl_lib.metrics import pairwise_accuracy, starc_distance
+
+# small and quick to overfit, so runs stop early at different epochs (exercises per-run stopping)
+SMALL = IRLConfig(hidden=6, max_epochs=12, patience=2, lr=0.03, bottomk_rounds=5, lambda_decay=0.7,
+                  p_start=0.6, p_end=0.2, p_rounds=6, val_fraction=0.25)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return make_synthetic(n_pairs=200, dim=8, seed=0, beta=2.0)
+
+
+@pytest.mark.parametrize("head,mining", [("mlp", "batch"), ("linear", "batch"), ("mlp", "epoch")])
+def test_batched_grid_equals_sequential_runs(small, head, mining):
+    cfg = dataclasses.replace(SMALL, head=head, mining=mining)
+    grid = train_grid(small.data, cfg, seeds=[0, 1], dtype=torch.float64)
+    assert [(r.method, r.seed) for r in grid.runs] == [(m, s) for s in (0, 1) for m in METHOD_NAMES]
+    assert len({r.epochs_run for r in grid.runs}) > 1, "runs should stop at different epochs"
+    h = np.concatenate([small.data.h_plus, small.data.h_minus])
+    for run in grid.runs:
+        ref = train_one(small.data, run.method, run.seed, cfg, dtype=torch.float64)
+        assert (ref.epochs_run, ref.best_epoch) == (run.epochs_run, run.best_epoch)
+        for key, values in run.history.items():
+            np.testing.assert_allclose(values, ref.history[key], rtol=1e-9, atol=1e-10, err_msg=key)
+        np.testing.assert_allclose(run.reward(h), ref.reward(h), rtol=1e-9, atol=1e-10)
+        assert (run.reward.failure is None) == (method_spec(run.method).failures is None)
+    # runs are independent: other seeds give other rewards
+    a, b = grid.get("me_fa_margin", 0).reward(h), grid.get("me_fa_margin", 1).reward(h)
+    assert not np.allclose(a, b)
+
+
+def test_batched_grid_matches_sequential_in_float32(small):
+    cfg = dataclasses.replace(SMALL, max_epochs=3)
+    grid = train_grid(small.data, cfg, methods=["mm_fa_gt", "me_irl"], seeds=[4])
+    h = small.data.h_plus
+    for run in grid.runs:
+        ref = train_one(small.data, run.method, run.seed, cfg)
+        np.testing.assert_allclose(run.reward(h), ref.reward(h), rtol=1e-4, atol=1e-4)
+
+
+def test_all_methods_recover_a_known_linear_reward():
+    syn = make_synthetic(n_pairs=1500, dim=16, seed=1, nonlinearity=0.0)
+    cfg = IRLConfig(head="linear", max_epochs=15, patience=3)
+    grid = train_grid(syn.data, cfg, seeds=[0])
+    h, r_gt, _ = syn.env.sample_outputs(2000, seed=5)
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, 2000, (2, 3000))
+    random_starc = starc_distance(rng.standard_normal(2000), r_gt)
+    for run in grid.runs:
+        r = run.reward(h)
+        better, worse = np.where(r_gt[i] > r_gt[j], i, j), np.where(r_gt[i] > r_gt[j], j, i)
+        assert pairwise_accuracy(r[better], r[worse]) > 0.85, run.method
+        assert starc_distance(r, r_gt) < 0.5 * random_starc, run.method
+        if method_spec(run.method).failures is not None:
+            assert run.history["fail_frac"][0] > 0, run.method
+            assert run.history["lambda_t"][0] == 10.0
+
+
+def test_mlp_head_learns_a_nonlinear_reward():
+    syn = make_synthetic(n_pairs=1500, dim=16, seed=2, nonlinearity=0.3)
+    res = train_grid(syn.data, IRLConfig(hidden=16, max_epochs=10, patience=3), methods=["me_fa_margin"], seeds=[0])
+    h, r_gt, _ = syn.env.sample_outputs(2000, seed=6)
+    assert np.corrcoef(res.runs[0].reward(h), r_gt)[0, 1] > 0.8
+
+
+def test_unknown_method_lists_the_valid_ones(small):
+    with pytest.raises(ValueError, match="mm_irl, me_irl, mm_fa_gt, me_fa_gt, mm_fa_margin, me_fa_margin"):
+        train_grid(small.data, SMALL, methods=["mm_irl", "fa_irl"])
+    with pytest.raises(ValueError, match="valid"):
+        train_one(small.data, "maxent", 0, SMALL)
+
+
+def test_nan_embeddings_are_rejected_with_a_row_count():
+    h = np.random.default_rng(0).standard_normal((50, 4))
+    hm = h.copy()
+    h[[3, 7], 1] = np.nan
+    hm[9, 0] = np.inf
+    with pytest.raises(ValueError, match="3 of 50 preference pairs"):
+        PreferenceData(h, hm)
+
+
+def test_a_diverging_loss_raises_floating_point_error_naming_the_run(small):
+    cfg = dataclasses.replace(SMALL, lr=1e38, head="linear")
+    with pytest.raises(FloatingPointError, match=r"mm_irl \(seed 0\).*epoch \d+.*lower learning rate"):
+        train_grid(small.data, cfg, methods=["mm_irl"], seeds=[0])
+    with pytest.raises(FloatingPointError, match=r"me_fa_gt \(seed 2\).*lr"):
+        train_one(small.data, "me_fa_gt", 2, cfg)
+
+
+def test_gt_methods_need_labels(small):
+    unlabelled = PreferenceData(small.data.h_plus, small.data.h_minus)
+    with pytest.raises(ValueError, match="labels"):
+        train_grid(unlabelled, SMALL, methods=["me_fa_gt"])
+
+
+def test_config_validates_choices_and_is_frozen():
+    with pytest.raises(ValueError, match="linear, mlp"):
+        IRLConfig(head="transformer")
+    with pytest.raises(ValueError, match="bottomk"):
+        IRLConfig(margin_rule="topk")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        IRLConfig().lr = 1.0  # type: ignore[misc]
+    defaults = IRLConfig()
+    assert (defaults.margin, defaults.tau, defaults.lambda0, defaults.lr, defaults.batch_size,
+            defaults.max_epochs, defaults.bottomk_start, defaults.bottomk_end, defaults.bottomk_rounds,
+            defaults.n_seeds) == (0.8, 1.0, 10.0, 1e-3, 32, 800, 0.2, 0.0, 100, 5)
+
+
+def test_save_and_load_reward_round_trip(small, tmp_path):
+    cfg = dataclasses.replace(SMALL, max_epochs=2)
+    grid = train_grid(small.data, cfg, methods=["me_fa_gt", "mm_irl"], seeds=[3])
+    h = small.data.h_minus
+    for run in grid.runs:
+        folder = reward_folder(tmp_path / "results" / "smoke", run.method, run.seed)
+        assert folder.parts[-3:] == ("rewards", run.method, "seed3")
+        save_reward(folder, run.reward, cfg, extra={"history": run.history})
+        assert sorted(os.listdir(folder)) == ["reward.json", "reward.safetensors"]  # no temp files left
+        back = load_reward(folder)
+        np.testing.assert_array_equal(back(h), run.reward(h))
+        assert (back.failure is None) == (run.method == "mm_irl")
+        assert back.meta["method"] == run.method and back.meta["seed"] == 3
+        assert back.meta["config"]["margin"] == 0.8
+        assert back.meta["extra"]["history"]["val_loss"] == run.history["val_loss"]
+    with pytest.raises(FileNotFoundError, match="train it first"):
+        load_reward(tmp_path / "nowhere")
+
+
+def test_reward_model_components_and_shape_check(small):
+    run = train_grid(small.data, dataclasses.replace(SMALL, max_epochs=1), methods=["mm_fa_margin"], seeds=[0]).runs[0]
+    h = small.data.h_plus[:10]
+    r_d, r_f = run.reward.components(h)
+    np.testing.assert_allclose(run.reward(h), r_d + r_f)
+    assert isinstance(run.reward, RewardModel) and run.reward.dim == 8 and run.reward.hidden == 6
+    with pytest.raises(ValueError, match=r"\(n, 8\)"):
+        run.reward(np.zeros((3, 5)))
