@@ -568,6 +568,7 @@ def _measure_table2(mets, e: Entry) -> None:
     nb, c = _nb_metrics(mets, ("05", "04"), _disagreement)
     est, v = _sign(c["only_fa"], c["only_irl"])
     e.notebook, e.estimate, e.verdict = nb, est, v
+    e.compared = f"{METHOD_LABELS['me_fa_margin']} vs {METHOD_LABELS['me_irl']}"
     e.ours = f"only FA-IRL {c['only_fa']} vs only IRL {c['only_irl']}" + (
         f" (share {est.text('.2f')})" if est else " (no disagreements)")
     e.details = {"counts": c}
@@ -595,6 +596,7 @@ def _measure_table3(mets, e: Entry) -> None:
         parts[sub] = {"only_fa": a, "only_irl": b, "share": est, "verdict": v}
         verdicts.append(v)
     e.notebook, e.verdict = nb, combine_verdicts(verdicts)
+    e.compared = f"{METHOD_LABELS['me_fa_margin']} vs {METHOD_LABELS['me_irl']}"
     e.ours = "; ".join(f"{k} {p['only_fa']} vs {p['only_irl']} ({p['verdict']})" for k, p in parts.items())
     e.details = {"subtypes": parts}
 
