@@ -291,10 +291,11 @@ def _load_folder(folder: Path, spec: ModelSpec, source: str, dtype: str) -> Load
 
 
 def _sync_generation_config(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
-    gc = model.generation_config
-    gc.pad_token_id = tok.pad_token_id
-    gc.eos_token_id = tok.eos_token_id
-    gc.bos_token_id = tok.bos_token_id
+    """Model config and generation config use the tokenizer's pad/eos/bos ids (no transformers warning)."""
+    for cfg in (model.config, model.generation_config):
+        cfg.pad_token_id = tok.pad_token_id
+        cfg.eos_token_id = tok.eos_token_id
+        cfg.bos_token_id = tok.bos_token_id
 
 
 def converted_path(name: str) -> Path:
@@ -329,6 +330,7 @@ def convert_gguf(name: str, force: bool = False) -> Path:
     model = _plain_copy(loaded)
     del loaded
     configure_tokenizer(tok, spec)
+    _sync_generation_config(model, tok)
     meta = {
         "base": spec.name,
         "source": "gguf",

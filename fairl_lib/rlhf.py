@@ -497,7 +497,6 @@ def train_policy(
             verbose,
         )
     atomic_write_text(out_dir / "history.csv", history.to_csv(index=False))
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     info.update(
         config=dataclasses.asdict(cfg),
         base=str(base_model_name),
@@ -506,6 +505,7 @@ def train_policy(
         n_eval_prompts=len(eval_prompts or []),
     )
     atomic_write_text(out_dir / DONE_FILE, json.dumps(info, indent=1, default=str))
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # after the marker: a kill here loses nothing
     return out_dir / "policy", history
 
 
