@@ -379,9 +379,10 @@ def plot_base_vs_expert(ev: ExpertEval, threshold: float = 0.5, judge_name: str 
         vals = [s[f"toxicity_rate_{name}"], s[f"judge_rate_{name}"]]
         bars = axes[1].bar(x + (i - 0.5) * 0.38, vals, width=0.38, color=color, label=name)
         axes[1].bar_label(bars, fmt="%.3f", fontsize=9)
-    axes[1].set(xticks=x, xticklabels=labels, ylabel="share of completions with P(toxic) > 0.5",
-                title="toxicity rate, base vs expert")
-    axes[1].legend()
+    top = max(s["toxicity_rate_base"], s["toxicity_rate_expert"], s["judge_rate_base"], s["judge_rate_expert"])
+    axes[1].set(xticks=x, xticklabels=labels, ylabel="share with P(toxic) > 0.5",
+                title="toxicity rate, base vs expert", ylim=(0, 1.3 * top if top > 0 else 1))
+    axes[1].legend(loc="upper right", ncols=2)
     fig.tight_layout()
     return fig
 
