@@ -859,3 +859,11 @@ def failure_path_share(out: GridOutput, ps: PairSet, split: str = "train") -> pd
                      "ratio_std_F_over_D": float(np.std(np.r_[fp, fm]) / max(np.std(np.r_[dp, dm]), 1e-12)),
                      "pairs_flipped_by_R_F": float(np.mean(np.sign(d_d) != np.sign(d_d + d_f))) if len(d_d) else float("nan")})
     return pd.DataFrame(rows)
+
+
+def upstream(cfg):
+    """``cfg`` with ``force=False``: a notebook's FORCE recomputes its own stages (IRL grid, Jigsaw set,
+    subtype grids), not the expensive upstream ones (expert, pairs) it only reads."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, force=False)
