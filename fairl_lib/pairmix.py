@@ -315,6 +315,7 @@ def plot_pair_mix(res: SweepResult, labels: Mapping[str, str] | None = None):
         style = "-" if "_fa_" in m else "--"
         ax.plot(g["fraction"], g["starc_mean"], style, marker="o", ms=4, color=f"C{i}", label=labels.get(m, m))
         ax.fill_between(g["fraction"], g["starc_min"], g["starc_max"], color=f"C{i}", alpha=0.15, lw=0)
+        ax.vlines(g["fraction"], g["starc_min"], g["starc_max"], color=f"C{i}", alpha=0.4, lw=1)  # visible for one x
     skipped = [p.fraction for p in res.plans if p.status == SKIPPED]
     for f in skipped:
         ax.axvline(f, color="0.6", ls=":", lw=1)
