@@ -645,6 +645,17 @@ def pair_mix_seed_table(metrics: Mapping | None, nb: str = "06") -> dict[str, di
     return out
 
 
+MODERATE_FRACTION = 0.5  # "once T->NT pairs are present in moderate quantity": the lowest-STARC claim needs one
+
+
+def _too_few_fractions(e: Entry, table: Mapping[str, Mapping[float, list[float]]]) -> None:
+    """The sweep ran but too few fractions could be filled (scarce T->NT pairs): inconclusive here."""
+    fr = sorted({f for v in table.values() for f in v})
+    e.verdict = INCONCLUSIVE
+    e.ours = f"only T->NT fraction(s) {', '.join(f'{f:g}' for f in fr)} could be run (too few T->NT pairs): no trend"
+    e.details = {"fractions": fr}
+
+
 def _measure_trend(mets, e: Entry) -> None:
     table = pair_mix_seed_table(mets.get("06"))
     slopes = {}
@@ -654,7 +665,8 @@ def _measure_trend(mets, e: Entry) -> None:
         if len(set(xs)) >= 2:
             slopes[method] = slope_ci(xs, ys)
     if not slopes:
-        raise MissingMetrics("metrics of notebook 06: fewer than two T->NT fractions were run")
+        _too_few_fractions(e, table)
+        return
     verdicts = {m: verdict_from_ci(s, 0.0, -1) for m, s in slopes.items()}
     e.verdict = combine_verdicts(list(verdicts.values()))
     e.estimate = mean_ci([s.value for s in slopes.values()])
@@ -671,9 +683,12 @@ def _measure_fastest(mets, e: Entry) -> None:
             continue
         n = min(len(by_frac[f]) for f in fracs)
         per_seed[method] = [float(np.polyfit(fracs, [by_frac[f][s] for f in fracs], 1)[0]) for s in range(n)]
+    if not per_seed:
+        _too_few_fractions(e, table)
+        return
     fa, base = _best(per_seed, FA_METHODS, False), _best(per_seed, BASELINES, False)
     if fa is None or base is None:
-        raise MissingMetrics("metrics of notebook 06: FA-IRL or baseline slopes missing (fewer than two fractions?)")
+        raise MissingMetrics("metrics of notebook 06: FA-IRL or baseline slopes missing")
     est = diff_ci(per_seed[fa], per_seed[base])
     e.estimate, e.verdict = est, verdict_from_ci(est, 0.0, -1)
     e.compared = f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]}"
@@ -685,6 +700,12 @@ def _measure_fastest(mets, e: Entry) -> None:
 def _measure_lowest_at_top(mets, e: Entry) -> None:
     table = pair_mix_seed_table(mets.get("06"))
     top = max(f for v in table.values() for f in v)
+    if top < MODERATE_FRACTION:
+        e.verdict = INCONCLUSIVE
+        e.ours = (f"the largest T->NT fraction that could be run is {top:g} (< {MODERATE_FRACTION:g}): too few "
+                  "T->NT pairs at this scale to test the claim")
+        e.details = {"fraction": top}
+        return
     vals = {m: v[top] for m, v in table.items() if top in v}
     fa, base = _best(vals, FA_METHODS, False), _best(vals, BASELINES, False)
     if fa is None or base is None:

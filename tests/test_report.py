@@ -186,6 +186,12 @@ def test_pair_mix_claims():
     assert led["fig4_trend"].verdict == NOT_REPRODUCED
     # skipped fractions are ignored, not read as results
     assert _ledger({"06": _pairmix(-0.4, -0.1, skip_top=True)})["fig4_lowest"].details["fraction"] == 0.5
+    # a sweep where only fraction 0 could be filled: it ran, but cannot test the claims
+    only0 = _pairmix(-0.4, -0.1)
+    for f in ("0.25", "0.5", "1.0"):
+        only0["pair_mix"][f] = {"status": "skipped", "methods": {}}
+    led = _ledger({"06": only0})
+    assert {led[k].verdict for k in ("fig4_trend", "fig4_fastest", "fig4_lowest")} == {INCONCLUSIVE}
 
 
 def test_model_size_layout_of_notebook_07():
