@@ -117,6 +117,11 @@ def pairs_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
             "toxic_threshold": m.toxic_threshold, "reward_kind": REWARD_KIND, "seed": cfg.seed}
 
 
+def _no_force(cfg):
+    """``cfg`` with ``force=False``: a downstream stage's FORCE does not retrain the expert."""
+    return dataclasses.replace(cfg, force=False) if cfg.force else cfg
+
+
 # --------------------------------------------------------------------------- prompts
 
 
@@ -249,7 +254,7 @@ def evaluate_expert(cfg, base_lm: str | None = None) -> ExpertEval:
     samples, a Monte Carlo estimate of KL(pi_E || pi_0) per completion (nats).
     """
     settings = eval_settings(cfg, base_lm)
-    exp_folder = expert_stage(cfg, base_lm)
+    exp_folder = expert_stage(_no_force(cfg), base_lm)  # FORCE here recomputes only this stage
 
     def compute(work: Path) -> None:
         from fairl_lib.models import completion_nll, load_lm
@@ -430,7 +435,7 @@ def pairs_stage_dir(cfg, base_lm: str | None = None) -> Path:
     from fairl_lib import pairs as P
 
     settings = pairs_settings(cfg, base_lm)
-    exp_folder = expert_stage(cfg, base_lm)
+    exp_folder = expert_stage(_no_force(cfg), base_lm)  # FORCE here recomputes only this stage
 
     def compute(work: Path) -> None:
         from fairl_lib.models import embed, load_lm

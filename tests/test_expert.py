@@ -120,3 +120,15 @@ def test_prompt_selection_real_data():
     assert pp.rlhf_heldout.sum() == pp.prompt_id.isin(held.prompt_id).sum()
     again = E.pair_prompts(cfg)
     assert list(again.prompt_id) == list(pp.prompt_id)
+
+
+def test_downstream_force_does_not_retrain_expert(monkeypatch, results_tmp):
+    seen = []
+    monkeypatch.setattr(E, "expert_stage", lambda cfg, base_lm=None: seen.append(cfg.force) or results_tmp)
+    monkeypatch.setattr(E, "run_stage", lambda name, settings, compute, **kw: seen.append((name, kw["force"])) or results_tmp)
+    monkeypatch.setattr(E, "read_json", lambda *_: {})
+    monkeypatch.setattr(E.pd, "read_parquet", lambda *_: None)
+    cfg = make_config("smoke", force=True)
+    E.pairs_stage_dir(cfg)
+    E.evaluate_expert(cfg)
+    assert seen == [False, ("pairs", True), False, ("expert_eval", True)]
