@@ -56,8 +56,10 @@ from fairl_lib.pairs import PairSet
 
 T_NT, NT_NT = "T->NT", "NT->NT"
 POLICIES = ("common_total", "skip", "cap")
-STAGE, STAGE_VERSION = "pair_mix", "1"
+STAGE, STAGE_VERSION = "pair_mix", "2"
+N_RANDOM_REWARDS = 20  # random linear rewards per mix: the STARC an uninformed reward gets on the same outputs
 OK, REDUCED, SKIPPED = "ok", "reduced", "skipped"
+RANDOM = "random_reward"  # per_run rows of the random-reward control (not a method)
 
 
 # =========================================================================== the plan
@@ -175,6 +177,18 @@ def training_starc(reward, ps: PairSet) -> float:
     return M.starc_distance(r_hat, gt)
 
 
+def random_reward_starc(ps: PairSet, n: int = N_RANDOM_REWARDS, seed: int = 0) -> float:
+    """Mean Eq. 4 STARC of ``n`` random linear rewards ``theta^T h(o)`` (theta ~ N(0, I), seeded) on the
+    outputs of ``ps``: a control showing how far the metric alone moves with the mix. When the mix
+    holds almost no toxic outputs the ground-truth reward is nearly flat, its canonical form is mostly
+    noise and any reward scores near this value."""
+    h = np.concatenate([ps.emb_post, ps.emb_pre]).astype(np.float64)
+    gt = np.concatenate([ps.df["post_reward"].to_numpy(float), ps.df["pre_reward"].to_numpy(float)])
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 6001]))
+    thetas = rng.standard_normal((h.shape[1], n))
+    return float(np.mean([M.starc_distance(h @ thetas[:, k], gt) for k in range(n)]))
+
+
 @dataclass
 class SweepResult:
     """The pair-mix sweep: the plan, one row per (fraction, method, seed) and the inputs' counts."""
@@ -212,6 +226,9 @@ def run_sweep(train: PairSet, plans: Sequence[MixPlan], irl: IRLConfig, methods:
             rows.append({"fraction": plan.fraction, "method": run.method, "seed": run.seed,
                          "starc": training_starc(run.reward, sub), "n_t_nt": plan.n_t_nt, "n_nt_nt": plan.n_nt_nt,
                          "epochs_run": run.epochs_run, "best_epoch": run.best_epoch})
+        rows.append({"fraction": plan.fraction, "method": RANDOM, "seed": -1,
+                     "starc": random_reward_starc(sub, seed=draw_seed), "n_t_nt": plan.n_t_nt,
+                     "n_nt_nt": plan.n_nt_nt, "epochs_run": 0, "best_epoch": 0})
     return pd.DataFrame(rows, columns=["fraction", "method", "seed", "starc", "n_t_nt", "n_nt_nt", "epochs_run",
                                        "best_epoch"])
 
@@ -245,9 +262,12 @@ def sweep_stage(cfg, ps: PairSet, policy: str = "common_total", min_total: int |
     folder = run_stage(STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=STAGE_VERSION,
                        log=log)
     receipt = json.loads((folder / "_stage.json").read_text())
-    per_run = pd.read_csv(folder / "per_run.csv")
+    rows = pd.read_csv(folder / "per_run.csv")
+    control = rows[rows["method"] == RANDOM].set_index("fraction")["starc"]
+    per_run = rows[rows["method"] != RANDOM].reset_index(drop=True)
     return SweepResult(plans, per_run, avail, pm.total_pairs, policy, list(methods), seeds,
-                       {"folder": str(folder), "compute_seconds": receipt.get("compute_seconds")})
+                       {"folder": str(folder), "compute_seconds": receipt.get("compute_seconds"),
+                        "random_reward_starc": {float(f): float(v) for f, v in control.items()}})
 
 
 # =========================================================================== summaries, metrics, plot
@@ -297,6 +317,7 @@ def pair_mix_metrics(res: SweepResult) -> dict[str, Any]:
         "fractions_skipped": [p.fraction for p in res.plans if p.status == SKIPPED],
         "notes": [f"fraction {p.key}: {p.note}" for p in res.plans if p.note],
         "methods": res.methods, "n_seeds": len(res.seeds), "starc": "eq4, training outputs (both sides of the mix)",
+        "random_reward_starc": {fraction_key(f): v for f, v in res.info.get("random_reward_starc", {}).items()},
         "pair_mix": out,
     }
 
@@ -316,6 +337,10 @@ def plot_pair_mix(res: SweepResult, labels: Mapping[str, str] | None = None):
         ax.plot(g["fraction"], g["starc_mean"], style, marker="o", ms=4, color=f"C{i}", label=labels.get(m, m))
         ax.fill_between(g["fraction"], g["starc_min"], g["starc_max"], color=f"C{i}", alpha=0.15, lw=0)
         ax.vlines(g["fraction"], g["starc_min"], g["starc_max"], color=f"C{i}", alpha=0.4, lw=1)  # visible for one x
+    ctrl = sorted(res.info.get("random_reward_starc", {}).items())
+    if ctrl:
+        ax.plot([f for f, _ in ctrl], [v for _, v in ctrl], ":", color="0.45", marker="x", ms=4,
+                label=f"random linear reward (mean of {N_RANDOM_REWARDS})")
     skipped = [p.fraction for p in res.plans if p.status == SKIPPED]
     for f in skipped:
         ax.axvline(f, color="0.6", ls=":", lw=1)
