@@ -45,8 +45,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -65,8 +65,8 @@ from fairl_lib.irl.reward import (
     weight_names,
 )
 
-HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "fail_frac", "sampled_frac", "lambda_t", "gamma_t",
-                "bottomk_frac", "p_t")
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "fail_frac", "sampled_frac", "w_fail_sq", "lambda_t",
+                "gamma_t", "bottomk_frac", "p_t")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class IRLConfig:
     """
 
     head: str = "mlp"
-    hidden: int = 64
+    hidden: int = 32
     margin: float = 0.8
     margin_fail: float = 1.6
     tau: float = 1.0
@@ -244,7 +244,7 @@ class PreferenceData:
     def has_labels(self) -> bool:
         return self.y_plus is not None
 
-    def subset(self, idx: np.ndarray) -> "PreferenceData":
+    def subset(self, idx: np.ndarray) -> PreferenceData:
         """The pairs at ``idx``."""
         pick = (lambda a: None if a is None else np.asarray(a)[idx])
         return PreferenceData(np.asarray(self.h_plus)[idx], np.asarray(self.h_minus)[idx],
@@ -254,7 +254,7 @@ class PreferenceData:
 def split_indices(n: int, val_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded train/validation split of ``n`` pairs (validation = ``round(n * val_fraction)``)."""
     perm = np.random.default_rng(np.random.SeedSequence([int(split_seed), 3000])).permutation(n)
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
@@ -312,8 +312,11 @@ class TrainedRun:
     """One trained (method, seed): its best-validation reward and per-epoch history.
 
     ``history[key]`` is a list with one value per epoch run, keys :data:`HISTORY_KEYS`:
-    mean train objective L_t, validation base loss, |F_t| and |S_t| per training pair seen,
-    and the schedule values lambda_t (0 for baselines), gamma_t, bottom-k fraction and p_t.
+    ``train_loss`` the mean over minibatches of the data terms of Eq. 3, L_base + lambda_t L_fail(S_t);
+    ``val_loss`` the validation base loss (early stopping); ``fail_frac`` / ``sampled_frac`` |F_t| and
+    |S_t| per training pair seen; ``w_fail_sq`` ||w_F||^2 at the end of the epoch (0 for baselines; the
+    full Eq. 3 objective adds lambda_t / 2 times it); the schedule values ``lambda_t`` (0 for
+    baselines), ``gamma_t``, ``bottomk_frac`` and ``p_t``.
     """
 
     method: str
@@ -358,10 +361,11 @@ def _history() -> dict[str, list[float]]:
 
 
 def _record(hist: dict[str, list[float]], epoch: int, train_loss: float, val_loss: float, n_fail: float,
-            n_sampled: float, n_train: int, sched: RoundSchedule, has_fail: bool) -> None:
+            n_sampled: float, n_train: int, w_fail_sq: float, sched: RoundSchedule, has_fail: bool) -> None:
     for key, val in (("epoch", epoch), ("train_loss", train_loss), ("val_loss", val_loss),
                      ("fail_frac", n_fail / n_train), ("sampled_frac", n_sampled / n_train),
-                     ("lambda_t", sched.lambda_t if has_fail else 0.0), ("gamma_t", sched.gamma_t),
+                     ("w_fail_sq", w_fail_sq), ("lambda_t", sched.lambda_t if has_fail else 0.0),
+                     ("gamma_t", sched.gamma_t),
                      ("bottomk_frac", sched.bottomk_frac), ("p_t", sched.p_t)):
         hist[key].append(float(val))
 
@@ -465,53 +469,33 @@ def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRL
     tr_idx, va_idx = split_indices(data.n, cfg.val_fraction, cfg.split_seed)
     x_tr, y_tr = _tensors(data, tr_idx, dtype)
     x_va, _ = _tensors(data, va_idx, dtype)
-    n_tr, bsz = len(tr_idx), cfg.batch_size
     model = DualPathReward(*_init_run(seed, spec, data.dim, cfg, dtype))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, fused=True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                           eps=cfg.adam_eps, fused=True)
     stopper = _EarlyStopper(1, cfg.patience, cfg.min_delta)
     hist, best = _history(), {k: v.detach().clone() for k, v in model.state_dict().items()}
-    has_fail = spec.failures is not None
+    n_steps = math.ceil(len(tr_idx) / cfg.batch_size)
     for epoch in range(cfg.max_epochs):
         sched = round_schedule(cfg, epoch)
-        perm, u = epoch_streams(seed, epoch, n_tr)
-        perm_t, u_t = torch.as_tensor(perm), torch.as_tensor(u, dtype=dtype)
-        epoch_s = _mine_epoch_single(model, spec, cfg, x_tr, y_tr, u_t, sched) if has_fail and cfg.mining == "epoch" else None
-        tot_loss, n_fail, n_sampled = 0.0, 0.0, 0.0
-        for start in range(0, n_tr, bsz):
-            idx = perm_t[start:start + bsz]
-            xb, yb = x_tr[idx], y_tr[idx]
-            r_d, r_f = model(xb.reshape(-1, xb.shape[-1]))
-            r_d, r_f = r_d.view(-1, 2), r_f.view(-1, 2)
-            d_d, d_f = r_d[:, 0] - r_d[:, 1], r_f[:, 0] - r_f[:, 1]
-            d_base = d_d + d_f.detach() if cfg.route_gradients else d_d + d_f
-            loss = ls.base_loss(spec.base, d_base, cfg.margin, cfg.tau)
-            if has_fail:
-                delta, r = (d_d + d_f).detach(), (r_d + r_f).detach()
-                if epoch_s is not None:
-                    fail_set, s_t = epoch_s[0][idx], epoch_s[1][idx]
-                else:
-                    if spec.failures == "gt":
-                        fail_set = supervised_failure_set(cfg, delta, r[:, 0], r[:, 1], yb[:, 0], yb[:, 1], sched)
-                    else:
-                        fail_set = margin_failure_set(cfg, delta, sched)
-                    s_t = fl.sample_failures(fail_set, u_t[idx], sched.p_t)
-                d_fail = d_d.detach() + d_f if cfg.route_gradients else d_d + d_f
-                l_fail = ls.failure_loss(spec.base, d_fail, s_t, cfg.margin_fail, cfg.tau_fail, cfg.w_fail,
-                                         cfg.fail_reduction)
-                pen = ls.failure_weight_penalty(model.failure_weights())
-                loss = ls.fa_objective(loss, l_fail, pen, sched.lambda_t)
-                n_fail += float(fail_set.sum())
-                n_sampled += float(s_t.sum())
+        perm, u = (torch.as_tensor(a) for a in epoch_streams(seed, epoch, len(tr_idx)))
+        u = u.to(dtype)
+        mined = _mine_epoch_single(model, spec, cfg, x_tr, y_tr, u, sched) if cfg.mining == "epoch" else None
+        tot = np.zeros(3)
+        for start in range(0, len(tr_idx), cfg.batch_size):
+            idx = perm[start:start + cfg.batch_size]
+            sets = None if mined is None else (mined[0][idx], mined[1][idx])
+            loss, logged = _step_single(model, spec, cfg, x_tr[idx], y_tr[idx], u[idx], sched, sets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot_loss += float(loss.detach())
-        n_steps = math.ceil(n_tr / bsz)
+            tot += logged
         with torch.no_grad():
             val = _val_loss_single(model, spec, cfg, x_va)
-        if not math.isfinite(tot_loss) or not (math.isfinite(val) or len(va_idx) == 0):
+            w_sq = float(ls.failure_weight_penalty(model.failure_weights())) if model.failure is not None else 0.0
+        if not math.isfinite(tot[0]) or not (math.isfinite(val) or len(va_idx) == 0):
             raise _nonfinite_error(method, seed, epoch, "loss", cfg)
-        _record(hist, epoch, tot_loss / n_steps, val, n_fail, n_sampled, n_tr, sched, has_fail)
+        _record(hist, epoch, tot[0] / n_steps, val, tot[1], tot[2], len(tr_idx), w_sq, sched,
+                spec.failures is not None)
         improved, stop = stopper.update(np.array([0]), np.array([val]), epoch)
         if improved[0]:
             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -523,6 +507,30 @@ def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRL
                        hist, int(stopper.best_epoch[0]), float(stopper.best[0]), cfg)
 
 
+def _step_single(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, xb: Tensor, yb: Tensor, ub: Tensor,
+                 sched: RoundSchedule, sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, np.ndarray]:
+    """Alg. 1 lines 2-12 on one minibatch: Eq. 3 to minimise, and (L_base + lambda_t L_fail, |F_t|, |S_t|)."""
+    r_d, r_f = model(xb.reshape(-1, xb.shape[-1]))
+    r_d, r_f = r_d.view(-1, 2), r_f.view(-1, 2)
+    d_d, d_f = r_d[:, 0] - r_d[:, 1], r_f[:, 0] - r_f[:, 1]
+    loss = ls.base_loss(spec.base, d_d + d_f.detach() if cfg.route_gradients else d_d + d_f, cfg.margin, cfg.tau)
+    if spec.failures is None:
+        return loss, np.array([float(loss.detach()), 0.0, 0.0])
+    if sets is None:
+        delta, r = (d_d + d_f).detach(), (r_d + r_f).detach()
+        if spec.failures == "gt":
+            f_t = supervised_failure_set(cfg, delta, r[:, 0], r[:, 1], yb[:, 0], yb[:, 1], sched)
+        else:
+            f_t = margin_failure_set(cfg, delta, sched)
+        sets = (f_t, fl.sample_failures(f_t, ub, sched.p_t))
+    d_fail = d_d.detach() + d_f if cfg.route_gradients else d_d + d_f
+    l_fail = ls.failure_loss(spec.base, d_fail, sets[1], cfg.margin_fail, cfg.tau_fail, cfg.w_fail,
+                             cfg.fail_reduction)
+    data_terms = loss + sched.lambda_t * l_fail
+    full = ls.fa_objective(loss, l_fail, ls.failure_weight_penalty(model.failure_weights()), sched.lambda_t)
+    return full, np.array([float(data_terms.detach()), float(sets[0].sum()), float(sets[1].sum())])
+
+
 def _val_loss_single(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, x_va: Tensor) -> float:
     if x_va.shape[0] == 0:
         return float("nan")
@@ -532,8 +540,10 @@ def _val_loss_single(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, x_
 
 
 def _mine_epoch_single(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, x_tr: Tensor, y_tr: Tensor,
-                       u: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
+                       u: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor] | None:
     """``mining="epoch"``: F_t and S_t over all training pairs from the reward at the epoch start."""
+    if spec.failures is None:
+        return None
     with torch.no_grad():
         r_d, r_f = model(x_tr.reshape(-1, x_tr.shape[-1]))
         r = (r_d + r_f).view(-1, 2)
@@ -576,6 +586,15 @@ class _Layout:
     is_mm_fa: Tensor          # (E_F,) bool
     is_gt_fa: Tensor          # (E_F,) bool
 
+    @staticmethod
+    def mode(mask: Tensor) -> str:
+        """'all' / 'none' / 'mixed' True entries (decided once per layout, not per step)."""
+        return "all" if bool(mask.all()) else ("none" if not bool(mask.any()) else "mixed")
+
+    def __post_init__(self) -> None:
+        self.mm_mode, self.mm_mode_fa, self.gt_mode_fa = (self.mode(m) for m in (self.is_mm, self.is_mm_fa,
+                                                                                 self.is_gt_fa))
+
     @property
     def n_runs(self) -> int:
         return len(self.runs)
@@ -587,6 +606,15 @@ class _Layout:
     @property
     def n_groups(self) -> int:
         return len(self.seeds)
+
+
+def _by_mode(mode: str, mask: Tensor, if_true: Callable[[], Tensor], if_false: Callable[[], Tensor]) -> Tensor:
+    """``where(mask, if_true(), if_false())``, computing only the branch needed when the mask is uniform."""
+    if mode == "all":
+        return if_true()
+    if mode == "none":
+        return if_false()
+    return torch.where(mask, if_true(), if_false())
 
 
 class _Grid:
@@ -702,21 +730,16 @@ class _Grid:
 
     def failure_sets(self, delta: Tensor, r_plus: Tensor, r_minus: Tensor, y: Tensor, u: Tensor,
                      sched: RoundSchedule) -> tuple[Tensor, Tensor]:
-        """F_t and S_t of the FA runs (rows = ``fa_pos``), gt and margin runs mixed by ``where``."""
+        """F_t and S_t of the FA runs (rows = ``fa_pos``): supervised for *_gt, margin for *_margin runs."""
         lay, cfg = self.layout, self.cfg
-        f_t = margin_failure_set(cfg, delta, sched)
-        if bool(lay.is_gt_fa.any()):
-            sup = supervised_failure_set(cfg, delta, r_plus, r_minus, y[..., 0], y[..., 1], sched)
-            f_t = torch.where(lay.is_gt_fa[:, None], sup, f_t)
+        f_t = _by_mode(lay.gt_mode_fa, lay.is_gt_fa[:, None],
+                       lambda: supervised_failure_set(cfg, delta, r_plus, r_minus, y[..., 0], y[..., 1], sched),
+                       lambda: margin_failure_set(cfg, delta, sched))
         return f_t, fl.sample_failures(f_t, u, sched.p_t)
 
-    def _base_loss(self, delta: Tensor, is_mm: Tensor) -> Tensor:
+    def _base_loss(self, delta: Tensor, mode: str, is_mm: Tensor) -> Tensor:
         cfg = self.cfg
-        if bool(is_mm.all()):
-            return ls.margin_loss(delta, cfg.margin)
-        if not bool(is_mm.any()):
-            return ls.maxent_loss(delta, cfg.tau)
-        return torch.where(is_mm, ls.margin_loss(delta, cfg.margin), ls.maxent_loss(delta, cfg.tau))
+        return _by_mode(mode, is_mm, lambda: ls.margin_loss(delta, cfg.margin), lambda: ls.maxent_loss(delta, cfg.tau))
 
     def _fail_slot_mask(self, name: str) -> Tensor:
         """1.0 on failure-path slots (of FA runs), 0.0 elsewhere, shaped to broadcast over ``name``."""
@@ -728,7 +751,8 @@ class _Grid:
 
     @torch.no_grad()
     def _penalty(self) -> Tensor:
-        """||w_F||^2 of each FA run's failure path, ``(E_F,)`` (value only; see :meth:`add_penalty_grad`)."""
+        """||w_F||^2 of each FA run's failure path, ``(E_F,)`` (value only; the gradient is added by
+        :meth:`add_penalty_grad`)."""
         lay, p = self.layout, self.params
         if self.cfg.head == "linear":
             sq = p["w"].square().sum(1)
@@ -737,6 +761,13 @@ class _Grid:
             col = p["w1"].view(g, d, k * hid).square().sum(1)
             sq = col.view(g, k, hid).sum(-1) + p["w2"].square().sum(2)
         return torch.cat([sq.reshape(-1), sq.new_zeros(1)])[lay.fail_flat[lay.fa_pos]]
+
+    def w_fail_sq(self) -> np.ndarray:
+        """||w_F||^2 per active run (0 for baselines), for the history."""
+        out = torch.zeros(self.layout.n_runs, dtype=torch.float64)
+        if self.layout.n_fa:
+            out[self.layout.fa_pos] = self._penalty().to(torch.float64)
+        return out.numpy()
 
     @torch.no_grad()
     def add_penalty_grad(self, lambda_t: float) -> None:
@@ -747,31 +778,33 @@ class _Grid:
         for k in weight_names(self.cfg.head):
             self.params[k].grad.addcmul_(self.params[k], self.masks[k], value=lambda_t)
 
-    def step_loss(self, xb: Tensor, yb: Tensor, ub: Tensor, sched: RoundSchedule,
-                  epoch_sets: tuple[Tensor, Tensor] | None, idx_run: Tensor) -> tuple[Tensor, ...]:
-        """Eq. 3 summed over runs, plus per-run objective, |F_t| and |S_t| (detached)."""
+    def step_loss(self, xb: Tensor, idx_fa: Tensor, u_fa: Tensor, sched: RoundSchedule,
+                  epoch_sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Data terms of Eq. 3 summed over runs (to minimise), and detached per-run L_base ``(E,)``,
+        per-FA-run lambda_t L_fail, |F_t|, |S_t| ``(E_F,)``. ``idx_fa (E_F, b)``: the FA runs' pairs."""
         lay, cfg = self.layout, self.cfg
         r_d, r_f = self.run_rewards(grouped_forward(self.params, xb))
         r_d, r_f = r_d.view(lay.n_runs, -1, 2), r_f.view(lay.n_runs, -1, 2)
         d_d, d_f = r_d[..., 0] - r_d[..., 1], r_f[..., 0] - r_f[..., 1]
-        per_run = self._base_loss(d_d + d_f.detach() if cfg.route_gradients else d_d + d_f, lay.is_mm)
-        n_fail = n_samp = torch.zeros(lay.n_runs, dtype=self.dtype)
-        if lay.n_fa:
-            fa = lay.fa_pos
-            if epoch_sets is not None:
-                f_t, s_t = epoch_sets[0].gather(1, idx_run[fa]), epoch_sets[1].gather(1, idx_run[fa])
-            else:
-                r = (r_d + r_f).detach()[fa]
-                f_t, s_t = self.failure_sets((d_d + d_f).detach()[fa], r[..., 0], r[..., 1], yb[fa], ub[fa], sched)
-            d_fail = (d_d.detach() + d_f if cfg.route_gradients else d_d + d_f)[fa]
-            l_fail = torch.where(lay.is_mm_fa,
-                                 ls.margin_loss_fail(d_fail, s_t, cfg.margin_fail, cfg.w_fail, cfg.fail_reduction),
-                                 ls.maxent_loss_fail(d_fail, s_t, cfg.tau_fail, cfg.w_fail, cfg.fail_reduction))
-            # the penalty enters as a constant here; its gradient is added by add_penalty_grad
-            per_run = per_run.index_add(0, fa, sched.lambda_t * l_fail + 0.5 * sched.lambda_t * self._penalty())
-            n_fail = n_fail.index_add(0, fa, f_t.sum(-1).to(self.dtype))
-            n_samp = n_samp.index_add(0, fa, s_t.sum(-1).to(self.dtype))
-        return per_run.sum(), per_run.detach(), n_fail, n_samp
+        l_base = self._base_loss(d_d + d_f.detach() if cfg.route_gradients else d_d + d_f, lay.mm_mode, lay.is_mm)
+        if not lay.n_fa:
+            zero = l_base.new_zeros(0)
+            return l_base.sum(), l_base.detach(), zero, zero, zero
+        fa = lay.fa_pos
+        if epoch_sets is not None:
+            f_t, s_t = epoch_sets[0].gather(1, idx_fa), epoch_sets[1].gather(1, idx_fa)
+        else:
+            r = (r_d + r_f).detach()[fa]
+            y = self.y_tr[idx_fa] if lay.gt_mode_fa != "none" else r
+            f_t, s_t = self.failure_sets((d_d + d_f).detach()[fa], r[..., 0], r[..., 1], y, u_fa.gather(1, idx_fa),
+                                         sched)
+        d_fail = (d_d.detach() + d_f if cfg.route_gradients else d_d + d_f)[fa]
+        l_fail = sched.lambda_t * _by_mode(
+            lay.mm_mode_fa, lay.is_mm_fa,
+            lambda: ls.margin_loss_fail(d_fail, s_t, cfg.margin_fail, cfg.w_fail, cfg.fail_reduction),
+            lambda: ls.maxent_loss_fail(d_fail, s_t, cfg.tau_fail, cfg.w_fail, cfg.fail_reduction))
+        # the gradient of lambda_t/2 ||w_F||^2 is added after backward (add_penalty_grad)
+        return (l_base.sum() + l_fail.sum(), l_base.detach(), l_fail.detach(), f_t.sum(-1), s_t.sum(-1))
 
     @torch.no_grad()
     def full_rewards(self, rows: Tensor) -> Tensor:
@@ -786,38 +819,42 @@ class _Grid:
         if self.n_va == 0:
             return np.full(self.layout.n_runs, np.nan)
         r = self.full_rewards(self.x_va_rows)
-        return self._base_loss(r[..., 0] - r[..., 1], self.layout.is_mm).numpy().astype(np.float64)
+        lay = self.layout
+        return self._base_loss(r[..., 0] - r[..., 1], lay.mm_mode, lay.is_mm).numpy().astype(np.float64)
 
-    def mine_epoch(self, u_run: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
+    def mine_epoch(self, u_fa: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
         """``mining="epoch"``: F_t, S_t of the FA runs over all training pairs, ``(E_F, N)`` each."""
         fa = self.layout.fa_pos
         r = self.full_rewards(self.x_tr_rows)[fa]
         y = self.y_tr.expand(len(fa), -1, -1)
-        return self.failure_sets(r[..., 0] - r[..., 1], r[..., 0], r[..., 1], y, u_run[fa], sched)
+        return self.failure_sets(r[..., 0] - r[..., 1], r[..., 0], r[..., 1], y, u_fa, sched)
 
     def train_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, RoundSchedule]:
-        """One epoch of Alg. 1 for all active runs: mean objective, |F_t|, |S_t| per run."""
+        """One epoch of Alg. 1 for all active runs: mean data terms of Eq. 3, |F_t|, |S_t| per run."""
         lay, cfg, bsz = self.layout, self.cfg, self.cfg.batch_size
         sched = round_schedule(cfg, epoch)
         streams = [epoch_streams(sd, epoch, self.n_tr) for sd in lay.seeds]
-        perm_g = torch.as_tensor(np.stack([p for p, _ in streams]))                              # (G, N)
-        u_run = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[lay.run_group]  # (E, N)
-        epoch_sets = self.mine_epoch(u_run, sched) if (cfg.mining == "epoch" and lay.n_fa) else None
-        tot, n_fail, n_samp = (torch.zeros(lay.n_runs, dtype=self.dtype) for _ in range(3))
+        perm_g = torch.as_tensor(np.stack([p for p, _ in streams]))                               # (G, N)
+        fa_group = lay.run_group[lay.fa_pos]
+        u_fa = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[fa_group]      # (E_F, N)
+        epoch_sets = self.mine_epoch(u_fa, sched) if (cfg.mining == "epoch" and lay.n_fa) else None
+        tot_base = torch.zeros(lay.n_runs, dtype=self.dtype)
+        tot_fail, n_fail, n_samp = (torch.zeros(lay.n_fa, dtype=self.dtype) for _ in range(3))
         for start in range(0, self.n_tr, bsz):
-            idx_g = perm_g[:, start:start + bsz]                                                  # (G, b)
+            idx_g = perm_g[:, start:start + bsz]                                                   # (G, b)
             xb = self.x_tr_flat.index_select(0, idx_g.reshape(-1)).view(lay.n_groups, -1, self.dim)
-            idx_run = idx_g[lay.run_group]                                                        # (E, b)
-            loss, per_run, nf, ns = self.step_loss(xb, self.y_tr[idx_run], u_run.gather(1, idx_run), sched,
-                                                   epoch_sets, idx_run)
+            loss, l_base, l_fail, nf, ns = self.step_loss(xb, idx_g[fa_group], u_fa, sched, epoch_sets)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.add_penalty_grad(sched.lambda_t)
             self.opt.step()
-            tot += per_run
+            tot_base += l_base
+            tot_fail += l_fail
             n_fail += nf
             n_samp += ns
-        return (tot / math.ceil(self.n_tr / bsz)).numpy(), n_fail.numpy(), n_samp.numpy(), sched
+        per_run = tot_base.index_add(0, lay.fa_pos, tot_fail) / math.ceil(self.n_tr / bsz)
+        scatter = (lambda v: torch.zeros(lay.n_runs, dtype=self.dtype).index_add(0, lay.fa_pos, v).numpy())
+        return per_run.numpy(), scatter(n_fail), scatter(n_samp), sched
 
     def result(self, i: int) -> TrainedRun:
         spec, seed = self.pairs[i]
@@ -842,12 +879,12 @@ def train_grid(data: PreferenceData, cfg: IRLConfig = IRLConfig(), methods: Sequ
     for epoch in range(cfg.max_epochs):
         runs = g.layout.runs
         train_loss, n_fail, n_samp, sched = g.train_epoch(epoch)
-        val = g.val_losses()
+        val, w_sq = g.val_losses(), g.w_fail_sq()
         for j, run in enumerate(runs):
             spec, seed = g.pairs[run]
             if not np.isfinite(train_loss[j]) or (g.n_va and not np.isfinite(val[j])):
                 raise _nonfinite_error(spec.name, seed, epoch, "loss", cfg)
-            _record(g.hist[run], epoch, train_loss[j], val[j], n_fail[j], n_samp[j], g.n_tr, sched,
+            _record(g.hist[run], epoch, train_loss[j], val[j], n_fail[j], n_samp[j], g.n_tr, w_sq[j], sched,
                     spec.failures is not None)
         improved, stop = g.stopper.update(runs, val, epoch)
         g.save_best(improved)
