@@ -12,6 +12,16 @@ from fairl_lib.irl.synthetic import make_synthetic
 from fairl_lib.irl.train import IRLConfig, train_grid
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: a second intra-op thread only adds OpenMP wake-ups (slow on a shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def t(*xs: float) -> torch.Tensor:
     return torch.tensor(xs, dtype=torch.float64)
 

@@ -20,6 +20,16 @@ from fairl_lib.irl.train import (
 )
 from fairl_lib.metrics import pairwise_accuracy, starc_distance
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: a second intra-op thread only adds OpenMP wake-ups (slow on a shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # small and quick to overfit, so runs stop early at different epochs (exercises per-run stopping)
 SMALL = IRLConfig(hidden=6, max_epochs=12, patience=2, lr=0.03, bottomk_rounds=5, lambda_decay=0.7,
                   p_start=0.6, p_end=0.2, p_rounds=6, val_fraction=0.25)
@@ -30,9 +40,14 @@ def small():
     return make_synthetic(n_pairs=200, dim=8, seed=0, beta=2.0)
 
 
-@pytest.mark.parametrize("head,mining", [("mlp", "batch"), ("linear", "batch"), ("mlp", "epoch")])
-def test_batched_grid_equals_sequential_runs(small, head, mining):
-    cfg = dataclasses.replace(SMALL, head=head, mining=mining)
+ALTERNATIVES = {"route_gradients": False, "margin_rule": "gamma", "sup_rule": "alg1", "sup_reference": "batch_mean",
+                "gt_include_margin": True, "fail_reduction": "batch", "w_fail": 2.0}
+
+
+@pytest.mark.parametrize("head,mining,options", [("mlp", "batch", {}), ("linear", "batch", {}),
+                                                 ("mlp", "epoch", {}), ("linear", "batch", ALTERNATIVES)])
+def test_batched_grid_equals_sequential_runs(small, head, mining, options):
+    cfg = dataclasses.replace(SMALL, head=head, mining=mining, **options)
     grid = train_grid(small.data, cfg, seeds=[0, 1], dtype=torch.float64)
     assert [(r.method, r.seed) for r in grid.runs] == [(m, s) for s in (0, 1) for m in METHOD_NAMES]
     assert len({r.epochs_run for r in grid.runs}) > 1, "runs should stop at different epochs"
@@ -60,7 +75,7 @@ def test_batched_grid_matches_sequential_in_float32(small):
 
 def test_all_methods_recover_a_known_linear_reward():
     syn = make_synthetic(n_pairs=1500, dim=16, seed=1, nonlinearity=0.0)
-    cfg = IRLConfig(head="linear", max_epochs=15, patience=3)
+    cfg = IRLConfig(head="linear", max_epochs=15, patience=3, lr=0.01)
     grid = train_grid(syn.data, cfg, seeds=[0])
     h, r_gt, _ = syn.env.sample_outputs(2000, seed=5)
     rng = np.random.default_rng(0)

@@ -45,7 +45,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -75,7 +76,9 @@ class IRLConfig:
 
     Attributes:
         head: reward head per path, ``"mlp"`` (two-layer MLP, Sec. 5) or ``"linear"`` (Sec. 4.1).
-        hidden: hidden width of the MLP head (not given in the paper).
+        hidden: hidden width of the MLP head. Not given in the paper; 32 (12k weights per path on
+            384-d MiniLM embeddings) is small for 20k pairs and keeps the 30-run grid fast (cost is
+            linear in it, see benchmarks/README.md).
         margin: M of Eq. 1 (paper: 0.8).
         margin_fail: M_fail > M for failure pairs (Sec. 4.2; value not given, default 2M).
         tau: temperature of Eq. 2 (paper: 1.0).
@@ -370,6 +373,20 @@ def _record(hist: dict[str, list[float]], epoch: int, train_loss: float, val_los
         hist[key].append(float(val))
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` torch intra-op threads, restoring the previous setting (None = unchanged).
+
+    On a busy shared CPU one thread is often faster for these small per-step ops (OpenMP wake-ups)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _check_methods(methods: Sequence[str], data: PreferenceData) -> list[MethodSpec]:
     specs = [method_spec(m) for m in methods]
     if any(s.failures == "gt" for s in specs) and not data.has_labels:
@@ -460,11 +477,17 @@ def _init_run(seed: int, spec: MethodSpec, dim: int, cfg: IRLConfig, dtype: torc
 
 
 def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRLConfig(),
-              dtype: torch.dtype = torch.float32) -> TrainedRun:
+              dtype: torch.dtype = torch.float32, threads: int | None = None) -> TrainedRun:
     """Train one (method, seed) with a plain PyTorch loop: the sequential reference of :func:`train_grid`.
 
     Implements Alg. 1 with Eq. 3 step by step for a single model (see the module docstring).
+    ``threads``: torch threads for this call only (None = leave the current setting).
     """
+    with torch_threads(threads):
+        return _train_one(data, method, seed, cfg, dtype)
+
+
+def _train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig, dtype: torch.dtype) -> TrainedRun:
     spec = _check_methods([method], data)[0]
     tr_idx, va_idx = split_indices(data.n, cfg.val_fraction, cfg.split_seed)
     x_tr, y_tr = _tensors(data, tr_idx, dtype)
@@ -866,14 +889,22 @@ class _Grid:
 
 def train_grid(data: PreferenceData, cfg: IRLConfig = IRLConfig(), methods: Sequence[str] = METHOD_NAMES,
                seeds: Iterable[int] | None = None, dtype: torch.dtype = torch.float32,
-               progress: Callable[[int, int], None] | None = None) -> GridResult:
+               progress: Callable[[int, int], None] | None = None, threads: int | None = None) -> GridResult:
     """Train every (method, seed) at once as one batched ensemble (stacked parameters).
 
     Each run keeps its own init, minibatch order, failure sampling and early stopping; finished runs
     leave the stack with their best-validation parameters. Seeds default to ``range(cfg.n_seeds)``.
-    ``progress(epoch, n_active)`` is called after every epoch. Results equal :func:`train_one` per run
-    up to floating-point rounding.
+    ``progress(epoch, n_active)`` is called after every epoch. ``threads``: torch threads for this call
+    only (None = unchanged). Results equal :func:`train_one` per run up to floating-point rounding
+    (float64 agrees to ~1e-12; long float32 runs can drift apart where a pair sits exactly at a
+    failure threshold, since failure selection is discrete).
     """
+    with torch_threads(threads):
+        return _train_grid(data, cfg, methods, seeds, dtype, progress)
+
+
+def _train_grid(data: PreferenceData, cfg: IRLConfig, methods: Sequence[str], seeds: Iterable[int] | None,
+                dtype: torch.dtype, progress: Callable[[int, int], None] | None) -> GridResult:
     t0 = time.perf_counter()
     g = _Grid(data, methods, list(range(cfg.n_seeds) if seeds is None else seeds), cfg, dtype)
     for epoch in range(cfg.max_epochs):
