@@ -62,9 +62,10 @@ import numpy as np
 import pandas as pd
 
 from fairl_lib import metrics as M
+from fairl_lib import paper
 from fairl_lib.cache import run_stage, stage_root
 from fairl_lib.irl.reward import RewardModel, load_reward, reward_folder, save_reward
-from fairl_lib.irl.train import METHOD_NAMES, HISTORY_KEYS, IRLConfig, PreferenceData, train_grid
+from fairl_lib.irl.train import HISTORY_KEYS, METHOD_NAMES, IRLConfig, PreferenceData, train_grid
 from fairl_lib.pairs import PairSet
 
 SIDES = ("pre", "post")
@@ -81,22 +82,8 @@ METHOD_TITLES = {
 BASELINE_OF = {m: ("mm_irl" if m.startswith("mm") else "me_irl") for m in METHOD_NAMES}
 FA_METHOD, IRL_METHOD = "me_fa_margin", "me_irl"  # Tables 2-3 compare these two (Sec. 6)
 
-# The paper's numbers (Table 1 on the Pythia-410M preference test set; Tables 2-3).
-PAPER_TABLE1 = {
-    "mm_irl": {"f1": (0.747, 0.006), "auc": (0.894, 0.001), "starc": (0.686, 0.002)},
-    "me_irl": {"f1": (0.760, 0.007), "auc": (0.885, 0.002), "starc": (0.709, 0.003)},
-    "mm_fa_gt": {"f1": (0.749, 0.007), "auc": (0.904, 0.002), "starc": (0.669, 0.007)},
-    "me_fa_gt": {"f1": (0.757, 0.004), "auc": (0.909, 0.004), "starc": (0.628, 0.016)},
-    "mm_fa_margin": {"f1": (0.770, 0.005), "auc": (0.898, 0.005), "starc": (0.850, 0.037)},
-    "me_fa_margin": {"f1": (0.802, 0.005), "auc": (0.922, 0.001), "starc": (0.822, 0.011)},
-}
-PAPER_TABLE2 = {"train": {"both": 804, "only_fa": 109, "only_irl": 29, "neither": 58},
-                "jigsaw": {"both": 7245, "only_fa": 1001, "only_irl": 457, "neither": 1297}}
-PAPER_TABLE3 = {
-    "train": {"obscene": (459, 70, 14), "threat": (22, 7, 3), "insult": (231, 29, 7), "identity_hate": (83, 12, 2)},
-    "jigsaw": {"obscene": (4382, 496, 89), "threat": (108, 31, 24), "insult": (2528, 403, 155),
-               "identity_hate": (250, 41, 18)},
-}
+# The paper's numbers (fairl_lib.paper).
+PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3 = paper.TABLE1, paper.TABLE2, paper.TABLE3
 TABLE1_METRICS = ("accuracy", "f1", "auc", "starc", "starc_eq10", "starc_eq10_norm")
 
 

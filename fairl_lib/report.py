@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from fairl_lib import paper
+
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = "reproduced", "not reproduced", "inconclusive", "not run"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN)
 LEVEL = 0.95
@@ -56,18 +58,11 @@ METHOD_LABELS = {"mm_irl": "Max-Margin IRL", "me_irl": "Max-Entropy IRL",
 NOTEBOOKS = {"03": "03_theory_toy", "04": "04_irl_training", "05": "05_evaluation", "06": "06_pair_mix",
              "07": "07_model_size", "08": "08_rerlhf"}
 
-# Table 1 of the paper (Pythia-410M, mean +- std over seeds)
-PAPER_TABLE1 = {
-    "mm_irl": {"f1": (0.747, 0.006), "auc": (0.894, 0.001), "starc": (0.686, 0.002)},
-    "me_irl": {"f1": (0.760, 0.007), "auc": (0.885, 0.002), "starc": (0.709, 0.003)},
-    "mm_fa_gt": {"f1": (0.749, 0.007), "auc": (0.904, 0.002), "starc": (0.669, 0.007)},
-    "me_fa_gt": {"f1": (0.757, 0.004), "auc": (0.909, 0.004), "starc": (0.628, 0.016)},
-    "mm_fa_margin": {"f1": (0.770, 0.005), "auc": (0.898, 0.005), "starc": (0.850, 0.037)},
-    "me_fa_margin": {"f1": (0.802, 0.005), "auc": (0.922, 0.001), "starc": (0.822, 0.011)},
-}
-PAPER_TABLE2_TEST = {"both": 7245, "only_fa": 1001, "only_irl": 457, "neither": 1297}
-PAPER_TABLE3_TEST = {"obscene": (496, 89), "threat": (31, 24), "insult": (403, 155), "identity_attack": (41, 18)}
-PAPER_RERLHF = {"ground_truth": 0.04, "fa_irl": 0.06, "irl": 0.09}
+# The paper's numbers (fairl_lib.paper).
+PAPER_TABLE1 = paper.TABLE1
+PAPER_TABLE2_TEST = paper.TABLE2["jigsaw"]
+PAPER_TABLE3_TEST = {("identity_attack" if k == "identity_hate" else k): v[1:] for k, v in paper.TABLE3["jigsaw"].items()}
+PAPER_RERLHF = paper.RERLHF_RATES
 
 
 # ============================================================================ statistics

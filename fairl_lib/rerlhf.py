@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from fairl_lib import paper
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import run_stage, stage_key, stage_root
 
@@ -51,7 +52,7 @@ STAGE, EVAL_STAGE = "rerlhf", "rerlhf_eval"
 STAGE_VERSION, EVAL_VERSION = "1", "1"
 KINDS = ("ground_truth", "fa_irl", "irl")
 NORMALIZATIONS = ("match_gt", "standardize", "none")
-PAPER_RATES = {"ground_truth": 0.04, "fa_irl": 0.06, "irl": 0.09}  # Sec. 6 / Figure 3 right
+PAPER_RATES = paper.RERLHF_RATES  # Sec. 6 / Figure 3 right
 JUDGE_THRESHOLD = 0.5
 
 

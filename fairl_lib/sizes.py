@@ -33,7 +33,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-PAPER_SIZES = {"smollm2-135m": 135, "gemma3-270m": 270, "smollm2-360m": 360, "pythia-410m": 410}
+from fairl_lib import paper
+
+PAPER_SIZES = paper.SIZES_M
 FIG5_METRICS = ("accuracy", "starc")
 
 
