@@ -318,6 +318,12 @@ class _Recorder:
         self.rows: dict[int, dict[str, Any]] = {}
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
+        self._mark = self.t0  # start of the current training step (for trainers that log no step time)
+        self._eval_since_mark = 0.0
+
+    def start_clock(self) -> None:
+        """Call right before training starts (step times exclude model loading and evaluation)."""
+        self._mark, self._eval_since_mark = time.perf_counter(), 0.0
 
     def load(self, upto_step: int) -> None:
         """Keep rows of steps <= ``upto_step`` from an interrupted run (resume)."""
@@ -335,14 +341,19 @@ class _Recorder:
         atomic_write_text(self.path, "".join(json.dumps(self.rows[s]) + "\n" for s in sorted(self.rows)))
 
     def add(self, step: int, values: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if "reward" in values:
+            if not math.isfinite(values.get("step_time_s", math.nan)):
+                values = {**values, "step_time_s": now - self._mark - self._eval_since_mark}
+            self._mark, self._eval_since_mark = now, 0.0
         row = self.rows.setdefault(step, {"step": step})
         row.update(values)
-        row["elapsed_s"] = round(self.elapsed_before + time.perf_counter() - self.t0, 2)
+        row["elapsed_s"] = round(self.elapsed_before + now - self.t0, 2)
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-        if self.verbose and ("reward" in values or any(k.startswith("eval_") for k in values)):
-            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-            print(f"[rlhf] {shown}", flush=True)
+        if self.verbose:
+            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()}
+            print(f"[rlhf] step {step} {shown}", flush=True)
 
     def has_eval(self, step: int) -> bool:
         return any(k.startswith("eval_") for k in self.rows.get(step, {}))
@@ -361,6 +372,7 @@ class _Recorder:
         values = result if isinstance(result, dict) else {"score": result}
         row = {f"eval_{k}": float(v) for k, v in values.items()}
         row["eval_seconds"] = round(time.perf_counter() - t, 2)
+        self._eval_since_mark += row["eval_seconds"]
         self.add(step, row)
 
     def frame(self) -> pd.DataFrame:
@@ -395,7 +407,10 @@ def _row_from_logs(logs: dict[str, Any], algorithm: str) -> dict[str, Any]:
     """Common history columns from RLOO's or PPO's log dict.
 
     ``reward``: mean of ``reward_fn`` over the step's completions (before the KL penalty);
-    ``kl``: KL(pi || pi_0) per completion (nats, summed over its tokens); ``kl_per_token``.
+    ``kl``: KL(pi || pi_0) per completion (nats, summed over its tokens; the k1 estimate
+    log pi - log pi_0 on the sampled tokens, so single steps can be slightly negative);
+    ``kl_per_token``; ``entropy``: RLOO's per-token entropy, PPO's summed over the completion;
+    ``step_time_s``: wall time of the step without evaluation.
     """
 
     def get(key: str) -> float:
@@ -594,6 +609,7 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     recorder.load(int(last.rsplit("-", 1)[-1]) if last else 0)
     trainer.add_callback(_make_callback(recorder, lambda: trainer.model, cfg, "rloo"))
     recorder.evaluate(model, 0)
+    recorder.start_clock()
     trainer.train(resume_from_checkpoint=last)
     recorder.evaluate(trainer.model, cfg.steps)
     save_lm(trainer.model, tok, out_dir / "policy", base=lm.spec.name, trained_with="rloo")
@@ -675,6 +691,7 @@ def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, so
     (out_dir / "history.jsonl").unlink(missing_ok=True)  # PPO cannot resume: start the history afresh
     trainer.add_callback(_make_callback(recorder, lambda: policy, cfg, "ppo"))
     recorder.evaluate(policy, 0)
+    recorder.start_clock()
     trainer.train()
     recorder.evaluate(policy, cfg.steps)
     save_lm(policy, tok, out_dir / "policy", base=lm.spec.name, trained_with="ppo")

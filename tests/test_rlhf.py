@@ -233,6 +233,7 @@ def test_ppo_integration(tiny_base, tmp_path):
     rows = hist[hist.step > 0]
     assert list(rows.step) == [1, 2]
     assert np.isfinite(rows.reward).all() and np.isfinite(rows.kl).all()
+    assert (rows.step_time_s > 0).all()
     assert math.isclose(hist.loc[hist.step == 0, "eval_score"].item(), 0.5)
     assert (path / "model.safetensors").exists()
 
