@@ -83,6 +83,8 @@ def test_smoke_theory_toy_metrics(smoke_run):
     assert m["never_larger_fraction"] == 1.0  # Corollary 1: ambiguity never grows
     assert 0 < m["strictly_smaller_fraction"] <= 1.0
     assert m["mean_arc_width_fa"] <= m["mean_arc_width_base"]
+    # Theorem 1's "strict for ANY non-empty failure set" fails when failures are drawn at random
+    assert m["strictly_smaller_fraction_random_failures"] < 1.0
 
 
 @pytest.mark.pipeline
@@ -145,4 +147,5 @@ def test_smoke_appendices_and_report(smoke_run):
     # exact claims checked on the toy: Theorem 1's inclusion holds, App. B's sharpening case does not
     assert ledger["theorem1_inclusion"]["verdict"] == "reproduced"
     assert ledger["appb_sharpen"]["verdict"] == "not reproduced"
+    assert ledger["theorem1_strict"]["verdict"] == "not reproduced"
     assert "smoke" in (smoke_run[0] / "REPORT.md").read_text()

@@ -156,7 +156,8 @@ def test_tables_2_and_3():
 
 
 def test_theory_toy_exact_claims():
-    toy = {"never_larger_fraction": 1.0, "strictly_smaller_fraction": 0.83, "maxent_upweight_inclusion_holds": True,
+    toy = {"never_larger_fraction": 1.0, "strictly_smaller_fraction": 1.0,
+           "strictly_smaller_fraction_random_failures": 0.83, "maxent_upweight_inclusion_holds": True,
            "maxent_sharpen_inclusion_holds": False, "n_draws": 100}
     led = _ledger({"03": toy})
     assert led["theorem1_inclusion"].verdict == REPRODUCED
