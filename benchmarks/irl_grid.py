@@ -62,12 +62,14 @@ def main() -> None:
     total_epochs = sum(epochs.values())
     print(f"[grid] {ensemble_s:.1f}s for {len(grid.runs)} runs, {total_epochs} run-epochs", flush=True)
     h, r_gt, _ = syn.env.sample_outputs(2000, seed=123)
-    corr = {m: float(np.mean([np.corrcoef(r.reward(h), r_gt)[0, 1] for r in grid.by_method(m)])) for m in METHOD_NAMES}
+    corr = {m: float(np.mean([np.corrcoef(r.reward(h), r_gt)[0, 1] for r in grid.by_method(m)]))
+            for m in METHOD_NAMES}
 
     out = {"ensemble_s": round(ensemble_s, 2), "pairs": args.pairs, "dim": args.dim, "head": cfg.head,
            "hidden": cfg.hidden, "runs": len(grid.runs), "run_epochs_total": total_epochs,
            "epochs_min": min(epochs.values()), "epochs_max": max(epochs.values()),
-           "threads": torch.get_num_threads(), "corr_with_ground_truth": {k: round(v, 4) for k, v in corr.items()}}
+           "threads": torch.get_num_threads(),
+           "corr_with_ground_truth": {k: round(v, 4) for k, v in corr.items()}}
     if not args.skip_sequential:
         sample = [(m, 0) for m in METHOD_NAMES] if args.quick else [(r.method, r.seed) for r in grid.runs]
         t1, seq_epochs, diffs = time.perf_counter(), 0, []
@@ -76,7 +78,8 @@ def main() -> None:
             run = train_one(syn.data, method, seed, cfg)
             seq_epochs += run.epochs_run
             ref = grid.get(method, seed)
-            diffs.append(float(np.max(np.abs(run.reward(h) - ref.reward(h))) / (np.std(ref.reward(h)) + 1e-12)))
+            r_seq, r_grid = run.reward(h), ref.reward(h)
+            diffs.append(float(np.max(np.abs(r_seq - r_grid)) / (np.std(r_grid) + 1e-12)))
             print(f"[seq] {method} seed {seed}: {run.epochs_run} epochs (grid: {ref.epochs_run}) "
                   f"{time.perf_counter() - ts:.1f}s", flush=True)
         measured = time.perf_counter() - t1

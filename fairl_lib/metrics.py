@@ -78,7 +78,7 @@ def classification_metrics(scores, labels, threshold: float) -> dict[str, float]
     pred = (s > threshold).astype(int)
     auc = float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
     return {"accuracy": float(accuracy_score(y, pred)), "f1": float(f1_score(y, pred, zero_division=0.0)),
-            "roc_auc": auc, "threshold": float(threshold), "n": int(len(y))}
+            "roc_auc": auc, "threshold": float(threshold), "n": len(y)}
 
 
 def evaluate_classifier(train_scores, train_labels, test_scores, test_labels) -> dict[str, float]:

@@ -40,8 +40,9 @@ def small():
     return make_synthetic(n_pairs=200, dim=8, seed=0, beta=2.0)
 
 
-ALTERNATIVES = {"route_gradients": False, "margin_rule": "gamma", "sup_rule": "alg1", "sup_reference": "batch_mean",
-                "gt_include_margin": True, "fail_reduction": "batch", "w_fail": 2.0}
+ALTERNATIVES = {"route_gradients": False, "margin_rule": "gamma", "sup_rule": "alg1",
+                "sup_reference": "batch_mean", "gt_include_margin": True, "fail_reduction": "batch",
+                "w_fail": 2.0}
 
 
 @pytest.mark.parametrize("head,mining,options", [("mlp", "batch", {}), ("linear", "batch", {}),
@@ -93,7 +94,8 @@ def test_all_methods_recover_a_known_linear_reward():
 
 def test_mlp_head_learns_a_nonlinear_reward():
     syn = make_synthetic(n_pairs=1500, dim=16, seed=2, nonlinearity=0.3)
-    res = train_grid(syn.data, IRLConfig(hidden=16, max_epochs=10, patience=3), methods=["me_fa_margin"], seeds=[0])
+    cfg = IRLConfig(hidden=16, max_epochs=10, patience=3)
+    res = train_grid(syn.data, cfg, methods=["me_fa_margin"], seeds=[0])
     h, r_gt, _ = syn.env.sample_outputs(2000, seed=6)
     assert np.corrcoef(res.runs[0].reward(h), r_gt)[0, 1] > 0.8
 
@@ -161,7 +163,8 @@ def test_save_and_load_reward_round_trip(small, tmp_path):
 
 
 def test_reward_model_components_and_shape_check(small):
-    run = train_grid(small.data, dataclasses.replace(SMALL, max_epochs=1), methods=["mm_fa_margin"], seeds=[0]).runs[0]
+    cfg = dataclasses.replace(SMALL, max_epochs=1)
+    run = train_grid(small.data, cfg, methods=["mm_fa_margin"], seeds=[0]).runs[0]
     h = small.data.h_plus[:10]
     r_d, r_f = run.reward.components(h)
     np.testing.assert_allclose(run.reward(h), r_d + r_f)

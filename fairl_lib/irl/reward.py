@@ -24,8 +24,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,7 +151,8 @@ class RewardModel:
         return h.to(self.base["b" if self.head == "linear" else "b2"].dtype)
 
     @torch.no_grad()
-    def components(self, embeddings: np.ndarray | Tensor, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    def components(self, embeddings: np.ndarray | Tensor,
+                   chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
         """(R_D(o), R_F(o)) as numpy arrays; R_F is zeros for a base-only model."""
         h = self._as_tensor(embeddings)
         r_d, r_f = [], []
@@ -218,6 +220,7 @@ def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = Non
     ``config`` is a dataclass (e.g. ``IRLConfig``) or a dict.
     """
     from dataclasses import asdict, is_dataclass
+
     from safetensors.torch import save_file
 
     folder = Path(folder)

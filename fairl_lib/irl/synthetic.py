@@ -116,7 +116,8 @@ def make_env(dim: int = 384, seed: int = 0, nonlinearity: float = 0.3, n_nonline
 
 
 def make_synthetic(n_pairs: int = 20000, dim: int = 384, seed: int = 0, beta: float = 5.0,
-                   nonlinearity: float = 0.3, normalize: bool = True, label_quantile: float = 0.5) -> SyntheticPreferences:
+                   nonlinearity: float = 0.3, normalize: bool = True,
+                   label_quantile: float = 0.5) -> SyntheticPreferences:
     """Seeded synthetic preference pairs with Bradley-Terry labels and y(o) labels of both outputs."""
     env = make_env(dim, seed, nonlinearity, normalize=normalize, beta=beta, label_quantile=label_quantile)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 6]))

@@ -36,10 +36,13 @@ Choices the paper leaves open (all configurable in :class:`IRLConfig`):
   differences are not confounded with seed luck). The train/val split uses ``split_seed`` and is
   the same for all runs.
 
-:func:`train_grid` trains many (method, seed) runs at once with stacked parameters (one batched
-matmul per step over all paths; finished runs are removed from the stack, so they cost nothing and
-keep their best-validation state); :func:`train_one` is the plain sequential reference. Both give
-the same result up to floating-point rounding (tests/test_train.py).
+:func:`train_grid` trains many (method, seed) runs at once with stacked parameters. Runs of one seed
+share their minibatches, so all paths of a seed group go through one batched GEMM
+``(2B, d) @ (d, K*H)``; finished runs leave the stack (they cost nothing more and keep their
+best-validation state); the gradient of lambda_t/2 ||w_F||^2 (all weight matrices of the failure
+path, biases excluded) is added in closed form, lambda_t w_F. :func:`train_one` is the plain
+sequential reference (``nn.Module`` + autograd penalty + ``torch.optim.Adam``). Both give the same
+result up to floating-point rounding (tests/test_train.py, float64: ~1e-12).
 """
 from __future__ import annotations
 
@@ -165,7 +168,8 @@ class IRLConfig:
                    "fail_reduction": ls.FAIL_REDUCTIONS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
-                raise ValueError(f"IRLConfig.{name}={getattr(self, name)!r} is not valid; choose one of {valid}")
+                raise ValueError(f"IRLConfig.{name}={getattr(self, name)!r} is not valid; "
+                                 f"choose one of {valid}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.hidden < 1 or self.patience < 1:
             raise ValueError("IRLConfig: batch_size, max_epochs, hidden and patience must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -226,8 +230,9 @@ class PreferenceData:
         bad = ~(np.isfinite(hp).all(1) & np.isfinite(hm).all(1))
         if bad.any():
             rows = np.flatnonzero(bad)
+            more = " ..." if len(rows) > 10 else ""
             raise ValueError(f"{bad.sum()} of {len(bad)} preference pairs have NaN/inf embeddings (rows "
-                             f"{rows[:10].tolist()}{' ...' if len(rows) > 10 else ''}); drop or re-embed them.")
+                             f"{rows[:10].tolist()}{more}); drop or re-embed them.")
         if (self.y_plus is None) != (self.y_minus is None):
             raise ValueError("Give both y_plus and y_minus, or neither.")
         for name in ("y_plus", "y_minus"):
@@ -390,7 +395,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
 def _check_methods(methods: Sequence[str], data: PreferenceData) -> list[MethodSpec]:
     specs = [method_spec(m) for m in methods]
     if any(s.failures == "gt" for s in specs) and not data.has_labels:
-        raise ValueError("The *_fa_gt methods need ground-truth labels: give PreferenceData(y_plus=..., y_minus=...).")
+        raise ValueError("The *_fa_gt methods need ground-truth labels: "
+                         "give PreferenceData(y_plus=..., y_minus=...).")
     return specs
 
 
@@ -472,7 +478,9 @@ class DualPathReward(nn.Module):
 
 def _init_run(seed: int, spec: MethodSpec, dim: int, cfg: IRLConfig, dtype: torch.dtype):
     base = init_path(dim, cfg.head, cfg.hidden, path_generator(seed, "base"), dtype)
-    fail = init_path(dim, cfg.head, cfg.hidden, path_generator(seed, "failure"), dtype) if spec.failures else None
+    fail = None
+    if spec.failures:
+        fail = init_path(dim, cfg.head, cfg.hidden, path_generator(seed, "failure"), dtype)
     return base, fail
 
 
@@ -487,7 +495,8 @@ def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRL
         return _train_one(data, method, seed, cfg, dtype)
 
 
-def _train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig, dtype: torch.dtype) -> TrainedRun:
+def _train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig,
+               dtype: torch.dtype) -> TrainedRun:
     spec = _check_methods([method], data)[0]
     tr_idx, va_idx = split_indices(data.n, cfg.val_fraction, cfg.split_seed)
     x_tr, y_tr = _tensors(data, tr_idx, dtype)
@@ -514,7 +523,7 @@ def _train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig, dty
             tot += logged
         with torch.no_grad():
             val = _val_loss_single(model, spec, cfg, x_va)
-            w_sq = float(ls.failure_weight_penalty(model.failure_weights())) if model.failure is not None else 0.0
+            w_sq = 0.0 if model.failure is None else float(ls.failure_weight_penalty(model.failure_weights()))
         if not math.isfinite(tot[0]) or not (math.isfinite(val) or len(va_idx) == 0):
             raise _nonfinite_error(method, seed, epoch, "loss", cfg)
         _record(hist, epoch, tot[0] / n_steps, val, tot[1], tot[2], len(tr_idx), w_sq, sched,
@@ -536,7 +545,8 @@ def _step_single(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, xb: Te
     r_d, r_f = model(xb.reshape(-1, xb.shape[-1]))
     r_d, r_f = r_d.view(-1, 2), r_f.view(-1, 2)
     d_d, d_f = r_d[:, 0] - r_d[:, 1], r_f[:, 0] - r_f[:, 1]
-    loss = ls.base_loss(spec.base, d_d + d_f.detach() if cfg.route_gradients else d_d + d_f, cfg.margin, cfg.tau)
+    d_base = d_d + d_f.detach() if cfg.route_gradients else d_d + d_f
+    loss = ls.base_loss(spec.base, d_base, cfg.margin, cfg.tau)
     if spec.failures is None:
         return loss, np.array([float(loss.detach()), 0.0, 0.0])
     if sets is None:
@@ -582,7 +592,8 @@ def _finish_run(method: str, seed: int, base: dict[str, Tensor], fail: dict[str,
                 hist: dict[str, list[float]], best_epoch: int, best_val: float, cfg: IRLConfig) -> TrainedRun:
     meta = {"method": method, "seed": int(seed), "best_epoch": best_epoch, "epochs_run": len(hist["epoch"]),
             "best_val_loss": best_val, "config": asdict(cfg)}
-    return TrainedRun(method, int(seed), RewardModel(base, fail, meta), hist, best_epoch, len(hist["epoch"]), best_val)
+    return TrainedRun(method, int(seed), RewardModel(base, fail, meta), hist, best_epoch, len(hist["epoch"]),
+                      best_val)
 
 
 # --- the batched ensemble --------------------------------------------------------------------
@@ -631,7 +642,8 @@ class _Layout:
         return len(self.seeds)
 
 
-def _by_mode(mode: str, mask: Tensor, if_true: Callable[[], Tensor], if_false: Callable[[], Tensor]) -> Tensor:
+def _by_mode(mode: str, mask: Tensor, if_true: Callable[[], Tensor],
+             if_false: Callable[[], Tensor]) -> Tensor:
     """``where(mask, if_true(), if_false())``, computing only the branch needed when the mask is uniform."""
     if mode == "all":
         return if_true()
@@ -655,7 +667,7 @@ class _Grid:
         self.x_tr_rows = x_tr.reshape(-1, data.dim)                        # (2N, d), +,- interleaved
         self.x_va_rows = _tensors(data, va_idx, dtype)[0].reshape(-1, data.dim)
         n = len(self.pairs)
-        self.kind = np.array([0 if s.failures is None else (1 if s.failures == "gt" else 2) for s, _ in self.pairs])
+        self.kind = np.array([{None: 0, "gt": 1, "margin": 2}[s.failures] for s, _ in self.pairs])
         self.base_path = np.arange(n)
         self.fail_path = np.full(n, -1)
         fa_runs = np.flatnonzero(self.kind > 0)
@@ -689,7 +701,8 @@ class _Grid:
         return _Layout(
             runs=runs, seeds=seeds, k=k, slot_path=slot_path,
             base_flat=torch.as_tensor([where[int(self.base_path[r])] for r in runs]),
-            fail_flat=torch.as_tensor([where[int(self.fail_path[r])] if self.kind[r] else none for r in runs]),
+            fail_flat=torch.as_tensor([where[int(self.fail_path[r])] if self.kind[r] else none
+                                       for r in runs]),
             run_group=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
             fa_pos=fa_pos, is_mm=is_mm, is_mm_fa=is_mm[fa_pos],
             is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1))
@@ -726,7 +739,8 @@ class _Grid:
         for k, v in old_params.items():
             st = old_opt.state.get(v, {})
             self.opt.state[self.params[k]] = {
-                n: (x.clone() if n == "step" else self._pack(k, self._flat_slots(k, x), src)) for n, x in st.items()}
+                n: (x.clone() if n == "step" else self._pack(k, self._flat_slots(k, x), src))
+                for n, x in st.items()}
         self.masks = {k: self._fail_slot_mask(k) for k in weight_names(self.cfg.head)}
         return True
 
@@ -756,13 +770,15 @@ class _Grid:
         """F_t and S_t of the FA runs (rows = ``fa_pos``): supervised for *_gt, margin for *_margin runs."""
         lay, cfg = self.layout, self.cfg
         f_t = _by_mode(lay.gt_mode_fa, lay.is_gt_fa[:, None],
-                       lambda: supervised_failure_set(cfg, delta, r_plus, r_minus, y[..., 0], y[..., 1], sched),
+                       lambda: supervised_failure_set(cfg, delta, r_plus, r_minus, y[..., 0], y[..., 1],
+                                                      sched),
                        lambda: margin_failure_set(cfg, delta, sched))
         return f_t, fl.sample_failures(f_t, u, sched.p_t)
 
     def _base_loss(self, delta: Tensor, mode: str, is_mm: Tensor) -> Tensor:
         cfg = self.cfg
-        return _by_mode(mode, is_mm, lambda: ls.margin_loss(delta, cfg.margin), lambda: ls.maxent_loss(delta, cfg.tau))
+        return _by_mode(mode, is_mm, lambda: ls.margin_loss(delta, cfg.margin),
+                        lambda: ls.maxent_loss(delta, cfg.tau))
 
     def _fail_slot_mask(self, name: str) -> Tensor:
         """1.0 on failure-path slots (of FA runs), 0.0 elsewhere, shaped to broadcast over ``name``."""
@@ -809,7 +825,8 @@ class _Grid:
         r_d, r_f = self.run_rewards(grouped_forward(self.params, xb))
         r_d, r_f = r_d.view(lay.n_runs, -1, 2), r_f.view(lay.n_runs, -1, 2)
         d_d, d_f = r_d[..., 0] - r_d[..., 1], r_f[..., 0] - r_f[..., 1]
-        l_base = self._base_loss(d_d + d_f.detach() if cfg.route_gradients else d_d + d_f, lay.mm_mode, lay.is_mm)
+        d_base = d_d + d_f.detach() if cfg.route_gradients else d_d + d_f
+        l_base = self._base_loss(d_base, lay.mm_mode, lay.is_mm)
         if not lay.n_fa:
             zero = l_base.new_zeros(0)
             return l_base.sum(), l_base.detach(), zero, zero, zero
@@ -819,8 +836,8 @@ class _Grid:
         else:
             r = (r_d + r_f).detach()[fa]
             y = self.y_tr[idx_fa] if lay.gt_mode_fa != "none" else r
-            f_t, s_t = self.failure_sets((d_d + d_f).detach()[fa], r[..., 0], r[..., 1], y, u_fa.gather(1, idx_fa),
-                                         sched)
+            f_t, s_t = self.failure_sets((d_d + d_f).detach()[fa], r[..., 0], r[..., 1], y,
+                                         u_fa.gather(1, idx_fa), sched)
         d_fail = (d_d.detach() + d_f if cfg.route_gradients else d_d + d_f)[fa]
         l_fail = sched.lambda_t * _by_mode(
             lay.mm_mode_fa, lay.is_mm_fa,
@@ -923,4 +940,5 @@ def _train_grid(data: PreferenceData, cfg: IRLConfig, methods: Sequence[str], se
             progress(epoch, len(runs))
         if stop.any() and not g.compact(~stop):
             break
-    return GridResult([g.result(i) for i in range(len(g.pairs))], cfg, time.perf_counter() - t0, g.n_tr, g.n_va)
+    runs = [g.result(i) for i in range(len(g.pairs))]
+    return GridResult(runs, cfg, time.perf_counter() - t0, g.n_tr, g.n_va)
