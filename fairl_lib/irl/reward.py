@@ -15,8 +15,9 @@ i.e. weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn from a gene
 the run seed and the path, so a run is reproducible and the batched ensemble and a single run start
 from the same values.
 
-Parameter layout of one path (tensors; a stacked ensemble adds a leading path axis):
-linear: ``w (d,)``, ``b ()``; mlp: ``w1 (d, H)``, ``b1 (H,)``, ``w2 (H,)``, ``b2 ()``.
+Parameter layout of one path: linear ``w (d,)``, ``b ()``; mlp ``w1 (d, H)``, ``b1 (H,)``,
+``w2 (H,)``, ``b2 ()``. The batched trainer stores many paths grouped (``to_slots`` /
+``grouped_forward``).
 """
 from __future__ import annotations
 
@@ -217,7 +218,7 @@ def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = Non
 
     Each file is written to a temporary name in the same folder and moved into place with
     ``os.replace``; the weights go first, so a present ``reward.json`` means a complete save.
-    ``config`` is a dataclass (e.g. ``IRLConfig``) or a dict.
+    ``config`` is a dataclass (e.g. ``IRLConfig``) or a dict; default: the one in ``model.meta``.
     """
     from dataclasses import asdict, is_dataclass
 
@@ -225,6 +226,8 @@ def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = Non
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if config is None:
+        config = model.meta.get("config")
     cfg = asdict(config) if is_dataclass(config) else (dict(config) if config is not None else None)
     meta = {"format": 1, "head": model.head, "dim": model.dim, "hidden": model.hidden,
             "has_failure_path": model.failure is not None, "meta": _jsonable(model.meta),
