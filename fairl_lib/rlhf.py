@@ -104,7 +104,7 @@ class RLHFConfig:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
-    max_prompt_tokens: int = 48
+    max_prompt_tokens: int = 64
     trainable_top_blocks: int = -1
     max_grad_norm: float = 1.0
     ppo_epochs: int = 2
