@@ -42,7 +42,7 @@ def small():
 
 ALTERNATIVES = {"route_gradients": False, "margin_rule": "gamma", "sup_rule": "alg1",
                 "sup_reference": "batch_mean", "gt_include_margin": True, "fail_reduction": "batch",
-                "w_fail": 2.0}
+                "w_fail": 2.0, "penalty_scale": 0.3}
 
 
 @pytest.mark.parametrize("head,mining,options", [("mlp", "batch", {}), ("linear", "batch", {}),
@@ -171,3 +171,13 @@ def test_reward_model_components_and_shape_check(small):
     assert isinstance(run.reward, RewardModel) and run.reward.dim == 8 and run.reward.hidden == 6
     with pytest.raises(ValueError, match=r"\(n, 8\)"):
         run.reward(np.zeros((3, 5)))
+
+
+def test_weaker_failure_penalty_leaves_a_larger_failure_path(small):
+    """Eq. 3's c * lambda_t/2 ||w_F||^2: a smaller c must leave larger failure-path weights."""
+    norms = {}
+    for c in (1.0, 0.01):
+        cfg = dataclasses.replace(SMALL, penalty_scale=c, patience=50, max_epochs=8)
+        run = train_one(small.data, "me_fa_margin", 0, cfg, dtype=torch.float64)
+        norms[c] = run.history["w_fail_sq"][-1]
+    assert norms[0.01] > norms[1.0]

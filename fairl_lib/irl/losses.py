@@ -117,6 +117,7 @@ def failure_weight_penalty(weights: list[Tensor], batch_dims: int = 0) -> Tensor
     return total
 
 
-def fa_objective(l_base: Tensor, l_fail: Tensor, penalty: Tensor, lambda_t: float) -> Tensor:
-    """Eq. 3: L_t = L_base + lambda_t * L_fail(S_t) + lambda_t / 2 * ||w_F||^2."""
-    return l_base + lambda_t * l_fail + 0.5 * lambda_t * penalty
+def fa_objective(l_base: Tensor, l_fail: Tensor, penalty: Tensor, lambda_t: float,
+                 penalty_scale: float = 1.0) -> Tensor:
+    """Eq. 3: L_t = L_base + lambda_t * L_fail(S_t) + c * lambda_t / 2 * ||w_F||^2 (paper: c = 1)."""
+    return l_base + lambda_t * l_fail + 0.5 * penalty_scale * lambda_t * penalty

@@ -91,6 +91,10 @@ class IRLConfig:
         route_gradients: L_base trains only R_D and L_fail only R_F (Sec. 4.1), else both paths.
         lambda0: initial failure weight lambda_0 of Eq. 3 (paper: 10.0).
         lambda_decay: per-epoch factor of the exponential decay lambda_t = lambda0 * decay^t.
+        penalty_scale: c in c * lambda_t/2 ||w_F||^2 (Eq. 3 as printed: c = 1). Eq. 3 ties the L2 term
+            to the same lambda_t as L_fail, so with lambda0 = 10 and an MLP failure head the penalty
+            can dominate and shrink R_F to almost nothing (measured in notebook 04, "failure path
+            share"); c < 1 lets the failure path act. Kept at the paper's 1 in every profile.
         margin_rule: how *_margin runs pick failures: ``"bottomk"`` (Sec. 5 curriculum) or
             ``"gamma"`` (Delta <= gamma_t, Alg. 1 line 4).
         gamma_start: gamma_t at epoch 0 (0 = only pairs the reward gets wrong).
@@ -134,6 +138,7 @@ class IRLConfig:
     route_gradients: bool = True
     lambda0: float = 10.0
     lambda_decay: float = 0.95
+    penalty_scale: float = 1.0
     margin_rule: str = "bottomk"
     gamma_start: float = 0.0
     gamma_end: float = 0.8
@@ -560,7 +565,8 @@ def _step_single(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, xb: Te
     l_fail = ls.failure_loss(spec.base, d_fail, sets[1], cfg.margin_fail, cfg.tau_fail, cfg.w_fail,
                              cfg.fail_reduction)
     data_terms = loss + sched.lambda_t * l_fail
-    full = ls.fa_objective(loss, l_fail, ls.failure_weight_penalty(model.failure_weights()), sched.lambda_t)
+    full = ls.fa_objective(loss, l_fail, ls.failure_weight_penalty(model.failure_weights()), sched.lambda_t,
+                           cfg.penalty_scale)
     return full, np.array([float(data_terms.detach()), float(sets[0].sum()), float(sets[1].sum())])
 
 
@@ -886,7 +892,7 @@ class _Grid:
             loss, l_base, l_fail, nf, ns = self.step_loss(xb, idx_g[fa_group], u_fa, sched, epoch_sets)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            self.add_penalty_grad(sched.lambda_t)
+            self.add_penalty_grad(sched.lambda_t * cfg.penalty_scale)
             self.opt.step()
             tot_base += l_base
             tot_fail += l_fail
