@@ -40,3 +40,6 @@ if [ -z "${FAIRL_DATA_MIRROR:-}" ] && [ -d "$ROOT/../shared/fairl-data" ]; then
   export FAIRL_DATA_MIRROR="$(cd "$ROOT/../shared/fairl-data" && pwd)"
 fi
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
+# OpenMP threads that spin while waiting starve each other when several processes share 2 cores
+# (measured: generation 2.6 tok/s with the default policy vs 27 tok/s with PASSIVE at load 15).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
