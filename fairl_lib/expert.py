@@ -163,7 +163,7 @@ def toxicity_eval_fn(cfg):
     return evaluate
 
 
-def _generate_sorted(lm, prompts: list[str], settings, seed: int) -> list[str]:
+def generate_sorted(lm, prompts: list[str], settings, seed: int) -> list[str]:
     """``models.generate`` with prompts grouped by length (less padding), returned in input order.
 
     The order is a deterministic function of the prompts, so results stay reproducible.
@@ -270,7 +270,7 @@ def evaluate_expert(cfg, base_lm: str | None = None) -> ExpertEval:
         gt, judge = get_scorer(cfg.models.ground_truth), get_scorer(cfg.models.judge)
         parts = []
         for name, lm, seed in (("base", base, cfg.seed * 1000 + 11), ("expert", expert, cfg.seed * 1000 + 12)):
-            comp = _generate_sorted(lm, prompts, cfg.gen, seed)
+            comp = generate_sorted(lm, prompts, cfg.gen, seed)
             nll_b, n_tok = completion_nll(base.model, base.tokenizer, prompts, comp, spec=base.spec)
             nll_s = nll_b if name == "base" else completion_nll(lm.model, lm.tokenizer, prompts, comp,
                                                                  spec=lm.spec)[0]
@@ -423,7 +423,7 @@ def _chunked_generate(lm, prompts: list[str], settings, seed: int, work: Path, t
             if len(done) == len(chunk):
                 out.extend(done)
                 continue
-        comp = _generate_sorted(lm, chunk, settings, seed * 100003 + c)
+        comp = generate_sorted(lm, chunk, settings, seed * 100003 + c)
         atomic_write_text(path, json.dumps(comp))
         out.extend(comp)
         print(f"[pairs] {tag}: {len(out)}/{len(prompts)} completions", flush=True)

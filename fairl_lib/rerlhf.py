@@ -305,23 +305,6 @@ def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
     return RerlhfRun(kind, folder, folder / "rlhf" / "policy", pd.read_csv(folder / "rlhf" / "history.csv"), meta)
 
 
-def _generate_sorted(lm, prompts: list[str], settings, seed: int) -> list[str]:
-    """The expert evaluation's generation (prompts grouped by length, results in input order)."""
-    try:
-        from fairl_lib.expert import _generate_sorted as gen
-    except ImportError:  # pragma: no cover - same logic, if expert.py ever renames its helper
-        from fairl_lib.models import generate
-
-        def gen(lm, prompts, settings, seed):
-            order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), prompts[i], i))
-            out = generate(lm.model, lm.tokenizer, [prompts[i] for i in order], settings, seed=seed, spec=lm.spec)
-            res = [""] * len(prompts)
-            for j, i in enumerate(order):
-                res[i] = out[j]
-            return res
-    return gen(lm, prompts, settings, seed)
-
-
 def evaluate_policy(cfg, run: RerlhfRun) -> dict[str, Any]:
     """Final held-out evaluation of a run with ``expert.evaluate_expert``'s protocol (cached stage).
 
@@ -332,7 +315,7 @@ def evaluate_policy(cfg, run: RerlhfRun) -> dict[str, Any]:
     ``toxicity_rate``, ``toxicity_mean``, ``judge_rate``, ``judge_mean``, ``perplexity``,
     ``empty_fraction``, ``n_completions``.
     """
-    from fairl_lib.expert import base_name, model_source, rlhf_prompts
+    from fairl_lib.expert import base_name, generate_sorted, model_source, rlhf_prompts
 
     k = rerlhf_config(cfg).final_samples_per_prompt
     settings = {"run": run.folder.name, "kind": run.kind, "gen": dataclasses.asdict(cfg.gen),
@@ -347,7 +330,7 @@ def evaluate_policy(cfg, run: RerlhfRun) -> dict[str, Any]:
         prompts = [p for p in held["prompt"] for _ in range(k)]
         base = load_lm(base_name(cfg), source=model_source(cfg))
         lm = load_lm(run.policy)
-        comp = _generate_sorted(lm, prompts, cfg.gen, cfg.seed * 1000 + 12)
+        comp = generate_sorted(lm, prompts, cfg.gen, cfg.seed * 1000 + 12)
         nll, n_tok = completion_nll(base.model, base.tokenizer, prompts, comp, spec=base.spec)
         p = np.asarray(get_scorer(cfg.models.ground_truth)(comp)["toxic"], dtype=np.float64)
         jp = np.asarray(get_scorer(cfg.models.judge)(comp)["toxic"], dtype=np.float64)

@@ -17,7 +17,7 @@ def _cfg(overrides: str = "", seed: int = 0, profile: str = "smoke"):
 
 
 EXPERT_RELEVANT = ["rlhf.steps=5", "rlhf.lr=1e-4", "rlhf.beta=0.1", "rlhf.algorithm=\"ppo\"",
-                   "data.ppo_prompt_toxicity=0.4", "data.heldout_prompts=8", "data.max_ppo_prompts=10",
+                   "data.ppo_prompt_toxicity=0.4", "data.heldout_prompts=12", "data.max_ppo_prompts=10",
                    "models.ground_truth=\"roberta\"", "models.base_lm=\"gemma3-270m\"",
                    "models.toxic_threshold=0.6"]
 EXPERT_IRRELEVANT = ["gen.batch_size=8", "gen.max_new_tokens=5", "pairs.n_pairs=10", "pairs.test_fraction=0.5",
