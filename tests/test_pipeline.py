@@ -149,3 +149,15 @@ def test_smoke_appendices_and_report(smoke_run):
     assert ledger["appb_sharpen"]["verdict"] == "not reproduced"
     assert ledger["theorem1_strict"]["verdict"] == "not reproduced"
     assert "smoke" in (smoke_run[0] / "REPORT.md").read_text()
+
+
+@pytest.mark.pipeline
+def test_irl_training_is_deterministic(smoke_run):
+    """FORCE retrains the IRL grid (04) and re-evaluates (05) on the same cached pairs: same bytes."""
+    res = smoke_run[0]
+    before = {n: (res / "metrics" / f"{n}.json").read_bytes() for n in ("04_fairl_training", "05_tables")}
+    for nb in ("04", "05"):
+        proc = run_pipeline(res.parent, "smoke", "--only", nb, "--force")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    for name, first in before.items():
+        assert (res / "metrics" / f"{name}.json").read_bytes() == first, name
