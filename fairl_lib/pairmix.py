@@ -354,3 +354,33 @@ def plot_pair_mix(res: SweepResult, labels: Mapping[str, str] | None = None):
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def findings(summary: pd.DataFrame, res: SweepResult) -> list[str]:
+    """Point-estimate sentences read off the sweep (trend per method, steepest FA-IRL vs baseline,
+    lowest STARC at both ends, the random-reward control). Computed from the numbers, never
+    written by hand; notebook 09 gives the intervals and verdicts."""
+    wide = summary[summary.status != "skipped"].pivot(index="fraction", columns="method", values="starc_mean")
+    lines = []
+    if len(wide) >= 2:
+        lo, hi = wide.index.min(), wide.index.max()
+        change = wide.loc[hi] - wide.loc[lo]
+        falls = [m for m in wide.columns if change[m] < 0]
+        lines.append(f"From T->NT fraction {lo:g} to {hi:g}, mean training STARC falls for {len(falls)} of "
+                     f"{len(wide.columns)} methods (" + ", ".join(f"{m} {change[m]:+.3f}" for m in wide.columns) + ").")
+        fa = [m for m in wide.columns if "_fa_" in m]
+        base = [m for m in wide.columns if "_fa_" not in m]
+        steep_fa, steep_base = min(fa, key=lambda m: change[m]), min(base, key=lambda m: change[m])
+        lines.append(f"Steepest FA-IRL variant: {steep_fa} ({change[steep_fa]:+.3f}); steepest baseline: "
+                     f"{steep_base} ({change[steep_base]:+.3f}).")
+        for f in (lo, hi):
+            best = wide.loc[f].idxmin()
+            lines.append(f"Lowest mean STARC at fraction {f:g}: {best} ({wide.loc[f, best]:.3f}); best baseline "
+                         f"{wide.loc[f, base].min():.3f}.")
+    else:
+        lines.append("Fewer than two fractions could be run: no trend to read (see the availability notes).")
+    ctrl = res.info.get("random_reward_starc", {})
+    if ctrl:
+        lines.append("Random linear rewards on the same outputs: " + ", ".join(
+            f"{f:g}: {v:.3f}" for f, v in sorted(ctrl.items())) + " (the yardstick's own change with the mix).")
+    return lines

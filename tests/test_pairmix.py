@@ -139,3 +139,15 @@ def test_scarce_type_is_reported_not_resampled(results_tmp):
     n_avail = met["available_train_pairs"]["T->NT"]
     assert (res.per_run["n_t_nt"] <= n_avail).all()
     assert dataclasses.replace(res.plans[0]).status == "reduced"
+
+
+def test_findings_read_the_numbers():
+    """The notebook's sentences come from the summary: a falling method is counted as falling."""
+    from types import SimpleNamespace
+
+    summary = pd.DataFrame({"fraction": [0.0, 0.0, 1.0, 1.0], "method": ["me_irl", "me_fa_margin"] * 2,
+                            "starc_mean": [1.2, 1.3, 0.6, 0.5], "status": ["ok"] * 4})
+    lines = P.findings(summary, SimpleNamespace(info={}))
+    assert lines[0].startswith("From T->NT fraction 0 to 1, mean training STARC falls for 2 of 2 methods")
+    assert "me_fa_margin (-0.800)" in lines[1] and "me_irl (-0.600)" in lines[1]
+    assert "fraction 1: me_fa_margin (0.500)" in lines[3]
