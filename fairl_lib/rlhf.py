@@ -487,30 +487,9 @@ def train_policy(
     if not prompts_train:
         raise ValueError("prompts_train is empty: RLHF needs rollout prompts.")
     t_start = time.perf_counter()
-    if cfg.algorithm == "rloo":
-        history, info = _train_rloo(
-            base_model_name,
-            list(prompts_train),
-            reward_fn,
-            cfg,
-            out_dir,
-            eval_prompts,
-            eval_fn,
-            source,
-            verbose,
-        )
-    else:
-        history, info = _train_ppo(
-            base_model_name,
-            list(prompts_train),
-            reward_fn,
-            cfg,
-            out_dir,
-            eval_prompts,
-            eval_fn,
-            source,
-            verbose,
-        )
+    train = _train_rloo if cfg.algorithm == "rloo" else _train_ppo
+    history, info = train(base_model_name, list(prompts_train), reward_fn, cfg, out_dir, eval_prompts, eval_fn,
+                          source, verbose)
     atomic_write_text(out_dir / "history.csv", history.to_csv(index=False))
     info.update(
         config=dataclasses.asdict(cfg),

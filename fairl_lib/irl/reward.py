@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from fairl_lib.artifacts import atomic_write_bytes, to_jsonable, write_json
 
 HEADS = ("linear", "mlp")
 PATH_ROLES = {"base": 0, "failure": 1}
@@ -189,29 +190,6 @@ def reward_folder(results_dir: str | os.PathLike, method: str, seed: int) -> Pat
     return Path(results_dir) / "rewards" / method / f"seed{int(seed)}"
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    return x
-
-
 def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = None,
                 extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``reward.safetensors`` + ``reward.json`` (config, meta, extra) into ``folder``, atomically.
@@ -222,7 +200,7 @@ def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = Non
     """
     from dataclasses import asdict, is_dataclass
 
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -230,11 +208,11 @@ def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = Non
         config = model.meta.get("config")
     cfg = asdict(config) if is_dataclass(config) else (dict(config) if config is not None else None)
     meta = {"format": 1, "head": model.head, "dim": model.dim, "hidden": model.hidden,
-            "has_failure_path": model.failure is not None, "meta": _jsonable(model.meta),
-            "config": _jsonable(cfg), "extra": _jsonable(dict(extra or {}))}
+            "has_failure_path": model.failure is not None, "meta": to_jsonable(model.meta),
+            "config": to_jsonable(cfg), "extra": to_jsonable(dict(extra or {}))}
     tensors = model.tensors()
-    _atomic_write(folder / WEIGHT_FILE, lambda tmp: save_file(tensors, tmp))
-    _atomic_write(folder / META_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    atomic_write_bytes(folder / WEIGHT_FILE, save(tensors))
+    write_json(folder / META_FILE, meta)
     return folder
 
 
