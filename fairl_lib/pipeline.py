@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -153,6 +154,15 @@ def publish_figures(profile: str, books: list[Path]) -> int:
     return count
 
 
+def _peak_kernel_rss_mb() -> float:
+    """Largest resident memory (MB) any finished kernel of this invocation reached so far.
+
+    ``ru_maxrss`` of the waited-for children: cumulative over the notebooks already run (a
+    notebook's value is the max of its own kernel and every earlier one), Linux reports KiB.
+    """
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("profile", nargs="?", default="cpu", help=f"one of {available_profiles()} (default cpu)")
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             write_json(run_file, record)
             print(f"FAILED: {err}", file=sys.stderr, flush=True)
             return 1
-        entry.update(end=_now(), seconds=round(time.time() - t0, 1), status="ok")
+        entry.update(end=_now(), seconds=round(time.time() - t0, 1), status="ok", peak_rss_mb=_peak_kernel_rss_mb())
         record["notebooks"][book.stem] = entry
         write_json(run_file, record)
         print(f"[{i}/{len(books)}] {book.name} done in {entry['seconds']:.1f} s", flush=True)

@@ -71,6 +71,9 @@ def test_smoke_pipeline_writes_everything(smoke_run):
     assert run["status"] == "ok" and run["profile"] == "smoke"
     assert set(run["notebooks"]) == {b.stem for b in BOOKS}
     assert all(v["seconds"] > 0 for v in run["notebooks"].values())
+    # a kernel that loaded torch and the LM holds far more than 100 MB; the peak never falls
+    peaks = [run["notebooks"][b.stem]["peak_rss_mb"] for b in BOOKS]
+    assert peaks[0] > 100 and peaks == sorted(peaks)
     for book in BOOKS:
         assert (res / "notebooks" / book.name).exists()
         assert (res / "metrics" / f"{book.stem}.json").exists()
