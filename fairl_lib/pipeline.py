@@ -154,6 +154,17 @@ def publish_figures(profile: str, books: list[Path]) -> int:
     return count
 
 
+def publish_report(profile: str) -> Path | None:
+    """Copy ``results/<profile>/REPORT.md`` to the repository (``REPORT.md`` for cpu,
+    ``REPORT-<profile>.md`` otherwise), beside the top-level ``figures/`` its links point into."""
+    src = results_dir(profile) / "REPORT.md"
+    if not src.exists():
+        return None
+    target = repo_root() / ("REPORT.md" if profile == "cpu" else f"REPORT-{profile}.md")
+    shutil.copy2(src, target)
+    return target
+
+
 def _peak_kernel_rss_mb() -> float:
     """Largest resident memory (MB) any finished kernel of this invocation reached so far.
 
@@ -227,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {path.relative_to(res.parent.parent) if res.parent.parent in path.parents else path}")
     if args.profile in PUBLISHING_PROFILES:
         print(f"Copied {publish_figures(args.profile, books)} figure(s) to {repo_root() / 'figures'}")
+        if any(b.stem.startswith("09") for b in books) and (report := publish_report(args.profile)):
+            print(f"Copied the reproduction report to {report}")
     return 0
 
 

@@ -16,7 +16,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from fairl_lib.pipeline import declared_parameters, discover, promised_outputs
+from fairl_lib.pipeline import declared_parameters, discover, promised_outputs, publish_report
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOKS = discover()
@@ -43,6 +43,18 @@ def test_unknown_profile_and_notebook_are_refused(tmp_path):
     assert out.returncode == 2 and "Unknown profile 'cpuu'" in out.stderr and "smoke" in out.stderr
     out = run_pipeline(tmp_path, "smoke", "--only", "99")
     assert out.returncode == 2 and "no such notebook" in out.stderr
+
+
+def test_publish_report_copies_beside_figures(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRL_ROOT", str(tmp_path / "repo"))
+    monkeypatch.setenv("FAIRL_RESULTS", str(tmp_path / "results"))
+    (tmp_path / "repo").mkdir()
+    assert publish_report("cpu") is None  # nothing to publish before notebook 09 ran
+    for profile, name in (("cpu", "REPORT.md"), ("paper", "REPORT-paper.md")):
+        (tmp_path / "results" / profile).mkdir(parents=True)
+        (tmp_path / "results" / profile / "REPORT.md").write_text(f"# {profile}\n![f](figures/f.png)\n")
+        assert publish_report(profile) == tmp_path / "repo" / name
+        assert (tmp_path / "repo" / name).read_text().startswith(f"# {profile}")
 
 
 def figures_state() -> dict[str, float]:
