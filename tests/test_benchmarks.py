@@ -1,0 +1,68 @@
+"""benchmarks/lm_throughput.py runs end to end and reports what it promises (no timing thresholds:
+speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+
+import pytest
+
+from fairl_lib.paths import repo_root
+
+
+def _load_benchmark():
+    path = repo_root() / "benchmarks" / "lm_throughput.py"
+    spec = importlib.util.spec_from_file_location("lm_throughput", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lm_throughput = _load_benchmark()
+
+
+def test_results_readers(tmp_path):
+    """RLHF step times merge the history's repeated step rows (as rlhf._Recorder appends them);
+    the pipeline peak is the largest per-notebook peak_rss_mb of run.json."""
+    hist = tmp_path / "stages" / "expert" / "abc.partial" / "rlhf" / "history.jsonl"
+    hist.parent.mkdir(parents=True)
+    rows = [{"step": 0, "eval_tox_rate": 0.1}, {"step": 1, "reward": 0.8, "step_time_s": 10.0},
+            {"step": 2, "reward": 0.8, "step_time_s": 12.0}, {"step": 2, "eval_tox_rate": 0.05},
+            {"step": 3, "reward": 0.9, "step_time_s": 30.0}]
+    hist.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "run.json").write_text(json.dumps({"notebooks": {
+        "01_rlhf_expert": {"status": "ok", "peak_rss_mb": 3100.5},
+        "02_preference_pairs": {"status": "ok", "peak_rss_mb": 2000.0},
+        "03_theory_toy": {"status": "failed"}}}))
+    r = lm_throughput.rlhf_step_times(tmp_path)
+    assert r["rlhf_steps"] == 3 and r["rlhf_step_s_median"] == 12.0
+    assert r["rlhf_runs"] == ["stages/expert/abc.partial"]
+    m = lm_throughput.pipeline_peak_rss(tmp_path)
+    assert m == {"pipeline_peak_rss_mb": 3100.5, "pipeline_peak_rss_notebook": "01_rlhf_expert",
+                 "pipeline_peak_rss_under_12gb": True}
+    assert lm_throughput.pipeline_peak_rss(tmp_path / "nothing") == {"pipeline_peak_rss_mb": None}
+
+
+@pytest.mark.assets
+@pytest.mark.skipif(not os.environ.get("FAIRL_DATA_MIRROR"),
+                    reason="FAIRL_DATA_MIRROR is not set (point it at ../shared/fairl-data)")
+def test_lm_throughput_quick(capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("FAIRL_THREADS", "1")  # restored after the test (main sets it from --threads)
+    try:
+        out = lm_throughput.main(["--quick", "--threads", "1", "--batch-sizes", "2", "--max-new-tokens", "2",
+                                  "--repeats", "1", "--texts", "8", "--sentences", "4"])
+    finally:
+        torch.set_num_threads(threads)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == json.loads(json.dumps(out))
+    for key in ("gen_tok_s_b2", "gen_batch_s_b2", "bilstm_texts_s",
+                "profanity_texts_s", "minilm_sent_s", "peak_rss_mb"):
+        assert math.isfinite(out[key]) and out[key] > 0, key
+    assert 0 <= out["gen_mean_new_tokens_b2"] <= 2  # re-tokenized completions (eos may end one early)
+    assert out["threads"] == 1 and out["torch"] == torch.__version__
+    assert out["scorer_texts"] == 8 and out["minilm_sentences"] == 4 and out["max_new_tokens"] == 2
+    assert len(out["loadavg_start"]) == len(out["loadavg_end"]) == 3
