@@ -114,6 +114,7 @@ SECTIONS: dict[str, str] = {
     "theory": "fairl_lib.irl.theory:TheoryConfig",
     "sizes": "fairl_lib.sizes:SizesConfig",
     "rerlhf": "fairl_lib.rerlhf:RerlhfConfig",
+    "penalty_sweep": "fairl_lib.penalty_sweep:PenaltySweepConfig",
 }
 TOP_LEVEL_KEYS = {"description", "assets"}
 

@@ -229,16 +229,20 @@ def train_stage(data: PreferenceData, irl: IRLConfig, *, name: str, settings: Ma
 
 
 def grid_stage(cfg, ps: PairSet, *, label_column: str = "toxic", methods: Sequence[str] = METHOD_NAMES,
-               progress: Callable[[int, int], None] | None = None, publish: bool = True) -> GridOutput:
+               progress: Callable[[int, int], None] | None = None, publish: bool = True,
+               irl: IRLConfig | None = None) -> GridOutput:
     """Notebook 04's stage: all Table 1 methods x ``cfg.irl.n_seeds`` on the train split, cached.
 
     Keyed by the pairs' fingerprint (+ their producer's stage key if recorded) and ``cfg.irl``; with
-    ``publish`` every reward is copied to ``results/<profile>/rewards/<method>/seed<k>/``.
+    ``publish`` every reward is copied to ``results/<profile>/rewards/<method>/seed<k>/``. ``irl``
+    trains with other IRL settings instead of ``cfg.irl`` (the penalty-scale sweep,
+    :mod:`fairl_lib.penalty_sweep`); settings equal to ``cfg.irl`` hit notebook 04's cached grid.
     """
+    irl = cfg.irl if irl is None else irl
     data = preference_data(ps, "train", label_column)
     settings = {"pairs": pairset_fingerprint(ps, label_column), "pairs_stage_key": Path(str(ps.meta.get("stage_dir", ""))).name,
                 "label_column": label_column, "embedder": cfg.models.embedder}
-    out = train_stage(data, cfg.irl, name="irl_grid", settings=settings, root=stage_root(cfg), methods=methods,
+    out = train_stage(data, irl, name="irl_grid", settings=settings, root=stage_root(cfg), methods=methods,
                       force=cfg.force, progress=progress,
                       extra={"embedder": cfg.models.embedder, "label_column": label_column,
                              "pairs_fingerprint": settings["pairs"], "profile": cfg.profile})

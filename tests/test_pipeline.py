@@ -138,6 +138,14 @@ def test_smoke_irl_tables(smoke_run):
             assert 0.0 <= row["f1"]["mean"] <= 1.0 and 0.0 <= row["auc"]["mean"] <= 1.0
             assert 0.0 <= row["starc"]["mean"] <= 2.0  # Eq. 4 lies in [0, 2]
     assert (smoke_run[0] / "rewards" / "me_fa_margin" / "seed0").is_dir()
+    # the penalty-scale sweep: c = 1 is notebook 04's grid, so its numbers are Table 1's
+    sweep = m5["penalty_sweep"]
+    assert sweep["scales"] == [1.0, 0.01] and sweep["main_scale_is_notebook04_grid"]
+    for m in methods:
+        for split in ("in_domain", "jigsaw"):
+            for k in ("f1", "auc", "starc"):
+                assert sweep["by_scale"]["1"][m][f"{split}_{k}"] == m5["table1"][split][m][k]
+        assert 0.0 <= sweep["by_scale"]["0.01"][m]["pairs_flipped_by_R_F"]["mean"] <= 1.0
 
 
 @pytest.mark.pipeline
