@@ -111,7 +111,15 @@ def rtp_prompts(min_toxicity: float, n_held_out: float, seed: int, max_train: in
 
     ``max_train > 0`` keeps that many training prompts (the first by the seed's hash order).
     """
-    train, held = split_prompts(filter_prompts(load_rtp(folder), min_toxicity), n_held_out, seed)
+    df = load_rtp(folder)
+    kept = filter_prompts(df, min_toxicity)
+    if kept.empty:
+        raise ValueError(f"No RealToxicityPrompts prompt has prompt_toxicity > {min_toxicity} ({len(df)} prompts "
+                         f"read): lower data.ppo_prompt_toxicity or check the RealToxicityPrompts files.")
+    train, held = split_prompts(kept, n_held_out, seed)
+    if train.empty:
+        raise ValueError(f"data.heldout_prompts={n_held_out} leaves no training prompts: only {len(kept)} prompts "
+                         f"have prompt_toxicity > {min_toxicity}. Hold out fewer prompts or lower the threshold.")
     if max_train and len(train) > max_train:
         keep = np.sort(_hash_order(train["prompt"], seed + 1)[:max_train])
         train = train.iloc[keep].reset_index(drop=True)

@@ -140,6 +140,9 @@ def pair_prompts(cfg) -> pd.DataFrame:
     from fairl_lib import data
 
     df = data.filter_prompts(data.load_rtp(), cfg.data.pair_prompt_toxicity)
+    if df.empty:
+        raise ValueError(f"No RealToxicityPrompts prompt has prompt_toxicity > {cfg.data.pair_prompt_toxicity}: "
+                         f"lower data.pair_prompt_toxicity or check the RealToxicityPrompts files.")
     if cfg.data.max_pair_prompts and len(df) > cfg.data.max_pair_prompts:
         keep = np.sort(data._hash_order(df["prompt"], cfg.seed + 2)[: cfg.data.max_pair_prompts])
         df = df.iloc[keep].reset_index(drop=True)
@@ -400,8 +403,17 @@ def pair_counts_per_prompt(n_prompts: int, per_prompt: int, n_pairs: int) -> np.
     ``n_pairs`` spread as evenly as possible (the first prompts in the given order get one more).
 
     ``n_pairs <= 0`` means no cap.
+
+    Raises:
+        ValueError: ``n_pairs`` exceeds what the prompts allow (``n_prompts * per_prompt``), naming
+            the settings that would make it fit; nothing is generated.
     """
     total = n_prompts * per_prompt
+    if n_pairs > total:
+        need = -(-n_pairs // n_prompts) if n_prompts else None
+        fix = (f"raise pairs.completions_per_prompt to {need}" if need else "lower data.pair_prompt_toxicity")
+        raise ValueError(f"pairs.n_pairs={n_pairs} but {n_prompts} pair prompts x pairs.completions_per_prompt="
+                         f"{per_prompt} allow only {total} pairs: {fix} or lower pairs.n_pairs.")
     if n_pairs <= 0 or total <= n_pairs or n_prompts == 0:
         return np.full(n_prompts, per_prompt, dtype=int)
     q, r = divmod(n_pairs, n_prompts)

@@ -54,6 +54,14 @@ def test_filter_is_strictly_greater(rtp_dir):
     assert len(kept) == sum(k / 40 > 0.5 for k in range(40))  # 0.5 itself is excluded
 
 
+def test_empty_or_all_held_out_prompt_sets_say_what_to_change(rtp_dir):
+    with pytest.raises(ValueError, match=r"No RealToxicityPrompts prompt has prompt_toxicity > 0.99 \(40 prompts"):
+        D.rtp_prompts(0.99, 2, seed=0, folder=rtp_dir)
+    n_above = sum(k / 40 > 0.5 for k in range(40))
+    with pytest.raises(ValueError, match=f"heldout_prompts={n_above} leaves no training prompts: only {n_above}"):
+        D.rtp_prompts(0.5, n_above, seed=0, folder=rtp_dir)
+
+
 def test_split_is_deterministic_and_independent_of_row_order(rtp_dir, tmp_path):
     df = D.load_rtp(rtp_dir)
     train, held = D.split_prompts(df, 10, seed=3)

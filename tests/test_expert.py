@@ -73,16 +73,24 @@ def test_model_source_per_profile():
     assert E.model_source(_cfg(profile="paper"), "pythia-410m") == "hub"
 
 
-@pytest.mark.parametrize("n_prompts,per,cap", [(10, 4, 0), (10, 4, 40), (10, 4, 100), (993, 5, 4000),
-                                               (7, 3, 10), (0, 3, 5)])
+@pytest.mark.parametrize("n_prompts,per,cap", [(10, 4, 0), (10, 4, 40), (10, 4, 17), (993, 5, 4000),
+                                               (7, 3, 21), (0, 3, 0)])
 def test_pair_counts_per_prompt(n_prompts, per, cap):
     c = E.pair_counts_per_prompt(n_prompts, per, cap)
     assert len(c) == n_prompts
     assert (c <= per).all()
-    want = n_prompts * per if cap <= 0 else min(cap, n_prompts * per)
+    want = n_prompts * per if cap <= 0 else cap
     assert c.sum() == want
     if len(c):
         assert c.max() - c.min() <= 1 or c.min() == per
+
+
+def test_more_pairs_than_prompts_allow_is_refused():
+    with pytest.raises(ValueError, match=r"n_pairs=4000 but 993 pair prompts .* allow only 2979 pairs: raise "
+                                         r"pairs.completions_per_prompt to 5"):
+        E.pair_counts_per_prompt(993, 3, 4000)
+    with pytest.raises(ValueError, match="0 pair prompts .* lower data.pair_prompt_toxicity"):
+        E.pair_counts_per_prompt(0, 3, 5)
 
 
 def test_final_kl_uses_last_training_steps():
