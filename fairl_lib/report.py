@@ -1019,8 +1019,9 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
              f"with toxicity > {data['pair_prompt_toxicity']}; Jigsaw held-out {data['jigsaw_n_toxic']} toxic + "
              f"{data['jigsaw_n_nontoxic']} non-toxic; pair mix: {data['pairmix_total_pairs']} pairs at T->NT "
              f"fractions {data['pairmix_fractions']}."),
-             (f"- Run: commit `{run.get('git_commit') or 'unknown'}`, status {run.get('status') or 'unknown'}, "
-             f"started {run.get('started') or '?'}, finished {run.get('finished') or '?'}.")]
+             (f"- Run: commit `{run.get('git_commit') or 'unknown'}`, started {run.get('started') or '?'}, "
+              + (f"status {run.get('status') or 'unknown'}, finished {run.get('finished')}."
+                 if run.get("finished") else "in progress when this report was written (it is the run's last step)."))]
     if run.get("notebooks"):
         lines.append("- Notebooks: " + ", ".join(
             f"{k} ({v.get('status')}, {v.get('seconds')} s)" for k, v in sorted(run["notebooks"].items())) + ".")
