@@ -736,7 +736,8 @@ def compare_sentences(summary: Mapping[str, Any], set_name: str, paper: Mapping[
             for k, better in (("f1", 1), ("auc", 1), ("starc", -1)):
                 d = mean[fa][k] - mean[base][k]
                 sd = max(s[fa][k]["std"], s[base][k]["std"])
-                verdict = ("better" if d * better > 0 else "worse") if abs(d) > sd else "within one seed-std (no clear difference)"
+                verdict = M.seed_std_verdict(d, sd, better)
+                verdict += " (no clear difference)" if verdict == "within one seed-std" else ""
                 pd_ = paper[fa][k][0] - paper[base][k][0] if fa in paper and base in paper else float("nan")
                 pverdict = "better" if pd_ * better > 0 else "worse"
                 parts.append(f"{k.upper()} {mean[fa][k]:.3f} vs {mean[base][k]:.3f} ({verdict}; paper: {pverdict}, "

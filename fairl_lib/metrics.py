@@ -17,6 +17,8 @@
 """
 from __future__ import annotations
 
+import math
+
 from itertools import combinations
 
 import numpy as np
@@ -145,6 +147,17 @@ def mean_std(values) -> tuple[float, float]:
     """Mean and (population) std over seeds of a metric, as in Table 1's "mean +- std"."""
     v = _vec(values)
     return float(v.mean()), float(v.std())
+
+
+def seed_std_verdict(diff: float, sd: float, direction: int) -> str:
+    """``"better"`` / ``"worse"`` when ``|diff|`` exceeds ``sd`` (the larger of two methods' seed-stds),
+    else ``"within one seed-std"``; ``direction`` +1 when higher is better, -1 when lower is better.
+    The rule notebook 05 uses to word Table 1 and the penalty sweep (a point comparison, not a test)."""
+    if not (math.isfinite(diff) and math.isfinite(sd)):
+        return "not comparable"
+    if abs(diff) <= sd:
+        return "within one seed-std"
+    return "better" if diff * direction > 0 else "worse"
 
 
 def pairwise_starc(rewards) -> float:

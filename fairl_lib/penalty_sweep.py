@@ -292,21 +292,8 @@ def plot_sweep(sw: PenaltySweep, panels: Sequence[str] = ("pairs_flipped_by_R_F"
 # =========================================================================== prose from numbers
 
 
-def _verdict(d: float, sd: float, direction: int) -> str:
-    """better / worse when the difference exceeds the larger seed-std (as notebook 05's Table 1 prose)."""
-    if not (math.isfinite(d) and math.isfinite(sd)):
-        return "not comparable"
-    if abs(d) <= sd:
-        return "within one seed-std"
-    return "better" if d * direction > 0 else "worse"
-
-
 def _scales_text(scales: Sequence[float]) -> str:
     return ", ".join(scale_key(s) for s in scales)
-
-
-def _title(titles: Mapping[str, str], m: str) -> str:
-    return titles.get(m, m)
 
 
 def findings(summary: pd.DataFrame, metrics: Sequence[str] = ("jigsaw_auc", "train_starc"),
@@ -346,15 +333,15 @@ def findings(summary: pd.DataFrame, metrics: Sequence[str] = ("jigsaw_auc", "tra
             verdicts: dict[str, list[float]] = {}
             for s in have:
                 (mu, sd), (mb, sb) = val[(s, m, k)], val[(s, b, k)]
-                v = _verdict(mu - mb, max(sd, sb), direction)
+                v = M.seed_std_verdict(mu - mb, max(sd, sb), direction)
                 verdicts.setdefault(v, []).append(s)
                 if v == "better":
-                    wins[k].append(f"{_title(titles, m)} at c = {scale_key(s)} ({mu:.3f} vs {mb:.3f})")
+                    wins[k].append(f"{titles.get(m, m)} at c = {scale_key(s)} ({mu:.3f} vs {mb:.3f})")
             base_vals = [val[(s, b, k)][0] for s in have]
             base_txt = (f"{base_vals[0]:.3f} at every c" if max(base_vals) == min(base_vals)
                         else " / ".join(f"{v:.3f}" for v in base_vals))
-            lines.append(f"{_title(titles, m)}, {label} at c = {' / '.join(scale_key(s) for s in have)}: "
-                         f"{' / '.join(f'{val[(s, m, k)][0]:.3f}' for s in have)} ({_title(titles, b)}: {base_txt}); against "
+            lines.append(f"{titles.get(m, m)}, {label} at c = {' / '.join(scale_key(s) for s in have)}: "
+                         f"{' / '.join(f'{val[(s, m, k)][0]:.3f}' for s in have)} ({titles.get(b, b)}: {base_txt}); against "
                          f"its baseline: " + "; ".join(f"{v} at c = {_scales_text(ss)}" for v, ss in verdicts.items())
                          + ".")
     for k in metrics:

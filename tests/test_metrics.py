@@ -150,3 +150,10 @@ def test_failure_slice_mask_and_metrics():
     assert out["mean_margin"] == pytest.approx((1.0 + (0.2 - 0.4)) / 2)
     # outputs of the slice: + [1.0, 0.2] (label 1), - [0.0, 0.4] (label 0) at t = 0.5 -> 3 of 4 right
     assert out["accuracy"] == 0.75
+
+
+def test_seed_std_verdict_hand_cases():
+    assert mt.seed_std_verdict(0.05, 0.01, 1) == "better"
+    assert mt.seed_std_verdict(0.05, 0.01, -1) == "worse"  # higher STARC is worse
+    assert mt.seed_std_verdict(-0.01, 0.01, 1) == "within one seed-std"  # |d| == sd is not beyond it
+    assert mt.seed_std_verdict(float("nan"), 0.01, 1) == "not comparable"
