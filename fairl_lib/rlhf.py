@@ -24,7 +24,8 @@ Two algorithms (``RLHFConfig.algorithm``), both maximising ``E[r(o)] - beta * KL
 
 CPU choices: fp32 (no bf16), no gradient checkpointing, constant learning rate, and optionally only
 the top ``trainable_top_blocks`` transformer blocks plus the final norm are trained (embeddings and
-the tied output head stay frozen), which halves the backward pass.
+the tied output head stay frozen), which halves the backward pass. With RLOO the frozen lower
+blocks run once per batch for all three log-prob passes (:mod:`fairl_lib.speedups`).
 
 Output folder (``out_dir``): ``policy/`` (the aligned model, loadable with ``models.load_lm``),
 ``history.csv``, ``rlhf.json`` (settings and timings, written last: its presence means "complete").
@@ -92,6 +93,9 @@ class RLHFConfig:
         eval_batch_size: prompts per generate() call during evaluation.
         save_steps: write a resumable trl checkpoint every this many steps (0 = never).
         seed: seed of prompt order, rollouts and evaluation samples.
+        share_frozen_trunk: RLOO with ``trainable_top_blocks`` > 0: run the frozen lower blocks once
+            per batch for the old, reference and training passes
+            (:class:`fairl_lib.speedups.FrozenTrunk`; same numbers up to float rounding, fewer FLOPs).
     """
 
     algorithm: str = "ppo"
@@ -114,6 +118,7 @@ class RLHFConfig:
     eval_batch_size: int = 32
     save_steps: int = 25
     seed: int = 0
+    share_frozen_trunk: bool = True
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -558,7 +563,6 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import RLOOTrainer
 
     from fairl_lib.models import generation_kwargs, save_lm
 
@@ -573,7 +577,8 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
 
     rloo_reward.__name__ = getattr(reward_fn, "__name__", "reward_fn")
     args = _rloo_args(cfg, out_dir, generation_kwargs(tok, cfg.gen_settings()))
-    trainer = RLOOTrainer(
+    trainer = _fast_rloo_class()(
+        cfg,
         model=model,
         reward_funcs=rloo_reward,
         args=args,
@@ -592,8 +597,46 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     trainer.train(resume_from_checkpoint=last)
     recorder.evaluate(trainer.model, cfg.steps)
     save_lm(trainer.model, tok, out_dir / "policy", base=lm.spec.name, trained_with="rloo")
-    info = {"algorithm": "rloo", "params": counts, "resumed_from": last, "base_meta": lm.meta}
+    info = {"algorithm": "rloo", "params": counts, "resumed_from": last, "base_meta": lm.meta,
+            "speedups": trainer.speedup_info()}
     return recorder.frame(), info
+
+
+@functools.cache
+def _fast_rloo_class() -> type:
+    """trl's ``RLOOTrainer`` whose log-prob passes share the frozen trunk (:mod:`fairl_lib.speedups`).
+
+    One method is wrapped around trl's own code: every log-prob pass runs inside the trunk's
+    ``active()`` block.
+    """
+    from trl import RLOOTrainer
+
+    from fairl_lib.speedups import FrozenTrunk
+
+    class FastRLOOTrainer(RLOOTrainer):
+        def __init__(self, cfg: RLHFConfig, **kwargs: Any):
+            policy = kwargs["model"]
+            super().__init__(**kwargs)
+            self._trunk = None
+            n_blocks = len(policy.model.layers) if hasattr(policy, "model") and hasattr(policy.model, "layers") else 0
+            n_frozen = n_blocks - cfg.trainable_top_blocks
+            if cfg.share_frozen_trunk and cfg.trainable_top_blocks >= 0 and n_blocks and n_frozen > 0:
+                self._trunk = FrozenTrunk(n_frozen)
+                self._trunk.attach(policy, [self.ref_model] if self.ref_model is not None else [])
+
+        def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
+            if self._trunk is None:
+                return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            with self._trunk.active():
+                return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+
+        def speedup_info(self) -> dict[str, Any]:
+            trunk = self._trunk
+            return {"frozen_trunk_layers": trunk.n_frozen if trunk else 0,
+                    "frozen_trunk_models": trunk.n_models if trunk else 0,
+                    "trunk_hits": trunk.hits if trunk else 0, "trunk_misses": trunk.misses if trunk else 0}
+
+    return FastRLOOTrainer
 
 
 def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, source, verbose):

@@ -244,3 +244,115 @@ def test_config_validation():
     with pytest.raises(ValueError, match="generations_per_prompt >= 2"):
         rlhf.RLHFConfig(algorithm="rloo", generations_per_prompt=1)
     assert rlhf.RLHFConfig(prompts_per_step=8, generations_per_prompt=4).completions_per_step == 32
+
+
+# --------------------------------------------------------------------------- shared frozen trunk
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A 3-block Llama (random weights, seed 0): the architecture family the trunk is built for."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return save_lm(LlamaForCausalLM(cfg), tok, tmp_path_factory.mktemp("tiny_llama") / "base", base="local")
+
+
+def _policy_and_ref(path, top_blocks=1):
+    policy, ref = load_lm(path).model, load_lm(path).model
+    rlhf.freeze_lower_blocks(policy, top_blocks)
+    ref.requires_grad_(False)
+    return policy, ref
+
+
+def _batch(seed=0, rows=5, width=9):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, 18, (rows, width), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding, as in trl's prompt batches
+    mask[3, :1] = 0
+    return ids, mask
+
+
+def test_frozen_trunk_is_exact_for_logits_and_gradients(tiny_llama):
+    from fairl_lib.speedups import FrozenTrunk
+
+    ids, mask = _batch()
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    plain_pol, plain_ref = _policy_and_ref(tiny_llama)
+    pol, ref = _policy_and_ref(tiny_llama)
+    trunk = FrozenTrunk(n_frozen=2)
+    trunk.attach(pol, [ref])
+    assert trunk.n_models == 2
+
+    def passes(policy, reference, ctx):
+        with ctx(), torch.no_grad():
+            old = policy(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            r = reference(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        with ctx():  # the training pass sees the rows shuffled, as trl does
+            policy.zero_grad()
+            train = policy(input_ids=ids[perm], attention_mask=mask[perm], use_cache=False).logits
+            (train.float() * mask[perm, :, None]).sum().backward()
+        grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad}
+        return old, r, train.detach(), grads
+
+    import contextlib
+
+    expected = passes(plain_pol, plain_ref, contextlib.nullcontext)
+    got = passes(pol, ref, trunk.active)
+    assert (trunk.misses, trunk.hits) == (1, 2)  # the lower blocks ran once for three passes
+    # old and reference passes: bit-identical; the training pass sees its rows in another order,
+    # and a GEMM's rounding depends on row order, so there: equal to float rounding
+    assert torch.equal(expected[0], got[0]) and torch.equal(expected[1], got[1])
+    torch.testing.assert_close(got[2], expected[2], rtol=1e-5, atol=1e-6)
+    assert expected[3].keys() == got[3].keys() and expected[3]
+    for n in expected[3]:
+        torch.testing.assert_close(got[3][n], expected[3][n], rtol=1e-5, atol=1e-6)
+    # a new batch misses, and outside active() nothing is looked up
+    ids2, mask2 = _batch(seed=1)
+    with trunk.active(), torch.no_grad():
+        pol(input_ids=ids2, attention_mask=mask2, use_cache=False)
+    with torch.no_grad():
+        pol(input_ids=ids, attention_mask=mask, use_cache=False)
+    assert (trunk.misses, trunk.hits) == (2, 2)
+
+
+def test_frozen_trunk_leaves_generation_alone_and_refuses_other_weights(tiny_llama):
+    from fairl_lib.models import GenSettings, generate
+    from fairl_lib.speedups import FrozenTrunk
+
+    lm = load_lm(tiny_llama)
+    pol, ref = _policy_and_ref(tiny_llama)
+    with torch.no_grad():
+        ref.model.layers[0].mlp.up_proj.weight.add_(0.01)  # not the policy's lower weights any more
+    trunk = FrozenTrunk(n_frozen=2)
+    trunk.attach(pol, [ref])
+    assert trunk.n_models == 1  # the different model runs its own layers
+    settings = GenSettings(max_new_tokens=4, batch_size=3, max_prompt_tokens=0)
+    want = generate(lm.model, lm.tokenizer, PROMPTS, settings, seed=3, spec=lm.spec)
+    with trunk.active():  # generation uses a KV cache: the trunk must not interfere
+        got = generate(pol, lm.tokenizer, PROMPTS, settings, seed=3, spec=lm.spec)
+    assert got == want
+    with pytest.raises(ValueError, match="frozen"):
+        FrozenTrunk(n_frozen=3).attach(pol)  # the top block is trainable
+
+
+def test_rloo_with_frozen_trunk_matches_plain_rloo(tiny_llama, tmp_path):
+    runs = {}
+    for share in (True, False):
+        cfg = _cfg(steps=3, eval_every=0, share_frozen_trunk=share)
+        path, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / str(share),
+                                       verbose=False)
+        info = json.loads((tmp_path / str(share) / rlhf.DONE_FILE).read_text())["speedups"]
+        runs[share] = (hist, load_lm(path).model.state_dict(), info)
+    assert runs[True][2]["frozen_trunk_layers"] == 2 and runs[True][2]["frozen_trunk_models"] == 2
+    assert runs[True][2]["trunk_hits"] == 2 * 3  # reference + training pass, every step
+    assert runs[False][2]["trunk_hits"] == 0
+    cols = ["reward", "kl", "loss"]
+    np.testing.assert_allclose(runs[True][0][cols].to_numpy(), runs[False][0][cols].to_numpy(), rtol=1e-4, atol=1e-6)
+    for k in runs[False][1]:
+        torch.testing.assert_close(runs[True][1][k], runs[False][1][k], rtol=1e-4, atol=1e-6)
