@@ -33,6 +33,7 @@ prompts above 0.5, and pairs measure what the expert *does*, not how it generali
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ def expert_key(cfg, base_lm: str | None = None) -> str:
 
 def eval_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
     """The ``expert_eval`` stage key: the expert + how held-out completions are sampled and judged."""
-    return {"expert": expert_key(cfg, base_lm), "gen": dataclasses.asdict(cfg.gen),
+    return {"expert": expert_key(cfg, base_lm), "gen": cfg.gen.key(),
             "ground_truth": cfg.models.ground_truth, "judge": cfg.models.judge,
             "toxic_threshold": cfg.models.toxic_threshold, "samples_per_prompt": EVAL_SAMPLES_PER_PROMPT,
             "seed": cfg.seed}
@@ -109,7 +110,7 @@ def eval_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
 def pairs_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
     """The ``pairs`` stage key."""
     m = cfg.models
-    return {"expert": expert_key(cfg, base_lm), "gen": dataclasses.asdict(cfg.gen),
+    return {"expert": expert_key(cfg, base_lm), "gen": cfg.gen.key(),
             "pairs": dataclasses.asdict(cfg.pairs),
             "prompts": {"pair_prompt_toxicity": cfg.data.pair_prompt_toxicity,
                         "max_pair_prompts": cfg.data.max_pair_prompts},
@@ -423,23 +424,49 @@ def pair_counts_per_prompt(n_prompts: int, per_prompt: int, n_pairs: int) -> np.
 
 
 def _chunked_generate(lm, prompts: list[str], settings, seed: int, work: Path, tag: str) -> list[str]:
-    """Generate in chunks of :data:`GEN_CHUNK`, each saved in ``work`` (a killed run resumes)."""
+    """Generate in chunks of :data:`GEN_CHUNK`, each saved in ``work`` (a killed run resumes).
+
+    Chunk ``c`` is sampled with seed ``seed * 100003 + c``. With ``settings.workers`` > 1 the
+    missing chunks are shared by that many one-thread processes (:func:`fairl_lib.parallel.run_jobs`),
+    each loading the model from ``lm.path``.
+    """
+    from fairl_lib.parallel import run_jobs
+
+    chunks = [(work / f"gen_{tag}_{c:04d}.json", prompts[start:start + GEN_CHUNK], seed * 100003 + c)
+              for c, start in enumerate(range(0, len(prompts), GEN_CHUNK))]
+    todo = [(path, chunk, s) for path, chunk, s in chunks
+            if not (path.exists() and len(json.loads(path.read_text())) == len(chunk))]
+    count = len(prompts) - sum(len(chunk) for _, chunk, _ in todo)
+
+    def report(i: int, _: Any) -> None:
+        nonlocal count
+        count += len(todo[i][1])
+        print(f"[pairs] {tag}: {count}/{len(prompts)} completions", flush=True)
+
+    if settings.workers > 1 and len(todo) > 1:
+        run_jobs(_generate_chunk, [(str(lm.path), chunk, settings, s, path) for path, chunk, s in todo],
+                 settings.workers, report)
+    else:
+        for i, (path, chunk, s) in enumerate(todo):
+            _generate_chunk(lm, chunk, settings, s, path)
+            report(i, None)
+    return [c for path, _, _ in chunks for c in json.loads(path.read_text())]
+
+
+def _generate_chunk(lm, prompts: list[str], settings, seed: int, path: Path) -> None:
+    """One resumable chunk: ``lm`` is a loaded model, or its folder (in a worker process)."""
     from fairl_lib.artifacts import atomic_write_text
 
-    out: list[str] = []
-    for c, start in enumerate(range(0, len(prompts), GEN_CHUNK)):
-        path = work / f"gen_{tag}_{c:04d}.json"
-        chunk = prompts[start:start + GEN_CHUNK]
-        if path.exists():
-            done = json.loads(path.read_text())
-            if len(done) == len(chunk):
-                out.extend(done)
-                continue
-        comp = generate_sorted(lm, chunk, settings, seed * 100003 + c)
-        atomic_write_text(path, json.dumps(comp))
-        out.extend(comp)
-        print(f"[pairs] {tag}: {len(out)}/{len(prompts)} completions", flush=True)
-    return out
+    if isinstance(lm, str):
+        lm = _worker_lm(lm)
+    atomic_write_text(path, json.dumps(generate_sorted(lm, prompts, settings, seed)))
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_lm(folder: str):
+    from fairl_lib.models import load_lm
+
+    return load_lm(folder)
 
 
 def pairs_stage_dir(cfg, base_lm: str | None = None) -> Path:

@@ -47,7 +47,7 @@ PAIRS_RELEVANT = ["gen.batch_size=8", "gen.max_new_tokens=5", "pairs.n_pairs=10"
                   "pairs.completions_per_prompt=2", "data.pair_prompt_toxicity=0.7", "data.max_pair_prompts=3",
                   "models.judge=\"bilstm\"", "models.subtypes=\"detoxify\"", "rlhf.steps=5",
                   "models.ground_truth=\"roberta\""]
-PAIRS_IRRELEVANT = ["irl.n_seeds=2", "theory.n_draws=10", "data.jigsaw_n_toxic=5", "pairmix.total_pairs=7"]
+PAIRS_IRRELEVANT = ["irl.n_seeds=2", "theory.n_draws=10", "data.jigsaw_n_toxic=5", "pairmix.total_pairs=7", "gen.workers=3"]
 
 
 @pytest.mark.parametrize("override", PAIRS_RELEVANT)

@@ -6,6 +6,8 @@ plumbing); ``@pytest.mark.assets`` tests load the real SmolLM2 / Gemma3 / MiniLM
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import time
@@ -267,3 +269,21 @@ def test_minilm_embeddings_real_and_cached(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert a.shape == (3, 384) and a.dtype == np.float32
     assert a[0] @ a[1] > a[0] @ a[2]  # the two "You are a ..." sentences are closer
+
+
+def test_chunked_generation_in_workers_equals_one_process(tiny, tmp_path, monkeypatch):
+    """The pairs stage's chunks give the same completions whether 2 worker processes or this one
+    generate them (each chunk has its own seed); existing chunks are kept (resume)."""
+    from fairl_lib import expert
+
+    monkeypatch.setattr(expert, "GEN_CHUNK", 2)
+    prompts = PROMPTS + PROMPTS[:2]
+    here = models.GenSettings(max_new_tokens=4, batch_size=2, max_prompt_tokens=0, workers=1)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    want = expert._chunked_generate(tiny, prompts, here, 5, tmp_path / "a", "pre")
+    (tmp_path / "b" / "gen_pre_0001.json").write_text(json.dumps(["kept", "kept"]))
+    got = expert._chunked_generate(tiny, prompts, dataclasses.replace(here, workers=2), 5, tmp_path / "b", "pre")
+    assert len(want) == len(prompts) and got[:2] == want[:2] and got[4:] == want[4:]
+    assert got[2:4] == ["kept", "kept"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [f"gen_pre_{c:04d}.json" for c in range(4)]
