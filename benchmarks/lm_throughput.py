@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--texts", type=int, help="texts per scorer call (2048; at most the RTP rows)")
     p.add_argument("--sentences", type=int, help="sentences per embedder call (512)")
     p.add_argument("--results", type=Path, help="a results/<profile> folder: RLHF s/step, pipeline peak RSS")
+    p.add_argument("--workers", type=int, default=2,
+                   help="also time generation in this many one-thread processes side by side (1 = skip; 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help=f"smoke check: {QUICK}")
     args = p.parse_args(argv)
@@ -92,6 +94,36 @@ def bench_generation(lm, prompts: list[str], settings, repeats: int, seed: int) 
     sec = timed(lambda: run(-1), run, repeats)
     lengths = [len(x) for x in lm.tokenizer(done[b:], add_special_tokens=False)["input_ids"]]
     return {"tok_s": b * settings.max_new_tokens / sec, "batch_s": sec, "mean_new_tokens": float(statistics.mean(lengths))}
+
+
+def _worker_generation(folder: str, prompts: list[str], settings, repeats: int, seed: int) -> list[float]:
+    """Worker side of :func:`bench_generation_workers`: seconds per timed batch (after a warm-up)."""
+    from fairl_lib.models import generate, load_lm
+
+    lm = load_lm(folder)
+    b, secs = settings.batch_size, []
+    for i in range(-1, repeats):
+        t = time.perf_counter()
+        generate(lm.model, lm.tokenizer, prompts[(i + 1) * b:(i + 2) * b], settings, seed=seed + i + 1, spec=lm.spec)
+        if i >= 0:
+            secs.append(time.perf_counter() - t)
+    return secs
+
+
+def bench_generation_workers(lm, prompts: list[str], settings, repeats: int, seed: int, workers: int) -> dict[str, float]:
+    """Aggregate new tokens/s of ``workers`` one-thread processes generating side by side
+    (``fairl_lib.parallel.run_jobs``, as the pairs stage does): each loads the model, warms up on one
+    batch, then times ``repeats`` batches of its own prompts; the sum of their median rates."""
+    from fairl_lib.parallel import run_jobs
+
+    b = settings.batch_size
+    per = b * (repeats + 1)
+    if len(prompts) < per * workers:
+        raise SystemExit(f"need {per * workers} prompts for {workers} workers; have {len(prompts)}")
+    jobs = [(str(lm.path), prompts[w * per:(w + 1) * per], settings, repeats, seed + 1000 * w) for w in range(workers)]
+    secs = run_jobs(_worker_generation, jobs, workers)
+    return {"tok_s": sum(b * settings.max_new_tokens / statistics.median(s) for s in secs),
+            "batch_s": statistics.median([x for s in secs for x in s])}
 
 
 def rlhf_step_times(results: Path) -> dict[str, Any]:
@@ -153,6 +185,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"gen_mean_new_tokens_b{b}": r["mean_new_tokens"]})
         print(f"[gen] batch {b:3d}: {r['tok_s']:7.1f} new tokens/s ({r['batch_s']:.2f} s per batch, "
               f"{r['mean_new_tokens']:.1f} of {gen.max_new_tokens} tokens per completion re-tokenized)", flush=True)
+    for b in batch_sizes if args.workers > 1 else ():
+        r = bench_generation_workers(lm, prompts, dataclasses.replace(gen, batch_size=b), args.repeats, args.seed,
+                                     args.workers)
+        out.update({f"gen_tok_s_b{b}_workers{args.workers}": r["tok_s"]})
+        print(f"[gen] batch {b:3d}, {args.workers} one-thread workers: {r['tok_s']:7.1f} new tokens/s in total "
+              f"({r['batch_s']:.2f} s per batch)", flush=True)
     del lm
 
     n = min(args.texts, len(texts))

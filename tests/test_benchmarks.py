@@ -52,14 +52,15 @@ def test_lm_throughput_quick(capsys, monkeypatch):
     torch = pytest.importorskip("torch")
     threads = torch.get_num_threads()
     monkeypatch.setenv("FAIRL_THREADS", "1")  # restored after the test (main sets it from --threads)
+    monkeypatch.syspath_prepend(str(repo_root() / "benchmarks"))  # spawned workers import the script
     try:
         out = lm_throughput.main(["--quick", "--threads", "1", "--batch-sizes", "2", "--max-new-tokens", "2",
-                                  "--repeats", "1", "--texts", "8", "--sentences", "4"])
+                                  "--repeats", "1", "--texts", "8", "--sentences", "4", "--workers", "2"])
     finally:
         torch.set_num_threads(threads)
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads(json.dumps(out))
-    for key in ("gen_tok_s_b2", "gen_batch_s_b2", "bilstm_texts_s",
+    for key in ("gen_tok_s_b2", "gen_batch_s_b2", "gen_tok_s_b2_workers2", "bilstm_texts_s",
                 "profanity_texts_s", "minilm_sent_s", "peak_rss_mb"):
         assert math.isfinite(out[key]) and out[key] > 0, key
     assert 0 <= out["gen_mean_new_tokens_b2"] <= 2  # re-tokenized completions (eos may end one early)
