@@ -1,5 +1,5 @@
-"""benchmarks/lm_throughput.py runs end to end and reports what it promises (no timing thresholds:
-speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
+"""benchmarks/lm_throughput.py and rlhf_step.py run end to end and report what they promise (no timing
+thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,15 +12,16 @@ import pytest
 from fairl_lib.paths import repo_root
 
 
-def _load_benchmark():
-    path = repo_root() / "benchmarks" / "lm_throughput.py"
-    spec = importlib.util.spec_from_file_location("lm_throughput", path)
+def _load_benchmark(name: str):
+    path = repo_root() / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-lm_throughput = _load_benchmark()
+lm_throughput = _load_benchmark("lm_throughput")
+rlhf_step = _load_benchmark("rlhf_step")
 
 
 def test_results_readers(tmp_path):
@@ -67,3 +68,20 @@ def test_lm_throughput_quick(capsys, monkeypatch):
     assert out["threads"] == 1 and out["torch"] == torch.__version__
     assert out["scorer_texts"] == 8 and out["minilm_sentences"] == 4 and out["max_new_tokens"] == 2
     assert len(out["loadavg_start"]) == len(out["loadavg_end"]) == 3
+
+
+@pytest.mark.assets
+@pytest.mark.skipif(not os.environ.get("FAIRL_DATA_MIRROR"),
+                    reason="FAIRL_DATA_MIRROR is not set (point it at ../shared/fairl-data)")
+def test_rlhf_step_benchmark_one_step(capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("FAIRL_THREADS", "1")  # restored after the test (main sets it from --threads)
+    try:
+        out = rlhf_step.main(["--profile", "smoke", "--steps", "1", "--threads", "1", "--skip-parallel"])
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(out))
+    for key in ("plain_s_per_step", "trunk_s_per_step", "trunk_speedup"):
+        assert math.isfinite(out[key]) and out[key] > 0, key
+    assert len(out["plain_steps_s"]) == len(out["trunk_steps_s"]) == 1

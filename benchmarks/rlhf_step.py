@@ -1,0 +1,88 @@
+"""Seconds per RLOO step of the cpu profile's expert: with and without the shared frozen trunk, and
+two runs side by side in one-thread worker processes (what notebook 08 does with ``[rerlhf] workers``).
+
+Each variant trains ``--steps`` real RLOO steps (SmolLM2-135M, the profile's ``[rlhf]`` settings, the
+BiLSTM ground-truth reward, RealToxicityPrompts training prompts, no held-out evaluation, no
+checkpoints) in a fresh temporary folder, and reports the median ``step_time_s`` of the history
+(training only). The first two variants run in this process with ``--threads`` threads:
+
+- ``plain``: ``share_frozen_trunk = false`` (every log-prob pass runs all 30 blocks);
+- ``trunk``: ``share_frozen_trunk = true`` (the 24 frozen blocks run once per batch);
+- ``parallel``: two ``trunk`` runs at once in two one-thread processes (``fairl_lib.parallel``);
+  ``parallel_s_per_step_of_both`` = their median step time / 2, to compare with ``trunk``.
+
+    python benchmarks/rlhf_step.py                # 6 steps per variant, about 8 minutes
+    python benchmarks/rlhf_step.py --steps 2 --skip-parallel
+
+Prints progress, then ONE JSON line last. The machine is shared: the JSON records the load average.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--steps", type=int, default=6, help="RLOO steps per variant (6)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the in-process variants (2)")
+    p.add_argument("--skip-parallel", action="store_true", help="skip the two-process variant")
+    return p.parse_args(argv)
+
+
+def run_variant(profile: str, steps: int, share: bool, out_dir: str) -> list[float]:
+    """Train ``steps`` RLOO steps; return the step times (a module-level function: a worker job)."""
+    from fairl_lib import rlhf
+    from fairl_lib.config import make_config
+    from fairl_lib.expert import REWARD_KIND, rlhf_prompts
+    from fairl_lib.scorers import toxicity_reward
+
+    cfg = make_config(profile)
+    rc = dataclasses.replace(cfg.rlhf, steps=steps, eval_every=0, save_steps=0, share_frozen_trunk=share)
+    train, _ = rlhf_prompts(cfg)
+    _, hist = rlhf.train_policy(cfg.models.base_lm, list(train["prompt"]), toxicity_reward(cfg.models.ground_truth,
+                                REWARD_KIND), rc, Path(out_dir), verbose=False)
+    return [float(x) for x in hist.loc[hist.step > 0, "step_time_s"]]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    import torch
+
+    from fairl_lib.parallel import run_jobs
+
+    torch.set_num_threads(args.threads)
+    os.environ["FAIRL_THREADS"] = str(args.threads)
+    out: dict[str, Any] = {"profile": args.profile, "steps": args.steps, "threads": args.threads,
+                           "loadavg_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, share in (("plain", False), ("trunk", True)):
+            t = time.perf_counter()
+            secs = run_variant(args.profile, args.steps, share, f"{tmp}/{name}")
+            out[f"{name}_s_per_step"] = statistics.median(secs)
+            out[f"{name}_steps_s"] = [round(s, 2) for s in secs]
+            print(f"[{name}] median {statistics.median(secs):.2f} s/step ({time.perf_counter() - t:.0f} s)", flush=True)
+        if not args.skip_parallel:
+            jobs = [(args.profile, args.steps, True, f"{tmp}/parallel{i}") for i in range(2)]
+            both = run_jobs(run_variant, jobs, workers=2)
+            med = statistics.median([s for secs in both for s in secs])
+            out.update(parallel_s_per_step_each=med, parallel_s_per_step_of_both=med / 2,
+                       parallel_steps_s=[[round(s, 2) for s in secs] for secs in both])
+            print(f"[parallel] two one-thread runs: median {med:.2f} s/step each, {med / 2:.2f} per step of both",
+                  flush=True)
+    out["trunk_speedup"] = out["plain_s_per_step"] / out["trunk_s_per_step"]
+    out["loadavg_end"] = os.getloadavg()
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()
