@@ -424,14 +424,14 @@ class GenSettings:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.workers < 1:
             raise ValueError("max_new_tokens, batch_size and workers must be >= 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0")
 
     def key(self) -> dict[str, Any]:
         """The settings that decide the samples (a stage key): all but ``workers``."""
         out = dataclasses.asdict(self)
         out.pop("workers")
         return out
-        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0")
 
 
 def _batch_seed(seed: int, batch_index: int) -> int:

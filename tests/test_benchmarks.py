@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 
 import pytest
 
@@ -16,6 +17,7 @@ def _load_benchmark(name: str):
     path = repo_root() / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so pickle (spawned workers) finds the very functions defined here
     spec.loader.exec_module(module)
     return module
 
