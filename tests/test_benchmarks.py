@@ -26,6 +26,23 @@ lm_throughput = _load_benchmark("lm_throughput")
 rlhf_step = _load_benchmark("rlhf_step")
 
 
+def needs_mirror(test):
+    """Marked ``assets`` and skipped when no data mirror is set."""
+    skip = pytest.mark.skipif(not os.environ.get("FAIRL_DATA_MIRROR"),
+                              reason="FAIRL_DATA_MIRROR is not set (point it at ../shared/fairl-data)")
+    return pytest.mark.assets(skip(test))
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """The benchmarks at one torch thread; the caller's thread count is restored afterwards."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("FAIRL_THREADS", "1")  # main() sets torch's threads from --threads
+    yield torch
+    torch.set_num_threads(threads)
+
+
 def test_results_readers(tmp_path):
     """RLHF step times merge the history's repeated step rows (as rlhf._Recorder appends them);
     the pipeline peak is the largest per-notebook peak_rss_mb of run.json."""
@@ -48,19 +65,12 @@ def test_results_readers(tmp_path):
     assert lm_throughput.pipeline_peak_rss(tmp_path / "nothing") == {"pipeline_peak_rss_mb": None}
 
 
-@pytest.mark.assets
-@pytest.mark.skipif(not os.environ.get("FAIRL_DATA_MIRROR"),
-                    reason="FAIRL_DATA_MIRROR is not set (point it at ../shared/fairl-data)")
-def test_lm_throughput_quick(capsys, monkeypatch):
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("FAIRL_THREADS", "1")  # restored after the test (main sets it from --threads)
+@needs_mirror
+def test_lm_throughput_quick(capsys, monkeypatch, one_thread):
+    torch = one_thread
     monkeypatch.syspath_prepend(str(repo_root() / "benchmarks"))  # spawned workers import the script
-    try:
-        out = lm_throughput.main(["--quick", "--threads", "1", "--batch-sizes", "2", "--max-new-tokens", "2",
-                                  "--repeats", "1", "--texts", "8", "--sentences", "4", "--workers", "2"])
-    finally:
-        torch.set_num_threads(threads)
+    out = lm_throughput.main(["--quick", "--threads", "1", "--batch-sizes", "2", "--max-new-tokens", "2",
+                              "--repeats", "1", "--texts", "8", "--sentences", "4", "--workers", "2"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads(json.dumps(out))
     for key in ("gen_tok_s_b2", "gen_batch_s_b2", "gen_tok_s_b2_workers2", "bilstm_texts_s",
@@ -72,17 +82,9 @@ def test_lm_throughput_quick(capsys, monkeypatch):
     assert len(out["loadavg_start"]) == len(out["loadavg_end"]) == 3
 
 
-@pytest.mark.assets
-@pytest.mark.skipif(not os.environ.get("FAIRL_DATA_MIRROR"),
-                    reason="FAIRL_DATA_MIRROR is not set (point it at ../shared/fairl-data)")
-def test_rlhf_step_benchmark_one_step(capsys, monkeypatch):
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("FAIRL_THREADS", "1")  # restored after the test (main sets it from --threads)
-    try:
-        out = rlhf_step.main(["--profile", "smoke", "--steps", "1", "--threads", "1", "--skip-parallel"])
-    finally:
-        torch.set_num_threads(threads)
+@needs_mirror
+def test_rlhf_step_benchmark_one_step(capsys, one_thread):
+    out = rlhf_step.main(["--profile", "smoke", "--steps", "1", "--threads", "1", "--skip-parallel"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(out))
     for key in ("plain_s_per_step", "trunk_s_per_step", "trunk_speedup"):
         assert math.isfinite(out[key]) and out[key] > 0, key
