@@ -9,7 +9,10 @@ with the settings of ``make_config(--profile)`` (default ``cpu``):
   batch. Per batch size one warm-up batch is not timed; every repeat is a fresh batch of prompts.
   new tokens/s = batch x max_new_tokens / median seconds per batch (``generate`` computes every row
   for every step unless the whole batch stops early; ``gen_mean_new_tokens_b*`` re-tokenizes the
-  completions, so early stops show).
+  completions, so early stops show). ``gen_prompt_width_b*`` is the mean left-padded prompt width:
+  the prefill runs over batch x width tokens, 2.4x the decoding's tokens at width 48 and 20 new
+  tokens, so the rate depends on the prompts (``--max-prompt-tokens`` cuts them shorter).
+  ``--workers N`` also times N one-thread processes side by side (what the pairs stage does).
 - scorers: the BiLSTM ground truth and the profanity judge (``scorers.get_scorer``) on RTP
   prompt + continuation texts, texts/s.
 - embedder: MiniLM's encoder (``models.Embedder(cache=False).model.encode``, i.e. the SQLite
@@ -51,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="timed repeats per measurement, median reported (5)")
     p.add_argument("--batch-sizes", type=int, nargs="+", help="generation batches (16 and the profile's)")
     p.add_argument("--max-new-tokens", type=int, help="new tokens per completion (the profile's)")
+    p.add_argument("--max-prompt-tokens", type=int,
+                   help="prompts keep their last N tokens (the profile's [gen] max_prompt_tokens, 48 for cpu)")
     p.add_argument("--texts", type=int, help="texts per scorer call (2048; at most the RTP rows)")
     p.add_argument("--sentences", type=int, help="sentences per embedder call (512)")
     p.add_argument("--results", type=Path, help="a results/<profile> folder: RLHF s/step, pipeline peak RSS")
@@ -79,8 +84,10 @@ def timed(warmup: Callable[[], Any], work: Callable[[int], Any], repeats: int) -
 
 
 def bench_generation(lm, prompts: list[str], settings, repeats: int, seed: int) -> dict[str, float]:
-    """New tokens/s of ``models.generate`` at ``settings.batch_size``; a fresh prompt batch per call."""
-    from fairl_lib.models import generate
+    """New tokens/s of ``models.generate`` at ``settings.batch_size``; a fresh prompt batch per call.
+    ``prompt_width``: the mean left-padded prompt width of the timed batches (the prefill runs over
+    batch x width tokens, so it is most of the work when prompts are long and completions short)."""
+    from fairl_lib.models import generate, prompt_ids
 
     b = settings.batch_size
     if len(prompts) < b * (repeats + 1):
@@ -93,7 +100,10 @@ def bench_generation(lm, prompts: list[str], settings, repeats: int, seed: int) 
 
     sec = timed(lambda: run(-1), run, repeats)
     lengths = [len(x) for x in lm.tokenizer(done[b:], add_special_tokens=False)["input_ids"]]
-    return {"tok_s": b * settings.max_new_tokens / sec, "batch_s": sec, "mean_new_tokens": float(statistics.mean(lengths))}
+    widths = [max(map(len, prompt_ids(lm.tokenizer, prompts[(i + 1) * b:(i + 2) * b], lm.spec,
+                                      settings.max_prompt_tokens))) for i in range(repeats)]
+    return {"tok_s": b * settings.max_new_tokens / sec, "batch_s": sec, "mean_new_tokens": float(statistics.mean(lengths)),
+            "prompt_width": float(statistics.mean(widths))}
 
 
 def _worker_generation(folder: str, prompts: list[str], settings, repeats: int, seed: int) -> list[float]:
@@ -166,10 +176,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
     cfg = make_config(args.profile, seed=args.seed)
-    gen = cfg.gen if args.max_new_tokens is None else dataclasses.replace(cfg.gen, max_new_tokens=args.max_new_tokens)
+    gen = cfg.gen
+    if args.max_new_tokens is not None:
+        gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
+    if args.max_prompt_tokens is not None:
+        gen = dataclasses.replace(gen, max_prompt_tokens=args.max_prompt_tokens)
     batch_sizes = args.batch_sizes or sorted({16, cfg.gen.batch_size})
     out: dict[str, Any] = {"profile": args.profile, "threads": args.threads, "repeats": args.repeats,
-                           "max_new_tokens": gen.max_new_tokens, "torch": torch.__version__}
+                           "max_new_tokens": gen.max_new_tokens, "max_prompt_tokens": gen.max_prompt_tokens,
+                           "torch": torch.__version__}
 
     train, _ = data.rtp_prompts(cfg.data.ppo_prompt_toxicity, cfg.data.heldout_prompts, cfg.seed)
     prompts = train["prompt"].tolist()
@@ -182,8 +197,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for b in batch_sizes:
         r = bench_generation(lm, prompts, dataclasses.replace(gen, batch_size=b), args.repeats, args.seed)
         out.update({f"gen_tok_s_b{b}": r["tok_s"], f"gen_batch_s_b{b}": r["batch_s"],
-                    f"gen_mean_new_tokens_b{b}": r["mean_new_tokens"]})
+                    f"gen_mean_new_tokens_b{b}": r["mean_new_tokens"], f"gen_prompt_width_b{b}": r["prompt_width"]})
         print(f"[gen] batch {b:3d}: {r['tok_s']:7.1f} new tokens/s ({r['batch_s']:.2f} s per batch, "
+              f"prompts padded to {r['prompt_width']:.1f} tokens, "
               f"{r['mean_new_tokens']:.1f} of {gen.max_new_tokens} tokens per completion re-tokenized)", flush=True)
     for b in batch_sizes if args.workers > 1 else ():
         r = bench_generation_workers(lm, prompts, dataclasses.replace(gen, batch_size=b), args.repeats, args.seed,

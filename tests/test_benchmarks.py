@@ -73,7 +73,7 @@ def test_lm_throughput_quick(capsys, monkeypatch, one_thread):
                               "--repeats", "1", "--texts", "8", "--sentences", "4", "--workers", "2"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads(json.dumps(out))
-    for key in ("gen_tok_s_b2", "gen_batch_s_b2", "gen_tok_s_b2_workers2", "bilstm_texts_s",
+    for key in ("gen_tok_s_b2", "gen_batch_s_b2", "gen_prompt_width_b2", "gen_tok_s_b2_workers2", "bilstm_texts_s",
                 "profanity_texts_s", "minilm_sent_s", "peak_rss_mb"):
         assert math.isfinite(out[key]) and out[key] > 0, key
     assert 0 <= out["gen_mean_new_tokens_b2"] <= 2  # re-tokenized completions (eos may end one early)
