@@ -40,6 +40,9 @@ if [ -z "${FAIRL_DATA_MIRROR:-}" ] && [ -d "$ROOT/../shared/fairl-data" ]; then
   export FAIRL_DATA_MIRROR="$(cd "$ROOT/../shared/fairl-data" && pwd)"
 fi
 export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
-# OpenMP threads that spin while waiting starve each other when several processes share 2 cores
-# (measured: generation 2.6 tok/s with the default policy vs 27 tok/s with PASSIVE at load 15).
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# OMP_WAIT_POLICY is left as you set it. OpenMP's default (spin briefly, then sleep) is the fast
+# one on an idle machine; measured on 2 idle cores (benchmarks/README.md), PASSIVE was slower:
+# generation 68 vs 93 new tokens/s, the IRL grid 107 s vs 54 s. On a machine whose cores other jobs
+# share, set OMP_WAIT_POLICY=PASSIVE: spinning threads starved each other there (generation 2.6
+# tokens/s with the default policy vs 27 with PASSIVE at load 15). Worker processes have one thread
+# each, so the policy does not matter for them.
