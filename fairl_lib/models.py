@@ -408,7 +408,7 @@ class GenSettings:
         batch_size: prompts per generate() call (CPU: 16-64; larger is faster per token).
         max_prompt_tokens: prompts longer than this keep their last tokens (0 = no limit).
         workers: processes (one thread each) that share bulk generation, the pairs stage's
-            chunks (:mod:`fairl_lib.parallel`; 2 on 2 cores: 1.6x the tokens/s of one process
+            chunks (:mod:`fairl_lib.parallel`; 2 on 2 cores: 1.4x the tokens/s of one process
             with 2 threads). ``generate`` itself always runs in the calling process.
     """
 

@@ -73,7 +73,7 @@ class RerlhfConfig:
         final_samples_per_prompt: completions per held-out prompt in the final evaluation (the
             expert's evaluation protocol uses 2).
         workers: train the runs that need training side by side in this many one-thread
-            processes (:mod:`fairl_lib.parallel`; on 2 cores two runs in parallel take 0.78x the
+            processes (:mod:`fairl_lib.parallel`; on 2 cores two runs in parallel take 0.8x the
             time of one after the other). 1 = one after the other, in the notebook's process.
     """
 
