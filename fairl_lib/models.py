@@ -392,6 +392,9 @@ def _save_atomically(
 # --------------------------------------------------------------------------- generation
 
 
+SAMPLERS = ("inverse_cdf", "multinomial")  # GenSettings.sampler, RLHFConfig.sampler
+
+
 @dataclass(frozen=True)
 class GenSettings:
     """How completions are sampled (pairs o_pre / o_post, held-out evaluation).
@@ -410,6 +413,9 @@ class GenSettings:
         workers: processes (one thread each) that share bulk generation, the pairs stage's
             chunks (:mod:`fairl_lib.parallel`; 2 on 2 cores: 1.4x the tokens/s of one process
             with 2 threads). ``generate`` itself always runs in the calling process.
+        sampler: how a token is drawn when ``do_sample``: ``"inverse_cdf"`` (one uniform per
+            row, :mod:`fairl_lib.sampling`; Gemma-3 generation 1.3x faster) or ``"multinomial"``
+            (Hugging Face's ``torch.multinomial``). Same distribution, different samples.
     """
 
     max_new_tokens: int = 20
@@ -420,12 +426,15 @@ class GenSettings:
     batch_size: int = 16
     max_prompt_tokens: int = 64
     workers: int = 1
+    sampler: str = "inverse_cdf"
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.workers < 1:
             raise ValueError("max_new_tokens, batch_size and workers must be >= 1")
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {self.sampler!r}. Valid: {', '.join(SAMPLERS)}.")
 
     def key(self) -> dict[str, Any]:
         """The settings that decide the samples (a stage key): all but ``workers``."""
@@ -476,7 +485,11 @@ def generation_kwargs(tok: PreTrainedTokenizerBase, settings: GenSettings) -> di
         "eos_token_id": tok.eos_token_id,
         "suppress_tokens": suppressed_token_ids(tok),
     }
-    if settings.do_sample:
+    if settings.do_sample and settings.sampler == "inverse_cdf":
+        from fairl_lib.sampling import generate_overrides
+
+        kw.update(generate_overrides(settings.temperature, settings.top_k, settings.top_p))
+    elif settings.do_sample:
         kw.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
     else:
         kw.update(temperature=None, top_k=None, top_p=None)

@@ -96,6 +96,9 @@ class RLHFConfig:
         share_frozen_trunk: RLOO with ``trainable_top_blocks`` > 0: run the frozen lower blocks once
             per batch for the old, reference and training passes
             (:class:`fairl_lib.speedups.FrozenTrunk`; same numbers up to float rounding, fewer FLOPs).
+        sampler: how rollout and evaluation tokens are drawn (RLOO and evaluation; trl's PPO keeps
+            its own ``torch.multinomial``): ``"inverse_cdf"`` (:mod:`fairl_lib.sampling`) or
+            ``"multinomial"``. The same distribution either way; the samples differ.
     """
 
     algorithm: str = "ppo"
@@ -119,6 +122,7 @@ class RLHFConfig:
     save_steps: int = 25
     seed: int = 0
     share_frozen_trunk: bool = True
+    sampler: str = "inverse_cdf"
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -129,6 +133,10 @@ class RLHFConfig:
             raise ValueError("steps, prompts_per_step, generations_per_prompt, max_new_tokens must be >= 1")
         if self.beta < 0 or self.lr <= 0 or self.temperature <= 0:
             raise ValueError("need beta >= 0, lr > 0, temperature > 0")
+        from fairl_lib.models import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {self.sampler!r}. Valid: {', '.join(SAMPLERS)}.")
 
     @property
     def completions_per_step(self) -> int:
@@ -146,6 +154,7 @@ class RLHFConfig:
             do_sample=not greedy,
             batch_size=batch_size or self.eval_batch_size,
             max_prompt_tokens=self.max_prompt_tokens,
+            sampler=self.sampler,
         )
 
 
@@ -606,11 +615,15 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
 def _fast_rloo_class() -> type:
     """trl's ``RLOOTrainer`` whose log-prob passes share the frozen trunk (:mod:`fairl_lib.speedups`).
 
-    One method is wrapped around trl's own code: every log-prob pass runs inside the trunk's
-    ``active()`` block.
+    Two methods are wrapped around trl's own code: every log-prob pass runs inside the trunk's
+    ``active()`` block, and ``train`` hands the rollouts' ``generate`` the inverse-CDF sampler's
+    processors (``[rlhf] sampler``, :mod:`fairl_lib.sampling`; trl's generation config becomes
+    greedy decoding over them).
     """
+    from transformers import GenerationConfig
     from trl import RLOOTrainer
 
+    from fairl_lib.sampling import generate_overrides
     from fairl_lib.speedups import FrozenTrunk
 
     class FastRLOOTrainer(RLOOTrainer):
@@ -623,6 +636,24 @@ def _fast_rloo_class() -> type:
             if cfg.share_frozen_trunk and cfg.trainable_top_blocks >= 0 and n_blocks and n_frozen > 0:
                 self._trunk = FrozenTrunk(n_frozen)
                 self._trunk.attach(policy, [self.ref_model] if self.ref_model is not None else [])
+            self._sampler = None
+            if cfg.sampler == "inverse_cdf" and not getattr(self, "use_vllm", False):
+                # rollouts drawn by fairl_lib.sampling: greedy decoding over its processors
+                over = generate_overrides(cfg.temperature, cfg.top_k, cfg.top_p)
+                self._sampler = over.pop("logits_processor")
+                self.generation_kwargs.update(over)
+                self.generation_config = GenerationConfig(**self.generation_kwargs, disable_compile=True)
+
+        def train(self, *args: Any, **kwargs: Any):
+            if self._sampler is None:
+                return super().train(*args, **kwargs)
+            # trl calls model.generate(**inputs, generation_config=...): hand it the processors too
+            policy = self.model
+            policy.generate = functools.partial(policy.generate, logits_processor=self._sampler)
+            try:
+                return super().train(*args, **kwargs)
+            finally:
+                del policy.generate
 
         def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
             if self._trunk is None:

@@ -238,12 +238,33 @@ def test_ppo_integration(tiny_base, tmp_path):
     assert (path / "model.safetensors").exists()
 
 
+def test_rloo_rollouts_are_sampled_by_the_chosen_sampler(tiny_llama, tmp_path):
+    """The inverse-CDF sampler runs trl's generate greedily over its processors: if they did not
+    reach generate, the G completions of a prompt would be identical (greedy); top_k=1 makes both
+    samplers greedy, so their first rollouts then agree exactly (later ones differ: the samplers use
+    different amounts of the shared random stream, which dropout and trl also draw from)."""
+    calls = {}
+    for name, kw in {"icdf": {}, "icdf_top1": {"top_k": 1},
+                     "multinomial_top1": {"top_k": 1, "sampler": "multinomial"}}.items():
+        reward = CountingReward()
+        rlhf.train_policy(str(tiny_llama), PROMPTS, reward, _cfg(steps=2, eval_every=0, **kw), tmp_path / name,
+                          verbose=False)
+        calls[name] = reward.calls
+    g = _cfg().generations_per_prompt
+    groups = [step[i:i + g] for step in calls["icdf"] for i in range(0, len(step), g)]
+    assert any(len(set(grp)) > 1 for grp in groups)
+    assert calls["icdf_top1"][0] == calls["multinomial_top1"][0]
+    assert all(len(set(step[i:i + g])) == 1 for step in calls["icdf_top1"] for i in range(0, len(step), g))
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="Valid: rloo, ppo"):
         rlhf.RLHFConfig(algorithm="dpo")
     with pytest.raises(ValueError, match="generations_per_prompt >= 2"):
         rlhf.RLHFConfig(algorithm="rloo", generations_per_prompt=1)
     assert rlhf.RLHFConfig(prompts_per_step=8, generations_per_prompt=4).completions_per_step == 32
+    with pytest.raises(ValueError, match="Unknown sampler"):
+        rlhf.RLHFConfig(sampler="beam")
 
 
 # --------------------------------------------------------------------------- shared frozen trunk
