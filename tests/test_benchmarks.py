@@ -1,4 +1,4 @@
-"""benchmarks/lm_throughput.py and rlhf_step.py run end to end and report what they promise (no timing
+"""benchmarks/lm_throughput.py, rlhf_step.py and sampler.py run end to end and report what they promise (no timing
 thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def _load_benchmark(name: str):
 
 lm_throughput = _load_benchmark("lm_throughput")
 rlhf_step = _load_benchmark("rlhf_step")
+sampler = _load_benchmark("sampler")
 
 
 def needs_mirror(test):
@@ -89,3 +90,10 @@ def test_rlhf_step_benchmark_one_step(capsys, one_thread):
     for key in ("plain_s_per_step", "trunk_s_per_step", "trunk_speedup"):
         assert math.isfinite(out[key]) and out[key] > 0, key
     assert len(out["plain_steps_s"]) == len(out["trunk_steps_s"]) == 1
+
+
+def test_sampler_benchmark_reports_every_case(one_thread):
+    out = sampler.main(["--batches", "2", "--repeats", "1", "--threads", "1"])
+    assert [(c["model"], c["batch"]) for c in out["cases"]] == [("smollm2-135m", 2), ("gemma3-270m", 2)]
+    for c in out["cases"]:
+        assert all(math.isfinite(c[k]) and c[k] > 0 for k in ("multinomial_ms", "inverse_cdf_ms", "speedup"))
