@@ -54,3 +54,30 @@ def test_warpers_only_when_active():
 def test_unknown_sampler_is_refused():
     with pytest.raises(ValueError, match="Valid: inverse_cdf, multinomial"):
         models.GenSettings(sampler="gumbel")
+
+
+@pytest.mark.parametrize("vocab", [3, 1024, 2500])
+def test_two_level_search_equals_one_cumulative_sum(vocab):
+    """The block search picks the token a single float64 cumulative sum over the row would pick
+    for the same uniform draw (vocabularies below, at and not a multiple of the block size)."""
+    g = torch.Generator().manual_seed(vocab)
+    scores = 3 * torch.randn(200, vocab, generator=g)
+    scores[:, ::7] = float("-inf")                                   # suppressed tokens, some at block edges
+    torch.manual_seed(9)
+    got = inverse_cdf_sample(scores)
+    torch.manual_seed(9)
+    w = torch.exp(scores - scores.amax(-1, keepdim=True)).double()
+    cdf = w.cumsum(-1)
+    u = torch.rand((200, 1), dtype=torch.float64) * cdf[:, -1:]
+    want = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    assert torch.equal(got, want)
+    assert not bool(torch.isinf(scores.gather(1, got[:, None])).any())
+
+
+def test_inplace_draw_leaves_the_same_token():
+    scores = torch.randn(4, 3000)
+    torch.manual_seed(2)
+    a = inverse_cdf_sample(scores)
+    torch.manual_seed(2)
+    b = inverse_cdf_sample(scores.clone(), inplace=True)
+    assert torch.equal(a, b)
