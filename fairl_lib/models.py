@@ -414,7 +414,7 @@ class GenSettings:
             chunks (:mod:`fairl_lib.parallel`; 2 on 2 cores: 1.4x the tokens/s of one process
             with 2 threads). ``generate`` itself always runs in the calling process.
         sampler: how a token is drawn when ``do_sample``: ``"inverse_cdf"`` (one uniform per
-            row, :mod:`fairl_lib.sampling`; Gemma-3 generation 1.3x faster) or ``"multinomial"``
+            row, :mod:`fairl_lib.sampling`; a Gemma-3 RLOO step 1.10x faster) or ``"multinomial"``
             (Hugging Face's ``torch.multinomial``). Same distribution, different samples.
     """
 

@@ -2,9 +2,10 @@
 
 Hugging Face's ``generate(do_sample=True)`` draws each token with ``torch.multinomial(probs, 1)``,
 which on CPU draws one exponential variate per vocabulary entry (the "exponential race"). With
-Gemma-3's 262,144-token vocabulary that is the largest single cost of a decoding step: measured on
-2 idle cores, 374 ms for a batch of 64 (SmolLM2's 49,152 tokens: 68 ms), against 78 ms (4.5 ms)
-for the inverse CDF below, which needs one uniform variate per row (``benchmarks/README.md``).
+Gemma-3's 262,144-token vocabulary that is costly: measured on 2 idle cores, 377 ms for a batch of
+64 (SmolLM2's 49,152 tokens: 63 ms), against 78 ms (4.6 ms) for the inverse CDF below, which needs
+one uniform variate per row; a whole Gemma-3 RLOO step took 46.6 instead of 51.2 s
+(``benchmarks/README.md``, ``benchmarks/sampler.py``).
 
 Both draw exactly from the same distribution ``softmax(scores)``; they use the random stream
 differently, so the samples (not their law) change with the choice. ``sampler = "multinomial"``
@@ -35,8 +36,8 @@ def inverse_cdf_sample(scores: torch.Tensor, generator: torch.Generator | None =
     weight 0, e.g. a suppressed one, is never drawn). The search is two-level, in float64: the
     sums of blocks of :data:`BLOCK` entries locate the block, a cumulative sum inside that one
     block locates the token, so no ``(B, V)`` float64 array is made. ``inplace`` overwrites
-    ``scores`` with ``w`` (no ``(B, V)`` allocation at all: on this 2-vCPU VM, fresh 30-130 MB
-    buffers per decoding step cost more in page faults than the draw itself). Rows of all
+    ``scores`` with ``w`` (no ``(B, V)`` allocation at all; a first version that allocated three
+    fresh 30-130 MB buffers per Gemma decoding step showed high system time on this VM). Rows of all
     ``-inf`` are an error, as they are for ``torch.multinomial``.
     """
     b, v = scores.shape
@@ -67,7 +68,7 @@ class InverseCDFSampler(LogitsProcessor):
     (``generate`` hands each step a fresh float32 copy of the logits)."""
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        token = inverse_cdf_sample(scores, inplace=True)
+        token = inverse_cdf_sample(scores, inplace=scores.dtype == torch.float32)
         return scores.fill_(float("-inf")).scatter_(1, token[:, None], 0.0)
 
 
