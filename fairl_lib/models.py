@@ -395,6 +395,12 @@ def _save_atomically(
 SAMPLERS = ("inverse_cdf", "multinomial")  # GenSettings.sampler, RLHFConfig.sampler
 
 
+def check_sampler(name: str) -> None:
+    """A clear error for a sampler name that does not exist."""
+    if name not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {name!r}. Valid: {', '.join(SAMPLERS)}.")
+
+
 @dataclass(frozen=True)
 class GenSettings:
     """How completions are sampled (pairs o_pre / o_post, held-out evaluation).
@@ -433,8 +439,7 @@ class GenSettings:
             raise ValueError("max_new_tokens, batch_size and workers must be >= 1")
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {self.sampler!r}. Valid: {', '.join(SAMPLERS)}.")
+        check_sampler(self.sampler)
 
     def key(self) -> dict[str, Any]:
         """The settings that decide the samples (a stage key): all but ``workers``."""

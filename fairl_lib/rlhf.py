@@ -133,10 +133,9 @@ class RLHFConfig:
             raise ValueError("steps, prompts_per_step, generations_per_prompt, max_new_tokens must be >= 1")
         if self.beta < 0 or self.lr <= 0 or self.temperature <= 0:
             raise ValueError("need beta >= 0, lr > 0, temperature > 0")
-        from fairl_lib.models import SAMPLERS
+        from fairl_lib.models import check_sampler
 
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {self.sampler!r}. Valid: {', '.join(SAMPLERS)}.")
+        check_sampler(self.sampler)
 
     @property
     def completions_per_step(self) -> int:
