@@ -422,6 +422,9 @@ class GenSettings:
         sampler: how a token is drawn when ``do_sample``: ``"inverse_cdf"`` (one uniform per
             row, :mod:`fairl_lib.sampling`; a Gemma-3 RLOO step 1.10x faster) or ``"multinomial"``
             (Hugging Face's ``torch.multinomial``). Same distribution, different samples.
+        share_prefix: run the prompt once per distinct prompt of a batch and share its key/value
+            cache among the rows that repeat it (:mod:`fairl_lib.prefix`; the pairs stage's batch
+            of 64 = 13 prompts x 5 took 5.9 instead of 8.4 s). Same computation up to float rounding.
     """
 
     max_new_tokens: int = 20
@@ -433,6 +436,7 @@ class GenSettings:
     max_prompt_tokens: int = 64
     workers: int = 1
     sampler: str = "inverse_cdf"
+    share_prefix: bool = True
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.workers < 1:
@@ -519,8 +523,11 @@ def generate(
     """
     import torch
 
+    from fairl_lib.prefix import generate_shared_prefix
+
     if spec is None:
         spec = _spec_of(model)
+    run = generate_shared_prefix if settings.share_prefix else (lambda m, **kw_: m.generate(**kw_))
     prompts = list(prompts)
     ids = prompt_ids(tok, prompts, spec, settings.max_prompt_tokens)
     kw = generation_kwargs(tok, settings)
@@ -532,9 +539,7 @@ def generate(
             input_ids, mask = _left_pad(ids[start : start + settings.batch_size], tok.pad_token_id)
             with torch.random.fork_rng(devices=[]), torch.inference_mode():
                 torch.manual_seed(_batch_seed(seed, b))
-                seqs = model.generate(
-                    input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), **kw
-                )
+                seqs = run(model, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), **kw)
             out.extend(tok.batch_decode(seqs[:, input_ids.shape[1] :], skip_special_tokens=True))
             if progress:
                 print(f"generated {len(out)}/{len(ids)}", flush=True)

@@ -399,8 +399,9 @@ def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, RerlhfRun]:
     """The re-RLHF runs (cached), sharing one pair set and one embedder.
 
     With ``[rerlhf] workers`` > 1 the runs that train (all but a reused expert) first train side by
-    side in worker processes (:func:`fairl_lib.parallel.run_jobs`); then every run is read back here
-    from its finished stage (with FORCE off, so nothing trains twice).
+    side in worker processes (:func:`fairl_lib.parallel.run_jobs`), each followed by its final
+    evaluation (:func:`evaluate_policy`, so the two evaluations also run side by side); then every
+    run is read back here from its finished stage (with FORCE off, so nothing trains twice).
     """
     from fairl_lib.expert import _no_force, pairs_stage
     from fairl_lib.models import Embedder
@@ -420,8 +421,10 @@ def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, RerlhfRun]:
 
 
 def _train_run(cfg, kind: str) -> None:
-    """Worker job of :func:`run_all`: train (or find) one run's stage."""
-    rerlhf_stage(cfg, kind)
+    """Worker job of :func:`run_all`: train (or find) one run's stage, then its final evaluation."""
+    run = rerlhf_stage(cfg, kind)
+    if not run.reused_expert:
+        evaluate_policy(cfg, run)
 
 
 def rerlhf_metrics(cfg, runs: dict[str, RerlhfRun], finals: dict[str, dict[str, Any]],

@@ -99,6 +99,9 @@ class RLHFConfig:
         sampler: how rollout and evaluation tokens are drawn (RLOO and evaluation; trl's PPO keeps
             its own ``torch.multinomial``): ``"inverse_cdf"`` (:mod:`fairl_lib.sampling`) or
             ``"multinomial"``. The same distribution either way; the samples differ.
+        share_prefix: RLOO rollouts and evaluation run each distinct prompt once and share its
+            key/value cache among its ``generations_per_prompt`` rows (:mod:`fairl_lib.prefix`;
+            same computation up to float rounding).
     """
 
     algorithm: str = "ppo"
@@ -123,6 +126,7 @@ class RLHFConfig:
     seed: int = 0
     share_frozen_trunk: bool = True
     sampler: str = "inverse_cdf"
+    share_prefix: bool = True
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -154,6 +158,7 @@ class RLHFConfig:
             batch_size=batch_size or self.eval_batch_size,
             max_prompt_tokens=self.max_prompt_tokens,
             sampler=self.sampler,
+            share_prefix=self.share_prefix,
         )
 
 
@@ -615,13 +620,15 @@ def _fast_rloo_class() -> type:
     """trl's ``RLOOTrainer`` whose log-prob passes share the frozen trunk (:mod:`fairl_lib.speedups`).
 
     Two methods are wrapped around trl's own code: every log-prob pass runs inside the trunk's
-    ``active()`` block, and ``train`` hands the rollouts' ``generate`` the inverse-CDF sampler's
-    processors (``[rlhf] sampler``, :mod:`fairl_lib.sampling`; trl's generation config becomes
-    greedy decoding over them).
+    ``active()`` block, and ``train`` wraps the rollouts' ``generate``: it hands it the inverse-CDF
+    sampler's processors (``[rlhf] sampler``, :mod:`fairl_lib.sampling`; trl's generation config
+    becomes greedy decoding over them) and runs each distinct prompt once (``[rlhf] share_prefix``,
+    :mod:`fairl_lib.prefix`).
     """
     from transformers import GenerationConfig
     from trl import RLOOTrainer
 
+    from fairl_lib.prefix import generate_shared_prefix
     from fairl_lib.sampling import generate_overrides
     from fairl_lib.speedups import FrozenTrunk
 
@@ -635,7 +642,7 @@ def _fast_rloo_class() -> type:
             if cfg.share_frozen_trunk and cfg.trainable_top_blocks >= 0 and n_blocks and n_frozen > 0:
                 self._trunk = FrozenTrunk(n_frozen)
                 self._trunk.attach(policy, [self.ref_model] if self.ref_model is not None else [])
-            self._sampler = None
+            self._sampler, self._share_prefix = None, cfg.share_prefix
             if cfg.sampler == "inverse_cdf" and not getattr(self, "use_vllm", False):
                 # rollouts drawn by fairl_lib.sampling: greedy decoding over its processors
                 over = generate_overrides(cfg.temperature, cfg.top_k, cfg.top_p)
@@ -644,11 +651,16 @@ def _fast_rloo_class() -> type:
                 self.generation_config = GenerationConfig(**self.generation_kwargs, disable_compile=True)
 
         def train(self, *args: Any, **kwargs: Any):
-            if self._sampler is None:
+            if self._sampler is None and not self._share_prefix:
                 return super().train(*args, **kwargs)
-            # trl calls model.generate(**inputs, generation_config=...): hand it the processors too
+            # trl calls model.generate(**inputs, generation_config=...): wrap that method
             policy = self.model
-            policy.generate = functools.partial(policy.generate, logits_processor=self._sampler)
+            plain = policy.generate
+            extra = {"logits_processor": self._sampler} if self._sampler is not None else {}
+            if self._share_prefix:
+                policy.generate = functools.partial(generate_shared_prefix, policy, generate=plain, **extra)
+            else:
+                policy.generate = functools.partial(plain, **extra)
             try:
                 return super().train(*args, **kwargs)
             finally:

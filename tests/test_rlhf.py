@@ -377,3 +377,30 @@ def test_rloo_with_frozen_trunk_matches_plain_rloo(tiny_llama, tmp_path):
     np.testing.assert_allclose(runs[True][0][cols].to_numpy(), runs[False][0][cols].to_numpy(), rtol=1e-4, atol=1e-6)
     for k in runs[False][1]:
         torch.testing.assert_close(runs[True][1][k], runs[False][1][k], rtol=1e-4, atol=1e-6)
+
+
+def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, monkeypatch):
+    """``share_prefix`` (one prefill per prompt for its G rollouts) draws the same completions from
+    the same random stream as plain generate, so the runs agree step for step."""
+    import transformers
+
+    prefills = []
+
+    class CountingCache(transformers.DynamicCache):  # fairl_lib.prefix makes one per shared prefill
+        def __init__(self, *a, **k):
+            prefills.append(1)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(transformers, "DynamicCache", CountingCache)
+    runs = {}
+    for share in (True, False):
+        reward = CountingReward()
+        _, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, reward, _cfg(steps=2, eval_every=0, share_prefix=share),
+                                    tmp_path / str(share), verbose=False)
+        runs[share] = (reward.calls, hist)
+        if share:
+            assert len(prefills) == 2  # one per rollout batch
+    assert len(prefills) == 2
+    assert runs[True][0] == runs[False][0]
+    cols = ["reward", "kl", "loss"]
+    np.testing.assert_allclose(runs[True][1][cols].to_numpy(), runs[False][1][cols].to_numpy(), rtol=1e-4, atol=1e-6)

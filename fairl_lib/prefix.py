@@ -1,0 +1,73 @@
+"""Shared-prompt prefill: encode each distinct prompt of a generation batch once.
+
+Every batch this project samples repeats its prompts: the pairs stage draws
+``pairs.completions_per_prompt`` (5) completions of each prompt from the base and from the expert,
+an RLOO step ``generations_per_prompt`` (4), the held-out evaluation 2. ``model.generate`` runs the
+prompt (prefill) once per *row*, and on CPU the prefill of up to 48 prompt tokens costs as much as
+decoding 20 new ones. :func:`generate_shared_prefix` runs the prefill once per distinct prompt,
+copies its key/value cache to the rows that repeat it, and lets ``generate`` continue from there.
+
+The result is the same computation: row ``i``'s cache holds the keys and values of its own prompt
+(left padding and positions as ``generate`` makes them); only the floating-point rounding of the
+prefill can differ (a batch of other shape), so greedy continuations are identical and sampled ones
+follow the same law (``tests/test_prefix.py``). ``GenSettings.share_prefix`` / ``[rlhf]
+share_prefix`` turn it off.
+
+Rows count as repeats only when they are adjacent and equal (ids and mask): callers keep the copies
+of a prompt together (``expert.generate_sorted`` sorts by prompt; trl's RLOO repeats each prompt
+``num_generations`` times in a row).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def repeat_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's first copy among the distinct rows: ``(B,)`` int64, non-decreasing.
+
+    Rows ``i`` and ``i - 1`` are one group when their ids and masks are equal; e.g. rows
+    ``[a, a, b, a]`` give ``[0, 0, 1, 2]`` (a prompt that comes back later starts a new group).
+    """
+    if input_ids.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long)
+    same = (input_ids[1:] == input_ids[:-1]).all(-1) & (attention_mask[1:] == attention_mask[:-1]).all(-1)
+    new = torch.cat([torch.ones(1, dtype=torch.bool), ~same])
+    return torch.cumsum(new.long(), 0) - 1
+
+
+def prefill_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded batch, as ``generate`` builds them (``cumsum - 1``, 1 at pads)."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.masked_fill(attention_mask == 0, 1)
+
+
+def generate_shared_prefix(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                           generate: Callable[..., Any] | None = None, **kwargs: Any):
+    """``model.generate(input_ids=..., attention_mask=..., **kwargs)`` with one prefill per distinct prompt.
+
+    All prompt tokens but the last are run once per group of adjacent equal rows
+    (:func:`repeat_groups`) into a ``DynamicCache``, whose rows are then copied to the batch's rows;
+    ``generate`` takes that cache and processes only the last prompt token before decoding. When no
+    row repeats, or the prompts are one token long, or the caller passes its own cache, this is
+    plain ``model.generate``. ``generate`` replaces ``model.generate`` (e.g. the original method
+    when ``model.generate`` itself is wrapped to call this function).
+    """
+    from transformers import DynamicCache
+
+    generate = generate or model.generate
+    groups = repeat_groups(input_ids, attention_mask)
+    n_groups = int(groups[-1]) + 1 if len(groups) else 0
+    if n_groups == len(groups) or input_ids.shape[1] < 2 or "past_key_values" in kwargs:
+        return generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    first = torch.ones(len(groups), dtype=torch.bool)
+    first[1:] = groups[1:] != groups[:-1]
+    ids, mask = input_ids[first, :-1], attention_mask[first, :-1]
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, position_ids=prefill_positions(mask), past_key_values=cache,
+              use_cache=True, logits_to_keep=1)
+    cache.batch_select_indices(groups.to(ids.device))
+    return generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kwargs)
