@@ -1,4 +1,4 @@
-"""benchmarks/lm_throughput.py, rlhf_step.py and sampler.py run end to end and report what they promise (no timing
+"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py and prefix.py run end to end and report what they promise (no timing
 thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def _load_benchmark(name: str):
 lm_throughput = _load_benchmark("lm_throughput")
 rlhf_step = _load_benchmark("rlhf_step")
 sampler = _load_benchmark("sampler")
+prefix = _load_benchmark("prefix")
 
 
 def needs_mirror(test):
@@ -97,3 +98,12 @@ def test_sampler_benchmark_reports_every_case(one_thread):
     assert [(c["model"], c["batch"]) for c in out["cases"]] == [("smollm2-135m", 2), ("gemma3-270m", 2)]
     for c in out["cases"]:
         assert all(math.isfinite(c[k]) and c[k] > 0 for k in ("multinomial_ms", "inverse_cdf_ms", "speedup"))
+
+
+@needs_mirror
+def test_prefix_benchmark_reports_every_case(one_thread):
+    out = prefix.main(["--models", "smollm2-135m", "--cases", "2x4", "3x3", "--max-new-tokens", "2",
+                       "--repeats", "1", "--threads", "1"])
+    assert [(c["repeats_per_prompt"], c["batch"]) for c in out["cases"]] == [(2, 4), (3, 3)]
+    for c in out["cases"]:
+        assert all(math.isfinite(c[k]) and c[k] > 0 for k in ("plain_s", "shared_s", "speedup", "prompt_width"))
