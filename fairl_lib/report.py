@@ -19,8 +19,10 @@ Statistics (all 95%, two-sided):
 - differences between methods are **paired over seeds** (runs of different methods with the same seed
   share init and minibatch order, ``irl.train``), Student-t interval of the mean paired difference;
   unpaired (Welch) when the seeds differ;
-- counts "only A correct" vs "only B correct" (Tables 2-3): Wilson interval of the share
-  ``only_A / (only_A + only_B)`` against 1/2 (a sign test, McNemar style);
+- counts "only A correct" vs "only B correct" (Tables 2-3): exact (Clopper-Pearson) interval of the
+  share ``only_A / (only_A + only_B)`` against 1/2, i.e. the exact sign test (McNemar style). Not
+  Wilson's score interval: at a handful of disagreements it is anti-conservative (4 vs 0 gives
+  Wilson [0.51, 1.00], a "win", where the exact two-sided sign test gives p = 0.125);
 - variances across seeds: F-distribution interval of the variance ratio against 1;
 - trends (Figure 4): least-squares slope of STARC against the T->NT fraction with its t interval;
 - proportions (re-RLHF toxicity): Newcombe (Wilson hybrid) interval of a difference of two rates.
@@ -137,6 +139,17 @@ def wilson_ci(k: int, n: int, level: float = LEVEL) -> Estimate:
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
+
+
+def sign_test_ci(k: int, n: int, level: float = LEVEL) -> Estimate:
+    """A proportion k/n with the exact (Clopper-Pearson) interval: it excludes 1/2 exactly when the
+    equal-tailed exact binomial (sign) test rejects p = 1/2 at ``1 - level``."""
+    if n <= 0:
+        raise ValueError("sign_test_ci needs n > 0")
+    a = 1 - level
+    lo = float(stats.beta.ppf(a / 2, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(stats.beta.ppf(1 - a / 2, k + 1, n - k)) if k < n else 1.0
+    return Estimate(k / n, lo, hi, n)
 
 
 def rate_diff_ci(k1: int, n1: int, k2: int, n2: int, level: float = LEVEL) -> Estimate:
@@ -555,7 +568,7 @@ def _sign(only_fa: int, only_irl: int) -> tuple[Estimate | None, str]:
     n = only_fa + only_irl
     if n == 0:
         return None, INCONCLUSIVE
-    est = wilson_ci(only_fa, n)
+    est = sign_test_ci(only_fa, n)
     return est, verdict_from_ci(est, 0.5, +1)
 
 
@@ -865,7 +878,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("table2_disagreement", "FA-IRL is uniquely right more often than the baseline", "Table 2", ("05", "04"),
           f"only FA-IRL {_P2['only_fa']} vs only IRL {_P2['only_irl']} "
           f"(share {_P2['only_fa'] / (_P2['only_fa'] + _P2['only_irl']):.2f})",
-          "share only-FA / (only-FA + only-IRL) on the held-out test set: 95% Wilson interval > 1/2 (sign test)",
+          "share only-FA / (only-FA + only-IRL) on the held-out test set: 95% exact (Clopper-Pearson) interval > 1/2 (the exact sign test)",
           _measure_table2),
     Claim("table3_subtypes", "... and on every toxicity subtype", "Table 3", ("05", "04"),
           "; ".join(f"{k} {a} vs {b}" for k, (a, b) in _P3.items()),
@@ -1029,7 +1042,7 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
         present = sorted(k for k in mets if not k.startswith("_"))
         lines.append(f"- Metrics files read: {', '.join(mets[k].get('_file', k) for k in present) or 'none'}.")
     lines += ["", "## The ledger", "",
-              "95% intervals in brackets: over seeds (t), or Wilson / Newcombe for counts and rates.", "",
+              "95% intervals in brackets: over seeds (t), exact binomial (sign test) for disagreement counts, Newcombe for rates.", "",
               "| claim | source | paper | ours | verdict |", "|---|---|---|---|---|"]
     for e in ledger:
         ours = e.ours if e.verdict != NOT_RUN else f"- ({e.details.get('missing', 'no metrics')})"

@@ -40,6 +40,18 @@ def test_wilson_and_newcombe():
     assert R.rate_diff_ci(90, 1000, 40, 1000).lo > 0
 
 
+def test_sign_test_interval_is_exact():
+    """Clopper-Pearson by hand: k = n = 4 gives lower bound 0.025 ** (1/4) = 0.398 (exact two-sided
+    sign test p = 2 / 16 = 0.125, not a win), where Wilson's interval already excludes 1/2."""
+    e = R.sign_test_ci(4, 4)
+    assert e.lo == pytest.approx(0.025 ** 0.25) and e.hi == 1.0 and e.value == 1.0
+    assert R.wilson_ci(4, 4).lo > 0.5
+    assert R.verdict_from_ci(e, 0.5, +1) == INCONCLUSIVE
+    assert R.sign_test_ci(0, 4).hi == pytest.approx(1 - 0.025 ** 0.25)
+    assert R.sign_test_ci(6, 6).lo > 0.5  # 6 vs 0: p = 2 / 64 = 0.031
+    assert R.sign_test_ci(1001, 1458).lo > 0.5  # the paper's Table 2
+
+
 def test_summary_samples_give_welch():
     a = R.sample_from_leaf({"mean": 0.8, "std": 0.01}, n_default=5)  # population std (metrics.mean_std)
     b = R.sample_from_leaf({"mean": 0.7, "std": 0.01, "n": 5})
