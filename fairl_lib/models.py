@@ -423,8 +423,9 @@ class GenSettings:
             row, :mod:`fairl_lib.sampling`; a Gemma-3 RLOO step 1.10x faster) or ``"multinomial"``
             (Hugging Face's ``torch.multinomial``). Same distribution, different samples.
         share_prefix: run the prompt once per distinct prompt of a batch and share its key/value
-            cache among the rows that repeat it (:mod:`fairl_lib.prefix`; the pairs stage's batch
-            of 64 = 13 prompts x 5 took 5.9 instead of 8.4 s). Same computation up to float rounding.
+            cache among the rows that repeat it (:mod:`fairl_lib.prefix`; SmolLM2 pairs batches of
+            12-13 prompts x 5 1.3-1.5x faster, no gain at 2 copies or for Gemma-3's 262k-token
+            output layer: ``benchmarks/README.md``). Same computation up to float rounding.
     """
 
     max_new_tokens: int = 20
