@@ -19,23 +19,23 @@ from fairl_lib.prefix import generate_shared_prefix, prefill_positions, repeat_g
 VOCAB, PAD, EOS = 40, 0, 1
 
 
-def _tiny(kind: str):
+def _tiny(kind: str, vocab: int = VOCAB, bos: int = 2, eos: int = EOS, pad: int = PAD):
     import transformers as T
 
     torch.manual_seed(0)
     if kind == "gpt2":
-        cfg = T.GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                           bos_token_id=2, eos_token_id=EOS, pad_token_id=PAD)
+        cfg = T.GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                           bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
         return T.GPT2LMHeadModel(cfg).eval()
     if kind == "llama":
-        cfg = T.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        cfg = T.LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                            bos_token_id=2, eos_token_id=EOS, pad_token_id=PAD)
+                            bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
         return T.LlamaForCausalLM(cfg).eval()
-    cfg = T.Gemma3TextConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    cfg = T.Gemma3TextConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=4,
                              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-                             max_position_embeddings=64, bos_token_id=2, eos_token_id=EOS, pad_token_id=PAD)
+                             max_position_embeddings=64, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     return T.Gemma3ForCausalLM(cfg).eval()
 
 
@@ -106,14 +106,10 @@ def test_no_repeats_or_own_cache_is_plain_generate(monkeypatch):
 def test_models_generate_same_with_and_without_sharing(tmp_path):
     """``models.generate`` (the pairs / evaluation path): identical greedy texts either way."""
     from test_models import _tokenizer  # tests/ is on sys.path under pytest
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = _tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    lm = models.load_lm(models.save_lm(LlamaForCausalLM(cfg), tok, tmp_path / "m", base="local"))
+    model = _tiny("llama", len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    lm = models.load_lm(models.save_lm(model, tok, tmp_path / "m", base="local"))
     prompts = [p for p in ["the cat is", "you are a very", "dog"] for _ in range(3)]
     for do_sample in (False, True):
         s = models.GenSettings(max_new_tokens=5, batch_size=4, do_sample=do_sample)
