@@ -27,17 +27,25 @@ from typing import Any
 import torch
 
 
+def distinct_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first, groups)``: the first row of each run of adjacent equal rows (ids and mask), as a
+    boolean mask, and each row's group index among those runs (``torch.unique_consecutive``)."""
+    rows = torch.cat([input_ids, attention_mask], -1)
+    if rows.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long)
+    _, groups = torch.unique_consecutive(rows, dim=0, return_inverse=True)
+    first = torch.ones(len(groups), dtype=torch.bool)
+    first[1:] = groups[1:] != groups[:-1]
+    return first, groups
+
+
 def repeat_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of each row's first copy among the distinct rows: ``(B,)`` int64, non-decreasing.
 
     Rows ``i`` and ``i - 1`` are one group when their ids and masks are equal; e.g. rows
     ``[a, a, b, a]`` give ``[0, 0, 1, 2]`` (a prompt that comes back later starts a new group).
     """
-    if input_ids.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.long)
-    same = (input_ids[1:] == input_ids[:-1]).all(-1) & (attention_mask[1:] == attention_mask[:-1]).all(-1)
-    new = torch.cat([torch.ones(1, dtype=torch.bool), ~same])
-    return torch.cumsum(new.long(), 0) - 1
+    return distinct_rows(input_ids, attention_mask)[1]
 
 
 def prefill_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -60,12 +68,9 @@ def generate_shared_prefix(model, input_ids: torch.Tensor, attention_mask: torch
     from transformers import DynamicCache
 
     generate = generate or model.generate
-    groups = repeat_groups(input_ids, attention_mask)
-    n_groups = int(groups[-1]) + 1 if len(groups) else 0
-    if n_groups == len(groups) or input_ids.shape[1] < 2 or "past_key_values" in kwargs:
+    first, groups = distinct_rows(input_ids, attention_mask)
+    if bool(first.all()) or input_ids.shape[1] < 2 or "past_key_values" in kwargs:
         return generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-    first = torch.ones(len(groups), dtype=torch.bool)
-    first[1:] = groups[1:] != groups[:-1]
     ids, mask = input_ids[first, :-1], attention_mask[first, :-1]
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
