@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from fairl_lib.irl.reward import RewardModel, load_reward, reward_folder, save_reward
+from fairl_lib.irl.reward import (
+    RewardModel,
+    grouped_backward,
+    grouped_forward,
+    load_reward,
+    reward_folder,
+    save_reward,
+)
 from fairl_lib.irl.synthetic import make_synthetic
 from fairl_lib.irl.train import (
     METHOD_NAMES,
@@ -63,6 +70,25 @@ def test_batched_grid_equals_sequential_runs(small, head, mining, options):
     # runs are independent: other seeds give other rewards
     a, b = grid.get("me_fa_margin", 0).reward(h), grid.get("me_fa_margin", 1).reward(h)
     assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_grouped_backward_equals_autograd(head):
+    gen = torch.Generator().manual_seed(0)
+    g, n, d, k, hid = 3, 10, 7, 4, 5
+    shapes = {"mlp": {"w1": (g, d, k, hid), "b1": (g, k, hid), "w2": (g, k, hid), "b2": (g, k)},
+              "linear": {"w": (g, d, k), "b": (g, k)}}[head]
+    params = {name: torch.randn(shape, generator=gen, dtype=torch.float64) for name, shape in shapes.items()}
+    h = torch.randn(g, n, d, generator=gen, dtype=torch.float64)
+    d_r = torch.randn(g, n, k, generator=gen, dtype=torch.float64)
+    leaves = {name: v.clone().requires_grad_(True) for name, v in params.items()}
+    (grouped_forward(leaves, h) * d_r).sum().backward()
+    r, hidden = grouped_forward(params, h, return_hidden=True)
+    torch.testing.assert_close(r, grouped_forward(leaves, h).detach())
+    grads = {name: torch.full_like(v, float("nan")) for name, v in params.items()}  # every entry overwritten
+    grouped_backward(params, h, hidden, d_r.transpose(1, 2).contiguous().transpose(1, 2), grads)
+    for name in params:
+        torch.testing.assert_close(grads[name], leaves[name].grad, rtol=1e-12, atol=1e-12, msg=name)
 
 
 def test_batched_grid_matches_sequential_in_float32(small):

@@ -27,6 +27,7 @@ does not say; the alternative ``reduction="batch"`` divides by the batch size B 
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -49,6 +50,21 @@ def maxent_terms(delta: Tensor, tau: float) -> Tensor:
     return F.softplus(-delta / tau)
 
 
+def hinge_terms_grad(delta: Tensor, margin: float) -> Tensor:
+    """d/dDelta of :func:`hinge_terms`: -1 where M - Delta > 0, else 0 (relu's gradient, 0 at the kink)."""
+    return -((margin - delta) > 0).to(delta.dtype)
+
+
+def maxent_terms_grad(delta: Tensor, tau: float) -> Tensor:
+    """d/dDelta of :func:`maxent_terms`: -sigma(-Delta/tau) / tau.
+
+    Matches autograd through ``F.softplus`` exactly, including its linear region: softplus(x) = x for
+    x > 20 (torch's default threshold), where the gradient is 1 instead of sigma(x).
+    """
+    x = -delta / tau
+    return torch.where(x > 20.0, torch.ones_like(x), torch.sigmoid(x)).div_(-tau)
+
+
 def margin_loss(delta: Tensor, margin: float = 0.8) -> Tensor:
     """Max-margin IRL loss, Eq. 1: mean over the last axis of max(0, M - Delta)."""
     return hinge_terms(delta, margin).mean(-1)
@@ -59,18 +75,23 @@ def maxent_loss(delta: Tensor, tau: float = 1.0) -> Tensor:
     return maxent_terms(delta, tau).mean(-1)
 
 
+def masked_mean_weights(mask: Tensor, reduction: str = "subset", dtype: torch.dtype = torch.float32) -> Tensor:
+    """Per-entry weights of :func:`masked_mean` (= its derivative w.r.t. ``values``): ``mask / |S_t|``
+    (``"subset"``, 0 everywhere for an empty mask) or ``mask / B`` (``"batch"``)."""
+    if reduction not in FAIL_REDUCTIONS:
+        raise ValueError(f"Unknown failure-loss reduction {reduction!r}; valid: {', '.join(FAIL_REDUCTIONS)}")
+    m = mask.to(dtype)
+    if reduction == "batch":
+        return m / m.shape[-1]
+    return m / m.sum(-1, keepdim=True).clamp_min(1.0)
+
+
 def masked_mean(values: Tensor, mask: Tensor, reduction: str = "subset") -> Tensor:
     """Mean of ``values`` over the entries where ``mask`` is True (last axis); 0 for an empty mask.
 
     ``reduction="subset"`` divides by |S_t| (mean over the failure subset), ``"batch"`` by B.
     """
-    if reduction not in FAIL_REDUCTIONS:
-        raise ValueError(f"Unknown failure-loss reduction {reduction!r}; valid: {', '.join(FAIL_REDUCTIONS)}")
-    m = mask.to(values.dtype)
-    total = (values * m).sum(-1)
-    if reduction == "batch":
-        return total / values.shape[-1]
-    return total / m.sum(-1).clamp_min(1.0)
+    return (values * masked_mean_weights(mask, reduction, values.dtype)).sum(-1)
 
 
 def margin_loss_fail(delta: Tensor, mask: Tensor, margin_fail: float = 1.6, w_fail: float = 1.0,

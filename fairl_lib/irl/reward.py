@@ -96,29 +96,55 @@ def from_slots(name: str, t: Tensor) -> Tensor:
     return to_slots(name, t).contiguous()
 
 
-def grouped_forward(params: Mapping[str, Tensor], h: Tensor) -> Tensor:
+def grouped_forward(params: Mapping[str, Tensor], h: Tensor, return_hidden: bool = False):
     """R(o) of G groups of K paths each, every group on its own inputs; one batched GEMM.
 
     Grouped storage (leading group axis G, slot axis K): linear ``w (G, d, K)``, ``b (G, K)``;
     mlp ``w1 (G, d, K, H)``, ``b1 (G, K, H)``, ``w2 (G, K, H)``, ``b2 (G, K)``. The K paths of a
     group share the inputs ``h (G, n, d)`` (in training: the runs of one seed share a minibatch), so
     the first layer is ``(n, d) @ (d, K*H)`` per group. ``h (n, d)`` feeds the same inputs to every
-    group. Returns ``(G, n, K)``.
+    group. Returns ``(G, n, K)``; with ``return_hidden`` (3-d ``h`` only) also the hidden activations
+    ``relu(z) (G, n, K*H)`` of the mlp (None for linear) that :func:`grouped_backward` needs.
     """
     if "w" in params:
         w, b = params["w"], params["b"]
         if h.dim() == 2:
             g, d, k = w.shape
             return (h @ w.permute(1, 0, 2).reshape(d, g * k)).view(-1, g, k).transpose(0, 1) + b[:, None, :]
-        return torch.baddbmm(b[:, None, :], h, w)
+        r = torch.baddbmm(b[:, None, :], h, w)
+        return (r, None) if return_hidden else r
     w1, b1, w2, b2 = params["w1"], params["b1"], params["w2"], params["b2"]
     g, d, k, hid = w1.shape
     if h.dim() == 2:
         z = (h @ w1.permute(1, 0, 2, 3).reshape(d, g * k * hid)).view(-1, g, k, hid).transpose(0, 1)
-        z = torch.relu(z + b1[:, None])
-    else:
-        z = torch.relu(torch.baddbmm(b1.view(g, 1, k * hid), h, w1.view(g, d, k * hid))).view(g, -1, k, hid)
-    return (z * w2[:, None]).sum(-1) + b2[:, None, :]
+        return (torch.relu(z + b1[:, None]) * w2[:, None]).sum(-1) + b2[:, None, :]
+    a = torch.baddbmm(b1.view(g, 1, k * hid), h, w1.view(g, d, k * hid)).relu_()
+    r = (a.view(g, -1, k, hid) * w2[:, None]).sum(-1) + b2[:, None, :]
+    return (r, a) if return_hidden else r
+
+
+def grouped_backward(params: Mapping[str, Tensor], h: Tensor, hidden: Tensor | None, d_r: Tensor,
+                     grads: Mapping[str, Tensor]) -> None:
+    """Gradients of a scalar loss w.r.t. the grouped parameters, given ``d_r = dLoss/dR (G, n, K)``.
+
+    Backpropagation through :func:`grouped_forward` (3-d ``h``) by hand, written into the buffers
+    ``grads`` (same shapes as ``params``), so the batched trainer builds no autograd graph:
+    linear ``dw = h^T d_r``, ``db = sum_n d_r``; mlp ``db2 = sum_n d_r``, ``dw2 = sum_n a d_r``,
+    ``dz = (d_r w2) * 1[a > 0]`` (relu's gradient, 0 at 0 as in autograd), ``db1 = sum_n dz``,
+    ``dW1 = h^T dz``. Tested against autograd (tests/test_train.py).
+    """
+    ht = h.transpose(1, 2)
+    if "w" in params:
+        torch.bmm(ht, d_r, out=grads["w"])
+        torch.sum(d_r, 1, out=grads["b"])
+        return
+    g, d, k, hid = params["w1"].shape
+    a, d_r = hidden.view(g, -1, k, hid), d_r.contiguous()
+    torch.sum(d_r, 1, out=grads["b2"])
+    torch.sum(a * d_r[..., None], 1, out=grads["w2"])
+    dz = (d_r[..., None] * params["w2"][:, None]).masked_fill_(a <= 0, 0.0)
+    torch.sum(dz, 1, out=grads["b1"])
+    torch.bmm(ht, dz.view(g, -1, k * hid), out=grads["w1"].view(g, d, k * hid))
 
 
 class RewardModel:

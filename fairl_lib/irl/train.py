@@ -62,6 +62,7 @@ from fairl_lib.irl.reward import (
     RewardModel,
     check_head,
     from_slots,
+    grouped_backward,
     grouped_forward,
     init_path,
     path_generator,
@@ -726,10 +727,13 @@ class _Grid:
         return s.reshape(-1, *s.shape[2:])
 
     def _adam(self) -> torch.optim.Adam:
+        """Fused Adam over the grouped parameters; their ``.grad`` are buffers that
+        :func:`grouped_backward` overwrites every step (no autograd, no zero_grad)."""
         cfg = self.cfg
-        leaves = [v.requires_grad_(True) for v in self.params.values()]
-        return torch.optim.Adam(leaves, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
-                                fused=True)
+        for v in self.params.values():
+            v.grad = torch.zeros_like(v)
+        return torch.optim.Adam(list(self.params.values()), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                eps=cfg.adam_eps, fused=True)
 
     def compact(self, keep: np.ndarray) -> bool:
         """Drop finished runs (their best states are in the bank); False when no run is left."""
@@ -786,6 +790,13 @@ class _Grid:
         return _by_mode(mode, is_mm, lambda: ls.margin_loss(delta, cfg.margin),
                         lambda: ls.maxent_loss(delta, cfg.tau))
 
+    def _terms(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float) -> tuple[Tensor, Tensor]:
+        """Per-pair loss terms of Eq. 1 (mm rows) / Eq. 2 (me rows) and their derivatives d/dDelta."""
+        mm = (lambda: ls.hinge_terms(delta, margin), lambda: ls.hinge_terms_grad(delta, margin))
+        me = (lambda: ls.maxent_terms(delta, tau), lambda: ls.maxent_terms_grad(delta, tau))
+        rows = is_mm[:, None]
+        return _by_mode(mode, rows, mm[0], me[0]), _by_mode(mode, rows, mm[1], me[1])
+
     def _fail_slot_mask(self, name: str) -> Tensor:
         """1.0 on failure-path slots (of FA runs), 0.0 elsewhere, shaped to broadcast over ``name``."""
         lay = self.layout
@@ -823,34 +834,66 @@ class _Grid:
         for k in weight_names(self.cfg.head):
             self.params[k].grad.addcmul_(self.params[k], self.masks[k], value=lambda_t)
 
-    def step_loss(self, xb: Tensor, idx_fa: Tensor, u_fa: Tensor, sched: RoundSchedule,
-                  epoch_sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Data terms of Eq. 3 summed over runs (to minimise), and detached per-run L_base ``(E,)``,
-        per-FA-run lambda_t L_fail, |F_t|, |S_t| ``(E_F,)``. ``idx_fa (E_F, b)``: the FA runs' pairs."""
+    @torch.no_grad()
+    def step(self, xb: Tensor, idx_fa: Tensor, u_fa: Tensor, sched: RoundSchedule,
+             epoch_sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One Adam step of Eq. 3 for every active run, with the gradient worked out by hand.
+
+        Eq. 1-2 and L_fail depend on the rewards only through the margins, so the step computes
+        dL/dDelta per pair in closed form (``ls.*_terms_grad``), routes it to the paths (L_base -> R_D,
+        L_fail -> R_F with ``route_gradients``; both to both otherwise), turns it into dL/dR on the
+        (o+, o-) rows and backpropagates through the grouped heads (:func:`grouped_backward`); the
+        lambda_t/2 ||w_F||^2 term adds lambda_t w_F (:meth:`add_penalty_grad`). This is the gradient
+        autograd gives :func:`train_one` (tests/test_train.py: equal runs in float64), without
+        building a graph of ~200 small ops per step. ``idx_fa (E_F, b)``: the FA runs' pairs.
+        Returns detached per-run L_base ``(E,)`` and per-FA-run lambda_t L_fail, |F_t|, |S_t| ``(E_F,)``.
+        """
         lay, cfg = self.layout, self.cfg
-        r_d, r_f = self.run_rewards(grouped_forward(self.params, xb))
-        r_d, r_f = r_d.view(lay.n_runs, -1, 2), r_f.view(lay.n_runs, -1, 2)
-        d_d, d_f = r_d[..., 0] - r_d[..., 1], r_f[..., 0] - r_f[..., 1]
-        d_base = d_d + d_f.detach() if cfg.route_gradients else d_d + d_f
-        l_base = self._base_loss(d_base, lay.mm_mode, lay.is_mm)
-        if not lay.n_fa:
-            zero = l_base.new_zeros(0)
-            return l_base.sum(), l_base.detach(), zero, zero, zero
-        fa = lay.fa_pos
-        if epoch_sets is not None:
-            f_t, s_t = epoch_sets[0].gather(1, idx_fa), epoch_sets[1].gather(1, idx_fa)
-        else:
-            r = (r_d + r_f).detach()[fa]
-            y = self.y_tr[idx_fa] if lay.gt_mode_fa != "none" else r
-            f_t, s_t = self.failure_sets((d_d + d_f).detach()[fa], r[..., 0], r[..., 1], y,
-                                         u_fa.gather(1, idx_fa), sched)
-        d_fail = (d_d.detach() + d_f if cfg.route_gradients else d_d + d_f)[fa]
-        l_fail = sched.lambda_t * _by_mode(
-            lay.mm_mode_fa, lay.is_mm_fa,
-            lambda: ls.margin_loss_fail(d_fail, s_t, cfg.margin_fail, cfg.w_fail, cfg.fail_reduction),
-            lambda: ls.maxent_loss_fail(d_fail, s_t, cfg.tau_fail, cfg.w_fail, cfg.fail_reduction))
-        # the gradient of lambda_t/2 ||w_F||^2 is added after backward (add_penalty_grad)
-        return (l_base.sum() + l_fail.sum(), l_base.detach(), l_fail.detach(), f_t.sum(-1), s_t.sum(-1))
+        r_groups, hidden = grouped_forward(self.params, xb, return_hidden=True)
+        r_d, r_f = self.run_rewards(r_groups)
+        r = (r_d + r_f).view(lay.n_runs, -1, 2)
+        delta = r[..., 0] - r[..., 1]                         # = d_base = d_fail in value (Eq. 1-3)
+        b = delta.shape[-1]
+        terms, g_base = self._terms(delta, lay.mm_mode, lay.is_mm, cfg.margin, cfg.tau)
+        l_base = terms.mean(-1)
+        g_base = g_base / b                                   # dL_base/dDelta (mean over B, Eq. 1-2)
+        g_fail_path = g_base_path = g_base
+        zero = l_base.new_zeros(0)
+        l_fail = n_f = n_s = zero
+        if lay.n_fa:
+            fa = lay.fa_pos
+            if epoch_sets is not None:
+                f_t, s_t = epoch_sets[0].gather(1, idx_fa), epoch_sets[1].gather(1, idx_fa)
+            else:
+                y = self.y_tr[idx_fa] if lay.gt_mode_fa != "none" else r[fa]
+                f_t, s_t = self.failure_sets(delta[fa], r[fa][..., 0], r[fa][..., 1], y, u_fa.gather(1, idx_fa),
+                                             sched)
+            terms_f, g_f = self._terms(delta[fa], lay.mm_mode_fa, lay.is_mm_fa, cfg.margin_fail, cfg.tau_fail)
+            weights = ls.masked_mean_weights(s_t, cfg.fail_reduction, delta.dtype)
+            scale = sched.lambda_t * cfg.w_fail
+            l_fail = scale * (terms_f * weights).sum(-1)
+            g_fail = (g_f * weights).mul_(scale)              # d(lambda_t L_fail)/dDelta
+            n_f, n_s = f_t.sum(-1), s_t.sum(-1)
+            if cfg.route_gradients:                           # L_base -> R_D only, L_fail -> R_F only
+                g_fail_path = g_fail
+            else:                                             # both losses reach both paths
+                g_base_path = g_base.index_add(0, fa, g_fail)
+                g_fail_path = g_base_path[fa]
+        d_r = self._path_grads(g_base_path, g_fail_path if lay.n_fa else None, b)
+        grouped_backward(self.params, xb, hidden, d_r, {k: v.grad for k, v in self.params.items()})
+        self.add_penalty_grad(sched.lambda_t * cfg.penalty_scale)
+        self.opt.step()
+        return l_base, l_fail, n_f, n_s
+
+    def _path_grads(self, g_base: Tensor, g_fail: Tensor | None, b: int) -> Tensor:
+        """dL/dR ``(G, 2b, K)`` on the interleaved (o+, o-) rows from dL/dDelta of each run's base path
+        ``(E, b)`` and failure path ``(E_F, b)`` (Delta = R(o+) - R(o-): +g on o+, -g on o-)."""
+        lay = self.layout
+        flat = g_base.new_zeros(lay.n_groups * lay.k + 1, b, 2)
+        flat[lay.base_flat] = torch.stack([g_base, -g_base], -1)
+        if g_fail is not None:
+            flat[lay.fail_flat[lay.fa_pos]] = torch.stack([g_fail, -g_fail], -1)
+        return flat[:-1].view(lay.n_groups, lay.k, 2 * b).transpose(1, 2)
 
     @torch.no_grad()
     def full_rewards(self, rows: Tensor) -> Tensor:
@@ -889,11 +932,7 @@ class _Grid:
         for start in range(0, self.n_tr, bsz):
             idx_g = perm_g[:, start:start + bsz]                                                   # (G, b)
             xb = self.x_tr_flat.index_select(0, idx_g.reshape(-1)).view(lay.n_groups, -1, self.dim)
-            loss, l_base, l_fail, nf, ns = self.step_loss(xb, idx_g[fa_group], u_fa, sched, epoch_sets)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.add_penalty_grad(sched.lambda_t * cfg.penalty_scale)
-            self.opt.step()
+            l_base, l_fail, nf, ns = self.step(xb, idx_g[fa_group], u_fa, sched, epoch_sets)
             tot_base += l_base
             tot_fail += l_fail
             n_fail += nf
