@@ -98,17 +98,20 @@ def test_empty_failure_set_gives_zero_loss_and_zero_gradient():
 
 def test_analytic_term_gradients_hand_worked_and_equal_to_autograd():
     # hinge M = 0.8: slope -1 inside the margin, 0 outside and at the kink (Delta = M)
-    assert ls.hinge_terms_grad(t(0.0, 0.8, 2.0), 0.8).tolist() == [-1.0, 0.0, 0.0]
+    assert ls.hinge_terms_and_grad(t(0.0, 0.8, 2.0), 0.8)[1].tolist() == [-1.0, 0.0, 0.0]
     # maxent tau = 1 at Delta = 0: -sigma(0) = -0.5; tau = 0.5: -sigma(0) / 0.5 = -1
-    assert ls.maxent_terms_grad(t(0.0), 1.0).item() == -0.5
-    assert ls.maxent_terms_grad(t(0.0), 0.5).item() == -1.0
+    assert ls.maxent_terms_and_grad(t(0.0), 1.0)[1].item() == -0.5
+    assert ls.maxent_terms_and_grad(t(0.0), 0.5)[1].item() == -1.0
     # against autograd (to rounding), including softplus's linear region (-Delta/tau > 20) and huge margins
     d = torch.tensor([-50.0, -10.1, -3.0, 0.0, 0.8, 0.81, 5.0, 300.0], dtype=torch.float64)
-    for terms, grad, arg in ((ls.hinge_terms, ls.hinge_terms_grad, 0.8),
-                             (ls.maxent_terms, ls.maxent_terms_grad, 0.5)):
+    for terms, both, arg in ((ls.hinge_terms, ls.hinge_terms_and_grad, 0.8),
+                             (ls.maxent_terms, ls.maxent_terms_and_grad, 0.5)):
         x = d.clone().requires_grad_(True)
-        (auto,) = torch.autograd.grad(terms(x, arg).sum(), x)
-        torch.testing.assert_close(grad(d, arg), auto, rtol=1e-14, atol=0.0, msg=terms.__name__)
+        value = terms(x, arg)
+        (auto,) = torch.autograd.grad(value.sum(), x)
+        mine, grad = both(d, arg)
+        assert torch.equal(mine, value.detach()), terms.__name__
+        torch.testing.assert_close(grad, auto, rtol=1e-14, atol=0.0, msg=terms.__name__)
 
 
 def test_losses_reduce_the_last_axis_so_ensembles_match_rows():

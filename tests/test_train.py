@@ -21,6 +21,7 @@ from fairl_lib.irl.train import (
     METHOD_NAMES,
     IRLConfig,
     PreferenceData,
+    group_width,
     method_spec,
     train_grid,
     train_one,
@@ -89,6 +90,15 @@ def test_grouped_backward_equals_autograd(head):
     grouped_backward(params, h, hidden, d_r.transpose(1, 2).contiguous().transpose(1, 2), grads)
     for name in params:
         torch.testing.assert_close(grads[name], leaves[name].grad, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_group_width_balances_padding_against_groups():
+    assert group_width([10] * 5) == 10                   # full grid: one group per seed
+    # seeds with 6, 4, 2, 1 paths: K=2 costs (3+2+1+1) * 3 = 21 slots, less than K=6 (4 * 7 = 28)
+    assert group_width([6, 4, 2, 1, 0]) == 2
+    assert group_width([2]) == 2 and group_width([1, 1]) == 1
+    with pytest.raises(ValueError, match="at least one seed"):
+        group_width([0, 0])
 
 
 def test_batched_grid_matches_sequential_in_float32(small):

@@ -50,19 +50,21 @@ def maxent_terms(delta: Tensor, tau: float) -> Tensor:
     return F.softplus(-delta / tau)
 
 
-def hinge_terms_grad(delta: Tensor, margin: float) -> Tensor:
-    """d/dDelta of :func:`hinge_terms`: -1 where M - Delta > 0, else 0 (relu's gradient, 0 at the kink)."""
-    return -((margin - delta) > 0).to(delta.dtype)
+def hinge_terms_and_grad(delta: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """:func:`hinge_terms` and their derivative d/dDelta: -1 where M - Delta > 0, else 0 (relu's
+    gradient, 0 at the kink, as autograd gives). For the batched trainer, which needs no graph."""
+    terms = F.relu(margin - delta)
+    return terms, terms.sign().neg_()
 
 
-def maxent_terms_grad(delta: Tensor, tau: float) -> Tensor:
-    """d/dDelta of :func:`maxent_terms`: -sigma(-Delta/tau) / tau.
+def maxent_terms_and_grad(delta: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    """:func:`maxent_terms` and their derivative d/dDelta = -sigma(-Delta/tau) / tau.
 
-    Matches autograd through ``F.softplus`` exactly, including its linear region: softplus(x) = x for
-    x > 20 (torch's default threshold), where the gradient is 1 instead of sigma(x).
+    The derivative matches autograd through ``F.softplus`` including its linear region: softplus(x)
+    = x for x > 20 (torch's default threshold), where the slope is 1 instead of sigma(x).
     """
-    x = -delta / tau
-    return torch.where(x > 20.0, torch.ones_like(x), torch.sigmoid(x)).div_(-tau)
+    x = delta / -tau
+    return F.softplus(x), torch.where(x > 20.0, 1.0, torch.sigmoid(x)).div_(-tau)
 
 
 def margin_loss(delta: Tensor, margin: float = 0.8) -> Tensor:

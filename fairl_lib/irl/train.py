@@ -605,23 +605,42 @@ def _finish_run(method: str, seed: int, base: dict[str, Tensor], fail: dict[str,
 
 # --- the batched ensemble --------------------------------------------------------------------
 
+def group_width(slot_counts: Sequence[int], group_cost: float = 1.0) -> int:
+    """Slots per GEMM group K for seeds holding ``slot_counts`` paths each.
+
+    A seed's paths are cut into ceil(c / K) groups of K slots (the last one padded with empty slots),
+    and every group costs K slots of GEMM work plus a fixed ``group_cost`` (in slots) per group. K
+    minimises sum_s ceil(c_s / K) * (K + group_cost), ties going to the wider K. At full width (all
+    seeds alike) that is one group per seed; as runs finish unevenly it stops the widest seed from
+    padding every other seed to its width.
+    """
+    counts = [c for c in slot_counts if c > 0]
+    if not counts:
+        raise ValueError("group_width needs at least one seed with a path")
+    cost = {k: sum(-(-c // k) for c in counts) * (k + group_cost) for k in range(1, max(counts) + 1)}
+    return min(cost, key=lambda k: (cost[k], -k))
+
+
 @dataclass
 class _Layout:
     """Where the active runs' paths sit in the grouped parameter tensors.
 
-    Runs are grouped by seed (runs of one seed share their minibatches, so a group's paths share one
-    GEMM). Group g holds the base paths of its runs, then the failure paths of its FA runs, padded
-    with empty slots to a common width K. ``*_flat`` index the flattened ``(G*K,)`` slots; index
-    ``G*K`` is a zero row (no failure path).
+    Runs of one seed share their minibatches, so the paths of a seed can share one GEMM. A seed's
+    paths (base paths of its runs, then the failure paths of its FA runs) fill groups of K slots
+    (:func:`group_width`); group g reads the minibatch of seed ``group_seed[g]`` and is padded with
+    empty slots to K. ``*_flat`` index the flattened ``(G*K,)`` slots; index ``G*K`` is a zero row
+    (no failure path). A run's two paths may sit in different groups of its seed: both see the
+    same rows, so R = R_D + R_F is still a sum over the same outputs.
     """
 
     runs: np.ndarray          # (E,) run indices into the grid, ascending
-    seeds: list[int]          # (G,) seed of each group
+    seeds: list[int]          # (S,) the active seeds
+    group_seed: Tensor        # (G,) position in ``seeds`` of each group's seed
     k: int                    # slots per group
     slot_path: np.ndarray     # (G*K,) global path id in each slot, -1 = empty
     base_flat: Tensor         # (E,)
     fail_flat: Tensor         # (E,)
-    run_group: Tensor         # (E,)
+    run_seed: Tensor          # (E,) position in ``seeds`` of each run's seed
     fa_pos: Tensor            # (E_F,) positions of the FA runs among the E runs
     is_mm: Tensor             # (E,) bool
     is_mm_fa: Tensor          # (E_F,) bool
@@ -646,7 +665,7 @@ class _Layout:
 
     @property
     def n_groups(self) -> int:
-        return len(self.seeds)
+        return len(self.group_seed)
 
 
 def _by_mode(mode: str, mask: Tensor, if_true: Callable[[], Tensor],
@@ -693,12 +712,13 @@ class _Grid:
     # -- layout, packing, compaction --
     def _layout(self, runs: np.ndarray) -> _Layout:
         seeds = sorted({self.pairs[r][1] for r in runs})
-        groups = [[r for r in runs if self.pairs[r][1] == sd] for sd in seeds]
-        slots = [[self.base_path[r] for r in grp] + [self.fail_path[r] for r in grp if self.kind[r] > 0]
-                 for grp in groups]
-        k = max(len(sl) for sl in slots)
-        slot_path = np.full(len(seeds) * k, -1)
-        for g, sl in enumerate(slots):
+        by_seed = [[r for r in runs if self.pairs[r][1] == sd] for sd in seeds]
+        slots = [[self.base_path[r] for r in rs] + [self.fail_path[r] for r in rs if self.kind[r] > 0]
+                 for rs in by_seed]
+        k = group_width([len(sl) for sl in slots])
+        groups = [(si, sl[j:j + k]) for si, sl in enumerate(slots) for j in range(0, len(sl), k)]
+        slot_path = np.full(len(groups) * k, -1)
+        for g, (_, sl) in enumerate(groups):
             slot_path[g * k:g * k + len(sl)] = sl
         where = {int(p): i for i, p in enumerate(slot_path) if p >= 0}
         none = len(slot_path)
@@ -706,11 +726,12 @@ class _Grid:
         is_mm = torch.as_tensor([self.pairs[r][0].base == "mm" for r in runs])
         fa_pos = torch.as_tensor(np.flatnonzero(fa))
         return _Layout(
-            runs=runs, seeds=seeds, k=k, slot_path=slot_path,
+            runs=runs, seeds=seeds, group_seed=torch.as_tensor([si for si, _ in groups]), k=k,
+            slot_path=slot_path,
             base_flat=torch.as_tensor([where[int(self.base_path[r])] for r in runs]),
             fail_flat=torch.as_tensor([where[int(self.fail_path[r])] if self.kind[r] else none
                                        for r in runs]),
-            run_group=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
+            run_seed=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
             fa_pos=fa_pos, is_mm=is_mm, is_mm_fa=is_mm[fa_pos],
             is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1))
 
@@ -792,10 +813,12 @@ class _Grid:
 
     def _terms(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float) -> tuple[Tensor, Tensor]:
         """Per-pair loss terms of Eq. 1 (mm rows) / Eq. 2 (me rows) and their derivatives d/dDelta."""
-        mm = (lambda: ls.hinge_terms(delta, margin), lambda: ls.hinge_terms_grad(delta, margin))
-        me = (lambda: ls.maxent_terms(delta, tau), lambda: ls.maxent_terms_grad(delta, tau))
+        if mode != "mixed":
+            return (ls.hinge_terms_and_grad(delta, margin) if mode == "all" else
+                    ls.maxent_terms_and_grad(delta, tau))
+        (t_mm, g_mm), (t_me, g_me) = ls.hinge_terms_and_grad(delta, margin), ls.maxent_terms_and_grad(delta, tau)
         rows = is_mm[:, None]
-        return _by_mode(mode, rows, mm[0], me[0]), _by_mode(mode, rows, mm[1], me[1])
+        return torch.where(rows, t_mm, t_me), torch.where(rows, g_mm, g_me)
 
     def _fail_slot_mask(self, name: str) -> Tensor:
         """1.0 on failure-path slots (of FA runs), 0.0 elsewhere, shaped to broadcast over ``name``."""
@@ -923,16 +946,18 @@ class _Grid:
         lay, cfg, bsz = self.layout, self.cfg, self.cfg.batch_size
         sched = round_schedule(cfg, epoch)
         streams = [epoch_streams(sd, epoch, self.n_tr) for sd in lay.seeds]
-        perm_g = torch.as_tensor(np.stack([p for p, _ in streams]))                               # (G, N)
-        fa_group = lay.run_group[lay.fa_pos]
-        u_fa = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[fa_group]      # (E_F, N)
+        perm_s = torch.as_tensor(np.stack([p for p, _ in streams]))                               # (S, N)
+        perm_g = perm_s[lay.group_seed]                                                           # (G, N)
+        fa_seed = lay.run_seed[lay.fa_pos]
+        perm_fa = perm_s[fa_seed]                                                                 # (E_F, N)
+        u_fa = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[fa_seed]       # (E_F, N)
         epoch_sets = self.mine_epoch(u_fa, sched) if (cfg.mining == "epoch" and lay.n_fa) else None
         tot_base = torch.zeros(lay.n_runs, dtype=self.dtype)
         tot_fail, n_fail, n_samp = (torch.zeros(lay.n_fa, dtype=self.dtype) for _ in range(3))
         for start in range(0, self.n_tr, bsz):
             idx_g = perm_g[:, start:start + bsz]                                                   # (G, b)
             xb = self.x_tr_flat.index_select(0, idx_g.reshape(-1)).view(lay.n_groups, -1, self.dim)
-            l_base, l_fail, nf, ns = self.step(xb, idx_g[fa_group], u_fa, sched, epoch_sets)
+            l_base, l_fail, nf, ns = self.step(xb, perm_fa[:, start:start + bsz], u_fa, sched, epoch_sets)
             tot_base += l_base
             tot_fail += l_fail
             n_fail += nf
