@@ -633,7 +633,7 @@ class _Layout:
     same rows, so R = R_D + R_F is still a sum over the same outputs.
     """
 
-    runs: np.ndarray          # (E,) run indices into the grid, ascending
+    runs: np.ndarray          # (E,) run indices into the grid: baselines, then FA runs, each ascending
     seeds: list[int]          # (S,) the active seeds
     group_seed: Tensor        # (G,) position in ``seeds`` of each group's seed
     k: int                    # slots per group
@@ -641,7 +641,10 @@ class _Layout:
     base_flat: Tensor         # (E,)
     fail_flat: Tensor         # (E,)
     run_seed: Tensor          # (E,) position in ``seeds`` of each run's seed
-    fa_pos: Tensor            # (E_F,) positions of the FA runs among the E runs
+    fa_pos: Tensor            # (E_F,) positions of the FA runs among the E runs (the last E_F)
+    assign: Tensor            # (E, G*K) 1 on each run's base and failure slot: R = assign @ slot rewards
+    assign_base: Tensor       # (E, G*K) 1 on each run's base slot
+    assign_fail: Tensor       # (E_F, G*K) 1 on each FA run's failure slot
     is_mm: Tensor             # (E,) bool
     is_mm_fa: Tensor          # (E_F,) bool
     is_gt_fa: Tensor          # (E_F,) bool
@@ -664,6 +667,11 @@ class _Layout:
         return len(self.fa_pos)
 
     @property
+    def fa(self) -> slice:
+        """The FA runs' rows of a per-run ``(E, ...)`` tensor (they come last)."""
+        return slice(self.n_runs - self.n_fa, self.n_runs)
+
+    @property
     def n_groups(self) -> int:
         return len(self.group_seed)
 
@@ -676,6 +684,35 @@ def _by_mode(mode: str, mask: Tensor, if_true: Callable[[], Tensor],
     if mode == "none":
         return if_false()
     return torch.where(mask, if_true(), if_false())
+
+
+class _FusedAdam:
+    """Adam over a dict of tensors: the fused CPU kernel that ``torch.optim.Adam(fused=True)`` runs
+    (``torch._fused_adam_``), called directly.
+
+    Same update, same state (first and second moments per tensor, one step count), minus
+    ``Optimizer.step``'s per-call Python (hooks, grouping by device and dtype), which costs as much as
+    the kernel itself for the grid's small tensors. ``grads`` are buffers the caller overwrites before
+    every :meth:`step` (no autograd, no zero_grad). tests/test_train.py checks the grid against
+    :func:`train_one`, which uses ``torch.optim.Adam``.
+    """
+
+    def __init__(self, params: dict[str, Tensor], lr: float, betas: tuple[float, float], eps: float,
+                 moments: list[dict[str, Tensor]] | None = None, t: Tensor | None = None) -> None:
+        self.names = list(params)
+        self.params = [params[k] for k in self.names]
+        self.grads = {k: torch.zeros_like(v) for k, v in params.items()}
+        m, v = moments or ({k: torch.zeros_like(x) for k, x in params.items()} for _ in range(2))
+        self.exp_avg, self.exp_avg_sq = m, v
+        self.t = torch.zeros((), dtype=torch.float32) if t is None else t     # torch's fused step dtype
+        self.lr, self.betas, self.eps = lr, betas, eps
+
+    def step(self) -> None:
+        self.t.add_(1.0)
+        torch._fused_adam_(self.params, [self.grads[k] for k in self.names],
+                           [self.exp_avg[k] for k in self.names], [self.exp_avg_sq[k] for k in self.names],
+                           [], [self.t] * len(self.names), lr=self.lr, beta1=self.betas[0],
+                           beta2=self.betas[1], weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
 
 
 class _Grid:
@@ -708,9 +745,11 @@ class _Grid:
         self.params = {k: self._pack(k, v, src) for k, v in self.bank.items()}
         self.opt = self._adam()
         self.masks = {k: self._fail_slot_mask(k) for k in weight_names(cfg.head)}
+        self._signs = torch.tensor([1.0, -1.0], dtype=dtype)             # dDelta/dR(o+), dDelta/dR(o-)
 
     # -- layout, packing, compaction --
     def _layout(self, runs: np.ndarray) -> _Layout:
+        runs = np.array(sorted(runs, key=lambda r: (self.kind[r] > 0, r)))     # FA runs last
         seeds = sorted({self.pairs[r][1] for r in runs})
         by_seed = [[r for r in runs if self.pairs[r][1] == sd] for sd in seeds]
         slots = [[self.base_path[r] for r in rs] + [self.fail_path[r] for r in rs if self.kind[r] > 0]
@@ -725,7 +764,15 @@ class _Grid:
         fa = self.kind[runs] > 0
         is_mm = torch.as_tensor([self.pairs[r][0].base == "mm" for r in runs])
         fa_pos = torch.as_tensor(np.flatnonzero(fa))
+        a_base = np.zeros((len(runs), len(slot_path)))
+        a_base[np.arange(len(runs)), [where[int(self.base_path[r])] for r in runs]] = 1.0
+        a_fail = np.zeros((int(fa.sum()), len(slot_path)))
+        a_fail[np.arange(len(a_fail)), [where[int(self.fail_path[r])] for r in runs[fa]]] = 1.0
+        a_all = a_base.copy()
+        a_all[fa] += a_fail
+        as_t = (lambda a: torch.as_tensor(a, dtype=self.dtype))
         return _Layout(
+            assign=as_t(a_all), assign_base=as_t(a_base), assign_fail=as_t(a_fail),
             runs=runs, seeds=seeds, group_seed=torch.as_tensor([si for si, _ in groups]), k=k,
             slot_path=slot_path,
             base_flat=torch.as_tensor([where[int(self.base_path[r])] for r in runs]),
@@ -747,14 +794,15 @@ class _Grid:
         s = to_slots(name, t)
         return s.reshape(-1, *s.shape[2:])
 
-    def _adam(self) -> torch.optim.Adam:
-        """Fused Adam over the grouped parameters; their ``.grad`` are buffers that
-        :func:`grouped_backward` overwrites every step (no autograd, no zero_grad)."""
+    def _adam(self, old: _FusedAdam | None = None, src: Tensor | None = None) -> _FusedAdam:
+        """Adam over the grouped parameters; with ``old``, its moments repacked like the parameters."""
         cfg = self.cfg
-        for v in self.params.values():
-            v.grad = torch.zeros_like(v)
-        return torch.optim.Adam(list(self.params.values()), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                eps=cfg.adam_eps, fused=True)
+        moments = None
+        if old is not None:
+            moments = [{k: self._pack(k, self._flat_slots(k, m[k]), src) for k in self.params}
+                       for m in (old.exp_avg, old.exp_avg_sq)]
+        return _FusedAdam(self.params, cfg.lr, (cfg.adam_beta1, cfg.adam_beta2), cfg.adam_eps, moments,
+                          None if old is None else old.t.clone())
 
     def compact(self, keep: np.ndarray) -> bool:
         """Drop finished runs (their best states are in the bank); False when no run is left."""
@@ -764,14 +812,8 @@ class _Grid:
         old_where = {int(p): i for i, p in enumerate(old.slot_path) if p >= 0}
         self.layout = self._layout(runs)
         src = torch.as_tensor([old_where[int(p)] if p >= 0 else -1 for p in self.layout.slot_path])
-        old_params, old_opt = self.params, self.opt
-        self.params = {k: self._pack(k, self._flat_slots(k, v.detach()), src) for k, v in old_params.items()}
-        self.opt = self._adam()
-        for k, v in old_params.items():
-            st = old_opt.state.get(v, {})
-            self.opt.state[self.params[k]] = {
-                n: (x.clone() if n == "step" else self._pack(k, self._flat_slots(k, x), src))
-                for n, x in st.items()}
+        self.params = {k: self._pack(k, self._flat_slots(k, v), src) for k, v in self.params.items()}
+        self.opt = self._adam(self.opt, src)
         self.masks = {k: self._fail_slot_mask(k) for k in weight_names(self.cfg.head)}
         return True
 
@@ -789,12 +831,10 @@ class _Grid:
                 self.bank[k][torch.as_tensor(paths)] = self._flat_slots(k, v)[pos]
 
     # -- rewards and losses --
-    def run_rewards(self, r_groups: Tensor) -> tuple[Tensor, Tensor]:
-        """(R_D, R_F) of each run, ``(E, n)``, from grouped path rewards ``(G, n, K)``."""
-        lay = self.layout
-        flat = r_groups.permute(0, 2, 1).reshape(-1, r_groups.shape[1])
-        flat = torch.cat([flat, torch.zeros_like(flat[:1])])
-        return flat[lay.base_flat], flat[lay.fail_flat]
+    def run_rewards(self, r_groups: Tensor) -> Tensor:
+        """R = R_D + R_F of each run, ``(E, n)``, from grouped path rewards ``(G, n, K)`` (one small
+        GEMM with the 0/1 assignment; exact: each output adds a run's two slots and zeros)."""
+        return self.layout.assign @ r_groups.permute(0, 2, 1).reshape(-1, r_groups.shape[1])
 
     def failure_sets(self, delta: Tensor, r_plus: Tensor, r_minus: Tensor, y: Tensor, u: Tensor,
                      sched: RoundSchedule) -> tuple[Tensor, Tensor]:
@@ -855,7 +895,7 @@ class _Grid:
         if self.layout.n_fa == 0:
             return
         for k in weight_names(self.cfg.head):
-            self.params[k].grad.addcmul_(self.params[k], self.masks[k], value=lambda_t)
+            self.opt.grads[k].addcmul_(self.params[k], self.masks[k], value=lambda_t)
 
     @torch.no_grad()
     def step(self, xb: Tensor, idx_fa: Tensor, u_fa: Tensor, sched: RoundSchedule,
@@ -873,8 +913,7 @@ class _Grid:
         """
         lay, cfg = self.layout, self.cfg
         r_groups, hidden = grouped_forward(self.params, xb, return_hidden=True)
-        r_d, r_f = self.run_rewards(r_groups)
-        r = (r_d + r_f).view(lay.n_runs, -1, 2)
+        r = self.run_rewards(r_groups).view(lay.n_runs, -1, 2)
         delta = r[..., 0] - r[..., 1]                         # = d_base = d_fail in value (Eq. 1-3)
         b = delta.shape[-1]
         terms, g_base = self._terms(delta, lay.mm_mode, lay.is_mm, cfg.margin, cfg.tau)
@@ -884,7 +923,7 @@ class _Grid:
         zero = l_base.new_zeros(0)
         l_fail = n_f = n_s = zero
         if lay.n_fa:
-            fa = lay.fa_pos
+            fa = lay.fa
             if epoch_sets is not None:
                 f_t, s_t = epoch_sets[0].gather(1, idx_fa), epoch_sets[1].gather(1, idx_fa)
             else:
@@ -900,23 +939,24 @@ class _Grid:
             if cfg.route_gradients:                           # L_base -> R_D only, L_fail -> R_F only
                 g_fail_path = g_fail
             else:                                             # both losses reach both paths
-                g_base_path = g_base.index_add(0, fa, g_fail)
+                g_base_path = g_base.clone()
+                g_base_path[fa] += g_fail
                 g_fail_path = g_base_path[fa]
-        d_r = self._path_grads(g_base_path, g_fail_path if lay.n_fa else None, b)
-        grouped_backward(self.params, xb, hidden, d_r, {k: v.grad for k, v in self.params.items()})
+        d_r = self._path_grads(g_base_path, g_fail_path if lay.n_fa else None)
+        grouped_backward(self.params, xb, hidden, d_r, self.opt.grads)
         self.add_penalty_grad(sched.lambda_t * cfg.penalty_scale)
         self.opt.step()
         return l_base, l_fail, n_f, n_s
 
-    def _path_grads(self, g_base: Tensor, g_fail: Tensor | None, b: int) -> Tensor:
+    def _path_grads(self, g_base: Tensor, g_fail: Tensor | None) -> Tensor:
         """dL/dR ``(G, 2b, K)`` on the interleaved (o+, o-) rows from dL/dDelta of each run's base path
         ``(E, b)`` and failure path ``(E_F, b)`` (Delta = R(o+) - R(o-): +g on o+, -g on o-)."""
         lay = self.layout
-        flat = g_base.new_zeros(lay.n_groups * lay.k + 1, b, 2)
-        flat[lay.base_flat] = torch.stack([g_base, -g_base], -1)
+        per_slot = lay.assign_base.T @ g_base                              # (G*K, b), exact (0/1)
         if g_fail is not None:
-            flat[lay.fail_flat[lay.fa_pos]] = torch.stack([g_fail, -g_fail], -1)
-        return flat[:-1].view(lay.n_groups, lay.k, 2 * b).transpose(1, 2)
+            per_slot.addmm_(lay.assign_fail.T, g_fail)
+        d_r = per_slot[..., None] * self._signs                            # (G*K, b, 2)
+        return d_r.view(lay.n_groups, lay.k, -1).transpose(1, 2)
 
     @torch.no_grad()
     def full_rewards(self, rows: Tensor) -> Tensor:
@@ -924,8 +964,7 @@ class _Grid:
         params = {k: v.detach() for k, v in self.params.items()}
         chunk = 2 * self.cfg.eval_chunk
         r = torch.cat([grouped_forward(params, rows[s:s + chunk]) for s in range(0, rows.shape[0], chunk)], 1)
-        r_d, r_f = self.run_rewards(r)
-        return (r_d + r_f).view(self.layout.n_runs, -1, 2)
+        return self.run_rewards(r).view(self.layout.n_runs, -1, 2)
 
     def val_losses(self) -> np.ndarray:
         if self.n_va == 0:
@@ -936,9 +975,8 @@ class _Grid:
 
     def mine_epoch(self, u_fa: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
         """``mining="epoch"``: F_t, S_t of the FA runs over all training pairs, ``(E_F, N)`` each."""
-        fa = self.layout.fa_pos
-        r = self.full_rewards(self.x_tr_rows)[fa]
-        y = self.y_tr.expand(len(fa), -1, -1)
+        r = self.full_rewards(self.x_tr_rows)[self.layout.fa]
+        y = self.y_tr.expand(self.layout.n_fa, -1, -1)
         return self.failure_sets(r[..., 0] - r[..., 1], r[..., 0], r[..., 1], y, u_fa, sched)
 
     def train_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, RoundSchedule]:
@@ -952,17 +990,13 @@ class _Grid:
         perm_fa = perm_s[fa_seed]                                                                 # (E_F, N)
         u_fa = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[fa_seed]       # (E_F, N)
         epoch_sets = self.mine_epoch(u_fa, sched) if (cfg.mining == "epoch" and lay.n_fa) else None
-        tot_base = torch.zeros(lay.n_runs, dtype=self.dtype)
-        tot_fail, n_fail, n_samp = (torch.zeros(lay.n_fa, dtype=self.dtype) for _ in range(3))
+        logged = []                                           # per step: L_base, lambda_t L_fail, |F_t|, |S_t|
         for start in range(0, self.n_tr, bsz):
             idx_g = perm_g[:, start:start + bsz]                                                   # (G, b)
             xb = self.x_tr_flat.index_select(0, idx_g.reshape(-1)).view(lay.n_groups, -1, self.dim)
-            l_base, l_fail, nf, ns = self.step(xb, perm_fa[:, start:start + bsz], u_fa, sched, epoch_sets)
-            tot_base += l_base
-            tot_fail += l_fail
-            n_fail += nf
-            n_samp += ns
-        per_run = tot_base.index_add(0, lay.fa_pos, tot_fail) / math.ceil(self.n_tr / bsz)
+            logged.append(self.step(xb, perm_fa[:, start:start + bsz], u_fa, sched, epoch_sets))
+        tot_base, tot_fail, n_fail, n_samp = (torch.stack(col).sum(0).to(self.dtype) for col in zip(*logged))
+        per_run = tot_base.index_add(0, lay.fa_pos, tot_fail) / len(logged)
         scatter = (lambda v: torch.zeros(lay.n_runs, dtype=self.dtype).index_add(0, lay.fa_pos, v).numpy())
         return per_run.numpy(), scatter(n_fail), scatter(n_samp), sched
 
