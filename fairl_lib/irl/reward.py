@@ -142,7 +142,7 @@ def grouped_backward(params: Mapping[str, Tensor], h: Tensor, hidden: Tensor | N
     a, d_r = hidden.view(g, -1, k, hid), d_r.contiguous()
     torch.sum(d_r, 1, out=grads["b2"])
     torch.sum(a * d_r[..., None], 1, out=grads["w2"])
-    dz = (d_r[..., None] * params["w2"][:, None]).masked_fill_(a <= 0, 0.0)
+    dz = torch.ops.aten.threshold_backward(d_r[..., None] * params["w2"][:, None], a, 0.0)  # relu's own backward
     torch.sum(dz, 1, out=grads["b1"])
     torch.bmm(ht, dz.view(g, -1, k * hid), out=grads["w1"].view(g, d, k * hid))
 
