@@ -36,13 +36,20 @@ Choices the paper leaves open (all configurable in :class:`IRLConfig`):
   differences are not confounded with seed luck). The train/val split uses ``split_seed`` and is
   the same for all runs.
 
-:func:`train_grid` trains many (method, seed) runs at once with stacked parameters. Runs of one seed
-share their minibatches, so all paths of a seed group go through one batched GEMM
-``(2B, d) @ (d, K*H)``; finished runs leave the stack (they cost nothing more and keep their
-best-validation state); the gradient of lambda_t/2 ||w_F||^2 (all weight matrices of the failure
-path, biases excluded) is added in closed form, lambda_t w_F. :func:`train_one` is the plain
-sequential reference (``nn.Module`` + autograd penalty + ``torch.optim.Adam``). Both give the same
-result up to floating-point rounding (tests/test_train.py, float64: ~1e-12).
+:func:`train_grid` trains many (method, seed) runs at once with stacked parameters and no autograd:
+
+- Runs of one seed share their minibatches, so the paths of a seed go through batched GEMMs
+  ``(2B, d) @ (d, K*H)``, K paths per group (:func:`group_width` balances padding against groups
+  as runs finish unevenly); finished runs leave the stack with their best-validation state.
+- The gradient is worked out by hand: dL/dDelta of Eq. 1-2 and of L_fail in closed form
+  (``losses.*_terms_and_grad``, ``losses.masked_mean_weights``), routed to the paths, then
+  backpropagated through the heads (``reward.grouped_backward``); lambda_t/2 ||w_F||^2 (all weight
+  matrices of the failure path, biases excluded) adds lambda_t w_F.
+- Adam is torch's fused CPU kernel called directly (:class:`_FusedAdam`).
+
+:func:`train_one` is the plain sequential reference (``nn.Module``, autograd, ``torch.optim.Adam``).
+Both give the same result up to floating-point rounding (tests/test_train.py, float64: ~1e-12), which
+also checks the hand-written gradients against autograd.
 """
 from __future__ import annotations
 
@@ -903,7 +910,7 @@ class _Grid:
         """One Adam step of Eq. 3 for every active run, with the gradient worked out by hand.
 
         Eq. 1-2 and L_fail depend on the rewards only through the margins, so the step computes
-        dL/dDelta per pair in closed form (``ls.*_terms_grad``), routes it to the paths (L_base -> R_D,
+        dL/dDelta per pair in closed form (``ls.*_terms_and_grad``), routes it to the paths (L_base -> R_D,
         L_fail -> R_F with ``route_gradients``; both to both otherwise), turns it into dL/dR on the
         (o+, o-) rows and backpropagates through the grouped heads (:func:`grouped_backward`); the
         lambda_t/2 ||w_F||^2 term adds lambda_t w_F (:meth:`add_penalty_grad`). This is the gradient
