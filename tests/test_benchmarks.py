@@ -1,4 +1,4 @@
-"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py and prefix.py run end to end and report what they promise (no timing
+"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py and irl_grid.py run end to end and report what they promise (no timing
 thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ lm_throughput = _load_benchmark("lm_throughput")
 rlhf_step = _load_benchmark("rlhf_step")
 sampler = _load_benchmark("sampler")
 prefix = _load_benchmark("prefix")
+irl_grid = _load_benchmark("irl_grid")
 
 
 def needs_mirror(test):
@@ -107,3 +108,16 @@ def test_prefix_benchmark_reports_every_case(one_thread):
     assert [(c["repeats_per_prompt"], c["batch"]) for c in out["cases"]] == [(2, 4), (3, 3)]
     for c in out["cases"]:
         assert all(math.isfinite(c[k]) and c[k] > 0 for k in ("plain_s", "shared_s", "speedup", "prompt_width"))
+
+
+def test_irl_grid_benchmark_reports_repeats_and_matching_rewards(one_thread):
+    out = irl_grid.run(irl_grid.parse_args(["--pairs", "200", "--dim", "8", "--seeds", "2", "--max-epochs", "3",
+                                            "--quick", "--repeats", "2", "--threads", "1"]))
+    assert out["runs"] == 12 and out["repeats"] == 2 and len(out["per_repeat"]) == 2
+    for rep in out["per_repeat"]:
+        assert rep["speedup"] == pytest.approx(rep["sequential_s"] / rep["ensemble_s"], rel=0.01)  # inputs rounded to 1e-4 s
+    # the median of two repeats is their mean
+    assert out["speedup"] == pytest.approx(sum(r["speedup"] for r in out["per_repeat"]) / 2, abs=0.01)
+    assert out["sequential_measured_runs"] == 6 and out["sequential_extrapolated"]
+    assert out["max_reward_diff_rel"] < 1e-3          # 3 epochs in float32: grid and train_one agree
+    assert out["run_epochs_total"] == 12 * 3
