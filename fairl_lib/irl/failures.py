@@ -50,9 +50,8 @@ def bottomk_failures(delta: Tensor, frac_t: float) -> Tensor:
     return mask.scatter(-1, order, True)
 
 
-def _reference(r: Tensor, reference: str) -> Tensor | float:
-    if reference == "zero":
-        return 0.0
+def _reference(r: Tensor, reference: str) -> Tensor:
+    """The value R(o) is compared with when it is not zero (``reference="batch_mean"``)."""
     if reference == "batch_mean":
         return r.mean(-1, keepdim=True)
     raise ValueError(f"Unknown supervised reference {reference!r}; valid: {', '.join(SUP_REFERENCES)}")
@@ -74,12 +73,13 @@ def supervised_failures(r_plus: Tensor, r_minus: Tensor, y_plus: Tensor, y_minus
     reading; ``reference="batch_mean"`` compares R(o) with the minibatch mean reward over the same
     side instead.
     """
-    ref_p, ref_m = _reference(r_plus, reference), _reference(r_minus, reference)
-    wrong_plus = y_plus * (r_plus - ref_p) <= 0
+    if reference != "zero":
+        r_plus, r_minus = r_plus - _reference(r_plus, reference), r_minus - _reference(r_minus, reference)
+    wrong_plus = y_plus * r_plus <= 0
     if rule == "text":
-        wrong_minus = y_minus * (r_minus - ref_m) <= 0
+        wrong_minus = y_minus * r_minus <= 0
     elif rule == "alg1":
-        wrong_minus = y_minus * (r_minus - ref_m) >= 0
+        wrong_minus = y_minus * r_minus >= 0
     else:
         raise ValueError(f"Unknown supervised-failure rule {rule!r}; valid: {', '.join(SUP_RULES)}")
     return wrong_plus | wrong_minus

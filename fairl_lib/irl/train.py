@@ -905,8 +905,8 @@ class _Grid:
             self.opt.grads[k].addcmul_(self.params[k], self.masks[k], value=lambda_t)
 
     @torch.no_grad()
-    def step(self, xb: Tensor, idx_fa: Tensor, u_fa: Tensor, sched: RoundSchedule,
-             epoch_sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def step(self, xb: Tensor, y_fa: Tensor | None, u_fa: Tensor, sched: RoundSchedule,
+             sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One Adam step of Eq. 3 for every active run, with the gradient worked out by hand.
 
         Eq. 1-2 and L_fail depend on the rewards only through the margins, so the step computes
@@ -915,7 +915,9 @@ class _Grid:
         (o+, o-) rows and backpropagates through the grouped heads (:func:`grouped_backward`); the
         lambda_t/2 ||w_F||^2 term adds lambda_t w_F (:meth:`add_penalty_grad`). This is the gradient
         autograd gives :func:`train_one` (tests/test_train.py: equal runs in float64), without
-        building a graph of ~200 small ops per step. ``idx_fa (E_F, b)``: the FA runs' pairs.
+        building a graph of ~200 small ops per step. The FA runs' labels ``y_fa (E_F, b, 2)`` (None when no
+        run uses them), failure-sampling uniforms ``u_fa (E_F, b)`` and, with ``mining="epoch"``, their
+        epoch-level F_t, S_t ``sets`` are already in this minibatch's order.
         Returns detached per-run L_base ``(E,)`` and per-FA-run lambda_t L_fail, |F_t|, |S_t| ``(E_F,)``.
         """
         lay, cfg = self.layout, self.cfg
@@ -931,12 +933,11 @@ class _Grid:
         l_fail = n_f = n_s = zero
         if lay.n_fa:
             fa = lay.fa
-            if epoch_sets is not None:
-                f_t, s_t = epoch_sets[0].gather(1, idx_fa), epoch_sets[1].gather(1, idx_fa)
+            if sets is not None:
+                f_t, s_t = sets
             else:
-                y = self.y_tr[idx_fa] if lay.gt_mode_fa != "none" else r[fa]
-                f_t, s_t = self.failure_sets(delta[fa], r[fa][..., 0], r[fa][..., 1], y, u_fa.gather(1, idx_fa),
-                                             sched)
+                y = r[fa] if y_fa is None else y_fa
+                f_t, s_t = self.failure_sets(delta[fa], r[fa][..., 0], r[fa][..., 1], y, u_fa, sched)
             terms_f, g_f = self._terms(delta[fa], lay.mm_mode_fa, lay.is_mm_fa, cfg.margin_fail, cfg.tau_fail)
             weights = ls.masked_mean_weights(s_t, cfg.fail_reduction, delta.dtype)
             scale = sched.lambda_t * cfg.w_fail
@@ -997,11 +998,17 @@ class _Grid:
         perm_fa = perm_s[fa_seed]                                                                 # (E_F, N)
         u_fa = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[fa_seed]       # (E_F, N)
         epoch_sets = self.mine_epoch(u_fa, sched) if (cfg.mining == "epoch" and lay.n_fa) else None
+        # the FA runs' per-pair inputs, put in minibatch order once per epoch (then sliced per step)
+        u_ord = u_fa.gather(1, perm_fa)
+        y_ord = self.y_tr[perm_fa] if (lay.n_fa and lay.gt_mode_fa != "none") else None
+        sets_ord = None if epoch_sets is None else tuple(m.gather(1, perm_fa) for m in epoch_sets)
         logged = []                                           # per step: L_base, lambda_t L_fail, |F_t|, |S_t|
         for start in range(0, self.n_tr, bsz):
             idx_g = perm_g[:, start:start + bsz]                                                   # (G, b)
             xb = self.x_tr_flat.index_select(0, idx_g.reshape(-1)).view(lay.n_groups, -1, self.dim)
-            logged.append(self.step(xb, perm_fa[:, start:start + bsz], u_fa, sched, epoch_sets))
+            batch = slice(start, start + bsz)
+            logged.append(self.step(xb, None if y_ord is None else y_ord[:, batch], u_ord[:, batch], sched,
+                                    None if sets_ord is None else (sets_ord[0][:, batch], sets_ord[1][:, batch])))
         tot_base, tot_fail, n_fail, n_samp = (torch.stack(col).sum(0).to(self.dtype) for col in zip(*logged))
         per_run = tot_base.index_add(0, lay.fa_pos, tot_fail) / len(logged)
         scatter = (lambda v: torch.zeros(lay.n_runs, dtype=self.dtype).index_add(0, lay.fa_pos, v).numpy())
