@@ -1,4 +1,4 @@
-"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py and irl_grid.py run end to end and report what they promise (no timing
+"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py, irl_grid.py and irl_step.py run end to end and report what they promise (no timing
 thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ rlhf_step = _load_benchmark("rlhf_step")
 sampler = _load_benchmark("sampler")
 prefix = _load_benchmark("prefix")
 irl_grid = _load_benchmark("irl_grid")
+irl_step = _load_benchmark("irl_step")
 
 
 def needs_mirror(test):
@@ -121,3 +122,11 @@ def test_irl_grid_benchmark_reports_repeats_and_matching_rewards(one_thread):
     assert out["sequential_measured_runs"] == 6 and out["sequential_extrapolated"]
     assert out["max_reward_diff_rel"] < 1e-3          # 3 epochs in float32: grid and train_one agree
     assert out["run_epochs_total"] == 12 * 3
+
+
+def test_irl_step_benchmark_times_each_width(one_thread):
+    out = irl_step.run(irl_step.parse_args(["--pairs", "300", "--dim", "8", "--widths", "30,2", "--steps", "3",
+                                            "--epochs", "2"]))
+    assert set(out["ms_per_step"]) == {"30", "2"} and all(v > 0 for v in out["ms_per_step"].values())
+    with pytest.raises(ValueError, match="width must be in 1..30"):
+        irl_step.run(irl_step.parse_args(["--pairs", "300", "--dim", "8", "--widths", "31"]))
