@@ -635,9 +635,9 @@ class _Layout:
     Runs of one seed share their minibatches, so the paths of a seed can share one GEMM. A seed's
     paths (base paths of its runs, then the failure paths of its FA runs) fill groups of K slots
     (:func:`group_width`); group g reads the minibatch of seed ``group_seed[g]`` and is padded with
-    empty slots to K. ``*_flat`` index the flattened ``(G*K,)`` slots; index ``G*K`` is a zero row
-    (no failure path). A run's two paths may sit in different groups of its seed: both see the
-    same rows, so R = R_D + R_F is still a sum over the same outputs.
+    empty slots to K; slots are numbered 0..G*K-1 group by group. A run's two paths may sit in
+    different groups of its seed: both see the same rows, so R = R_D + R_F is still a sum over the
+    same outputs.
     """
 
     runs: np.ndarray          # (E,) run indices into the grid: baselines, then FA runs, each ascending
@@ -645,8 +645,7 @@ class _Layout:
     group_seed: Tensor        # (G,) position in ``seeds`` of each group's seed
     k: int                    # slots per group
     slot_path: np.ndarray     # (G*K,) global path id in each slot, -1 = empty
-    base_flat: Tensor         # (E,)
-    fail_flat: Tensor         # (E,)
+    fail_slot: Tensor         # (E_F,) flat slot (of G*K) of each FA run's failure path
     run_seed: Tensor          # (E,) position in ``seeds`` of each run's seed
     fa_pos: Tensor            # (E_F,) positions of the FA runs among the E runs (the last E_F)
     assign: Tensor            # (E, G*K) 1 on each run's base and failure slot: R = assign @ slot rewards
@@ -767,14 +766,14 @@ class _Grid:
         for g, (_, sl) in enumerate(groups):
             slot_path[g * k:g * k + len(sl)] = sl
         where = {int(p): i for i, p in enumerate(slot_path) if p >= 0}
-        none = len(slot_path)
         fa = self.kind[runs] > 0
+        fail_slot = [where[int(self.fail_path[r])] for r in runs[fa]]
         is_mm = torch.as_tensor([self.pairs[r][0].base == "mm" for r in runs])
         fa_pos = torch.as_tensor(np.flatnonzero(fa))
         a_base = np.zeros((len(runs), len(slot_path)))
         a_base[np.arange(len(runs)), [where[int(self.base_path[r])] for r in runs]] = 1.0
         a_fail = np.zeros((int(fa.sum()), len(slot_path)))
-        a_fail[np.arange(len(a_fail)), [where[int(self.fail_path[r])] for r in runs[fa]]] = 1.0
+        a_fail[np.arange(len(a_fail)), fail_slot] = 1.0
         a_all = a_base.copy()
         a_all[fa] += a_fail
         as_t = (lambda a: torch.as_tensor(a, dtype=self.dtype))
@@ -782,9 +781,7 @@ class _Grid:
             assign=as_t(a_all), assign_base=as_t(a_base), assign_fail=as_t(a_fail),
             runs=runs, seeds=seeds, group_seed=torch.as_tensor([si for si, _ in groups]), k=k,
             slot_path=slot_path,
-            base_flat=torch.as_tensor([where[int(self.base_path[r])] for r in runs]),
-            fail_flat=torch.as_tensor([where[int(self.fail_path[r])] if self.kind[r] else none
-                                       for r in runs]),
+            fail_slot=torch.as_tensor(fail_slot, dtype=torch.long),
             run_seed=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
             fa_pos=fa_pos, is_mm=is_mm, is_mm_fa=is_mm[fa_pos],
             is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1))
@@ -870,9 +867,9 @@ class _Grid:
     def _fail_slot_mask(self, name: str) -> Tensor:
         """1.0 on failure-path slots (of FA runs), 0.0 elsewhere, shaped to broadcast over ``name``."""
         lay = self.layout
-        mask = torch.zeros(lay.n_groups * lay.k + 1, dtype=self.dtype)
-        mask[lay.fail_flat[lay.fa_pos]] = 1.0
-        mask = mask[:-1].view(lay.n_groups, lay.k)
+        mask = torch.zeros(lay.n_groups * lay.k, dtype=self.dtype)
+        mask[lay.fail_slot] = 1.0
+        mask = mask.view(lay.n_groups, lay.k)
         return {"w1": mask[:, None, :, None], "w2": mask[:, :, None], "w": mask[:, None, :]}[name]
 
     @torch.no_grad()
@@ -886,7 +883,7 @@ class _Grid:
             g, d, k, hid = p["w1"].shape
             col = p["w1"].view(g, d, k * hid).square().sum(1)
             sq = col.view(g, k, hid).sum(-1) + p["w2"].square().sum(2)
-        return torch.cat([sq.reshape(-1), sq.new_zeros(1)])[lay.fail_flat[lay.fa_pos]]
+        return sq.reshape(-1)[lay.fail_slot]
 
     def w_fail_sq(self) -> np.ndarray:
         """||w_F||^2 per active run (0 for baselines), for the history."""
@@ -910,15 +907,17 @@ class _Grid:
         """One Adam step of Eq. 3 for every active run, with the gradient worked out by hand.
 
         Eq. 1-2 and L_fail depend on the rewards only through the margins, so the step computes
-        dL/dDelta per pair in closed form (``ls.*_terms_and_grad``), routes it to the paths (L_base -> R_D,
-        L_fail -> R_F with ``route_gradients``; both to both otherwise), turns it into dL/dR on the
-        (o+, o-) rows and backpropagates through the grouped heads (:func:`grouped_backward`); the
-        lambda_t/2 ||w_F||^2 term adds lambda_t w_F (:meth:`add_penalty_grad`). This is the gradient
-        autograd gives :func:`train_one` (tests/test_train.py: equal runs in float64), without
-        building a graph of ~200 small ops per step. The FA runs' labels ``y_fa (E_F, b, 2)`` (None when no
-        run uses them), failure-sampling uniforms ``u_fa (E_F, b)`` and, with ``mining="epoch"``, their
-        epoch-level F_t, S_t ``sets`` are already in this minibatch's order.
-        Returns detached per-run L_base ``(E,)`` and per-FA-run lambda_t L_fail, |F_t|, |S_t| ``(E_F,)``.
+        dL/dDelta per pair in closed form (``ls.*_terms_and_grad``), routes it to the paths
+        (L_base -> R_D, L_fail -> R_F with ``route_gradients``; both to both otherwise), turns it
+        into dL/dR on the (o+, o-) rows and backpropagates through the grouped heads
+        (:func:`grouped_backward`); lambda_t/2 ||w_F||^2 adds lambda_t w_F (:meth:`add_penalty_grad`).
+        This is the gradient autograd gives :func:`train_one` (tests/test_train.py: equal runs in
+        float64), without building a graph of ~200 small ops per step.
+
+        ``y_fa (E_F, b, 2)`` are the FA runs' labels (None when no run uses them), ``u_fa (E_F, b)``
+        their failure-sampling uniforms and ``sets`` (``mining="epoch"``) their epoch-level F_t, S_t,
+        all already in this minibatch's order. Returns per-run L_base ``(E,)`` and per-FA-run
+        lambda_t L_fail, |F_t|, |S_t| ``(E_F,)``.
         """
         lay, cfg = self.layout, self.cfg
         r_groups, hidden = grouped_forward(self.params, xb, return_hidden=True)
@@ -929,9 +928,9 @@ class _Grid:
         l_base = terms.mean(-1)
         g_base = g_base / b                                   # dL_base/dDelta (mean over B, Eq. 1-2)
         g_fail_path = g_base_path = g_base
-        zero = l_base.new_zeros(0)
-        l_fail = n_f = n_s = zero
-        if lay.n_fa:
+        if not lay.n_fa:
+            l_fail = n_f = n_s = l_base.new_zeros(0)
+        else:
             fa = lay.fa
             if sets is not None:
                 f_t, s_t = sets
