@@ -96,7 +96,8 @@ def from_slots(name: str, t: Tensor) -> Tensor:
     return to_slots(name, t).contiguous()
 
 
-def grouped_forward(params: Mapping[str, Tensor], h: Tensor, return_hidden: bool = False):
+def grouped_forward(params: Mapping[str, Tensor], h: Tensor,
+                    return_hidden: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
     """R(o) of G groups of K paths each, every group on its own inputs; one batched GEMM.
 
     Grouped storage (leading group axis G, slot axis K): linear ``w (G, d, K)``, ``b (G, K)``;

@@ -647,7 +647,7 @@ class _Layout:
     slot_path: np.ndarray     # (G*K,) global path id in each slot, -1 = empty
     fail_slot: Tensor         # (E_F,) flat slot (of G*K) of each FA run's failure path
     run_seed: Tensor          # (E,) position in ``seeds`` of each run's seed
-    fa_pos: Tensor            # (E_F,) positions of the FA runs among the E runs (the last E_F)
+    n_fa: int                 # E_F: the FA runs, which are the last E_F of the E runs
     assign: Tensor            # (E, G*K) 1 on each run's base and failure slot: R = assign @ slot rewards
     assign_base: Tensor       # (E, G*K) 1 on each run's base slot
     assign_fail: Tensor       # (E_F, G*K) 1 on each FA run's failure slot
@@ -667,10 +667,6 @@ class _Layout:
     @property
     def n_runs(self) -> int:
         return len(self.runs)
-
-    @property
-    def n_fa(self) -> int:
-        return len(self.fa_pos)
 
     @property
     def fa(self) -> slice:
@@ -767,12 +763,12 @@ class _Grid:
             slot_path[g * k:g * k + len(sl)] = sl
         where = {int(p): i for i, p in enumerate(slot_path) if p >= 0}
         fa = self.kind[runs] > 0
+        n_fa = int(fa.sum())
         fail_slot = [where[int(self.fail_path[r])] for r in runs[fa]]
         is_mm = torch.as_tensor([self.pairs[r][0].base == "mm" for r in runs])
-        fa_pos = torch.as_tensor(np.flatnonzero(fa))
         a_base = np.zeros((len(runs), len(slot_path)))
         a_base[np.arange(len(runs)), [where[int(self.base_path[r])] for r in runs]] = 1.0
-        a_fail = np.zeros((int(fa.sum()), len(slot_path)))
+        a_fail = np.zeros((n_fa, len(slot_path)))
         a_fail[np.arange(len(a_fail)), fail_slot] = 1.0
         a_all = a_base.copy()
         a_all[fa] += a_fail
@@ -783,7 +779,7 @@ class _Grid:
             slot_path=slot_path,
             fail_slot=torch.as_tensor(fail_slot, dtype=torch.long),
             run_seed=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
-            fa_pos=fa_pos, is_mm=is_mm, is_mm_fa=is_mm[fa_pos],
+            n_fa=n_fa, is_mm=is_mm, is_mm_fa=is_mm[len(runs) - n_fa:],
             is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1))
 
     def _pack(self, name: str, slots_src: Tensor, src: Tensor) -> Tensor:
@@ -842,7 +838,7 @@ class _Grid:
 
     def failure_sets(self, delta: Tensor, r_plus: Tensor, r_minus: Tensor, y: Tensor, u: Tensor,
                      sched: RoundSchedule) -> tuple[Tensor, Tensor]:
-        """F_t and S_t of the FA runs (rows = ``fa_pos``): supervised for *_gt, margin for *_margin runs."""
+        """F_t and S_t of the FA runs (rows = the layout's ``fa``): supervised for *_gt, margin for *_margin runs."""
         lay, cfg = self.layout, self.cfg
         f_t = _by_mode(lay.gt_mode_fa, lay.is_gt_fa[:, None],
                        lambda: supervised_failure_set(cfg, delta, r_plus, r_minus, y[..., 0], y[..., 1],
@@ -889,7 +885,7 @@ class _Grid:
         """||w_F||^2 per active run (0 for baselines), for the history."""
         out = torch.zeros(self.layout.n_runs, dtype=torch.float64)
         if self.layout.n_fa:
-            out[self.layout.fa_pos] = self._penalty().to(torch.float64)
+            out[self.layout.fa] = self._penalty().to(torch.float64)
         return out.numpy()
 
     @torch.no_grad()
@@ -993,7 +989,7 @@ class _Grid:
         streams = [epoch_streams(sd, epoch, self.n_tr) for sd in lay.seeds]
         perm_s = torch.as_tensor(np.stack([p for p, _ in streams]))                               # (S, N)
         perm_g = perm_s[lay.group_seed]                                                           # (G, N)
-        fa_seed = lay.run_seed[lay.fa_pos]
+        fa_seed = lay.run_seed[lay.fa]
         perm_fa = perm_s[fa_seed]                                                                 # (E_F, N)
         u_fa = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[fa_seed]       # (E_F, N)
         epoch_sets = self.mine_epoch(u_fa, sched) if (cfg.mining == "epoch" and lay.n_fa) else None
@@ -1009,9 +1005,10 @@ class _Grid:
             logged.append(self.step(xb, None if y_ord is None else y_ord[:, batch], u_ord[:, batch], sched,
                                     None if sets_ord is None else (sets_ord[0][:, batch], sets_ord[1][:, batch])))
         tot_base, tot_fail, n_fail, n_samp = (torch.stack(col).sum(0).to(self.dtype) for col in zip(*logged))
-        per_run = tot_base.index_add(0, lay.fa_pos, tot_fail) / len(logged)
-        scatter = (lambda v: torch.zeros(lay.n_runs, dtype=self.dtype).index_add(0, lay.fa_pos, v).numpy())
-        return per_run.numpy(), scatter(n_fail), scatter(n_samp), sched
+        tot_base[lay.fa] += tot_fail
+        per_fa_run = np.zeros((2, lay.n_runs))
+        per_fa_run[:, lay.fa] = torch.stack([n_fail, n_samp]).numpy()
+        return (tot_base / len(logged)).numpy(), per_fa_run[0], per_fa_run[1], sched
 
     def result(self, i: int) -> TrainedRun:
         spec, seed = self.pairs[i]
