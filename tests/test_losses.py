@@ -114,6 +114,21 @@ def test_analytic_term_gradients_hand_worked_and_equal_to_autograd():
         torch.testing.assert_close(grad, auto, rtol=1e-14, atol=0.0, msg=terms.__name__)
 
 
+def test_term_gradients_scale_and_masked_mean_weights_hand_worked():
+    d = t(-1.0, 0.0, 0.5, 3.0)
+    for both, arg in ((ls.hinge_terms_and_grad, 0.8), (ls.maxent_terms_and_grad, 0.5)):
+        terms, grad = both(d, arg)
+        scaled_terms, scaled = both(d, arg, 0.25)
+        assert torch.equal(terms, scaled_terms)
+        torch.testing.assert_close(scaled, 0.25 * grad, rtol=1e-15, atol=0.0)
+    mask = torch.tensor([[True, False, True, False], [False, False, False, False]])
+    for dtype in (torch.float32, torch.float64):
+        w = ls.masked_mean_weights(mask, "subset", dtype)
+        assert w.dtype == dtype and w.tolist() == [[0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0]]
+        w = ls.masked_mean_weights(mask, "batch", dtype)
+        assert w.dtype == dtype and w.tolist() == [[0.25, 0.0, 0.25, 0.0], [0.0, 0.0, 0.0, 0.0]]
+
+
 def test_losses_reduce_the_last_axis_so_ensembles_match_rows():
     d = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     mask = d < 0

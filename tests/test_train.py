@@ -21,6 +21,8 @@ from fairl_lib.irl.train import (
     METHOD_NAMES,
     IRLConfig,
     PreferenceData,
+    _Grid,
+    _minibatch_rows,
     group_width,
     method_spec,
     train_grid,
@@ -99,6 +101,42 @@ def test_group_width_balances_padding_against_groups():
     assert group_width([2]) == 2 and group_width([1, 1]) == 1
     with pytest.raises(ValueError, match="at least one seed"):
         group_width([0, 0])
+
+
+def test_minibatch_rows_are_the_per_step_slices():
+    perm = torch.randperm(30, generator=torch.Generator().manual_seed(0)).view(3, 10)
+    for bsz in (4, 5, 10, 12):                           # ragged last batch, exact, one batch, B > N
+        rows = _minibatch_rows(perm, bsz)
+        expected = [perm[:, s:s + bsz].reshape(-1) for s in range(0, 10, bsz)]
+        assert len(rows) == len(expected) and all(torch.equal(a, b) for a, b in zip(rows, expected))
+        assert all(r.is_contiguous() for r in rows)
+
+
+def test_penalty_on_the_failure_slot_block_equals_the_masked_penalty(small):
+    grid = _Grid(small.data, METHOD_NAMES, [0, 1], IRLConfig(), torch.float64)
+    # full grid: per seed 6 base paths, then the 4 failure paths of the FA runs -> slots 6..9 of each group
+    assert grid.layout.k == 10 and grid.layout.fail_block == (6, 10)
+    assert all(mask is None for *_, mask in grid.penalty_parts)
+
+    def penalty_grads(g):
+        for grad in g.opt.grads.values():
+            grad.zero_()
+        g.add_penalty_grad(0.7)
+        return {k: v.clone() for k, v in g.opt.grads.items()}
+
+    block = penalty_grads(grid)
+    grid.layout.fail_block = None                         # force the masked form on the same layout
+    grid.penalty_parts = grid._penalty_parts()
+    assert all(mask is not None for *_, mask in grid.penalty_parts)
+    masked = penalty_grads(grid)
+    for name in block:
+        torch.testing.assert_close(block[name], masked[name], rtol=0, atol=0)
+    assert block["w1"].abs().sum() > 0 and block["b1"].abs().sum() == 0     # weights only (Eq. 3)
+    # dropping runs unevenly leaves groups whose failure slots differ: no common block
+    keep = np.ones(len(grid.pairs), dtype=bool)
+    keep[[2, 3]] = False                                  # mm_fa_gt and me_fa_gt of seed 0
+    grid.compact(keep)
+    assert grid.layout.fail_block is None
 
 
 def test_batched_grid_matches_sequential_in_float32(small):

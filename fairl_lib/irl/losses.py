@@ -50,21 +50,24 @@ def maxent_terms(delta: Tensor, tau: float) -> Tensor:
     return F.softplus(-delta / tau)
 
 
-def hinge_terms_and_grad(delta: Tensor, margin: float) -> tuple[Tensor, Tensor]:
-    """:func:`hinge_terms` and their derivative d/dDelta: -1 where M - Delta > 0, else 0 (relu's
-    gradient, 0 at the kink, as autograd gives). For the batched trainer, which needs no graph."""
+def hinge_terms_and_grad(delta: Tensor, margin: float, grad_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """:func:`hinge_terms` and ``grad_scale`` times their derivative d/dDelta: -1 where M - Delta > 0,
+    else 0 (relu's gradient, 0 at the kink, as autograd gives). For the batched trainer, which needs
+    no graph; ``grad_scale`` folds a constant factor of the caller (1/B of the mean) into the same op.
+    """
     terms = F.relu(margin - delta)
-    return terms, terms.sign().neg_()
+    return terms, torch.ops.aten.threshold_backward(delta.new_full((), -grad_scale), terms, 0.0)
 
 
-def maxent_terms_and_grad(delta: Tensor, tau: float) -> tuple[Tensor, Tensor]:
-    """:func:`maxent_terms` and their derivative d/dDelta = -sigma(-Delta/tau) / tau.
+def maxent_terms_and_grad(delta: Tensor, tau: float, grad_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """:func:`maxent_terms` and ``grad_scale`` times their derivative d/dDelta = -sigma(-Delta/tau) / tau.
 
-    The derivative matches autograd through ``F.softplus`` including its linear region: softplus(x)
-    = x for x > 20 (torch's default threshold), where the slope is 1 instead of sigma(x).
+    The derivative is autograd's own softplus backward (``aten.softplus_backward``), so it matches
+    :func:`maxent_terms` under autograd including softplus's linear region: softplus(x) = x for
+    x > 20 (torch's default threshold), where the slope is 1 instead of sigma(x).
     """
     x = delta / -tau
-    return F.softplus(x), torch.where(x > 20.0, 1.0, torch.sigmoid(x)).div_(-tau)
+    return F.softplus(x), torch.ops.aten.softplus_backward(delta.new_full((), -grad_scale / tau), x, 1.0, 20.0)
 
 
 def margin_loss(delta: Tensor, margin: float = 0.8) -> Tensor:
@@ -82,10 +85,9 @@ def masked_mean_weights(mask: Tensor, reduction: str = "subset", dtype: torch.dt
     (``"subset"``, 0 everywhere for an empty mask) or ``mask / B`` (``"batch"``)."""
     if reduction not in FAIL_REDUCTIONS:
         raise ValueError(f"Unknown failure-loss reduction {reduction!r}; valid: {', '.join(FAIL_REDUCTIONS)}")
-    m = mask.to(dtype)
     if reduction == "batch":
-        return m / m.shape[-1]
-    return m / m.sum(-1, keepdim=True).clamp_min(1.0)
+        return mask.to(dtype).div_(mask.shape[-1])
+    return torch.div(mask, mask.sum(-1, keepdim=True, dtype=dtype).clamp_min_(1.0))
 
 
 def masked_mean(values: Tensor, mask: Tensor, reduction: str = "subset") -> Tensor:

@@ -649,11 +649,12 @@ class _Layout:
     run_seed: Tensor          # (E,) position in ``seeds`` of each run's seed
     n_fa: int                 # E_F: the FA runs, which are the last E_F of the E runs
     assign: Tensor            # (E, G*K) 1 on each run's base and failure slot: R = assign @ slot rewards
-    assign_base: Tensor       # (E, G*K) 1 on each run's base slot
-    assign_fail: Tensor       # (E_F, G*K) 1 on each FA run's failure slot
-    is_mm: Tensor             # (E,) bool
-    is_mm_fa: Tensor          # (E_F,) bool
-    is_gt_fa: Tensor          # (E_F,) bool
+    slot_base: Tensor         # (G*K, E) 1 on each run's base slot: slot gradients = slot_base @ run gradients
+    slot_fail: Tensor         # (G*K, E_F) 1 on each FA run's failure slot
+    fail_block: tuple[int, int] | None  # (k0, k1) when every group's failure slots are exactly k0..k1-1
+    is_mm: Tensor             # (E, 1) bool: Eq. 1 (mm) or Eq. 2 (me) base loss, per row
+    is_mm_fa: Tensor          # (E_F, 1) bool
+    is_gt_fa: Tensor          # (E_F, 1) bool: supervised (*_gt) or margin (*_margin) failures
 
     @staticmethod
     def mode(mask: Tensor) -> str:
@@ -686,6 +687,17 @@ def _by_mode(mode: str, mask: Tensor, if_true: Callable[[], Tensor],
     if mode == "none":
         return if_false()
     return torch.where(mask, if_true(), if_false())
+
+
+def _minibatch_rows(perm: Tensor, bsz: int) -> list[Tensor]:
+    """``[perm[:, s:s + bsz].reshape(-1) for s in range(0, N, bsz)]`` for ``perm (G, N)``, made with
+    two copies per epoch instead of one per step (each entry is a contiguous ``(G*b,)`` view)."""
+    g, n = perm.shape
+    full = n // bsz * bsz
+    rows = list(perm[:, :full].reshape(g, -1, bsz).transpose(0, 1).reshape(-1, g * bsz).unbind(0)) if full else []
+    if full < n:
+        rows.append(perm[:, full:].reshape(-1))
+    return rows
 
 
 class _FusedAdam:
@@ -746,7 +758,7 @@ class _Grid:
         src = torch.as_tensor(self.layout.slot_path)
         self.params = {k: self._pack(k, v, src) for k, v in self.bank.items()}
         self.opt = self._adam()
-        self.masks = {k: self._fail_slot_mask(k) for k in weight_names(cfg.head)}
+        self.penalty_parts = self._penalty_parts()
         self._signs = torch.tensor([1.0, -1.0], dtype=dtype)             # dDelta/dR(o+), dDelta/dR(o-)
 
     # -- layout, packing, compaction --
@@ -773,14 +785,17 @@ class _Grid:
         a_all = a_base.copy()
         a_all[fa] += a_fail
         as_t = (lambda a: torch.as_tensor(a, dtype=self.dtype))
+        fail_k = {tuple(j for j in range(k) if slot_path[g * k + j] >= len(self.pairs)) for g in range(len(groups))}
+        block = next(iter(fail_k)) if len(fail_k) == 1 else ()
         return _Layout(
-            assign=as_t(a_all), assign_base=as_t(a_base), assign_fail=as_t(a_fail),
+            assign=as_t(a_all), slot_base=as_t(a_base.T), slot_fail=as_t(a_fail.T),
+            fail_block=(block[0], block[-1] + 1) if block and len(block) == block[-1] + 1 - block[0] else None,
             runs=runs, seeds=seeds, group_seed=torch.as_tensor([si for si, _ in groups]), k=k,
             slot_path=slot_path,
             fail_slot=torch.as_tensor(fail_slot, dtype=torch.long),
             run_seed=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
-            n_fa=n_fa, is_mm=is_mm, is_mm_fa=is_mm[len(runs) - n_fa:],
-            is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1))
+            n_fa=n_fa, is_mm=is_mm[:, None], is_mm_fa=is_mm[len(runs) - n_fa:, None],
+            is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1)[:, None])
 
     def _pack(self, name: str, slots_src: Tensor, src: Tensor) -> Tensor:
         """Grouped storage whose slot i holds ``slots_src[src[i]]`` (``-1`` = zeros)."""
@@ -814,7 +829,7 @@ class _Grid:
         src = torch.as_tensor([old_where[int(p)] if p >= 0 else -1 for p in self.layout.slot_path])
         self.params = {k: self._pack(k, self._flat_slots(k, v), src) for k, v in self.params.items()}
         self.opt = self._adam(self.opt, src)
-        self.masks = {k: self._fail_slot_mask(k) for k in weight_names(self.cfg.head)}
+        self.penalty_parts = self._penalty_parts()
         return True
 
     def save_best(self, improved: np.ndarray) -> None:
@@ -836,37 +851,56 @@ class _Grid:
         GEMM with the 0/1 assignment; exact: each output adds a run's two slots and zeros)."""
         return self.layout.assign @ r_groups.permute(0, 2, 1).reshape(-1, r_groups.shape[1])
 
-    def failure_sets(self, delta: Tensor, r_plus: Tensor, r_minus: Tensor, y: Tensor, u: Tensor,
-                     sched: RoundSchedule) -> tuple[Tensor, Tensor]:
-        """F_t and S_t of the FA runs (rows = the layout's ``fa``): supervised for *_gt, margin for *_margin runs."""
+    def failure_sets(self, delta: Tensor, r_plus: Tensor, r_minus: Tensor, y_plus: Tensor | None,
+                     y_minus: Tensor | None, u: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
+        """F_t and S_t of the FA runs (rows = the layout's ``fa``): supervised for *_gt, margin for
+        *_margin runs. The labels ``y_plus``, ``y_minus`` may be None when no *_gt run is active."""
         lay, cfg = self.layout, self.cfg
-        f_t = _by_mode(lay.gt_mode_fa, lay.is_gt_fa[:, None],
-                       lambda: supervised_failure_set(cfg, delta, r_plus, r_minus, y[..., 0], y[..., 1],
-                                                      sched),
+        f_t = _by_mode(lay.gt_mode_fa, lay.is_gt_fa,
+                       lambda: supervised_failure_set(cfg, delta, r_plus, r_minus, y_plus, y_minus, sched),
                        lambda: margin_failure_set(cfg, delta, sched))
         return f_t, fl.sample_failures(f_t, u, sched.p_t)
 
-    def _base_loss(self, delta: Tensor, mode: str, is_mm: Tensor) -> Tensor:
-        cfg = self.cfg
-        return _by_mode(mode, is_mm, lambda: ls.margin_loss(delta, cfg.margin),
+    def _base_loss(self, delta: Tensor) -> Tensor:
+        """L_base (Eq. 1 or 2) of every active run, ``(E,)``."""
+        cfg, lay = self.cfg, self.layout
+        return _by_mode(lay.mm_mode, lay.is_mm[:, 0], lambda: ls.margin_loss(delta, cfg.margin),
                         lambda: ls.maxent_loss(delta, cfg.tau))
 
-    def _terms(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float) -> tuple[Tensor, Tensor]:
-        """Per-pair loss terms of Eq. 1 (mm rows) / Eq. 2 (me rows) and their derivatives d/dDelta."""
+    def _terms(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float,
+               grad_scale: float) -> tuple[Tensor, Tensor]:
+        """Per-pair loss terms of Eq. 1 (``is_mm`` rows) / Eq. 2 (the others) and ``grad_scale`` times
+        their derivatives d/dDelta."""
         if mode != "mixed":
-            return (ls.hinge_terms_and_grad(delta, margin) if mode == "all" else
-                    ls.maxent_terms_and_grad(delta, tau))
-        (t_mm, g_mm), (t_me, g_me) = ls.hinge_terms_and_grad(delta, margin), ls.maxent_terms_and_grad(delta, tau)
-        rows = is_mm[:, None]
-        return torch.where(rows, t_mm, t_me), torch.where(rows, g_mm, g_me)
+            return (ls.hinge_terms_and_grad(delta, margin, grad_scale) if mode == "all" else
+                    ls.maxent_terms_and_grad(delta, tau, grad_scale))
+        (t_mm, g_mm) = ls.hinge_terms_and_grad(delta, margin, grad_scale)
+        (t_me, g_me) = ls.maxent_terms_and_grad(delta, tau, grad_scale)
+        return torch.where(is_mm, t_mm, t_me), torch.where(is_mm, g_mm, g_me)
 
-    def _fail_slot_mask(self, name: str) -> Tensor:
-        """1.0 on failure-path slots (of FA runs), 0.0 elsewhere, shaped to broadcast over ``name``."""
-        lay = self.layout
+    def _penalty_parts(self) -> list[tuple[Tensor, Tensor, Tensor | None]]:
+        """(gradient, weight, mask) per weight tensor for :meth:`add_penalty_grad`, built per layout.
+
+        When every group holds its failure paths in the same slots k0..k1-1 (the full grid: a seed's
+        base paths, then its failure paths) the first two are views of those slots and the mask is
+        None; otherwise they are the whole tensors and the mask is 1.0 on failure slots, 0.0 elsewhere.
+        """
+        lay, parts = self.layout, []
+        if lay.n_fa == 0:
+            return parts
         mask = torch.zeros(lay.n_groups * lay.k, dtype=self.dtype)
         mask[lay.fail_slot] = 1.0
         mask = mask.view(lay.n_groups, lay.k)
-        return {"w1": mask[:, None, :, None], "w2": mask[:, :, None], "w": mask[:, None, :]}[name]
+        for name in weight_names(self.cfg.head):
+            axis = 1 if name == "w2" else 2                   # the slot axis of the grouped storage
+            grad, weight = self.opt.grads[name], self.params[name]
+            if lay.fail_block is not None:
+                slots = (slice(None),) * axis + (slice(*lay.fail_block),)
+                parts.append((grad[slots], weight[slots], None))
+            else:
+                parts.append((grad, weight, {"w1": mask[:, None, :, None], "w2": mask[:, :, None],
+                                             "w": mask[:, None, :]}[name]))
+        return parts
 
     @torch.no_grad()
     def _penalty(self) -> Tensor:
@@ -891,15 +925,17 @@ class _Grid:
     @torch.no_grad()
     def add_penalty_grad(self, lambda_t: float) -> None:
         """Gradient of lambda_t/2 ||w_F||^2 (Eq. 3), lambda_t * w_F on failure slots, added in closed
-        form (one fused pass instead of autograd through a square of every weight)."""
-        if self.layout.n_fa == 0:
-            return
-        for k in weight_names(self.cfg.head):
-            self.opt.grads[k].addcmul_(self.params[k], self.masks[k], value=lambda_t)
+        form (one fused pass instead of autograd through a square of every weight), on the failure
+        slots only when they form one block (:meth:`_penalty_parts`)."""
+        for grad, weight, mask in self.penalty_parts:
+            if mask is None:
+                grad.add_(weight, alpha=lambda_t)
+            else:
+                grad.addcmul_(weight, mask, value=lambda_t)
 
     @torch.no_grad()
-    def step(self, xb: Tensor, y_fa: Tensor | None, u_fa: Tensor, sched: RoundSchedule,
-             sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def step(self, xb: Tensor, y_fa: tuple[Tensor, Tensor] | None, u_fa: Tensor, sched: RoundSchedule,
+             sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, ...]:
         """One Adam step of Eq. 3 for every active run, with the gradient worked out by hand.
 
         Eq. 1-2 and L_fail depend on the rewards only through the margins, so the step computes
@@ -910,54 +946,51 @@ class _Grid:
         This is the gradient autograd gives :func:`train_one` (tests/test_train.py: equal runs in
         float64), without building a graph of ~200 small ops per step.
 
-        ``y_fa (E_F, b, 2)`` are the FA runs' labels (None when no run uses them), ``u_fa (E_F, b)``
-        their failure-sampling uniforms and ``sets`` (``mining="epoch"``) their epoch-level F_t, S_t,
-        all already in this minibatch's order. Returns per-run L_base ``(E,)`` and per-FA-run
-        lambda_t L_fail, |F_t|, |S_t| ``(E_F,)``.
+        ``y_fa`` are the FA runs' labels of o+ and o- ``(E_F, b)`` each (None when no run uses them),
+        ``u_fa (E_F, b)`` their failure-sampling uniforms and ``sets`` (``mining="epoch"``) their
+        epoch-level F_t, S_t, all already in this minibatch's order. Returns what the epoch's log
+        needs (:meth:`train_epoch` reduces it once per epoch): the L_base terms ``(E, b)`` and, with FA
+        runs, their L_fail terms, the weights of Eq. 3's mean over S_t, F_t and S_t ``(E_F, b)``.
         """
         lay, cfg = self.layout, self.cfg
         r_groups, hidden = grouped_forward(self.params, xb, return_hidden=True)
-        r = self.run_rewards(r_groups).view(lay.n_runs, -1, 2)
-        delta = r[..., 0] - r[..., 1]                         # = d_base = d_fail in value (Eq. 1-3)
-        b = delta.shape[-1]
-        terms, g_base = self._terms(delta, lay.mm_mode, lay.is_mm, cfg.margin, cfg.tau)
-        l_base = terms.mean(-1)
-        g_base = g_base / b                                   # dL_base/dDelta (mean over B, Eq. 1-2)
-        g_fail_path = g_base_path = g_base
+        r_plus, r_minus = self.run_rewards(r_groups).view(lay.n_runs, -1, 2).unbind(-1)
+        delta = r_plus - r_minus                              # = d_base = d_fail in value (Eq. 1-3)
+        # per-pair terms and dL_base/dDelta (the 1/B of Eq. 1-2's mean folded into the derivative)
+        terms, g_base = self._terms(delta, lay.mm_mode, lay.is_mm, cfg.margin, cfg.tau, 1.0 / delta.shape[-1])
         if not lay.n_fa:
-            l_fail = n_f = n_s = l_base.new_zeros(0)
+            d_r = self._path_grads(g_base, None)
+            logged: tuple[Tensor, ...] = (terms,)
         else:
             fa = lay.fa
+            d_fa = delta[fa]
             if sets is not None:
                 f_t, s_t = sets
             else:
-                y = r[fa] if y_fa is None else y_fa
-                f_t, s_t = self.failure_sets(delta[fa], r[fa][..., 0], r[fa][..., 1], y, u_fa, sched)
-            terms_f, g_f = self._terms(delta[fa], lay.mm_mode_fa, lay.is_mm_fa, cfg.margin_fail, cfg.tau_fail)
+                f_t, s_t = self.failure_sets(d_fa, r_plus[fa], r_minus[fa], *(y_fa or (None, None)), u_fa, sched)
+            terms_f, g_f = self._terms(d_fa, lay.mm_mode_fa, lay.is_mm_fa, cfg.margin_fail, cfg.tau_fail,
+                                       sched.lambda_t * cfg.w_fail)
             weights = ls.masked_mean_weights(s_t, cfg.fail_reduction, delta.dtype)
-            scale = sched.lambda_t * cfg.w_fail
-            l_fail = scale * (terms_f * weights).sum(-1)
-            g_fail = (g_f * weights).mul_(scale)              # d(lambda_t L_fail)/dDelta
-            n_f, n_s = f_t.sum(-1), s_t.sum(-1)
+            g_fail = g_f.mul_(weights)                        # d(lambda_t L_fail)/dDelta
             if cfg.route_gradients:                           # L_base -> R_D only, L_fail -> R_F only
-                g_fail_path = g_fail
+                d_r = self._path_grads(g_base, g_fail)
             else:                                             # both losses reach both paths
-                g_base_path = g_base.clone()
-                g_base_path[fa] += g_fail
-                g_fail_path = g_base_path[fa]
-        d_r = self._path_grads(g_base_path, g_fail_path if lay.n_fa else None)
+                g_both = g_base.clone()
+                g_both[fa] += g_fail
+                d_r = self._path_grads(g_both, g_both[fa])
+            logged = (terms, terms_f, weights, f_t, s_t)
         grouped_backward(self.params, xb, hidden, d_r, self.opt.grads)
         self.add_penalty_grad(sched.lambda_t * cfg.penalty_scale)
         self.opt.step()
-        return l_base, l_fail, n_f, n_s
+        return logged
 
     def _path_grads(self, g_base: Tensor, g_fail: Tensor | None) -> Tensor:
         """dL/dR ``(G, 2b, K)`` on the interleaved (o+, o-) rows from dL/dDelta of each run's base path
         ``(E, b)`` and failure path ``(E_F, b)`` (Delta = R(o+) - R(o-): +g on o+, -g on o-)."""
         lay = self.layout
-        per_slot = lay.assign_base.T @ g_base                              # (G*K, b), exact (0/1)
+        per_slot = lay.slot_base @ g_base                                  # (G*K, b), exact (0/1)
         if g_fail is not None:
-            per_slot.addmm_(lay.assign_fail.T, g_fail)
+            per_slot.addmm_(lay.slot_fail, g_fail)
         d_r = per_slot[..., None] * self._signs                            # (G*K, b, 2)
         return d_r.view(lay.n_groups, lay.k, -1).transpose(1, 2)
 
@@ -973,42 +1006,57 @@ class _Grid:
         if self.n_va == 0:
             return np.full(self.layout.n_runs, np.nan)
         r = self.full_rewards(self.x_va_rows)
-        lay = self.layout
-        return self._base_loss(r[..., 0] - r[..., 1], lay.mm_mode, lay.is_mm).numpy().astype(np.float64)
+        return self._base_loss(r[..., 0] - r[..., 1]).numpy().astype(np.float64)
 
     def mine_epoch(self, u_fa: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
         """``mining="epoch"``: F_t, S_t of the FA runs over all training pairs, ``(E_F, N)`` each."""
-        r = self.full_rewards(self.x_tr_rows)[self.layout.fa]
-        y = self.y_tr.expand(self.layout.n_fa, -1, -1)
-        return self.failure_sets(r[..., 0] - r[..., 1], r[..., 0], r[..., 1], y, u_fa, sched)
+        r_plus, r_minus = self.full_rewards(self.x_tr_rows)[self.layout.fa].unbind(-1)
+        y_plus, y_minus = (y.expand(self.layout.n_fa, -1) for y in self.y_tr.unbind(-1))
+        return self.failure_sets(r_plus - r_minus, r_plus, r_minus, y_plus, y_minus, u_fa, sched)
 
     def train_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, RoundSchedule]:
-        """One epoch of Alg. 1 for all active runs: mean data terms of Eq. 3, |F_t|, |S_t| per run."""
+        """One epoch of Alg. 1 for all active runs: mean data terms of Eq. 3, |F_t|, |S_t| per run.
+
+        Everything a step reads per pair (row indices, labels, sampling uniforms, epoch-level failure
+        sets) is put in minibatch order once per epoch and cut into per-step views, and the per-step
+        log is reduced once at the end, so a step spends no operations on bookkeeping.
+        """
         lay, cfg, bsz = self.layout, self.cfg, self.cfg.batch_size
         sched = round_schedule(cfg, epoch)
         streams = [epoch_streams(sd, epoch, self.n_tr) for sd in lay.seeds]
         perm_s = torch.as_tensor(np.stack([p for p, _ in streams]))                               # (S, N)
-        perm_g = perm_s[lay.group_seed]                                                           # (G, N)
+        rows = _minibatch_rows(perm_s[lay.group_seed], bsz)          # per step: (G*b,) pair indices
+        n_steps = len(rows)
         fa_seed = lay.run_seed[lay.fa]
         perm_fa = perm_s[fa_seed]                                                                 # (E_F, N)
         u_fa = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[fa_seed]       # (E_F, N)
         epoch_sets = self.mine_epoch(u_fa, sched) if (cfg.mining == "epoch" and lay.n_fa) else None
-        # the FA runs' per-pair inputs, put in minibatch order once per epoch (then sliced per step)
-        u_ord = u_fa.gather(1, perm_fa)
-        y_ord = self.y_tr[perm_fa] if (lay.n_fa and lay.gt_mode_fa != "none") else None
-        sets_ord = None if epoch_sets is None else tuple(m.gather(1, perm_fa) for m in epoch_sets)
-        logged = []                                           # per step: L_base, lambda_t L_fail, |F_t|, |S_t|
-        for start in range(0, self.n_tr, bsz):
-            idx_g = perm_g[:, start:start + bsz]                                                   # (G, b)
-            xb = self.x_tr_flat.index_select(0, idx_g.reshape(-1)).view(lay.n_groups, -1, self.dim)
-            batch = slice(start, start + bsz)
-            logged.append(self.step(xb, None if y_ord is None else y_ord[:, batch], u_ord[:, batch], sched,
-                                    None if sets_ord is None else (sets_ord[0][:, batch], sets_ord[1][:, batch])))
-        tot_base, tot_fail, n_fail, n_samp = (torch.stack(col).sum(0).to(self.dtype) for col in zip(*logged))
-        tot_base[lay.fa] += tot_fail
-        per_fa_run = np.zeros((2, lay.n_runs))
-        per_fa_run[:, lay.fa] = torch.stack([n_fail, n_samp]).numpy()
-        return (tot_base / len(logged)).numpy(), per_fa_run[0], per_fa_run[1], sched
+        u_steps = u_fa.gather(1, perm_fa).split(bsz, 1)
+        y_steps = ([None] * n_steps if not (lay.n_fa and lay.gt_mode_fa != "none") else
+                   list(zip(*(y.split(bsz, 1) for y in self.y_tr[perm_fa].unbind(-1)))))
+        set_steps = ([None] * n_steps if epoch_sets is None else
+                     list(zip(*(m.gather(1, perm_fa).split(bsz, 1) for m in epoch_sets))))
+        x, g, d = self.x_tr_flat, lay.n_groups, self.dim
+        logged = [self.step(x.index_select(0, rows[s]).view(g, -1, d), y_steps[s], u_steps[s], sched,
+                            set_steps[s]) for s in range(n_steps)]
+        return self._epoch_log(logged, sched)
+
+    def _epoch_log(self, logged: list[tuple[Tensor, ...]],
+                   sched: RoundSchedule) -> tuple[np.ndarray, np.ndarray, np.ndarray, RoundSchedule]:
+        """Per-run mean over the epoch's steps of L_base + lambda_t L_fail, and |F_t|, |S_t| summed over
+        the epoch, from the steps' terms (the mean of each step's mean: the last minibatch may be short)."""
+        lay, n_steps = self.layout, len(logged)
+        cols = [torch.cat(col, -1) for col in zip(*logged)]
+        first, last = logged[0][0].shape[-1], logged[-1][0].shape[-1]
+        per_pair = torch.full((cols[0].shape[-1],), 1.0 / first, dtype=self.dtype)  # 1/b of its minibatch
+        per_pair[-last:] = 1.0 / last
+        train = cols[0] @ per_pair
+        counts = np.zeros((2, lay.n_runs))
+        if lay.n_fa:
+            terms_f, weights, f_t, s_t = cols[1:]
+            train[lay.fa] += (sched.lambda_t * self.cfg.w_fail) * (terms_f * weights).sum(-1)
+            counts[:, lay.fa] = torch.stack([f_t.sum(-1), s_t.sum(-1)]).numpy()
+        return (train / n_steps).numpy(), counts[0], counts[1], sched
 
     def result(self, i: int) -> TrainedRun:
         spec, seed = self.pairs[i]
