@@ -13,6 +13,7 @@ from fairl_lib.irl.reward import (
     grouped_backward,
     grouped_forward,
     load_reward,
+    path_forward,
     reward_folder,
     save_reward,
 )
@@ -92,6 +93,26 @@ def test_grouped_backward_equals_autograd(head):
     grouped_backward(params, h, hidden, d_r.transpose(1, 2).contiguous().transpose(1, 2), grads)
     for name in params:
         torch.testing.assert_close(grads[name], leaves[name].grad, rtol=1e-12, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_grouped_forward_equals_each_path_on_shared_and_grouped_rows(head):
+    gen = torch.Generator().manual_seed(1)
+    g, n, d, k, hid = 3, 6, 5, 4, 7
+    shapes = {"mlp": {"w1": (g, d, k, hid), "b1": (g, k, hid), "w2": (g, k, hid), "b2": (g, k)},
+              "linear": {"w": (g, d, k), "b": (g, k)}}[head]
+    params = {name: torch.randn(shape, generator=gen, dtype=torch.float64) for name, shape in shapes.items()}
+    path = (lambda gi, ki: {name: (v[gi, :, ki] if name in ("w1", "w") else v[gi, ki])
+                            for name, v in params.items()})
+    shared, grouped = torch.randn(n, d, generator=gen, dtype=torch.float64), torch.randn(g, n, d, generator=gen,
+                                                                                         dtype=torch.float64)
+    r_shared, r_grouped = grouped_forward(params, shared), grouped_forward(params, grouped)
+    assert r_shared.shape == r_grouped.shape == (g, n, k)
+    for gi in range(g):
+        for ki in range(k):
+            torch.testing.assert_close(r_shared[gi, :, ki], path_forward(path(gi, ki), shared), rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(r_grouped[gi, :, ki], path_forward(path(gi, ki), grouped[gi]),
+                                       rtol=1e-12, atol=1e-12)
 
 
 def test_group_width_balances_padding_against_groups():
