@@ -27,6 +27,8 @@ does not say; the alternative ``reduction="batch"`` divides by the batch size B 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -50,24 +52,30 @@ def maxent_terms(delta: Tensor, tau: float) -> Tensor:
     return F.softplus(-delta / tau)
 
 
-def hinge_terms_and_grad(delta: Tensor, margin: float, grad_scale: float = 1.0) -> tuple[Tensor, Tensor]:
-    """:func:`hinge_terms` and ``grad_scale`` times their derivative d/dDelta: -1 where M - Delta > 0,
-    else 0 (relu's gradient, 0 at the kink, as autograd gives). For the batched trainer, which needs
-    no graph; ``grad_scale`` folds a constant factor of the caller (1/B of the mean) into the same op.
+@functools.lru_cache(maxsize=256)
+def _scalar(value: float, dtype: torch.dtype) -> Tensor:
+    """A 0-dim constant, made once per (value, dtype) (read-only: never written to)."""
+    return torch.tensor(value, dtype=dtype)
+
+
+def hinge_grad(delta: Tensor, margin: float, grad_scale: float = 1.0) -> Tensor:
+    """``grad_scale`` times d/dDelta of :func:`hinge_terms`: -1 where M - Delta > 0, else 0 (relu's
+    gradient, 0 at the kink, as autograd gives), in one op (autograd's ``threshold_backward``).
+
+    For the batched trainer, which needs no graph; ``grad_scale`` folds a constant factor of the
+    caller (the 1/B of the mean, lambda_t) into the same op.
     """
-    terms = F.relu(margin - delta)
-    return terms, torch.ops.aten.threshold_backward(delta.new_full((), -grad_scale), terms, 0.0)
+    return torch.ops.aten.threshold_backward(_scalar(-grad_scale, delta.dtype), margin - delta, 0.0)
 
 
-def maxent_terms_and_grad(delta: Tensor, tau: float, grad_scale: float = 1.0) -> tuple[Tensor, Tensor]:
-    """:func:`maxent_terms` and ``grad_scale`` times their derivative d/dDelta = -sigma(-Delta/tau) / tau.
+def maxent_grad(delta: Tensor, tau: float, grad_scale: float = 1.0) -> Tensor:
+    """``grad_scale`` times d/dDelta of :func:`maxent_terms`: -sigma(-Delta/tau) / tau.
 
-    The derivative is autograd's own softplus backward (``aten.softplus_backward``), so it matches
+    Computed by autograd's own softplus backward (``aten.softplus_backward``), so it matches
     :func:`maxent_terms` under autograd including softplus's linear region: softplus(x) = x for
     x > 20 (torch's default threshold), where the slope is 1 instead of sigma(x).
     """
-    x = delta / -tau
-    return F.softplus(x), torch.ops.aten.softplus_backward(delta.new_full((), -grad_scale / tau), x, 1.0, 20.0)
+    return torch.ops.aten.softplus_backward(_scalar(-grad_scale / tau, delta.dtype), delta / -tau, 1.0, 20.0)
 
 
 def margin_loss(delta: Tensor, margin: float = 0.8) -> Tensor:

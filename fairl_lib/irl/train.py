@@ -42,7 +42,7 @@ Choices the paper leaves open (all configurable in :class:`IRLConfig`):
   ``(2B, d) @ (d, K*H)``, K paths per group (:func:`group_width` balances padding against groups
   as runs finish unevenly); finished runs leave the stack with their best-validation state.
 - The gradient is worked out by hand: dL/dDelta of Eq. 1-2 and of L_fail in closed form
-  (``losses.*_terms_and_grad``, ``losses.masked_mean_weights``), routed to the paths, then
+  (``losses.hinge_grad``, ``losses.maxent_grad``, ``losses.masked_mean_weights``), routed to the paths, then
   backpropagated through the heads (``reward.grouped_backward``); lambda_t/2 ||w_F||^2 (all weight
   matrices of the failure path, biases excluded) adds lambda_t w_F.
 - Adam is torch's fused CPU kernel called directly (:class:`_FusedAdam`).
@@ -867,16 +867,16 @@ class _Grid:
         return _by_mode(lay.mm_mode, lay.is_mm[:, 0], lambda: ls.margin_loss(delta, cfg.margin),
                         lambda: ls.maxent_loss(delta, cfg.tau))
 
-    def _terms(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float,
-               grad_scale: float) -> tuple[Tensor, Tensor]:
-        """Per-pair loss terms of Eq. 1 (``is_mm`` rows) / Eq. 2 (the others) and ``grad_scale`` times
-        their derivatives d/dDelta."""
-        if mode != "mixed":
-            return (ls.hinge_terms_and_grad(delta, margin, grad_scale) if mode == "all" else
-                    ls.maxent_terms_and_grad(delta, tau, grad_scale))
-        (t_mm, g_mm) = ls.hinge_terms_and_grad(delta, margin, grad_scale)
-        (t_me, g_me) = ls.maxent_terms_and_grad(delta, tau, grad_scale)
-        return torch.where(is_mm, t_mm, t_me), torch.where(is_mm, g_mm, g_me)
+    def _loss_grads(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float,
+                    grad_scale: float) -> Tensor:
+        """``grad_scale`` times d/dDelta of the per-pair terms of Eq. 1 (``is_mm`` rows, margin M) /
+        Eq. 2 (the others, tau)."""
+        return _by_mode(mode, is_mm, lambda: ls.hinge_grad(delta, margin, grad_scale),
+                             lambda: ls.maxent_grad(delta, tau, grad_scale))
+
+    def _loss_terms(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float) -> Tensor:
+        """The per-pair terms of Eq. 1 / Eq. 2 themselves (for the log, once per epoch)."""
+        return _by_mode(mode, is_mm, lambda: ls.hinge_terms(delta, margin), lambda: ls.maxent_terms(delta, tau))
 
     def _penalty_parts(self) -> list[tuple[Tensor, Tensor, Tensor | None]]:
         """(gradient, weight, mask) per weight tensor for :meth:`add_penalty_grad`, built per layout.
@@ -939,7 +939,7 @@ class _Grid:
         """One Adam step of Eq. 3 for every active run, with the gradient worked out by hand.
 
         Eq. 1-2 and L_fail depend on the rewards only through the margins, so the step computes
-        dL/dDelta per pair in closed form (``ls.*_terms_and_grad``), routes it to the paths
+        dL/dDelta per pair in closed form (``ls.hinge_grad``, ``ls.maxent_grad``), routes it to the paths
         (L_base -> R_D, L_fail -> R_F with ``route_gradients``; both to both otherwise), turns it
         into dL/dR on the (o+, o-) rows and backpropagates through the grouped heads
         (:func:`grouped_backward`); lambda_t/2 ||w_F||^2 adds lambda_t w_F (:meth:`add_penalty_grad`).
@@ -949,18 +949,18 @@ class _Grid:
         ``y_fa`` are the FA runs' labels of o+ and o- ``(E_F, b)`` each (None when no run uses them),
         ``u_fa (E_F, b)`` their failure-sampling uniforms and ``sets`` (``mining="epoch"``) their
         epoch-level F_t, S_t, all already in this minibatch's order. Returns what the epoch's log
-        needs (:meth:`train_epoch` reduces it once per epoch): the L_base terms ``(E, b)`` and, with FA
-        runs, their L_fail terms, the weights of Eq. 3's mean over S_t, F_t and S_t ``(E_F, b)``.
+        needs (:meth:`_epoch_log` evaluates the loss terms once per epoch): the margins ``(E, b)`` and,
+        with FA runs, theirs, the weights of Eq. 3's mean over S_t, F_t and S_t ``(E_F, b)``.
         """
         lay, cfg = self.layout, self.cfg
         r_groups, hidden = grouped_forward(self.params, xb, return_hidden=True)
         r_plus, r_minus = self.run_rewards(r_groups).view(lay.n_runs, -1, 2).unbind(-1)
         delta = r_plus - r_minus                              # = d_base = d_fail in value (Eq. 1-3)
-        # per-pair terms and dL_base/dDelta (the 1/B of Eq. 1-2's mean folded into the derivative)
-        terms, g_base = self._terms(delta, lay.mm_mode, lay.is_mm, cfg.margin, cfg.tau, 1.0 / delta.shape[-1])
+        # dL_base/dDelta (the 1/B of Eq. 1-2's mean folded into the derivative)
+        g_base = self._loss_grads(delta, lay.mm_mode, lay.is_mm, cfg.margin, cfg.tau, 1.0 / delta.shape[-1])
         if not lay.n_fa:
             d_r = self._path_grads(g_base, None)
-            logged: tuple[Tensor, ...] = (terms,)
+            logged: tuple[Tensor, ...] = (delta,)
         else:
             fa = lay.fa
             d_fa = delta[fa]
@@ -968,8 +968,8 @@ class _Grid:
                 f_t, s_t = sets
             else:
                 f_t, s_t = self.failure_sets(d_fa, r_plus[fa], r_minus[fa], *(y_fa or (None, None)), u_fa, sched)
-            terms_f, g_f = self._terms(d_fa, lay.mm_mode_fa, lay.is_mm_fa, cfg.margin_fail, cfg.tau_fail,
-                                       sched.lambda_t * cfg.w_fail)
+            g_f = self._loss_grads(d_fa, lay.mm_mode_fa, lay.is_mm_fa, cfg.margin_fail, cfg.tau_fail,
+                                   sched.lambda_t * cfg.w_fail)
             weights = ls.masked_mean_weights(s_t, cfg.fail_reduction, delta.dtype)
             g_fail = g_f.mul_(weights)                        # d(lambda_t L_fail)/dDelta
             if cfg.route_gradients:                           # L_base -> R_D only, L_fail -> R_F only
@@ -978,7 +978,7 @@ class _Grid:
                 g_both = g_base.clone()
                 g_both[fa] += g_fail
                 d_r = self._path_grads(g_both, g_both[fa])
-            logged = (terms, terms_f, weights, f_t, s_t)
+            logged = (delta, d_fa, weights, f_t, s_t)
         grouped_backward(self.params, xb, hidden, d_r, self.opt.grads)
         self.add_penalty_grad(sched.lambda_t * cfg.penalty_scale)
         self.opt.step()
@@ -1044,17 +1044,20 @@ class _Grid:
     def _epoch_log(self, logged: list[tuple[Tensor, ...]],
                    sched: RoundSchedule) -> tuple[np.ndarray, np.ndarray, np.ndarray, RoundSchedule]:
         """Per-run mean over the epoch's steps of L_base + lambda_t L_fail, and |F_t|, |S_t| summed over
-        the epoch, from the steps' terms (the mean of each step's mean: the last minibatch may be short)."""
-        lay, n_steps = self.layout, len(logged)
+        the epoch, from the steps' margins (the mean of each step's mean: the last minibatch may be
+        short). The terms are elementwise in Delta, so evaluating them once on all of the epoch's
+        margins gives the values the steps would have."""
+        lay, cfg, n_steps = self.layout, self.cfg, len(logged)
         cols = [torch.cat(col, -1) for col in zip(*logged)]
         first, last = logged[0][0].shape[-1], logged[-1][0].shape[-1]
         per_pair = torch.full((cols[0].shape[-1],), 1.0 / first, dtype=self.dtype)  # 1/b of its minibatch
         per_pair[-last:] = 1.0 / last
-        train = cols[0] @ per_pair
+        train = self._loss_terms(cols[0], lay.mm_mode, lay.is_mm, cfg.margin, cfg.tau) @ per_pair
         counts = np.zeros((2, lay.n_runs))
         if lay.n_fa:
-            terms_f, weights, f_t, s_t = cols[1:]
-            train[lay.fa] += (sched.lambda_t * self.cfg.w_fail) * (terms_f * weights).sum(-1)
+            d_fa, weights, f_t, s_t = cols[1:]
+            terms_f = self._loss_terms(d_fa, lay.mm_mode_fa, lay.is_mm_fa, cfg.margin_fail, cfg.tau_fail)
+            train[lay.fa] += (sched.lambda_t * cfg.w_fail) * (terms_f * weights).sum(-1)
             counts[:, lay.fa] = torch.stack([f_t.sum(-1), s_t.sum(-1)]).numpy()
         return (train / n_steps).numpy(), counts[0], counts[1], sched
 
