@@ -26,6 +26,7 @@ from fairl_lib.irl.train import (
     _minibatch_rows,
     group_width,
     method_spec,
+    torch_threads,
     train_grid,
     train_one,
 )
@@ -76,6 +77,22 @@ def test_batched_grid_equals_sequential_runs(small, head, mining, options):
     assert not np.allclose(a, b)
 
 
+def test_batched_grid_on_two_threads_uses_other_layouts_and_equals_sequential_runs(small, monkeypatch):
+    import fairl_lib.irl.train as train_mod
+    widths = []
+    spy = (lambda counts, threads=1: widths.append(group_width(counts, threads)) or widths[-1])
+    monkeypatch.setattr(train_mod, "group_width", spy)
+    grid = train_grid(small.data, SMALL, seeds=[0, 1, 2], dtype=torch.float64, threads=2)
+    assert widths[0] == 5 and len(set(widths)) > 1, widths      # 6 groups of 5, then narrower as runs stop
+    h = np.concatenate([small.data.h_plus, small.data.h_minus])
+    for run in grid.runs:
+        ref = train_one(small.data, run.method, run.seed, SMALL, dtype=torch.float64)
+        assert (ref.epochs_run, ref.best_epoch) == (run.epochs_run, run.best_epoch)
+        for key, values in run.history.items():
+            np.testing.assert_allclose(values, ref.history[key], rtol=1e-9, atol=1e-10, err_msg=key)
+        np.testing.assert_allclose(run.reward(h), ref.reward(h), rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize("head", ["mlp", "linear"])
 def test_grouped_backward_equals_autograd(head):
     gen = torch.Generator().manual_seed(0)
@@ -115,13 +132,18 @@ def test_grouped_forward_equals_each_path_on_shared_and_grouped_rows(head):
                                        rtol=1e-12, atol=1e-12)
 
 
-def test_group_width_balances_padding_against_groups():
-    assert group_width([10] * 5) == 10                   # full grid: one group per seed
-    # seeds with 6, 4, 2, 1 paths: K=2 costs (3+2+1+1) * 3 = 21 slots, less than K=6 (4 * 7 = 28)
-    assert group_width([6, 4, 2, 1, 0]) == 2
-    assert group_width([2]) == 2 and group_width([1, 1]) == 1
+def test_group_width_balances_padding_against_thread_load():
+    # one thread: the least padding, ties to the wider K (full grid: one group per seed)
+    assert group_width([10] * 5) == 10 and group_width([2]) == 2 and group_width([1, 1]) == 1
+    # two threads, full grid: K=10 -> 5 groups, 3 on one thread: 30 slots; K=5 -> 10 groups: 5 * 5 = 25
+    assert group_width([10] * 5, threads=2) == 5
+    # seeds with 6, 4, 2, 1 paths, 2 threads: K=1 -> 13 groups, ceil(13/2) * 1 = 7 slots; K=2 -> 7
+    # groups: 4 * 2 = 8; K=6 -> 4 groups: 2 * 6 = 12
+    assert group_width([6, 4, 2, 1, 0], threads=2) == 1
     with pytest.raises(ValueError, match="at least one seed"):
         group_width([0, 0])
+    with pytest.raises(ValueError, match="threads >= 1"):
+        group_width([3], threads=0)
 
 
 def test_minibatch_rows_are_the_per_step_slices():
@@ -134,25 +156,29 @@ def test_minibatch_rows_are_the_per_step_slices():
 
 
 def test_penalty_on_the_failure_slot_block_equals_the_masked_penalty(small):
-    grid = _Grid(small.data, METHOD_NAMES, [0, 1], IRLConfig(), torch.float64)
-    # full grid: per seed 6 base paths, then the 4 failure paths of the FA runs -> slots 6..9 of each group
-    assert grid.layout.k == 10 and grid.layout.fail_block == (6, 10)
-    assert all(mask is None for *_, mask in grid.penalty_parts)
-
     def penalty_grads(g):
         for grad in g.opt.grads.values():
             grad.zero_()
         g.add_penalty_grad(0.7)
         return {k: v.clone() for k, v in g.opt.grads.items()}
 
-    block = penalty_grads(grid)
-    grid.layout.fail_block = None                         # force the masked form on the same layout
-    grid.penalty_parts = grid._penalty_parts()
-    assert all(mask is not None for *_, mask in grid.penalty_parts)
-    masked = penalty_grads(grid)
-    for name in block:
-        torch.testing.assert_close(block[name], masked[name], rtol=0, atol=0)
-    assert block["w1"].abs().sum() > 0 and block["b1"].abs().sum() == 0     # weights only (Eq. 3)
+    with torch_threads(2):                                # two threads, 3 seeds: 6 groups of K=5 (group_width)
+        two = _Grid(small.data, METHOD_NAMES, [0, 1, 2], IRLConfig(), torch.float64)
+    grid = _Grid(small.data, METHOD_NAMES, [0, 1], IRLConfig(), torch.float64)
+    # per seed 6 base paths, then the 4 failure paths of the FA runs: K=5 puts them in slots 1..4 of
+    # every second group; K=10 (one thread: one group per seed) in slots 6..9 of each group
+    assert two.layout.k == 5 and two.layout.fail_block == (slice(1, 6, 2), slice(1, 5))
+    assert grid.layout.k == 10 and grid.layout.fail_block == (slice(0, 2, 1), slice(6, 10))
+    for g in (two, grid):
+        assert all(mask is None for *_, mask in g.penalty_parts)
+        block = penalty_grads(g)
+        g.layout.fail_block = None                        # force the masked form on the same layout
+        g.penalty_parts = g._penalty_parts()
+        assert all(mask is not None for *_, mask in g.penalty_parts)
+        masked = penalty_grads(g)
+        for name in block:
+            torch.testing.assert_close(block[name], masked[name], rtol=0, atol=0)
+        assert block["w1"].abs().sum() > 0 and block["b1"].abs().sum() == 0     # weights only (Eq. 3)
     # dropping runs unevenly leaves groups whose failure slots differ: no common block
     keep = np.ones(len(grid.pairs), dtype=bool)
     keep[[2, 3]] = False                                  # mm_fa_gt and me_fa_gt of seed 0

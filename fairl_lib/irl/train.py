@@ -39,8 +39,9 @@ Choices the paper leaves open (all configurable in :class:`IRLConfig`):
 :func:`train_grid` trains many (method, seed) runs at once with stacked parameters and no autograd:
 
 - Runs of one seed share their minibatches, so the paths of a seed go through batched GEMMs
-  ``(2B, d) @ (d, K*H)``, K paths per group (:func:`group_width` balances padding against groups
-  as runs finish unevenly); finished runs leave the stack with their best-validation state.
+  ``(2B, d) @ (d, K*H)``, K paths per group (:func:`group_width` balances padding against how the
+  groups split over the threads, again whenever runs finish); finished runs leave the stack with
+  their best-validation state.
 - The gradient is worked out by hand: dL/dDelta of Eq. 1-2 and of L_fail in closed form
   (``losses.hinge_grad``, ``losses.maxent_grad``, ``losses.masked_mean_weights``), routed to the paths, then
   backpropagated through the heads (``reward.grouped_backward``); lambda_t/2 ||w_F||^2 (all weight
@@ -612,19 +613,23 @@ def _finish_run(method: str, seed: int, base: dict[str, Tensor], fail: dict[str,
 
 # --- the batched ensemble --------------------------------------------------------------------
 
-def group_width(slot_counts: Sequence[int], group_cost: float = 1.0) -> int:
+def group_width(slot_counts: Sequence[int], threads: int = 1) -> int:
     """Slots per GEMM group K for seeds holding ``slot_counts`` paths each.
 
-    A seed's paths are cut into ceil(c / K) groups of K slots (the last one padded with empty slots),
-    and every group costs K slots of GEMM work plus a fixed ``group_cost`` (in slots) per group. K
-    minimises sum_s ceil(c_s / K) * (K + group_cost), ties going to the wider K. At full width (all
-    seeds alike) that is one group per seed; as runs finish unevenly it stops the widest seed from
-    padding every other seed to its width.
+    A seed's paths are cut into G_s = ceil(c_s / K) groups of K slots (the last one padded with empty
+    slots). The batched GEMMs of a step split their G = sum_s G_s groups over the ``threads`` torch
+    threads, so a step costs about ceil(G / threads) * K slots of GEMM time; K minimises that, ties
+    going to the wider K (fewer groups). Measured on 2 threads (benchmarks/README.md): the full grid
+    (5 seeds x 10 paths) is ~10% faster as 10 groups of 5 than as 5 groups of 10 (3 groups on one
+    thread, 2 on the other), and when runs finish unevenly narrow groups (K = 1-2, no padding) beat
+    one group per seed by 10-40%. With one thread this is the least padding.
     """
     counts = [c for c in slot_counts if c > 0]
     if not counts:
         raise ValueError("group_width needs at least one seed with a path")
-    cost = {k: sum(-(-c // k) for c in counts) * (k + group_cost) for k in range(1, max(counts) + 1)}
+    if threads < 1:
+        raise ValueError(f"group_width needs threads >= 1; got {threads}")
+    cost = {k: -(-sum(-(-c // k) for c in counts) // threads) * k for k in range(1, max(counts) + 1)}
     return min(cost, key=lambda k: (cost[k], -k))
 
 
@@ -651,7 +656,7 @@ class _Layout:
     assign: Tensor            # (E, G*K) 1 on each run's base and failure slot: R = assign @ slot rewards
     slot_base: Tensor         # (G*K, E) 1 on each run's base slot: slot gradients = slot_base @ run gradients
     slot_fail: Tensor         # (G*K, E_F) 1 on each FA run's failure slot
-    fail_block: tuple[int, int] | None  # (k0, k1) when every group's failure slots are exactly k0..k1-1
+    fail_block: tuple[slice, slice] | None  # (groups, slots) holding exactly the failure paths (_fail_block)
     is_mm: Tensor             # (E, 1) bool: Eq. 1 (mm) or Eq. 2 (me) base loss, per row
     is_mm_fa: Tensor          # (E_F, 1) bool
     is_gt_fa: Tensor          # (E_F, 1) bool: supervised (*_gt) or margin (*_margin) failures
@@ -687,6 +692,26 @@ def _by_mode(mode: str, mask: Tensor, if_true: Callable[[], Tensor],
     if mode == "none":
         return if_false()
     return torch.where(mask, if_true(), if_false())
+
+
+def _fail_block(is_fail: np.ndarray, k: int) -> tuple[slice, slice] | None:
+    """(groups, slots) slices whose product is exactly the failure slots, if there are such slices.
+
+    ``is_fail (G*K,)`` flags the failure-path slots. The full grid qualifies whatever K: a seed's base
+    paths come first, then its failure paths, so with K = 10 every group holds them in slots 6..9
+    and with K = 5 every second group in slots 1..4. None otherwise (the penalty then uses a mask).
+    """
+    fail = is_fail.reshape(-1, k)
+    groups = np.flatnonzero(fail.any(1))
+    slots = np.flatnonzero(fail.any(0))
+    if len(groups) == 0:
+        return None
+    g_step = int(groups[1] - groups[0]) if len(groups) > 1 else 1
+    g_slice = slice(int(groups[0]), int(groups[-1]) + 1, g_step)
+    k_slice = slice(int(slots[0]), int(slots[-1]) + 1)
+    block = np.zeros_like(fail)
+    block[g_slice, k_slice] = True
+    return (g_slice, k_slice) if np.array_equal(block, fail) else None
 
 
 def _minibatch_rows(perm: Tensor, bsz: int) -> list[Tensor]:
@@ -768,7 +793,7 @@ class _Grid:
         by_seed = [[r for r in runs if self.pairs[r][1] == sd] for sd in seeds]
         slots = [[self.base_path[r] for r in rs] + [self.fail_path[r] for r in rs if self.kind[r] > 0]
                  for rs in by_seed]
-        k = group_width([len(sl) for sl in slots])
+        k = group_width([len(sl) for sl in slots], torch.get_num_threads())
         groups = [(si, sl[j:j + k]) for si, sl in enumerate(slots) for j in range(0, len(sl), k)]
         slot_path = np.full(len(groups) * k, -1)
         for g, (_, sl) in enumerate(groups):
@@ -785,11 +810,9 @@ class _Grid:
         a_all = a_base.copy()
         a_all[fa] += a_fail
         as_t = (lambda a: torch.as_tensor(a, dtype=self.dtype))
-        fail_k = {tuple(j for j in range(k) if slot_path[g * k + j] >= len(self.pairs)) for g in range(len(groups))}
-        block = next(iter(fail_k)) if len(fail_k) == 1 else ()
         return _Layout(
             assign=as_t(a_all), slot_base=as_t(a_base.T), slot_fail=as_t(a_fail.T),
-            fail_block=(block[0], block[-1] + 1) if block and len(block) == block[-1] + 1 - block[0] else None,
+            fail_block=_fail_block(slot_path >= len(self.pairs), k),
             runs=runs, seeds=seeds, group_seed=torch.as_tensor([si for si, _ in groups]), k=k,
             slot_path=slot_path,
             fail_slot=torch.as_tensor(fail_slot, dtype=torch.long),
@@ -881,9 +904,9 @@ class _Grid:
     def _penalty_parts(self) -> list[tuple[Tensor, Tensor, Tensor | None]]:
         """(gradient, weight, mask) per weight tensor for :meth:`add_penalty_grad`, built per layout.
 
-        When every group holds its failure paths in the same slots k0..k1-1 (the full grid: a seed's
-        base paths, then its failure paths) the first two are views of those slots and the mask is
-        None; otherwise they are the whole tensors and the mask is 1.0 on failure slots, 0.0 elsewhere.
+        When the failure paths fill a regular block of groups and slots (:func:`_fail_block`; the full
+        grid, whatever K) the first two are views of that block and the mask is None; otherwise they
+        are the whole tensors and the mask is 1.0 on failure slots, 0.0 elsewhere.
         """
         lay, parts = self.layout, []
         if lay.n_fa == 0:
@@ -895,7 +918,8 @@ class _Grid:
             axis = 1 if name == "w2" else 2                   # the slot axis of the grouped storage
             grad, weight = self.opt.grads[name], self.params[name]
             if lay.fail_block is not None:
-                slots = (slice(None),) * axis + (slice(*lay.fail_block),)
+                groups, block = lay.fail_block
+                slots = (groups,) + (slice(None),) * (axis - 1) + (block,)
                 parts.append((grad[slots], weight[slots], None))
             else:
                 parts.append((grad, weight, {"w1": mask[:, None, :, None], "w2": mask[:, :, None],
