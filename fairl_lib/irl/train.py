@@ -895,7 +895,7 @@ class _Grid:
         """``grad_scale`` times d/dDelta of the per-pair terms of Eq. 1 (``is_mm`` rows, margin M) /
         Eq. 2 (the others, tau)."""
         return _by_mode(mode, is_mm, lambda: ls.hinge_grad(delta, margin, grad_scale),
-                             lambda: ls.maxent_grad(delta, tau, grad_scale))
+                        lambda: ls.maxent_grad(delta, tau, grad_scale))
 
     def _loss_terms(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float) -> Tensor:
         """The per-pair terms of Eq. 1 / Eq. 2 themselves (for the log, once per epoch)."""
