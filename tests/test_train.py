@@ -57,6 +57,20 @@ ALTERNATIVES = {"route_gradients": False, "margin_rule": "gamma", "sup_rule": "a
                 "w_fail": 2.0, "penalty_scale": 0.3}
 
 
+def assert_equals_sequential_runs(grid, data, cfg: IRLConfig) -> np.ndarray:
+    """Every run of a float64 ``grid`` equals ``train_one`` (stopping, histories, rewards); returns the
+    outputs the rewards were compared on."""
+    h = np.concatenate([data.h_plus, data.h_minus])
+    for run in grid.runs:
+        ref = train_one(data, run.method, run.seed, cfg, dtype=torch.float64)
+        assert (ref.epochs_run, ref.best_epoch) == (run.epochs_run, run.best_epoch)
+        for key, values in run.history.items():
+            np.testing.assert_allclose(values, ref.history[key], rtol=1e-9, atol=1e-10, err_msg=key)
+        np.testing.assert_allclose(run.reward(h), ref.reward(h), rtol=1e-9, atol=1e-10)
+        assert (run.reward.failure is None) == (method_spec(run.method).failures is None)
+    return h
+
+
 @pytest.mark.parametrize("head,mining,options", [("mlp", "batch", {}), ("linear", "batch", {}),
                                                  ("mlp", "epoch", {}), ("linear", "batch", ALTERNATIVES)])
 def test_batched_grid_equals_sequential_runs(small, head, mining, options):
@@ -64,14 +78,7 @@ def test_batched_grid_equals_sequential_runs(small, head, mining, options):
     grid = train_grid(small.data, cfg, seeds=[0, 1], dtype=torch.float64)
     assert [(r.method, r.seed) for r in grid.runs] == [(m, s) for s in (0, 1) for m in METHOD_NAMES]
     assert len({r.epochs_run for r in grid.runs}) > 1, "runs should stop at different epochs"
-    h = np.concatenate([small.data.h_plus, small.data.h_minus])
-    for run in grid.runs:
-        ref = train_one(small.data, run.method, run.seed, cfg, dtype=torch.float64)
-        assert (ref.epochs_run, ref.best_epoch) == (run.epochs_run, run.best_epoch)
-        for key, values in run.history.items():
-            np.testing.assert_allclose(values, ref.history[key], rtol=1e-9, atol=1e-10, err_msg=key)
-        np.testing.assert_allclose(run.reward(h), ref.reward(h), rtol=1e-9, atol=1e-10)
-        assert (run.reward.failure is None) == (method_spec(run.method).failures is None)
+    h = assert_equals_sequential_runs(grid, small.data, cfg)
     # runs are independent: other seeds give other rewards
     a, b = grid.get("me_fa_margin", 0).reward(h), grid.get("me_fa_margin", 1).reward(h)
     assert not np.allclose(a, b)
@@ -84,13 +91,7 @@ def test_batched_grid_on_two_threads_uses_other_layouts_and_equals_sequential_ru
     monkeypatch.setattr(train_mod, "group_width", spy)
     grid = train_grid(small.data, SMALL, seeds=[0, 1, 2], dtype=torch.float64, threads=2)
     assert widths[0] == 5 and len(set(widths)) > 1, widths      # 6 groups of 5, then narrower as runs stop
-    h = np.concatenate([small.data.h_plus, small.data.h_minus])
-    for run in grid.runs:
-        ref = train_one(small.data, run.method, run.seed, SMALL, dtype=torch.float64)
-        assert (ref.epochs_run, ref.best_epoch) == (run.epochs_run, run.best_epoch)
-        for key, values in run.history.items():
-            np.testing.assert_allclose(values, ref.history[key], rtol=1e-9, atol=1e-10, err_msg=key)
-        np.testing.assert_allclose(run.reward(h), ref.reward(h), rtol=1e-9, atol=1e-10)
+    assert_equals_sequential_runs(grid, small.data, SMALL)
 
 
 @pytest.mark.parametrize("head", ["mlp", "linear"])

@@ -914,16 +914,15 @@ class _Grid:
         mask = torch.zeros(lay.n_groups * lay.k, dtype=self.dtype)
         mask[lay.fail_slot] = 1.0
         mask = mask.view(lay.n_groups, lay.k)
+        masks = {"w1": mask[:, None, :, None], "w2": mask[:, :, None], "w": mask[:, None, :]}
         for name in weight_names(self.cfg.head):
-            axis = 1 if name == "w2" else 2                   # the slot axis of the grouped storage
             grad, weight = self.opt.grads[name], self.params[name]
-            if lay.fail_block is not None:
-                groups, block = lay.fail_block
-                slots = (groups,) + (slice(None),) * (axis - 1) + (block,)
-                parts.append((grad[slots], weight[slots], None))
-            else:
-                parts.append((grad, weight, {"w1": mask[:, None, :, None], "w2": mask[:, :, None],
-                                             "w": mask[:, None, :]}[name]))
+            if lay.fail_block is None:
+                parts.append((grad, weight, masks[name]))
+                continue
+            groups, block = lay.fail_block
+            slots = (groups, slice(None), block) if name != "w2" else (groups, block)   # w2 (G, K, H)
+            parts.append((grad[slots], weight[slots], None))
         return parts
 
     @torch.no_grad()
