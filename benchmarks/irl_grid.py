@@ -20,15 +20,17 @@ scratch and must give identical rewards (checked).
     python benchmarks/irl_grid.py --quick --repeats 3   # ~7 min: what benchmarks/README.md reports
     python benchmarks/irl_grid.py --threads 1           # torch threads (default: torch's choice)
 
-The JSON records the load average before and after.
+The JSON records the CPU (``machine``) and the load average before and after.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -100,6 +102,22 @@ def sequential_summary(grid, timed: list[tuple[object, float]], h: np.ndarray, q
             "measured_s": measured, "runs": len(timed), "max_reward_diff_rel": float(np.max(diffs))}
 
 
+def machine() -> dict:
+    """The CPU the numbers were measured on: the ratio depends on it (GEMM rate vs per-op overhead)."""
+    info = {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    info["cpu"] = fields.get("model name", info["cpu"])
+    info["cpu_family_model"] = f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}"
+    info["avx512f"] = "avx512f" in fields.get("flags", "").split()
+    return info
+
+
 def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,6 +162,7 @@ def run(args: argparse.Namespace) -> dict:
                     "max_reward_diff_rel": max(r["max_reward_diff_rel"] for r in reps),
                     "per_repeat": [{k: round(r[k], 4) for k in ("ensemble_s", "sequential_s", "speedup")}
                                    for r in reps]})
+    out["machine"] = machine()
     out["loadavg_start"] = [round(x, 2) for x in load0]
     out["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     return out

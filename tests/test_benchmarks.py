@@ -122,6 +122,7 @@ def test_irl_grid_benchmark_reports_repeats_and_matching_rewards(one_thread):
     assert out["sequential_measured_runs"] == 6 and out["sequential_extrapolated"]
     assert out["max_reward_diff_rel"] < 1e-3          # 3 epochs in float32: grid and train_one agree
     assert out["run_epochs_total"] == 12 * 3
+    assert out["machine"]["cpus"] == os.cpu_count() and out["machine"]["torch_cpu_capability"]
 
 
 def test_irl_step_benchmark_times_each_width(one_thread):
