@@ -87,7 +87,7 @@ def bench_generation(lm, prompts: list[str], settings, repeats: int, seed: int) 
     """New tokens/s of ``models.generate`` at ``settings.batch_size``; a fresh prompt batch per call.
     ``prompt_width``: the mean left-padded prompt width of the timed batches (the prefill runs over
     batch x width tokens, so it is most of the work when prompts are long and completions short)."""
-    from fairl_lib.models import generate, prompt_ids
+    from fairl_lib.llm.models import generate, prompt_ids
 
     b = settings.batch_size
     if len(prompts) < b * (repeats + 1):
@@ -108,7 +108,7 @@ def bench_generation(lm, prompts: list[str], settings, repeats: int, seed: int) 
 
 def _worker_generation(folder: str, prompts: list[str], settings, repeats: int, seed: int) -> list[float]:
     """Worker side of :func:`bench_generation_workers`: seconds per timed batch (after a warm-up)."""
-    from fairl_lib.models import generate, load_lm
+    from fairl_lib.llm.models import generate, load_lm
 
     lm = load_lm(folder)
     b, secs = settings.batch_size, []
@@ -122,9 +122,9 @@ def _worker_generation(folder: str, prompts: list[str], settings, repeats: int, 
 
 def bench_generation_workers(lm, prompts: list[str], settings, repeats: int, seed: int, workers: int) -> dict[str, float]:
     """Aggregate new tokens/s of ``workers`` one-thread processes generating side by side
-    (``fairl_lib.parallel.run_jobs``, as the pairs stage does): each loads the model, warms up on one
+    (``fairl_lib.llm.parallel.run_jobs``, as the pairs stage does): each loads the model, warms up on one
     batch, then times ``repeats`` batches of its own prompts; the sum of their median rates."""
-    from fairl_lib.parallel import run_jobs
+    from fairl_lib.llm.parallel import run_jobs
 
     b = settings.batch_size
     per = b * (repeats + 1)
@@ -138,7 +138,7 @@ def bench_generation_workers(lm, prompts: list[str], settings, repeats: int, see
 
 def rlhf_step_times(results: Path) -> dict[str, Any]:
     """Median ``step_time_s`` over every expert RLHF history under ``results`` (finished or partial)."""
-    from fairl_lib.rlhf import load_history
+    from fairl_lib.llm.rlhf import load_history
 
     runs = sorted(results.glob("stages/expert/*/rlhf/history.jsonl"))
     times: list[float] = []
@@ -168,10 +168,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ["FAIRL_THREADS"] = str(args.threads)  # models._threads() would otherwise apply OMP_NUM_THREADS
     import torch
 
-    from fairl_lib import data
+    from fairl_lib.llm import data
     from fairl_lib.config import make_config
-    from fairl_lib.models import Embedder, load_lm
-    from fairl_lib.scorers import get_scorer
+    from fairl_lib.llm.models import Embedder, load_lm
+    from fairl_lib.llm.scorers import get_scorer
 
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()

@@ -8,7 +8,7 @@ checkpoints) in a fresh temporary folder, and reports the median ``step_time_s``
 
 - ``plain``: ``share_frozen_trunk = false`` (every log-prob pass runs all 30 blocks);
 - ``trunk``: ``share_frozen_trunk = true`` (the 24 frozen blocks run once per batch);
-- ``parallel``: two ``trunk`` runs at once in two one-thread processes (``fairl_lib.parallel``);
+- ``parallel``: two ``trunk`` runs at once in two one-thread processes (``fairl_lib.llm.parallel``);
   ``parallel_s_per_step_of_both`` = their median step time / 2, to compare with ``trunk``.
 
     python benchmarks/rlhf_step.py                # 6 steps per variant, about 8 minutes
@@ -40,10 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_variant(profile: str, steps: int, share: bool, out_dir: str) -> list[float]:
     """Train ``steps`` RLOO steps; return the step times (a module-level function: a worker job)."""
-    from fairl_lib import rlhf
+    from fairl_lib.llm import rlhf
     from fairl_lib.config import make_config
-    from fairl_lib.expert import REWARD_KIND, rlhf_prompts
-    from fairl_lib.scorers import toxicity_reward
+    from fairl_lib.stages.expert import REWARD_KIND, rlhf_prompts
+    from fairl_lib.llm.scorers import toxicity_reward
 
     cfg = make_config(profile)
     rc = dataclasses.replace(cfg.rlhf, steps=steps, eval_every=0, save_steps=0, share_frozen_trunk=share)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import torch
 
-    from fairl_lib.parallel import run_jobs
+    from fairl_lib.llm.parallel import run_jobs
 
     torch.set_num_threads(args.threads)
     os.environ["FAIRL_THREADS"] = str(args.threads)

@@ -8,7 +8,16 @@ and the folder is renamed to ``<root>/<name>/<key>`` in one ``os.replace``. So:
 - a run killed mid-stage leaves only the ``.partial`` folder, never a finished-looking one; the
   next run hands the same ``.partial`` folder back to ``compute``, which may resume from any
   checkpoints it wrote there (RLHF does);
-- ``force=True`` (the notebooks' ``FORCE`` parameter) discards both and recomputes.
+- ``force=True`` discards both and recomputes, once per run: a result whose receipt carries the
+  caller's ``run_id`` was computed by this very run and is reused, so two workers of one run that
+  ask for the same forced stage compute it once;
+- a lock file per key (``<key>.lock``, ``fcntl.flock``) serialises processes that ask for the same
+  stage, so one computes while the other waits and then reuses; no process deletes a folder
+  another is writing.
+
+Which stages a notebook's ``FORCE`` reaches is decided by the config (:meth:`Config.forces`): only
+the stages that notebook owns (:data:`fairl_lib.notebook.NOTEBOOK_STAGES`). :func:`cached_stage`
+reads ``root``, ``force`` and ``run_id`` from the config.
 
 The key is a hash of the stage name, a version string and the JSON of ``settings`` (dataclasses
 are expanded), so changing any setting a stage depends on gives a new folder.
@@ -16,13 +25,15 @@ are expanded), so changing any setting a stage depends on gives a new folder.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import joblib
 
@@ -47,30 +58,63 @@ def stage_key(name: str, settings: Any, version: str = "1") -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@contextmanager
+def stage_lock(folder: Path, key: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/<key>.lock`` (blocks while another process holds it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{key}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _receipt_run_id(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / RECEIPT).read_text()).get("run_id", ""))
+    except (OSError, ValueError):
+        return ""
+
+
 def run_stage(name: str, settings: Any, compute: Callable[[Path], None], *, root: Path,
-              force: bool = False, version: str = "1", log: Callable[[str], None] = print) -> Path:
-    """Run ``compute(workdir)`` once per distinct ``settings`` and return the finished folder."""
+              force: bool = False, version: str = "1", run_id: str = "",
+              log: Callable[[str], None] = print) -> Path:
+    """Run ``compute(workdir)`` once per distinct ``settings`` and return the finished folder.
+
+    ``force`` recomputes unless the finished folder was written by the same non-empty ``run_id``.
+    """
     key = stage_key(name, settings, version)
     final = Path(root) / name / key
     partial = final.with_name(key + ".partial")
-    if force:
-        shutil.rmtree(final, ignore_errors=True)
-        shutil.rmtree(partial, ignore_errors=True)
-    if (final / RECEIPT).exists():
-        log(f"[cache] {name}: reusing {final}")
+    with stage_lock(final.parent, key):
+        done = (final / RECEIPT).exists()
+        if force and not (done and run_id and _receipt_run_id(final) == run_id):
+            shutil.rmtree(final, ignore_errors=True)
+            shutil.rmtree(partial, ignore_errors=True)
+            done = False
+        if done:
+            log(f"[cache] {name}: reusing {final}")
+            return final
+        resumed = partial.exists() and any(partial.iterdir())
+        partial.mkdir(parents=True, exist_ok=True)
+        log(f"[cache] {name}: {'resuming' if resumed else 'computing'} in {partial}")
+        start = time.perf_counter()
+        compute(partial)
+        write_json(partial / RECEIPT, {"stage": name, "key": key, "version": version,
+                                       "settings": _plain(settings), "run_id": run_id,
+                                       "compute_seconds": round(time.perf_counter() - start, 2)})
+        if final.exists():  # a stale folder without receipt
+            shutil.rmtree(final)
+        os.replace(partial, final)
         return final
-    resumed = partial.exists() and any(partial.iterdir())
-    partial.mkdir(parents=True, exist_ok=True)
-    log(f"[cache] {name}: {'resuming' if resumed else 'computing'} in {partial}")
-    start = time.perf_counter()
-    compute(partial)
-    write_json(partial / RECEIPT, {"stage": name, "key": key, "version": version,
-                                   "settings": _plain(settings),
-                                   "compute_seconds": round(time.perf_counter() - start, 2)})
-    if final.exists():  # a stale folder without receipt
-        shutil.rmtree(final)
-    os.replace(partial, final)
-    return final
+
+
+def cached_stage(cfg, name: str, settings: Any, compute: Callable[[Path], None], *, version: str = "1",
+                 log: Callable[[str], None] = print) -> Path:
+    """:func:`run_stage` under ``results/<profile>/stages``, forced only if ``cfg`` owns ``name``."""
+    return run_stage(name, settings, compute, root=stage_root(cfg), force=cfg.forces(name), version=version,
+                     run_id=cfg.run_id, log=log)
 
 
 def cached_value(name: str, settings: Any, fn: Callable[[], Any], *, root: Path, force: bool = False,

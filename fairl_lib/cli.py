@@ -23,6 +23,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from fairl_lib.irl import load_reward
+from fairl_lib.llm.assets import AssetError, describe_all, fetch_many, profile_assets
+from fairl_lib.llm.models import get_embedder
+from fairl_lib.llm.scorers import ScorerError, get_scorer, ground_truth_scorer_name
+from fairl_lib.stages.irl_grid import reward_embedder
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -83,7 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; asset and scorer errors print their advice and exit 2."""
-    from fairl_lib.assets import AssetError
 
     ns = build_parser().parse_args(argv)
     try:
@@ -94,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _scorer_error() -> type[Exception]:
-    from fairl_lib.scorers import ScorerError
 
     return ScorerError
 
@@ -122,7 +126,6 @@ def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
          arg("--threshold", type=float, default=0.5, help="toxic when P(toxic) > this (default 0.5)"),
          arg("--batch-size", type=int, default=64, help="texts scored together (default 64)"))
 def score_toxicity(ns: argparse.Namespace) -> int:
-    from fairl_lib.scorers import get_scorer, ground_truth_scorer_name
 
     scorer = get_scorer(ns.scorer or ground_truth_scorer_name(ns.profile))
     out = sys.stdout
@@ -142,9 +145,6 @@ def score_toxicity(ns: argparse.Namespace) -> int:
          arg("--embedder", default=None, help="embedder name (default: the one recorded with the reward)"),
          arg("--batch-size", type=int, default=64, help="texts embedded together (default 64)"))
 def score_reward(ns: argparse.Namespace) -> int:
-    from fairl_lib.experiment import reward_embedder
-    from fairl_lib.irl.reward import load_reward
-    from fairl_lib.models import get_embedder
 
     reward = load_reward(ns.path)
     embedder = get_embedder(ns.embedder or reward_embedder(reward, ns.path))
@@ -166,7 +166,6 @@ def score_reward(ns: argparse.Namespace) -> int:
          profile_arg(),
          arg("--force", action="store_true", help="re-extract / re-download even if cached"))
 def assets_fetch(ns: argparse.Namespace) -> int:
-    from fairl_lib.assets import fetch_many, profile_assets
 
     names = ns.names or profile_assets(ns.profile)
     print(f"fetching {len(names)} asset(s): {', '.join(names)}", file=sys.stderr)
@@ -177,7 +176,6 @@ def assets_fetch(ns: argparse.Namespace) -> int:
 @command("assets list", "List every registered asset with its sources (tab separated).",
          arg("--profile", default=None, help="only the assets of this profile"))
 def assets_list(ns: argparse.Namespace) -> int:
-    from fairl_lib.assets import describe_all, profile_assets
 
     wanted = set(profile_assets(ns.profile)) if ns.profile else None
     for row in describe_all():

@@ -106,15 +106,15 @@ class PairMixConfig:
 SECTIONS: dict[str, str] = {
     "data": "fairl_lib.config:DataConfig",
     "models": "fairl_lib.config:ModelsConfig",
-    "gen": "fairl_lib.models:GenSettings",
-    "rlhf": "fairl_lib.rlhf:RLHFConfig",
+    "gen": "fairl_lib.llm.models:GenSettings",
+    "rlhf": "fairl_lib.llm.rlhf:RLHFConfig",
     "pairs": "fairl_lib.config:PairsConfig",
-    "irl": "fairl_lib.irl.train:IRLConfig",
+    "irl": "fairl_lib.irl:IRLConfig",
     "pairmix": "fairl_lib.config:PairMixConfig",
     "theory": "fairl_lib.irl.theory:TheoryConfig",
-    "sizes": "fairl_lib.sizes:SizesConfig",
-    "rerlhf": "fairl_lib.rerlhf:RerlhfConfig",
-    "penalty_sweep": "fairl_lib.penalty_sweep:PenaltySweepConfig",
+    "sizes": "fairl_lib.stages.sizes:SizesConfig",
+    "rerlhf": "fairl_lib.stages.rerlhf:RerlhfConfig",
+    "penalty_sweep": "fairl_lib.stages.penalty_sweep:PenaltySweepConfig",
 }
 TOP_LEVEL_KEYS = {"description", "assets"}
 
@@ -131,6 +131,8 @@ class Config:
     seed: int
     force: bool = False
     notebook: str = ""
+    forced: tuple[str, ...] = ()
+    run_id: str = ""
     description: str = ""
     assets: tuple[str, ...] = ()
     sections: Mapping[str, Any] = field(default_factory=dict)
@@ -140,6 +142,10 @@ class Config:
         if name in sections:
             return sections[name]
         raise AttributeError(f"Config has no section {name!r}; sections: {sorted(sections)}")
+
+    def forces(self, stage: str) -> bool:
+        """Whether ``FORCE`` recomputes ``stage``: only the stages in ``forced`` (the ones the notebook owns)."""
+        return stage in self.forced
 
     @property
     def results_dir(self) -> Path:
@@ -220,8 +226,12 @@ def build_section(name: str, values: Mapping[str, Any]) -> Any:
 
 
 def make_config(profile: str = "cpu", seed: int = 0, force: bool = False, overrides: str = "",
-                notebook: str = "") -> Config:
-    """Build the frozen, validated :class:`Config` for a profile, a seed and optional overrides."""
+                notebook: str = "", forced: tuple[str, ...] = (), run_id: str = "") -> Config:
+    """Build the frozen, validated :class:`Config` for a profile, a seed and optional overrides.
+
+    ``forced`` names the stages ``FORCE`` recomputes (:data:`fairl_lib.notebook.NOTEBOOK_STAGES` gives a
+    notebook's); ``run_id`` marks the results this run computes (see :func:`fairl_lib.cache.run_stage`).
+    """
     raw = load_profile(profile)
     extra = sorted(k for k in raw if k not in SECTIONS and k not in TOP_LEVEL_KEYS)
     if extra:
@@ -237,5 +247,6 @@ def make_config(profile: str = "cpu", seed: int = 0, force: bool = False, overri
         values.update(patch.get(name, {}))
         sections[name] = build_section(name, values)
     return Config(profile=profile, seed=seed, force=bool(force), notebook=notebook,
+                  forced=tuple(forced) if force else (), run_id=run_id,
                   description=raw.get("description", ""), assets=tuple(raw.get("assets", ())),
                   sections=sections)

@@ -3,10 +3,27 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 
 from fairl_lib.config import Config, make_config
 from fairl_lib.plots import set_style
 from fairl_lib.seeding import seed_everything
+
+# The cached stages each notebook owns: its FORCE recomputes these and nothing upstream.
+# Stage names are those passed to ``fairl_lib.cache.cached_stage`` (tests/test_cache.py checks that
+# every stage has exactly one owner). Notebook 07 owns the expert, pairs and grid of the model sizes
+# other than the primary base LM ("sizes", see ``fairl_lib.stages.sizes.size_config``).
+NOTEBOOK_STAGES: dict[str, tuple[str, ...]] = {
+    "01_rlhf_expert": ("expert", "expert_eval"),
+    "02_preference_pairs": ("pairs",),
+    "03_theory_toy": (),
+    "04_fairl_training": ("irl_grid",),
+    "05_tables": ("jigsaw_eval", "irl_subtype", "penalty_sweep"),
+    "06_pair_mix": ("pair_mix",),
+    "07_model_size": ("sizes",),
+    "08_rerlhf": ("rerlhf", "rerlhf_eval"),
+    "09_reproduction_report": (),
+}
 
 
 def is_batch_run() -> bool:
@@ -22,7 +39,9 @@ def setup_notebook(name: str, profile: str, seed: int, force: bool = False, over
     if profile != "paper":  # no hub is meant: fail fast instead of waiting on time-outs
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    cfg = make_config(profile, seed=seed, force=force, overrides=overrides, notebook=name)
+    run_id = os.environ.get("FAIRL_RUN_ID") or f"{name}-{uuid.uuid4().hex[:12]}"
+    cfg = make_config(profile, seed=seed, force=force, overrides=overrides, notebook=name,
+                      forced=NOTEBOOK_STAGES.get(name, ()), run_id=run_id)
     seed_everything(seed)
     set_style()
     for sub in ("figures", "tables", "metrics"):

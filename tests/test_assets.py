@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fairl_lib import assets as A
+from fairl_lib.llm import assets as A
 
 
 @pytest.fixture

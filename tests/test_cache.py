@@ -3,6 +3,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,66 @@ def test_atomic_write_and_metrics_are_deterministic(results_tmp):
     assert (results_tmp / "x.txt").read_text() == "hi"
     write_json(results_tmp / "y.json", {"t": (1, 2)})
     assert json.loads((results_tmp / "y.json").read_text()) == {"t": [1, 2]}
+
+
+# --------------------------------------------------------------------------- FORCE belongs to the owner
+
+def _counting_compute(counter: list, name: str):
+    def compute(work):
+        counter.append(name)
+        (work / "out.txt").write_text(name)
+    return compute
+
+
+def test_force_recomputes_only_the_stages_a_notebook_owns(results_tmp):
+    from fairl_lib.cache import cached_stage, stage_root
+
+    calls: list[str] = []
+    plain = make_config("smoke")
+    up = cached_stage(plain, "expert", {"k": 1}, _counting_compute(calls, "expert"), log=lambda _: None)
+    down = cached_stage(plain, "pair_mix", {"k": 1}, _counting_compute(calls, "pair_mix"), log=lambda _: None)
+    before = {p: p.stat().st_mtime_ns for p in up.rglob("*")}
+    forced = make_config("smoke", force=True, forced=("pair_mix",), run_id="run-a")
+    assert forced.forces("pair_mix") and not forced.forces("expert")
+    assert cached_stage(forced, "expert", {"k": 1}, _counting_compute(calls, "expert"), log=lambda _: None) == up
+    cached_stage(forced, "pair_mix", {"k": 1}, _counting_compute(calls, "pair_mix"), log=lambda _: None)
+    assert calls == ["expert", "pair_mix", "pair_mix"]
+    assert {p: p.stat().st_mtime_ns for p in up.rglob("*")} == before
+    # the same run asking again reuses what it just forced; another run forces again
+    cached_stage(forced, "pair_mix", {"k": 1}, _counting_compute(calls, "pair_mix"), log=lambda _: None)
+    assert calls.count("pair_mix") == 2
+    other = make_config("smoke", force=True, forced=("pair_mix",), run_id="run-b")
+    cached_stage(other, "pair_mix", {"k": 1}, _counting_compute(calls, "pair_mix"), log=lambda _: None)
+    assert calls.count("pair_mix") == 3 and (down / "out.txt").read_text() == "pair_mix"
+    assert stage_root(plain) == up.parent.parent
+
+
+def test_force_without_ownership_is_off():
+    assert make_config("smoke", force=False, forced=("pairs",)).forced == ()
+    assert not make_config("smoke", force=True).forces("pairs")
+
+
+def _forced_slow_stage(root: str, log_path: str, run_id: str) -> None:
+    def compute(work):
+        with open(log_path, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(1.0)
+        (work / "result.txt").write_text("done")
+    run_stage("shared", {"k": 1}, compute, root=Path(root), force=True, run_id=run_id, log=lambda _: None)
+
+
+def test_two_processes_asking_for_the_same_forced_stage_compute_it_once(tmp_path):
+    """Two workers of one run (same run_id) both force the same stage: one computes while the
+    other waits on the stage's lock and then reuses the finished folder; nothing is deleted."""
+    log = tmp_path / "computes.log"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_forced_slow_stage, args=(str(tmp_path), str(log), "run-1")) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(log.read_text().split()) == 1
+    final = tmp_path / "shared" / stage_key("shared", {"k": 1})
+    assert (final / "result.txt").read_text() == "done" and (final / RECEIPT).exists()
+    assert not final.with_name(final.name + ".partial").exists()

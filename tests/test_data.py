@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fairl_lib import data as D
-from fairl_lib.assets import AssetUnavailable
+from fairl_lib.llm import data as D
+from fairl_lib.llm.assets import AssetUnavailable
 
 needs_mirror = pytest.mark.skipif(not os.environ.get("FAIRL_DATA_MIRROR"),
                                   reason="FAIRL_DATA_MIRROR is not set (point it at ../shared/fairl-data)")

@@ -11,17 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairl_lib import experiment as X
+from fairl_lib.analysis import evaluate, pairset
+from fairl_lib.analysis.pairset import PairSet
 from fairl_lib.config import make_config
-from fairl_lib.irl.reward import RewardModel, load_reward, reward_folder, save_reward
-from fairl_lib.pairs import PairSet
+from fairl_lib.irl import RewardModel, load_reward, reward_folder, save_reward
+from fairl_lib.stages import irl_grid
 
 FAST = "irl.n_seeds=2; irl.max_epochs=6; irl.patience=3; irl.bottomk_rounds=4; irl.hidden=8"
 
 
 @pytest.fixture(scope="module")
 def ps():
-    return X.synthetic_pairset(300, 12, seed=1)
+    return pairset.synthetic_pairset(300, 12, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +34,9 @@ def trained(tmp_path_factory, ps):
     os.environ["FAIRL_RESULTS"] = str(root)
     try:
         cfg = make_config("smoke", overrides=FAST, notebook="04_fairl_training")
-        out = X.grid_stage(cfg, ps)
-        ho = X.synthetic_heldout(1, 150, 12)
-        ev = X.evaluate_grid(out, ps, ho)
+        out = irl_grid.grid_stage(cfg, ps)
+        ho = evaluate.synthetic_heldout(1, 150, 12)
+        ev = evaluate.evaluate_grid(out, ps, ho)
         yield cfg, out, ev, root
     finally:
         if old is None:
@@ -59,43 +60,43 @@ def tiny_pairset() -> PairSet:
 
 def test_side_labels_and_preference_data():
     ps = tiny_pairset()
-    assert X.side_labels(ps.df, "pre").tolist() == [-1, 1, -1, -1]          # +1 non-toxic, -1 toxic
-    assert X.side_labels(ps.df, "post", "obscene").tolist() == [1, 1, -1, 1]  # prob > 0.5 = "toxic"
-    d = X.preference_data(ps, "train")
+    assert pairset.side_labels(ps.df, "pre").tolist() == [-1, 1, -1, -1]          # +1 non-toxic, -1 toxic
+    assert pairset.side_labels(ps.df, "post", "obscene").tolist() == [1, 1, -1, 1]  # prob > 0.5 = "toxic"
+    d = pairset.preference_data(ps, "train")
     assert d.n == 2 and d.h_plus.tolist() == [[0, 1], [0, 2]] and d.h_minus.tolist() == [[1, 0], [0, 1]]
     assert d.y_plus.tolist() == [1, 1] and d.y_minus.tolist() == [-1, 1]
-    assert X.preference_data(ps, None).n == 4
+    assert pairset.preference_data(ps, None).n == 4
     with pytest.raises(KeyError, match="label columns available"):
-        X.side_labels(ps.df, "pre", "nope")
-    assert X.subtype_mask(ps.df, "obscene").tolist() == [True, False, True, False]
+        pairset.side_labels(ps.df, "pre", "nope")
+    assert pairset.subtype_mask(ps.df, "obscene").tolist() == [True, False, True, False]
 
 
 def test_fingerprint_tracks_embeddings_and_labels():
     ps = tiny_pairset()
-    fp = X.pairset_fingerprint(ps)
-    assert fp == X.pairset_fingerprint(tiny_pairset())
+    fp = pairset.pairset_fingerprint(ps)
+    assert fp == pairset.pairset_fingerprint(tiny_pairset())
     emb = ps.emb_pre.copy()
     emb[0, 0] += 1e-3
-    assert X.pairset_fingerprint(PairSet(ps.df, emb, ps.emb_post)) != fp
+    assert pairset.pairset_fingerprint(PairSet(ps.df, emb, ps.emb_post)) != fp
     df = ps.df.copy()
     df.loc[1, "pre_toxic"] = True
-    assert X.pairset_fingerprint(PairSet(df, ps.emb_pre, ps.emb_post)) != fp
+    assert pairset.pairset_fingerprint(PairSet(df, ps.emb_pre, ps.emb_post)) != fp
 
 
 def test_in_domain_metrics_hand_worked():
     ps = tiny_pairset()
     train, test = ps.split("train"), ps.split("test")
     # train scores: post 2, 3 > pre 0, 1 -> threshold between 1 and 2 = 1.5
-    sc = X.RunScores(np.array([2.0, 3.0]), np.array([0.0, 1.0]), np.array([4.0, 1.0]), np.array([0.0, 2.0]), None)
-    m = X.in_domain_metrics(sc, test)
+    sc = evaluate.RunScores(np.array([2.0, 3.0]), np.array([0.0, 1.0]), np.array([4.0, 1.0]), np.array([0.0, 2.0]), None)
+    m = evaluate.in_domain_metrics(sc, test)
     assert m["threshold"] == 1.5
     # test outputs [4, 1 | 0, 2] labels [1, 1 | 0, 0]: predictions [1, 0 | 0, 1] -> accuracy 0.5
     assert m["accuracy"] == 0.5 and m["pairwise_accuracy"] == 0.5 and m["n"] == 4
     gt = np.array([0.4, 0.8, 0.2, 0.3])
-    from fairl_lib.metrics import starc_distance
+    from fairl_lib.analysis.metrics import starc_distance
 
     assert m["starc"] == pytest.approx(starc_distance([4, 1, 0, 2], gt))
-    only_first = X.in_domain_metrics(sc, test, mask=np.array([True, False]))
+    only_first = evaluate.in_domain_metrics(sc, test, mask=np.array([True, False]))
     assert only_first["accuracy"] == 1.0 and only_first["n"] == 2
 
 
@@ -103,31 +104,31 @@ def test_jigsaw_threshold_uses_training_toxicity():
     ps = tiny_pairset()
     train = ps.split("train")
     # outputs: post (non-toxic, non-toxic) scores 2, 3; pre (toxic, non-toxic) scores 0, 1
-    sc = X.RunScores(np.array([2.0, 3.0]), np.array([0.0, 1.0]), np.zeros(2), np.zeros(2), None)
-    assert X.jigsaw_threshold(sc, train, "toxicity") == 0.5       # only the toxic pre output is below
-    assert X.jigsaw_threshold(sc, train, "preference") == 1.5
+    sc = evaluate.RunScores(np.array([2.0, 3.0]), np.array([0.0, 1.0]), np.zeros(2), np.zeros(2), None)
+    assert evaluate.jigsaw_threshold(sc, train, "toxicity") == 0.5       # only the toxic pre output is below
+    assert evaluate.jigsaw_threshold(sc, train, "preference") == 1.5
     with pytest.raises(ValueError, match="toxicity"):
-        X.jigsaw_threshold(sc, train, "bogus")
+        evaluate.jigsaw_threshold(sc, train, "bogus")
 
 
 def test_disagreement_hand_worked():
-    c = X.disagreement(np.array([1, 1, 0, 0, 1], bool), np.array([1, 0, 1, 0, 1], bool))
+    c = evaluate.disagreement(np.array([1, 1, 0, 0, 1], bool), np.array([1, 0, 1, 0, 1], bool))
     assert c == {"both": 2, "only_fa": 1, "only_irl": 1, "neither": 1}
-    assert X.subtype_accuracy_gain({"x": {"both": 5, "only_fa": 3, "only_irl": 1, "neither": 1}}) == {"x": 20.0}
+    assert evaluate.subtype_accuracy_gain({"x": {"both": 5, "only_fa": 3, "only_irl": 1, "neither": 1}}) == {"x": 20.0}
 
 
 def test_grid_stage_saves_and_caches(trained, ps):
     cfg, out, ev, root = trained
-    assert len(out.rewards) == 6 * 2 and set(out.methods) == set(X.METHOD_TITLES)
+    assert len(out.rewards) == 6 * 2 and set(out.methods) == set(evaluate.METHOD_TITLES)
     for (m, s) in out.rewards:
         folder = reward_folder(cfg.results_dir, m, s)
         rew = load_reward(folder)
         assert rew.meta["extra"]["embedder"] == cfg.models.embedder
         assert np.allclose(rew(ps.emb_pre[:5]), out.rewards[(m, s)](ps.emb_pre[:5]))
         assert (rew.failure is None) == m.endswith("_irl")
-    again = X.grid_stage(cfg, ps)  # cache hit: same folder, identical rewards
+    again = irl_grid.grid_stage(cfg, ps)  # cache hit: same folder, identical rewards
     assert again.folder == out.folder
-    summary = X.training_summary(out)
+    summary = irl_grid.training_summary(out)
     assert all(1 <= e <= 6 for e in summary["me_fa_margin"]["epochs_trained"])
     assert summary["me_irl"]["fail_frac_epoch0_mean"] == 0.0 and summary["me_fa_margin"]["fail_frac_epoch0_mean"] > 0
     h = out.history_frame()
@@ -136,7 +137,7 @@ def test_grid_stage_saves_and_caches(trained, ps):
 
 def test_table1_summary_and_frame(trained):
     _, out, ev, _ = trained
-    s = X.summarize(ev.per_run)
+    s = evaluate.summarize(ev.per_run)
     assert set(s) == {"in_domain", "jigsaw"}
     for st in s.values():
         assert set(st) == set(out.methods)
@@ -144,28 +145,28 @@ def test_table1_summary_and_frame(trained):
             assert 0.0 <= m["f1"]["mean"] <= 1.0 and 0.0 <= m["starc"]["mean"] <= 2.0 and m["auc"]["std"] >= 0
     # a linear environment: every method ranks most outputs right
     assert min(v["auc"]["mean"] for v in s["in_domain"].values()) > 0.6
-    frame = X.table1_frame(s, "in_domain")
+    frame = evaluate.table1_frame(s, "in_domain")
     assert "paper f1" in frame.columns and "±" in frame.iloc[0, 0]
-    assert any("Lowest STARC" in t for t in X.compare_sentences(s, "in_domain"))
+    assert any("Lowest STARC" in t for t in evaluate.compare_sentences(s, "in_domain"))
 
 
 def test_tables_2_3_sum_to_n(trained):
     _, _, ev, _ = trained
-    t2 = X.table2(ev, 0)
+    t2 = evaluate.table2(ev, 0)
     assert sum(t2["train"].values()) == len(ev.train)
     assert sum(t2["jigsaw"].values()) == len(ev.heldout)
     assert sum(t2["test"].values()) == len(ev.test)
-    t3 = X.table3(ev, 0)
-    for s in X.TABLE3_SUBTYPES:
-        assert sum(t3["train"][s].values()) == int(X.subtype_mask(ev.train.df, s).sum())
+    t3 = evaluate.table3(ev, 0)
+    for s in evaluate.TABLE3_SUBTYPES:
+        assert sum(t3["train"][s].values()) == int(pairset.subtype_mask(ev.train.df, s).sum())
         assert sum(t3["jigsaw"][s].values()) == int(ev.heldout.subtypes[s].sum())
-    assert X.table3_frame(t3).shape[0] == 4 and X.table2_frame(t2).shape == (4, 4)
-    assert len(X.table2_sentence(t2)) == 2
+    assert evaluate.table3_frame(t3).shape[0] == 4 and evaluate.table2_frame(t2).shape == (4, 4)
+    assert len(evaluate.table2_sentence(t2)) == 2
 
 
 def test_failure_slices_are_baseline_failures(trained):
     _, _, ev, _ = trained
-    sl = X.failure_slices(ev, slice_eps=0.0)
+    sl = evaluate.failure_slices(ev, slice_eps=0.0)
     base = sl[sl["method"] == "me_irl"]
     # with eps = 0 the slice is exactly the baseline's misranked pairs: its pairwise accuracy is 0
     assert (base["pairwise_accuracy"].fillna(0.0) == 0.0).all()
@@ -176,7 +177,7 @@ def test_failure_slices_are_baseline_failures(trained):
 
 def test_seed_dispersion(trained):
     _, out, ev, _ = trained
-    d = X.seed_dispersion(ev)
+    d = evaluate.seed_dispersion(ev)
     assert list(d.index) == out.methods
     assert (d["in_domain pairwise STARC"] >= 0).all() and (d["in_domain pairwise STARC"] <= 2).all()
     assert (d["in_domain std f1"] >= 0).all()
@@ -184,14 +185,14 @@ def test_seed_dispersion(trained):
 
 def test_subtype_transfer_matrix(trained, ps):
     cfg, _, _, _ = trained
-    st = X.subtype_transfer(cfg, ps, seeds=[0])
+    st = irl_grid.subtype_transfer(cfg, ps, seeds=[0])
     for m, mat in st.accuracy.items():
-        assert list(mat.index) == list(X.TABLE3_SUBTYPES) == list(mat.columns)
+        assert list(mat.index) == list(evaluate.TABLE3_SUBTYPES) == list(mat.columns)
         vals = mat.to_numpy()
         assert np.all((vals[np.isfinite(vals)] >= 0) & (vals[np.isfinite(vals)] <= 1))
-    assert st.n_train["obscene"] == int(X.subtype_mask(ps.split("train").df, "obscene").sum())
+    assert st.n_train["obscene"] == int(pairset.subtype_mask(ps.split("train").df, "obscene").sum())
     # a row without enough pairs stays empty
-    st2 = X.subtype_transfer(cfg, ps, seeds=[0], min_pairs=10**6, methods=("me_irl",))
+    st2 = irl_grid.subtype_transfer(cfg, ps, seeds=[0], min_pairs=10**6, methods=("me_irl",))
     assert st2.accuracy["me_irl"].isna().all().all()
 
 
@@ -199,11 +200,11 @@ def test_reward_embedder_lookup(tmp_path):
     import torch
 
     rew = RewardModel({"w": torch.zeros(3), "b": torch.tensor(0.0)})
-    assert X.reward_embedder(rew, tmp_path) == "minilm"
+    assert irl_grid.reward_embedder(rew, tmp_path) == "minilm"
     (tmp_path / "embedder.txt").write_text("other\n")
-    assert X.reward_embedder(rew, tmp_path / "sub") == "other"
+    assert irl_grid.reward_embedder(rew, tmp_path / "sub") == "other"
     save_reward(tmp_path / "r", rew, extra={"embedder": "minilm"})
-    assert X.reward_embedder(load_reward(tmp_path / "r")) == "minilm"
+    assert irl_grid.reward_embedder(load_reward(tmp_path / "r")) == "minilm"
 
 
 @pytest.mark.assets
@@ -219,7 +220,7 @@ def test_cli_score_reward(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["you are an idiot", "have a nice day"]
-    from fairl_lib.models import embed
+    from fairl_lib.llm.models import embed
 
     expected = rew(embed(["you are an idiot", "have a nice day"]))
     assert np.allclose([r["reward"] for r in rows], expected, atol=1e-5)
@@ -228,6 +229,6 @@ def test_cli_score_reward(tmp_path):
 
 def test_failure_path_share(trained, ps):
     _, out, _, _ = trained
-    fs = X.failure_path_share(out, ps)
+    fs = evaluate.failure_path_share(out, ps)
     assert set(fs["method"]) == {m for m in out.methods if "_fa_" in m} and len(fs) == 4 * 2
     assert (fs["ratio_std_F_over_D"] >= 0).all() and fs["pairs_flipped_by_R_F"].between(0, 1).all()

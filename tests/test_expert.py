@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fairl_lib import expert as E
+from fairl_lib.stages import expert
+from fairl_lib.stages import pairs as pairs_mod
 from fairl_lib.config import make_config
 
 
@@ -27,20 +28,20 @@ EXPERT_IRRELEVANT = ["gen.batch_size=8", "gen.max_new_tokens=5", "pairs.n_pairs=
 
 @pytest.mark.parametrize("override", EXPERT_RELEVANT)
 def test_expert_key_changes_with_relevant_settings(override):
-    assert E.expert_key(_cfg(override)) != E.expert_key(_cfg())
+    assert expert.expert_key(_cfg(override)) != expert.expert_key(_cfg())
 
 
 @pytest.mark.parametrize("override", EXPERT_IRRELEVANT)
 def test_expert_key_ignores_other_settings(override):
-    assert E.expert_key(_cfg(override)) == E.expert_key(_cfg())
+    assert expert.expert_key(_cfg(override)) == expert.expert_key(_cfg())
 
 
 def test_expert_key_seed_and_base_lm_argument():
     cfg = _cfg()
-    assert E.expert_key(_cfg(seed=1)) != E.expert_key(cfg)
-    assert E.expert_key(cfg, "gemma3-270m") != E.expert_key(cfg)
-    assert E.expert_key(cfg, cfg.models.base_lm) == E.expert_key(cfg)
-    assert E.expert_rlhf_config(_cfg(seed=3)).seed == 3
+    assert expert.expert_key(_cfg(seed=1)) != expert.expert_key(cfg)
+    assert expert.expert_key(cfg, "gemma3-270m") != expert.expert_key(cfg)
+    assert expert.expert_key(cfg, cfg.models.base_lm) == expert.expert_key(cfg)
+    assert expert.expert_rlhf_config(_cfg(seed=3)).seed == 3
 
 
 PAIRS_RELEVANT = ["gen.batch_size=8", "gen.max_new_tokens=5", "pairs.n_pairs=10", "pairs.test_fraction=0.5",
@@ -52,31 +53,31 @@ PAIRS_IRRELEVANT = ["irl.n_seeds=2", "theory.n_draws=10", "data.jigsaw_n_toxic=5
 
 @pytest.mark.parametrize("override", PAIRS_RELEVANT)
 def test_pairs_key_changes_with_relevant_settings(override):
-    assert E.pairs_settings(_cfg(override)) != E.pairs_settings(_cfg())
+    assert pairs_mod.pairs_settings(_cfg(override)) != pairs_mod.pairs_settings(_cfg())
 
 
 @pytest.mark.parametrize("override", PAIRS_IRRELEVANT)
 def test_pairs_key_ignores_other_settings(override):
-    assert E.pairs_settings(_cfg(override)) == E.pairs_settings(_cfg())
+    assert pairs_mod.pairs_settings(_cfg(override)) == pairs_mod.pairs_settings(_cfg())
 
 
 def test_eval_key_follows_gen_and_judge_not_pairs():
-    base = E.eval_settings(_cfg())
-    assert E.eval_settings(_cfg("gen.max_new_tokens=5")) != base
-    assert E.eval_settings(_cfg("models.judge=\"bilstm\"")) != base
-    assert E.eval_settings(_cfg("pairs.n_pairs=10")) == base
+    base = expert.eval_settings(_cfg())
+    assert expert.eval_settings(_cfg("gen.max_new_tokens=5")) != base
+    assert expert.eval_settings(_cfg("models.judge=\"bilstm\"")) != base
+    assert expert.eval_settings(_cfg("pairs.n_pairs=10")) == base
 
 
 def test_model_source_per_profile():
-    assert E.model_source(_cfg()) == "gguf"
-    assert E.model_source(_cfg(profile="paper")) == "hub"
-    assert E.model_source(_cfg(profile="paper"), "pythia-410m") == "hub"
+    assert expert.model_source(_cfg()) == "gguf"
+    assert expert.model_source(_cfg(profile="paper")) == "hub"
+    assert expert.model_source(_cfg(profile="paper"), "pythia-410m") == "hub"
 
 
 @pytest.mark.parametrize("n_prompts,per,cap", [(10, 4, 0), (10, 4, 40), (10, 4, 17), (993, 5, 4000),
                                                (7, 3, 21), (0, 3, 0)])
 def test_pair_counts_per_prompt(n_prompts, per, cap):
-    c = E.pair_counts_per_prompt(n_prompts, per, cap)
+    c = pairs_mod.pair_counts_per_prompt(n_prompts, per, cap)
     assert len(c) == n_prompts
     assert (c <= per).all()
     want = n_prompts * per if cap <= 0 else cap
@@ -88,17 +89,17 @@ def test_pair_counts_per_prompt(n_prompts, per, cap):
 def test_more_pairs_than_prompts_allow_is_refused():
     with pytest.raises(ValueError, match=r"n_pairs=4000 but 993 pair prompts .* allow only 2979 pairs: raise "
                                          r"pairs.completions_per_prompt to 5"):
-        E.pair_counts_per_prompt(993, 3, 4000)
+        pairs_mod.pair_counts_per_prompt(993, 3, 4000)
     with pytest.raises(ValueError, match="0 pair prompts .* lower data.pair_prompt_toxicity"):
-        E.pair_counts_per_prompt(0, 3, 5)
+        pairs_mod.pair_counts_per_prompt(0, 3, 5)
 
 
 def test_final_kl_uses_last_training_steps():
     import pandas as pd
 
     h = pd.DataFrame({"step": [0, 1, 2, 3], "kl": [np.nan, 1.0, 2.0, 3.0]})
-    assert E.final_kl(h, last=2) == pytest.approx(2.5)
-    assert np.isnan(E.final_kl(pd.DataFrame({"step": [0]})))
+    assert expert.final_kl(h, last=2) == pytest.approx(2.5)
+    assert np.isnan(expert.final_kl(pd.DataFrame({"step": [0]})))
 
 
 def test_summarize_eval():
@@ -107,7 +108,7 @@ def test_summarize_eval():
     df = pd.DataFrame({"model": ["base", "base", "expert", "expert"], "p_toxic": [0.9, 0.1, 0.2, 0.1],
                        "judge_p": [0.8, 0.2, 0.1, 0.1], "nll_base": [2.0, 2.0, 3.0, 1.0],
                        "nll_self": [2.0, 2.0, 1.0, 0.5], "n_tokens": [2, 2, 2, 0]})
-    s = E.summarize_eval(df, 0.5)
+    s = expert.summarize_eval(df, 0.5)
     assert s["toxicity_rate_base"] == 0.5 and s["toxicity_rate_expert"] == 0.0
     assert s["judge_rate_base"] == 0.5
     assert s["perplexity_base"] == pytest.approx(np.exp(1.0))
@@ -118,25 +119,13 @@ def test_summarize_eval():
 @pytest.mark.assets
 def test_prompt_selection_real_data():
     cfg = _cfg()
-    train, held = E.rlhf_prompts(cfg)
+    train, held = expert.rlhf_prompts(cfg)
     assert len(held) == cfg.data.heldout_prompts and len(train) == cfg.data.max_ppo_prompts
     assert set(train.prompt_id).isdisjoint(held.prompt_id)
     assert (train.prompt_toxicity > cfg.data.ppo_prompt_toxicity).all()
-    pp = E.pair_prompts(cfg)
+    pp = pairs_mod.pair_prompts(cfg)
     assert len(pp) == cfg.data.max_pair_prompts
     assert (pp.prompt_toxicity > cfg.data.pair_prompt_toxicity).all()
     assert pp.rlhf_heldout.sum() == pp.prompt_id.isin(held.prompt_id).sum()
-    again = E.pair_prompts(cfg)
+    again = pairs_mod.pair_prompts(cfg)
     assert list(again.prompt_id) == list(pp.prompt_id)
-
-
-def test_downstream_force_does_not_retrain_expert(monkeypatch, results_tmp):
-    seen = []
-    monkeypatch.setattr(E, "expert_stage", lambda cfg, base_lm=None: seen.append(cfg.force) or results_tmp)
-    monkeypatch.setattr(E, "run_stage", lambda name, settings, compute, **kw: seen.append((name, kw["force"])) or results_tmp)
-    monkeypatch.setattr(E, "read_json", lambda *_: {})
-    monkeypatch.setattr(E.pd, "read_parquet", lambda *_: None)
-    cfg = make_config("smoke", force=True)
-    E.pairs_stage_dir(cfg)
-    E.evaluate_expert(cfg)
-    assert seen == [False, ("pairs", True), False, ("expert_eval", True)]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fairl_lib import metrics as mt
+from fairl_lib.analysis import metrics as mt
 
 rewards = st.lists(st.floats(-10, 10, allow_nan=False), min_size=3, max_size=30)
 scale = st.floats(0.01, 100.0)

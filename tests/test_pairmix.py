@@ -1,4 +1,4 @@
-"""Pair-mix sweep (fairl_lib/pairmix.py, Appendix D): planning, nested draws, the cached stage, metrics."""
+"""Pair-mix sweep (fairl_lib/stages/pairmix.py, Appendix D): planning, nested draws, the cached stage, metrics."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairl_lib import pairmix as P
-from fairl_lib.experiment import synthetic_pairset
-from fairl_lib.pairs import count_pair_types
+from fairl_lib.stages import pairmix as P
+from fairl_lib.analysis.pairset import synthetic_pairset
+from fairl_lib.analysis.pairset import count_pair_types
 
 FRACS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
@@ -113,7 +113,7 @@ def test_sweep_stage_caches_and_metrics(results_tmp):
     cell = met["pair_mix"]["0.5"]["methods"]["me_irl"]
     assert cell["min"] <= cell["mean"] <= cell["max"] and len(cell["per_seed"]) == 2
     # the report reads exactly this layout
-    from fairl_lib.report import pair_mix_seed_table
+    from fairl_lib.analysis.report import pair_mix_seed_table
 
     assert set(pair_mix_seed_table(met)) == {"me_irl", "me_fa_margin", "me_fa_gt"}
     summ = P.summary_frame(res)

@@ -1,4 +1,4 @@
-"""Pair artifact (fairl_lib.pairs): pair types, counts, the by-prompt split, save/load round trip."""
+"""Pair artifact (fairl_lib.analysis.pairset): pair types, counts, the by-prompt split, save/load round trip."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairl_lib import pairs as P
+from fairl_lib.analysis import pairset as P
 
 
 def test_pair_type_logic():
@@ -124,7 +124,7 @@ def test_pair_type_table_and_subtypes():
 
 
 def test_score_pairs_with_stub_scorers(monkeypatch):
-    from fairl_lib import scorers
+    from fairl_lib.llm import scorers
 
     class Stub:
         labels = P.SUBTYPE_LABELS

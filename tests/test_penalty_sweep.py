@@ -10,10 +10,12 @@ import os
 import pandas as pd
 import pytest
 
-from fairl_lib import experiment as X
-from fairl_lib import penalty_sweep as P
+from fairl_lib.analysis import evaluate
+from fairl_lib.analysis import pairset
+from fairl_lib.stages import irl_grid
+from fairl_lib.stages import penalty_sweep as P
 from fairl_lib.config import ConfigError, make_config
-from fairl_lib.pairmix import training_starc
+from fairl_lib.stages.pairmix import training_starc
 
 # long enough (no early stopping) for the penalty to shrink w_F at c = 1: on these pairs
 # std(R_F) / std(R_D) then rises strictly as c falls for every FA run
@@ -28,9 +30,9 @@ def swept(tmp_path_factory):
     os.environ["FAIRL_RESULTS"] = str(root)
     try:
         cfg = make_config("smoke", overrides=SETTINGS, notebook="05_tables")
-        ps = X.synthetic_pairset(300, 12, seed=1)
-        ho = X.synthetic_heldout(1, 150, 12)
-        grid = X.grid_stage(X.upstream(cfg), ps)  # notebook 04's grid, trained first
+        ps = pairset.synthetic_pairset(300, 12, seed=1)
+        ho = evaluate.synthetic_heldout(1, 150, 12)
+        grid = irl_grid.grid_stage(cfg, ps)  # notebook 04's grid, trained first
         receipt = grid.folder / "_stage.json"
         before = receipt.stat().st_mtime_ns
         sw = P.sweep_stage(cfg, ps, ho)
@@ -77,8 +79,8 @@ def test_main_scale_is_notebook04_grid_not_retrained(swept):
 
 def test_main_scale_gives_exactly_table1(swept):
     _, ps, ho, grid, sw, _, _ = swept
-    ev = X.evaluate_grid(grid, ps, ho)
-    t1 = X.summarize(ev.per_run)
+    ev = evaluate.evaluate_grid(grid, ps, ho)
+    t1 = evaluate.summarize(ev.per_run)
     at1 = sw.per_run[sw.per_run["scale"] == 1.0].set_index(["method", "seed"])
     assert len(at1) == 6 * 2
     for r in ev.per_run.itertuples():
@@ -90,7 +92,7 @@ def test_main_scale_gives_exactly_table1(swept):
             for k in P.TABLE1_KEYS:
                 assert summ.loc[(1.0, m, f"{st}_{k}"), "mean"] == vals[k]["mean"]
                 assert summ.loc[(1.0, m, f"{st}_{k}"), "std"] == vals[k]["std"]
-    share = X.failure_path_share(grid, ps).set_index(["method", "seed"])
+    share = evaluate.failure_path_share(grid, ps).set_index(["method", "seed"])
     for (m, s), row in share.iterrows():
         assert at1.loc[(m, s), "ratio_std_F_over_D"] == row["ratio_std_F_over_D"]
         assert at1.loc[(m, s), "pairs_flipped_by_R_F"] == row["pairs_flipped_by_R_F"]
@@ -123,7 +125,7 @@ def test_table_metrics_and_figure(swept):
     assert "±" in tab.loc[("0", "ME FA-IRL (IRL Margin Failures)"), "Jigsaw AUC"]
     met = P.sweep_metrics(sw)
     assert met["scales"] == [1.0, 0.1, 0.0] and met["main_scale_is_notebook04_grid"]
-    assert set(met["by_scale"]) == {"1", "0.1", "0"} and set(met["by_scale"]["0"]) == set(X.METHOD_TITLES)
+    assert set(met["by_scale"]) == {"1", "0.1", "0"} and set(met["by_scale"]["0"]) == set(evaluate.METHOD_TITLES)
     cell = met["by_scale"]["0"]["me_fa_margin"]["jigsaw_auc"]
     assert 0 <= cell["mean"] <= 1 and cell["std"] >= 0
     fig = P.plot_sweep(sw)

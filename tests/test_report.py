@@ -1,4 +1,4 @@
-"""The claims ledger (fairl_lib/report.py): verdict rules on small hand-made metrics dicts."""
+"""The claims ledger (fairl_lib/analysis/report.py): verdict rules on small hand-made metrics dicts."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fairl_lib import report as R
-from fairl_lib.report import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
+from fairl_lib.analysis import report as R
+from fairl_lib.analysis.report import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 # ----------------------------------------------------------------------------- statistics
 

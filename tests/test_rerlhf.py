@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from fairl_lib import rerlhf
 from fairl_lib.config import ConfigError, make_config
-from fairl_lib.irl.reward import RewardModel, init_path, load_reward, path_generator, save_reward
+from fairl_lib.irl import RewardModel, load_reward, save_reward
+from fairl_lib.irl.reward import init_path, path_generator
+from fairl_lib.stages import rerlhf
 
 
 def _reward(dim: int = 8, head: str = "mlp", failure: bool = True, seed: int = 0) -> RewardModel:
@@ -88,7 +89,7 @@ def test_config_section_and_validation():
 
 
 def test_ground_truth_run_reuses_expert_only_with_identical_settings():
-    from fairl_lib.expert import expert_rlhf_config, expert_settings
+    from fairl_lib.stages.expert import expert_rlhf_config, expert_settings
 
     cfg = make_config("smoke", seed=3)
     assert rerlhf.run_rlhf_config(cfg) == expert_rlhf_config(cfg)
@@ -130,7 +131,7 @@ def test_history_curves_handles_missing_judge():
 
 @pytest.mark.assets
 def test_composition_with_real_embedder():
-    from fairl_lib.models import Embedder
+    from fairl_lib.llm.models import Embedder
 
     emb = Embedder("minilm")
     rm = _reward(dim=emb.spec.dim)

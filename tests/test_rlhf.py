@@ -1,4 +1,4 @@
-"""RLHF trainer integration (fairl_lib.rlhf) on a tiny randomly initialised GPT-2.
+"""RLHF trainer integration (fairl_lib.llm.rlhf) on a tiny randomly initialised GPT-2.
 
 The tiny model is a unit-test fixture (it proves the plumbing: reward callable <-> trl, history,
 saving, resuming, the PPO reward wrapper); real runs use the real SmolLM2 (see benchmarks/).
@@ -19,8 +19,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from fairl_lib import rlhf
-from fairl_lib.models import load_lm, save_lm
+from fairl_lib.llm import rlhf
+from fairl_lib.llm.models import load_lm, save_lm
 
 WORDS = ["good", "bad", "the", "cat", "dog", "is", "very", "not", "a", "day", "you", "are", "nice", "rude"]
 PROMPTS = ["the cat is", "you are", "a dog is very", "the day is not", "you are a", "the dog"]
@@ -300,7 +300,7 @@ def _batch(seed=0, rows=5, width=9):
 
 
 def test_frozen_trunk_is_exact_for_logits_and_gradients(tiny_llama):
-    from fairl_lib.speedups import FrozenTrunk
+    from fairl_lib.llm.speedups import FrozenTrunk
 
     ids, mask = _batch()
     perm = torch.tensor([3, 0, 4, 1, 2])
@@ -343,8 +343,8 @@ def test_frozen_trunk_is_exact_for_logits_and_gradients(tiny_llama):
 
 
 def test_frozen_trunk_leaves_generation_alone_and_refuses_other_weights(tiny_llama):
-    from fairl_lib.models import GenSettings, generate
-    from fairl_lib.speedups import FrozenTrunk
+    from fairl_lib.llm.models import GenSettings, generate
+    from fairl_lib.llm.speedups import FrozenTrunk
 
     lm = load_lm(tiny_llama)
     pol, ref = _policy_and_ref(tiny_llama)
@@ -386,7 +386,7 @@ def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, mo
 
     prefills = []
 
-    class CountingCache(transformers.DynamicCache):  # fairl_lib.prefix makes one per shared prefill
+    class CountingCache(transformers.DynamicCache):  # fairl_lib.llm.prefix makes one per shared prefill
         def __init__(self, *a, **k):
             prefills.append(1)
             super().__init__(*a, **k)

@@ -1,4 +1,4 @@
-"""fairl_lib.sampling: the inverse-CDF draw has the law softmax(scores), never picks a zero-probability
+"""fairl_lib.llm.sampling: the inverse-CDF draw has the law softmax(scores), never picks a zero-probability
 token, is seeded, and reaches generate() (also trl's RLOO rollouts, see test_rlhf)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fairl_lib import models
-from fairl_lib.sampling import InverseCDFSampler, inverse_cdf_sample, sampling_processors
+from fairl_lib.llm import models
+from fairl_lib.llm.sampling import InverseCDFSampler, inverse_cdf_sample, sampling_processors
 
 
 def test_inverse_cdf_frequencies_match_probabilities():

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fairl_lib import scorers as S
-from fairl_lib.assets import AssetUnavailable
+from fairl_lib.llm import scorers as S
+from fairl_lib.llm.assets import AssetUnavailable
 
 README_TEXT = "You are so dumb and stupid!"
 README_SCORES = {"toxic": 0.9889402985572815, "severe_toxic": 0.07256772369146347, "obscene": 0.620429277420044,
@@ -189,7 +189,7 @@ def test_scorer_auc_on_jigsaw_test_split(name):
         pytest.skip("FAIRL_DATA_MIRROR is not set (point it at ../shared/fairl-data)")
     from sklearn.metrics import roc_auc_score
 
-    from fairl_lib.data import load_jigsaw
+    from fairl_lib.llm.data import load_jigsaw
 
     df = load_jigsaw()
     test = df[df["split"] == "test"]

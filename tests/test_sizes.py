@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairl_lib import sizes
+from fairl_lib.stages import sizes
 from fairl_lib.config import ConfigError, make_config
 
 
@@ -59,7 +59,8 @@ def test_size_config_reduces_only_non_primary():
 
 
 def test_size_stage_keys_distinct():
-    from fairl_lib.expert import expert_key, pairs_settings
+    from fairl_lib.stages.expert import expert_key
+    from fairl_lib.stages.pairs import pairs_settings
 
     cfg = make_config("cpu")
     keys = {lm: expert_key(sizes.size_config(cfg, lm), lm) for lm in cfg.models.size_lms}

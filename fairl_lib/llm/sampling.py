@@ -9,7 +9,7 @@ one uniform variate per row; a whole Gemma-3 RLOO step took 46.6 instead of 51.2
 
 Both draw exactly from the same distribution ``softmax(scores)``; they use the random stream
 differently, so the samples (not their law) change with the choice. ``sampler = "multinomial"``
-(:class:`fairl_lib.models.GenSettings`, ``[rlhf]``) restores Hugging Face's draw.
+(:class:`fairl_lib.llm.models.GenSettings`, ``[rlhf]``) restores Hugging Face's draw.
 
 How it plugs into ``generate``: :class:`InverseCDFSampler` is the last logits processor; it draws
 the token and returns scores that are ``-inf`` everywhere except at the drawn token, and
@@ -21,8 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import (LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
-                          TopPLogitsWarper)
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 BLOCK = 1024  # vocabulary entries per block of the two-level search
 

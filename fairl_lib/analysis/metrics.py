@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import math
-
 from itertools import combinations
 
 import numpy as np

@@ -13,18 +13,37 @@ The pair artifact (a stage folder, see :func:`save_pairset` / :func:`load_pairse
   reward, ``scorers.reward_from_scores``); and ``pair_type`` (:data:`PAIR_TYPES`).
 - ``emb_pre.npy`` / ``emb_post.npy``: float32 (n_pairs, d) frozen embeddings h(o), row-aligned.
 - ``meta.json``: versions, models, thresholds, counts.
+
+From pairs to the IRL core's data (paper Sec. 5):
+
+- :func:`preference_data` turns a :class:`~fairl_lib.pairs.PairSet` split into the IRL core's
+  :class:`~fairl_lib.irl.train.PreferenceData`: o+ = ``o_post`` (always preferred, the paper's
+  convention), o- = ``o_pre``, h = the frozen embeddings of the artifact. Labels for the supervised
+  failures of the ``*_fa_gt`` methods (Alg. 1 line 6, ``y(o) in {-1, +1}``) are **+1 = non-toxic,
+  -1 = toxic**, read from ``{side}_toxic`` (the ground-truth scorer's P(toxic) above
+  ``models.toxic_threshold``). The paper only says "ground-truth labels y(o) (e.g. toxicity)"; the
+  label column is a parameter (``label_column``), e.g. ``"obscene"`` uses ``{side}_obscene > 0.5``.
+- The failure head sees the same frozen embedding h(o) as the base head (Sec. 4.1 writes
+  theta_F^T h(o)); see :mod:`fairl_lib.irl.reward`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from fairl_lib.artifacts import write_json
+from fairl_lib.irl import PreferenceData
+from fairl_lib.irl.synthetic import make_synthetic
+from fairl_lib.llm.data import jigsaw_heldout
+from fairl_lib.llm.scorers import get_scorer, reward_from_scores
 
 SUBTYPE_LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
 PAIR_TYPES = ("T->NT", "NT->NT", "NT->T", "T->T")
@@ -100,7 +119,6 @@ def load_pairset(folder: str | Path) -> PairSet:
 
 
 def _prompt_hash(prompt_id: str, seed: int, salt: str) -> int:
-    import hashlib
 
     return int.from_bytes(hashlib.sha256(f"{salt}\x00{seed}\x00{prompt_id}".encode()).digest()[:8], "big")
 
@@ -131,10 +149,9 @@ def split_by_prompt(prompt_ids, test_fraction: float, seed: int) -> np.ndarray:
 def score_pairs(df: pd.DataFrame, ground_truth: str, subtypes: str, judge: str, threshold: float,
                 reward_kind: str = "one_minus_p") -> pd.DataFrame:
     """Add the score columns of the artifact (module docstring) for ``o_pre`` and ``o_post``, and
-    ``pair_type``. Scorers are names in :mod:`fairl_lib.scorers`; subtype labels a scorer lacks
+    ``pair_type``. Scorers are names in :mod:`fairl_lib.llm.scorers`; subtype labels a scorer lacks
     are NaN. A side is toxic when the ground truth's P(toxic) > ``threshold``.
     """
-    from fairl_lib.scorers import get_scorer, reward_from_scores
 
     gt, sub, jd = get_scorer(ground_truth), get_scorer(subtypes), get_scorer(judge)
     out = df.copy()
@@ -192,10 +209,7 @@ def jigsaw_scorer_auc(scorers: dict[str, str], n_toxic: int, n_nontoxic: int, se
     too few test rows for the full set, so the rest come from the *train* split, which the scorers
     were probably trained on; AUC on ``all`` is optimistic).
     """
-    from sklearn.metrics import roc_auc_score
 
-    from fairl_lib.data import jigsaw_heldout
-    from fairl_lib.scorers import get_scorer
 
     jig = jigsaw_heldout(n_toxic, n_nontoxic, seed)
     rows = []
@@ -212,7 +226,6 @@ def jigsaw_scorer_auc(scorers: dict[str, str], n_toxic: int, n_nontoxic: int, se
 def plot_pre_vs_post(ps: PairSet, threshold: float = 0.5):
     """Left: P(toxic) of o_pre against o_post, one dot per pair (quadrants = pair types).
     Right: histograms of both sides' P(toxic)."""
-    import matplotlib.pyplot as plt
 
     d = ps.df
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -238,7 +251,6 @@ def plot_pre_vs_post(ps: PairSet, threshold: float = 0.5):
 
 def plot_subtype_distribution(table: pd.DataFrame, scorer: str = ""):
     """Bar chart of :func:`subtype_distribution` (paper Figure 3, middle)."""
-    import matplotlib.pyplot as plt
 
     t = table.drop(index="n")
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -252,3 +264,89 @@ def plot_subtype_distribution(table: pd.DataFrame, scorer: str = ""):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+SIDES = ("pre", "post")
+
+
+# =========================================================================== data
+
+def side_labels(df: pd.DataFrame, side: str, label_column: str = "toxic", threshold: float = 0.5) -> np.ndarray:
+    """y(o) in {-1, +1} of one side of the pairs: +1 = non-toxic, -1 = toxic (Alg. 1 line 6 labels).
+
+    ``label_column="toxic"`` reads the boolean ``{side}_toxic`` (ground truth P(toxic) above the
+    profile's threshold). Any other name reads ``{side}_<label_column>`` and calls an output
+    "toxic" when it is boolean True or a probability above ``threshold``.
+    """
+    if side not in SIDES:
+        raise ValueError(f"Unknown side {side!r}; use one of {SIDES}.")
+    col = f"{side}_{label_column}"
+    if col not in df.columns:
+        have = sorted(c[len(side) + 1:] for c in df.columns if c.startswith(side + "_"))
+        raise KeyError(f"No column {col!r} in the pairs; label columns available: {have}")
+    v = df[col].to_numpy()
+    toxic = v.astype(bool) if v.dtype == bool else np.asarray(v, dtype=float) > threshold
+    return np.where(toxic, -1, 1).astype(np.int8)
+
+
+def preference_data(ps: PairSet, split: str | None = "train", label_column: str = "toxic") -> PreferenceData:
+    """:class:`PreferenceData` of a split (``None`` = all pairs): h+ = h(o_post), h- = h(o_pre),
+    y+ / y- from :func:`side_labels` (+1 non-toxic, -1 toxic)."""
+    sub = ps.split(split) if split else ps
+    return PreferenceData(np.asarray(sub.emb_post, np.float32), np.asarray(sub.emb_pre, np.float32),
+                          side_labels(sub.df, "post", label_column), side_labels(sub.df, "pre", label_column))
+
+
+def pairset_fingerprint(ps: PairSet, label_column: str = "toxic") -> str:
+    """sha256 (16 hex) of what training depends on: embeddings, split, labels and the pair ids.
+
+    Keys the training stage; the pair artifact's own stage key (``meta["stage_key"]`` when the
+    producer records it) is added beside it in the settings, so either changing retrains.
+    """
+    h = hashlib.sha256()
+    for arr in (ps.emb_pre, ps.emb_post):
+        a = np.ascontiguousarray(arr, dtype=np.float32)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    df = ps.df
+    h.update(df["split"].astype(str).str.cat(sep="|").encode())
+    for side in SIDES:
+        h.update(side_labels(df, side, label_column).tobytes())
+    if "pair_id" in df.columns:
+        h.update(df["pair_id"].astype(str).str.cat(sep="|").encode())
+    return h.hexdigest()[:16]
+
+
+def subtype_mask(df: pd.DataFrame, subtype: str, side: str = "pre", threshold: float = 0.5) -> np.ndarray:
+    """Pairs whose ``side`` output has ``subtype`` by the subtype scorer (``{side}_<subtype> > threshold``)."""
+    col = f"{side}_{subtype}"
+    if col not in df.columns:
+        raise KeyError(f"No column {col!r} in the pairs (subtypes: obscene, threat, insult, identity_hate, ...).")
+    v = df[col].to_numpy()
+    return v.astype(bool) if v.dtype == bool else np.asarray(v, dtype=float) > threshold
+
+
+def synthetic_pairset(n: int = 400, dim: int = 16, seed: int = 0, test_fraction: float = 0.25) -> PairSet:
+    """A PairSet-shaped object from the synthetic environment (tests only, never in notebooks).
+
+    o_post = the Bradley-Terry-preferred output, o_pre = the other; ``{side}_reward`` = the known
+    ground truth; toxic = label -1; subtype probabilities are deterministic functions of the ground
+    truth and one embedding coordinate, so subtype slices are non-trivial.
+    """
+
+    sp = make_synthetic(n, dim, seed, nonlinearity=0.0)
+    d = sp.data
+    rng = np.random.default_rng(seed)
+    split = np.where(rng.random(n) < test_fraction, "test", "train")
+    df = pd.DataFrame({"pair_id": np.arange(n), "prompt_id": np.arange(n), "prompt": "p", "o_pre": "a",
+                       "o_post": "b", "split": split})
+    for side, h, r, y in (("pre", d.h_minus, sp.r_minus, d.y_minus), ("post", d.h_plus, sp.r_plus, d.y_plus)):
+        p_tox = 1.0 / (1.0 + np.exp(3.0 * r))
+        df[f"{side}_p_toxic"] = p_tox
+        for k, lab in enumerate(SUBTYPE_LABELS):
+            df[f"{side}_{lab}"] = p_tox * (1.0 / (1.0 + np.exp(-4.0 * h[:, k % h.shape[1]])))
+        df[f"{side}_toxic"] = y < 0
+        df[f"{side}_judge_p"] = p_tox
+        df[f"{side}_reward"] = r
+    df["pair_type"] = pair_type(df["pre_toxic"], df["post_toxic"])
+    return PairSet(df, np.asarray(d.h_minus, np.float32), np.asarray(d.h_plus, np.float32), {"synthetic": True})

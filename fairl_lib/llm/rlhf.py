@@ -25,7 +25,7 @@ Two algorithms (``RLHFConfig.algorithm``), both maximising ``E[r(o)] - beta * KL
 CPU choices: fp32 (no bf16), no gradient checkpointing, constant learning rate, and optionally only
 the top ``trainable_top_blocks`` transformer blocks plus the final norm are trained (embeddings and
 the tied output head stay frozen), which halves the backward pass. With RLOO the frozen lower
-blocks run once per batch for all three log-prob passes (:mod:`fairl_lib.speedups`).
+blocks run once per batch for all three log-prob passes (:mod:`fairl_lib.llm.speedups`).
 
 Output folder (``out_dir``): ``policy/`` (the aligned model, loadable with ``models.load_lm``),
 ``history.csv``, ``rlhf.json`` (settings and timings, written last: its presence means "complete").
@@ -47,8 +47,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from fairl_lib.artifacts import atomic_write_text
+from fairl_lib.llm.models import (
+    GenSettings,
+    _threads,
+    check_sampler,
+    generate,
+    generation_kwargs,
+    load_lm,
+    prompt_ids,
+    save_lm,
+    suppressed_token_ids,
+)
+from fairl_lib.llm.prefix import generate_shared_prefix
+from fairl_lib.llm.sampling import generate_overrides
+from fairl_lib.llm.speedups import FrozenTrunk
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,12 +110,12 @@ class RLHFConfig:
         seed: seed of prompt order, rollouts and evaluation samples.
         share_frozen_trunk: RLOO with ``trainable_top_blocks`` > 0: run the frozen lower blocks once
             per batch for the old, reference and training passes
-            (:class:`fairl_lib.speedups.FrozenTrunk`; same numbers up to float rounding, fewer FLOPs).
+            (:class:`fairl_lib.llm.speedups.FrozenTrunk`; same numbers up to float rounding, fewer FLOPs).
         sampler: how rollout and evaluation tokens are drawn (RLOO and evaluation; trl's PPO keeps
-            its own ``torch.multinomial``): ``"inverse_cdf"`` (:mod:`fairl_lib.sampling`) or
+            its own ``torch.multinomial``): ``"inverse_cdf"`` (:mod:`fairl_lib.llm.sampling`) or
             ``"multinomial"``. The same distribution either way; the samples differ.
         share_prefix: RLOO rollouts and evaluation run each distinct prompt once and share its
-            key/value cache among its ``generations_per_prompt`` rows (:mod:`fairl_lib.prefix`;
+            key/value cache among its ``generations_per_prompt`` rows (:mod:`fairl_lib.llm.prefix`;
             same computation up to float rounding).
     """
 
@@ -137,7 +152,6 @@ class RLHFConfig:
             raise ValueError("steps, prompts_per_step, generations_per_prompt, max_new_tokens must be >= 1")
         if self.beta < 0 or self.lr <= 0 or self.temperature <= 0:
             raise ValueError("need beta >= 0, lr > 0, temperature > 0")
-        from fairl_lib.models import check_sampler
 
         check_sampler(self.sampler)
 
@@ -146,8 +160,7 @@ class RLHFConfig:
         return self.prompts_per_step * self.generations_per_prompt
 
     def gen_settings(self, greedy: bool = False, batch_size: int | None = None):
-        """The :class:`fairl_lib.models.GenSettings` of this run's rollouts (or of greedy evaluation)."""
-        from fairl_lib.models import GenSettings
+        """The :class:`fairl_lib.llm.models.GenSettings` of this run's rollouts (or of greedy evaluation)."""
 
         return GenSettings(
             max_new_tokens=self.max_new_tokens,
@@ -379,7 +392,6 @@ class _Recorder:
     def evaluate(self, model, step: int) -> None:
         if not self.eval_prompts or self.eval_fn is None or self.has_eval(step):
             return
-        from fairl_lib.models import generate
 
         settings = self.cfg.gen_settings(greedy=self.cfg.eval_greedy)
         t = time.perf_counter()
@@ -394,7 +406,6 @@ class _Recorder:
         self.add(step, row)
 
     def frame(self) -> pd.DataFrame:
-        import pandas as pd
 
         df = pd.DataFrame([self.rows[s] for s in sorted(self.rows)])
         return df.sort_values("step").reset_index(drop=True) if len(df) else df
@@ -496,7 +507,6 @@ def train_policy(
         ``reward`` (mean ``reward_fn``), ``kl`` (nats per completion), ``kl_per_token``, ``entropy``,
         ``loss``, ``elapsed_s``, ``eval_*``.
     """
-    import pandas as pd
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -522,7 +532,6 @@ def train_policy(
 
 
 def _load_base(base_model_name: str | Path, source: str):
-    from fairl_lib.models import _threads, load_lm
 
     _threads()
     lm = load_lm(base_model_name, source=source)
@@ -577,7 +586,6 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    from fairl_lib.models import generation_kwargs, save_lm
 
     lm = _load_base(base, source)
     model, tok = lm.model, lm.tokenizer
@@ -617,20 +625,17 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
 
 @functools.cache
 def _fast_rloo_class() -> type:
-    """trl's ``RLOOTrainer`` whose log-prob passes share the frozen trunk (:mod:`fairl_lib.speedups`).
+    """trl's ``RLOOTrainer`` whose log-prob passes share the frozen trunk (:mod:`fairl_lib.llm.speedups`).
 
     Two methods are wrapped around trl's own code: every log-prob pass runs inside the trunk's
     ``active()`` block, and ``train`` wraps the rollouts' ``generate``: it hands it the inverse-CDF
-    sampler's processors (``[rlhf] sampler``, :mod:`fairl_lib.sampling`; trl's generation config
+    sampler's processors (``[rlhf] sampler``, :mod:`fairl_lib.llm.sampling`; trl's generation config
     becomes greedy decoding over them) and runs each distinct prompt once (``[rlhf] share_prefix``,
-    :mod:`fairl_lib.prefix`).
+    :mod:`fairl_lib.llm.prefix`).
     """
     from transformers import GenerationConfig
     from trl import RLOOTrainer
 
-    from fairl_lib.prefix import generate_shared_prefix
-    from fairl_lib.sampling import generate_overrides
-    from fairl_lib.speedups import FrozenTrunk
 
     class FastRLOOTrainer(RLOOTrainer):
         def __init__(self, cfg: RLHFConfig, **kwargs: Any):
@@ -644,7 +649,7 @@ def _fast_rloo_class() -> type:
                 self._trunk.attach(policy, [self.ref_model] if self.ref_model is not None else [])
             self._sampler, self._share_prefix = None, cfg.share_prefix
             if cfg.sampler == "inverse_cdf" and not getattr(self, "use_vllm", False):
-                # rollouts drawn by fairl_lib.sampling: greedy decoding over its processors
+                # rollouts drawn by fairl_lib.llm.sampling: greedy decoding over its processors
                 over = generate_overrides(cfg.temperature, cfg.top_k, cfg.top_p)
                 self._sampler = over.pop("logits_processor")
                 self.generation_kwargs.update(over)
@@ -688,7 +693,6 @@ def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, so
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-    from fairl_lib.models import load_lm, prompt_ids, save_lm, suppressed_token_ids
 
     lm = _load_base(base, source)
     policy, tok = lm.model, lm.tokenizer
@@ -765,7 +769,6 @@ def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, so
 
 def load_history(out_dir: str | Path) -> pd.DataFrame:
     """The history of a finished run (``history.csv``) or, while running, of ``history.jsonl``."""
-    import pandas as pd
 
     out_dir = Path(out_dir)
     if (out_dir / "history.csv").exists():

@@ -41,12 +41,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
-from fairl_lib import paper
+from fairl_lib.analysis import paper
 from fairl_lib.artifacts import read_json, write_json
-from fairl_lib.cache import run_stage, stage_key, stage_root
+from fairl_lib.cache import cached_stage, stage_key
+from fairl_lib.irl import WEIGHT_FILE, load_reward, reward_folder
+from fairl_lib.llm import rlhf
+from fairl_lib.llm.models import Embedder, completion_nll, load_lm
+from fairl_lib.llm.parallel import run_jobs
+from fairl_lib.llm.scorers import get_scorer
+from fairl_lib.stages.expert import (
+    EVAL_SAMPLES_PER_PROMPT,
+    REWARD_KIND,
+    base_name,
+    evaluate_expert,
+    expert_rlhf_config,
+    expert_settings,
+    expert_stage,
+    generate_sorted,
+    load_expert,
+    model_source,
+    rlhf_prompts,
+    toxicity_eval_fn,
+)
+from fairl_lib.stages.pairs import pairs_stage
 
 STAGE, EVAL_STAGE = "rerlhf", "rerlhf_eval"
 STAGE_VERSION, EVAL_VERSION = "1", "1"
@@ -73,7 +95,7 @@ class RerlhfConfig:
         final_samples_per_prompt: completions per held-out prompt in the final evaluation (the
             expert's evaluation protocol uses 2).
         workers: train the runs that need training side by side in this many one-thread
-            processes (:mod:`fairl_lib.parallel`; on 2 cores two runs in parallel take 0.8x the
+            processes (:mod:`fairl_lib.llm.parallel`; on 2 cores two runs in parallel take 0.8x the
             time of one after the other). 1 = one after the other, in the notebook's process.
     """
 
@@ -111,7 +133,6 @@ def rerlhf_config(cfg) -> RerlhfConfig:
 
 def run_rlhf_config(cfg):
     """The expert's RLHF settings (``expert.expert_rlhf_config``) with ``[rerlhf]``'s steps/eval_every."""
-    from fairl_lib.expert import expert_rlhf_config
 
     rc, base = rerlhf_config(cfg), expert_rlhf_config(cfg)
     return dataclasses.replace(base, steps=rc.steps or base.steps, eval_every=rc.eval_every or base.eval_every)
@@ -119,7 +140,6 @@ def run_rlhf_config(cfg):
 
 def reuses_expert(cfg) -> bool:
     """True when run (i) is exactly the expert stage (same RLHF settings): it is then reused."""
-    from fairl_lib.expert import expert_rlhf_config
 
     return rerlhf_config(cfg).reuse_expert and run_rlhf_config(cfg) == expert_rlhf_config(cfg)
 
@@ -177,7 +197,6 @@ class LearnedTextReward:
 
 def reward_dir(cfg, method: str, seed: int | None = None) -> Path:
     """Where notebook 04 saved ``method``'s reward of ``seed`` (default: ``[rerlhf] reward_seed``)."""
-    from fairl_lib.irl.reward import reward_folder
 
     rc = rerlhf_config(cfg)
     seed = (cfg.seed if rc.reward_seed < 0 else rc.reward_seed) if seed is None else seed
@@ -190,7 +209,6 @@ def _file_digest(path: Path) -> str:
 
 def train_pair_rewards(cfg, reward, ps=None) -> tuple[np.ndarray, np.ndarray]:
     """Learned and ground-truth rewards of all training-pair outputs (o_pre and o_post)."""
-    from fairl_lib.expert import pairs_stage
 
     ps = ps if ps is not None else pairs_stage(cfg)
     tr = ps.split("train")
@@ -205,8 +223,6 @@ def learned_text_reward(cfg, method: str, ps=None, embedder=None) -> tuple[Learn
     Raises:
         FileNotFoundError: the reward was not trained yet (run notebook 04 first).
     """
-    from fairl_lib.irl.reward import WEIGHT_FILE, load_reward
-    from fairl_lib.models import Embedder
 
     folder = reward_dir(cfg, method)
     if not (folder / WEIGHT_FILE).exists():
@@ -226,7 +242,6 @@ def learned_text_reward(cfg, method: str, ps=None, embedder=None) -> tuple[Learn
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
 
     return float(spearmanr(a, b).statistic) if len(a) > 2 else math.nan
 
@@ -237,8 +252,6 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def eval_fn_with_judge(cfg):
     """``completions -> {tox_rate, tox_mean, judge_rate, judge_mean}``: the expert's periodic
     evaluation (``expert.toxicity_eval_fn``) plus the independent judge (P > 0.5)."""
-    from fairl_lib.expert import toxicity_eval_fn
-    from fairl_lib.scorers import get_scorer
 
     gt_eval, judge = toxicity_eval_fn(cfg), get_scorer(cfg.models.judge)
 
@@ -252,7 +265,6 @@ def eval_fn_with_judge(cfg):
 
 def run_settings(cfg, kind: str, reward_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """The stage key of one re-RLHF run: the expert's settings with this run's RLHF config and reward."""
-    from fairl_lib.expert import expert_settings
 
     check_kind(kind)
     s = expert_settings(cfg)
@@ -280,8 +292,6 @@ class RerlhfRun:
 
 def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
     """Train (or reuse) re-RLHF run ``kind`` (``ground_truth`` | ``fa_irl`` | ``irl``)."""
-    from fairl_lib import rlhf
-    from fairl_lib.expert import REWARD_KIND, expert_stage, load_expert, rlhf_prompts
 
     check_kind(kind)
     if kind == "ground_truth" and reuses_expert(cfg):
@@ -289,7 +299,7 @@ def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
         return RerlhfRun(kind, ex.folder, ex.policy, ex.history, {"reused_expert": True, **ex.info}, True)
     info: dict[str, Any] = {}
     if kind == "ground_truth":
-        from fairl_lib.scorers import toxicity_reward
+        from fairl_lib.llm.scorers import toxicity_reward
 
         reward = toxicity_reward(cfg.models.ground_truth, REWARD_KIND)
     else:
@@ -304,7 +314,7 @@ def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
         write_json(work / "rerlhf.json", {"settings": settings, "reward": info, "n_train_prompts": len(train),
                                           "n_heldout_prompts": len(held)})
 
-    folder = run_stage(STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=STAGE_VERSION)
+    folder = cached_stage(cfg, STAGE, settings, compute, version=STAGE_VERSION)
     meta = {**read_json(folder / "rlhf" / "rlhf.json"), **read_json(folder / "rerlhf.json")}
     return RerlhfRun(kind, folder, folder / "rlhf" / "policy", pd.read_csv(folder / "rlhf" / "history.csv"), meta)
 
@@ -319,7 +329,6 @@ def evaluate_policy(cfg, run: RerlhfRun) -> dict[str, Any]:
     ``toxicity_rate``, ``toxicity_mean``, ``judge_rate``, ``judge_mean``, ``perplexity``,
     ``empty_fraction``, ``n_completions``.
     """
-    from fairl_lib.expert import base_name, generate_sorted, model_source, rlhf_prompts
 
     k = rerlhf_config(cfg).final_samples_per_prompt
     settings = {"run": run.folder.name, "kind": run.kind, "gen": cfg.gen.key(),
@@ -327,8 +336,6 @@ def evaluate_policy(cfg, run: RerlhfRun) -> dict[str, Any]:
                 "toxic_threshold": cfg.models.toxic_threshold, "samples_per_prompt": k, "seed": cfg.seed}
 
     def compute(work: Path) -> None:
-        from fairl_lib.models import completion_nll, load_lm
-        from fairl_lib.scorers import get_scorer
 
         _, held = rlhf_prompts(cfg)
         prompts = [p for p in held["prompt"] for _ in range(k)]
@@ -343,7 +350,7 @@ def evaluate_policy(cfg, run: RerlhfRun) -> dict[str, Any]:
         df.to_parquet(work / "eval.parquet", index=False)
         write_json(work / "summary.json", summarize_completions(df, cfg.models.toxic_threshold))
 
-    folder = run_stage(EVAL_STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=EVAL_VERSION)
+    folder = cached_stage(cfg, EVAL_STAGE, settings, compute, version=EVAL_VERSION)
     return read_json(folder / "summary.json")
 
 
@@ -357,7 +364,6 @@ def summarize_completions(df: pd.DataFrame, threshold: float) -> dict[str, Any]:
 
 def base_summary(cfg) -> dict[str, Any]:
     """The base model's held-out numbers, from ``expert.evaluate_expert`` (notebook 01's cached stage)."""
-    from fairl_lib.expert import evaluate_expert
 
     s = evaluate_expert(cfg).summary
     return {"toxicity_rate": s["toxicity_rate_base"], "toxicity_mean": s["toxicity_mean_base"],
@@ -369,7 +375,7 @@ def base_summary(cfg) -> dict[str, Any]:
 def final_summary(cfg, run: RerlhfRun) -> dict[str, Any]:
     """Final held-out numbers of a run; the reused expert takes notebook 01's evaluation (same protocol)."""
     if run.reused_expert and rerlhf_config(cfg).final_samples_per_prompt == _expert_samples():
-        from fairl_lib.expert import evaluate_expert
+        from fairl_lib.stages.expert import evaluate_expert
 
         s = evaluate_expert(cfg).summary
         return {k: s[f"{k}_expert"] for k in ("toxicity_rate", "toxicity_mean", "judge_rate", "judge_mean",
@@ -378,7 +384,6 @@ def final_summary(cfg, run: RerlhfRun) -> dict[str, Any]:
 
 
 def _expert_samples() -> int:
-    from fairl_lib.expert import EVAL_SAMPLES_PER_PROMPT
 
     return EVAL_SAMPLES_PER_PROMPT
 
@@ -399,13 +404,11 @@ def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, RerlhfRun]:
     """The re-RLHF runs (cached), sharing one pair set and one embedder.
 
     With ``[rerlhf] workers`` > 1 the runs that train (all but a reused expert) first train side by
-    side in worker processes (:func:`fairl_lib.parallel.run_jobs`), each followed by its final
+    side in worker processes (:func:`fairl_lib.llm.parallel.run_jobs`), each followed by its final
     evaluation (:func:`evaluate_policy`, so the two evaluations also run side by side); then every
-    run is read back here from its finished stage (with FORCE off, so nothing trains twice).
+    run is read back here from its finished stage (a stage forced and finished by this run is reused,
+    :func:`fairl_lib.cache.run_stage`, so nothing trains twice).
     """
-    from fairl_lib.expert import _no_force, pairs_stage
-    from fairl_lib.models import Embedder
-    from fairl_lib.parallel import run_jobs
 
     rc = rerlhf_config(cfg)
     train = [k for k in kinds if not (k == "ground_truth" and reuses_expert(cfg))]
@@ -413,7 +416,6 @@ def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, RerlhfRun]:
         print(f"[rerlhf] training {', '.join(train)} in {min(rc.workers, len(train))} worker processes", flush=True)
         run_jobs(_train_run, [(cfg, k) for k in train], rc.workers,
                  lambda i, _: print(f"[rerlhf] {train[i]} finished", flush=True))
-        cfg = _no_force(cfg)
     ps, emb = None, None
     if any(k != "ground_truth" for k in kinds):
         ps, emb = pairs_stage(cfg), Embedder(cfg.models.embedder)
@@ -468,7 +470,6 @@ def plot_toxicity_over_training(runs: dict[str, RerlhfRun], finals: dict[str, di
                                 base: dict[str, Any], gt_name: str = "ground truth", judge_name: str = "judge"):
     """Figure 3 (right): held-out toxicity rate over re-RLHF steps, by the ground truth (left) and the
     independent judge (middle); final rates beside the paper's (right)."""
-    import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
     colors = {"ground_truth": "C0", "fa_irl": "C2", "irl": "C3"}

@@ -6,20 +6,20 @@ Eq. 3 trains the dual-path reward R = R_D + R_F with
 
 so the L2 penalty on the failure head shares lambda_t (lambda_0 = 10, decaying) with the failure loss.
 As printed, the penalty can hold R_F near zero and FA-IRL then equals its baseline. We scale the
-penalty term by ``c`` (:attr:`fairl_lib.irl.train.IRLConfig.penalty_scale`: ``c lambda_t / 2
+penalty term by ``c`` (:attr:`fairl_lib.irl.IRLConfig.penalty_scale`: ``c lambda_t / 2
 ||w_F||^2``; ``c = 1`` is Eq. 3 as printed, ``c = 0`` drops the penalty) and, for each ``c`` in the
 profile's ``[penalty_sweep] scales``:
 
 - **trains** all Table 1 methods x ``irl.n_seeds`` seeds with notebook 04's cached grid stage
-  (:func:`fairl_lib.experiment.grid_stage`, ``irl = cfg.irl`` with ``penalty_scale = c``). The ``c``
+  (:func:`fairl_lib.stages.irl_grid.grid_stage`, ``irl = cfg.irl`` with ``penalty_scale = c``). The ``c``
   equal to ``cfg.irl.penalty_scale`` has exactly notebook 04's settings, so it is notebook 04's grid,
   read from its cache (never retrained here, even with ``FORCE``); the other scales are cached
   stages of their own (``FORCE`` retrains them). No reward of the sweep is published to
   ``results/<profile>/rewards/`` (those stay notebook 04's).
-- **evaluates** every run with the functions behind Table 1 (:func:`fairl_lib.experiment.evaluate_grid`:
+- **evaluates** every run with the functions behind Table 1 (:func:`fairl_lib.analysis.evaluate.evaluate_grid`:
   in-domain and Jigsaw F1, AUC and Eq. 4 STARC), the training STARC of Appendix D
-  (:func:`fairl_lib.pairmix.training_starc`, both outputs of every training pair) and the failure
-  path's weight (:func:`fairl_lib.experiment.failure_path_share` on the training outputs:
+  (:func:`fairl_lib.stages.pairmix.training_starc`, both outputs of every training pair) and the failure
+  path's weight (:func:`fairl_lib.analysis.evaluate.failure_path_share` on the training outputs:
   std(R_F) / std(R_D) and the share of training pairs whose ranking R_F flips). The baselines have
   no failure path (R_F = 0), so their share and flips are exactly 0. Evaluation reads the cached
   rewards and takes seconds, so it is recomputed rather than cached.
@@ -34,12 +34,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fairl_lib import metrics as M
-from fairl_lib.irl.train import METHOD_NAMES, IRLConfig
-from fairl_lib.pairs import PairSet
+from fairl_lib.analysis import metrics as M
+from fairl_lib.analysis.evaluate import evaluate_grid, failure_path_share
+from fairl_lib.analysis.pairset import PairSet
+from fairl_lib.irl import METHOD_NAMES, IRLConfig
+from fairl_lib.stages.irl_grid import grid_stage
+from fairl_lib.stages.pairmix import training_starc
 
 PAPER_SCALE = 1.0  # Eq. 3 as printed
 TABLE1_SETS = ("in_domain", "jigsaw")
@@ -99,20 +103,20 @@ def with_penalty_scale(irl: IRLConfig, scale: float) -> IRLConfig:
 
 def sweep_grids(cfg, ps: PairSet, scales: Sequence[float] | None = None, *, methods: Sequence[str] = METHOD_NAMES,
                 label_column: str = "toxic"):
-    """One trained grid (:class:`fairl_lib.experiment.GridOutput`) per scale, ``{scale: grid}``.
+    """One trained grid (:class:`fairl_lib.stages.irl_grid.GridOutput`) per scale, ``{scale: grid}``.
 
-    Each is :func:`fairl_lib.experiment.grid_stage` with ``penalty_scale = scale`` (Eq. 3's penalty
+    Each is :func:`fairl_lib.stages.irl_grid.grid_stage` with ``penalty_scale = scale`` (Eq. 3's penalty
     times ``scale``), unpublished. The scale equal to ``cfg.irl.penalty_scale`` has notebook 04's
     settings, so it reads notebook 04's cached grid, and ``FORCE`` does not retrain it here.
     """
-    from fairl_lib.experiment import grid_stage, upstream
 
     scales = sweep_config(cfg).scales if scales is None else scales
     out = {}
     for s in scales:
         irl = with_penalty_scale(cfg.irl, s)
-        owner = upstream(cfg) if irl == cfg.irl else cfg  # notebook 04's grid: its FORCE retrains it, not ours
-        out[float(s)] = grid_stage(owner, ps, label_column=label_column, methods=methods, publish=False, irl=irl)
+        stage = "irl_grid" if irl == cfg.irl else "penalty_sweep"  # notebook 04 owns its own grid
+        out[float(s)] = grid_stage(cfg, ps, label_column=label_column, methods=methods, publish=False, irl=irl,
+                                   stage=stage)
     return out
 
 
@@ -122,12 +126,10 @@ def sweep_grids(cfg, ps: PairSet, scales: Sequence[float] | None = None, *, meth
 def run_metrics(grid, ps: PairSet, heldout=None, *, threshold_labels: str = "toxicity",
                 label_column: str = "toxic") -> pd.DataFrame:
     """One row per (method, seed) of one grid: the Table 1 metrics (``{set}_{f1,auc,starc}``, from
-    :func:`fairl_lib.experiment.evaluate_grid`), ``train_starc`` (Eq. 4 on the training outputs,
-    :func:`fairl_lib.pairmix.training_starc`) and the failure path's ``ratio_std_F_over_D`` and
-    ``pairs_flipped_by_R_F`` on the training outputs (:func:`fairl_lib.experiment.failure_path_share`;
+    :func:`fairl_lib.analysis.evaluate.evaluate_grid`), ``train_starc`` (Eq. 4 on the training outputs,
+    :func:`fairl_lib.stages.pairmix.training_starc`) and the failure path's ``ratio_std_F_over_D`` and
+    ``pairs_flipped_by_R_F`` on the training outputs (:func:`fairl_lib.analysis.evaluate.failure_path_share`;
     0 for the baselines, whose R_F is 0). Jigsaw columns are NaN without ``heldout``."""
-    from fairl_lib.experiment import evaluate_grid, failure_path_share
-    from fairl_lib.pairmix import training_starc
 
     ev = evaluate_grid(grid, ps, heldout, threshold_labels=threshold_labels, label_column=label_column)
     table1 = ev.per_run.set_index(["set", "method", "seed"])
@@ -212,7 +214,7 @@ def sweep_table(summary: pd.DataFrame, metrics: Sequence[str] = SWEEP_METRICS,
                 titles: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The sweep as 'mean ± std' strings: rows (penalty scale c, method), one column per metric."""
     if titles is None:
-        from fairl_lib.experiment import METHOD_TITLES as titles
+        from fairl_lib.analysis.evaluate import METHOD_TITLES as titles
     val = _lookup(summary)
     keys = list(dict.fromkeys(zip(summary["scale"].astype(float), summary["method"])))
     rows = {(scale_key(s), titles.get(m, m)): {METRIC_INFO[k][0]: _fmt(k, *val[(s, m, k)]) for k in metrics
@@ -249,10 +251,9 @@ def plot_sweep(sw: PenaltySweep, panels: Sequence[str] = ("pairs_flipped_by_R_F"
     """One panel per metric against the penalty scale c (log axis, c = 0 apart on the right, joined by a
     dotted segment), mean over seeds with std error bars, one line per method (baselines dashed).
     The R_F panel shows the FA methods only (the baselines' R_F is 0)."""
-    import matplotlib.pyplot as plt
 
     if titles is None:
-        from fairl_lib.experiment import METHOD_TITLES as titles
+        from fairl_lib.analysis.evaluate import METHOD_TITLES as titles
     val = _lookup(sw.summary)
     xpos = scale_positions(sw.scales)
     positive = sorted((s for s in sw.scales if s > 0), reverse=True)
@@ -303,9 +304,9 @@ def findings(summary: pd.DataFrame, metrics: Sequence[str] = ("jigsaw_auc", "tra
     beyond the larger seed-std), whether any scale makes an FA method beat its baseline, and how
     much the baselines (which have no failure path) move across scales."""
     if baseline_of is None:
-        from fairl_lib.experiment import BASELINE_OF as baseline_of
+        from fairl_lib.analysis.evaluate import BASELINE_OF as baseline_of
     if titles is None:
-        from fairl_lib.experiment import METHOD_TITLES as titles
+        from fairl_lib.analysis.evaluate import METHOD_TITLES as titles
     val = _lookup(summary)
     scales = list(dict.fromkeys(summary["scale"].astype(float)))
     methods = list(dict.fromkeys(summary["method"]))

@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from fairl_lib import paper
+from fairl_lib.analysis import paper
+from fairl_lib.artifacts import atomic_write_text
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = "reproduced", "not reproduced", "inconclusive", "not run"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN)
@@ -60,7 +61,7 @@ METHOD_LABELS = {"mm_irl": "Max-Margin IRL", "me_irl": "Max-Entropy IRL",
 NOTEBOOKS = {"03": "03_theory_toy", "04": "04_irl_training", "05": "05_evaluation", "06": "06_pair_mix",
              "07": "07_model_size", "08": "08_rerlhf"}
 
-# The paper's numbers (fairl_lib.paper).
+# The paper's numbers (fairl_lib.analysis.paper).
 PAPER_TABLE1 = paper.TABLE1
 PAPER_TABLE2_TEST = paper.TABLE2["jigsaw"]
 PAPER_TABLE3_TEST = {("identity_attack" if k == "identity_hate" else k): v[1:] for k, v in paper.TABLE3["jigsaw"].items()}
@@ -1019,7 +1020,7 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
     mdl, data, irl, run = context["models"], context["data"], context["irl"], context["run"]
     lines = [f"# Reproduction report · profile `{context['profile']}`", "",
              (f"*{context.get('description', '')}*. Every verdict below is computed by a rule from the metrics "
-             "files of this run (`fairl_lib/report.py`); none is written by hand. Numbers from the `smoke` "
+             "files of this run (`fairl_lib/analysis/report.py`); none is written by hand. Numbers from the `smoke` "
              "profile only prove that the pipeline runs: they are not results."), "",
              "**Summary:** " + ", ".join(f"{n} {v}" for v, n in c.items()) + f" (of {len(ledger)} claims).", "",
              "## What this rests on", "",
@@ -1064,7 +1065,6 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
 
 def write_report(cfg, results_dir: str | Path | None = None) -> tuple[list[Entry], str, Path]:
     """Build the ledger from ``results/<profile>/metrics`` and write ``results/<profile>/REPORT.md``."""
-    from fairl_lib.artifacts import atomic_write_text
 
     res = Path(results_dir or cfg.results_dir)
     mets = load_metrics(res)

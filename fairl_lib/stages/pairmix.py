@@ -3,7 +3,7 @@
 Design (App. D): "We fix the total number of pairs and sweep the pair mix, the fraction of T->NT pairs
 (lower values imply mostly NT->NT). For each mix we train all methods and report Training STARC."
 
-- **Pairs.** From the ``train`` split of the pair artifact (:mod:`fairl_lib.pairs`), only the two types
+- **Pairs.** From the ``train`` split of the pair artifact (:mod:`fairl_lib.analysis.pairset`), only the two types
   the design names: ``T->NT`` (base output toxic, expert's not: learnable) and ``NT->NT`` (neither toxic).
   ``NT->T`` and ``T->T`` pairs are not used.
 - **Mix.** For fraction ``f`` and total ``N``: ``round(f N)`` T->NT pairs (half up) and the rest NT->NT.
@@ -27,9 +27,9 @@ Design (App. D): "We fix the total number of pairs and sweep the pair mix, the f
   Every reduced or skipped fraction carries a note (shown in the notebook, written in the table and
   the metrics); nothing is silently changed.
 - **Training.** All Table 1 methods x ``irl.n_seeds`` seeds per kept fraction, in one batched ensemble
-  (:func:`fairl_lib.irl.train.train_grid`) on :func:`fairl_lib.experiment.preference_data` of the mix
+  (:func:`fairl_lib.irl.train_grid`) on :func:`fairl_lib.analysis.pairset.preference_data` of the mix
   (o+ = o_post, o- = o_pre, y = +1 non-toxic / -1 toxic for the ``*_fa_gt`` failures).
-- **Training STARC.** Eq. 4 (:func:`fairl_lib.metrics.starc_distance`) between the learned reward and
+- **Training STARC.** Eq. 4 (:func:`fairl_lib.analysis.metrics.starc_distance`) between the learned reward and
   the ground-truth reward (``{side}_reward``) on the *training outputs* of the mix: both sides of its
   pairs. The run's seed changes the reward's init, minibatch order and failure sampling; the pairs of a
   mix are the same for every seed (the paper does not say which it varies).
@@ -46,13 +46,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fairl_lib import metrics as M
-from fairl_lib.cache import run_stage, stage_root
-from fairl_lib.irl.train import METHOD_NAMES, IRLConfig, train_grid
-from fairl_lib.pairs import PairSet
+from fairl_lib.analysis import metrics as M
+from fairl_lib.analysis.pairset import PairSet, count_pair_types, pairset_fingerprint, preference_data
+from fairl_lib.cache import cached_stage
+from fairl_lib.irl import METHOD_NAMES, IRLConfig, train_grid
 
 T_NT, NT_NT = "T->NT", "NT->NT"
 POLICIES = ("common_total", "skip", "cap")
@@ -211,7 +212,6 @@ def run_sweep(train: PairSet, plans: Sequence[MixPlan], irl: IRLConfig, methods:
               seeds: Sequence[int] | None = None, draw_seed: int = 0,
               log: Callable[[str], None] = print) -> pd.DataFrame:
     """Train every method x seed on each kept mix; one row per run with its training STARC."""
-    from fairl_lib.experiment import preference_data
 
     seeds = list(range(irl.n_seeds) if seeds is None else seeds)
     rows = []
@@ -235,7 +235,6 @@ def run_sweep(train: PairSet, plans: Sequence[MixPlan], irl: IRLConfig, methods:
 
 def available_counts(train: PairSet) -> dict[str, int]:
     """Training pairs of each type the mix can use."""
-    from fairl_lib.pairs import count_pair_types
 
     c = count_pair_types(train.df)
     return {T_NT: c[T_NT], NT_NT: c[NT_NT]}
@@ -245,7 +244,6 @@ def sweep_stage(cfg, ps: PairSet, policy: str = "common_total", min_total: int |
                 methods: Sequence[str] = METHOD_NAMES, log: Callable[[str], None] = print) -> SweepResult:
     """Notebook 06's cached stage: plan the mixes from ``ps``'s train split and ``cfg.pairmix``, train,
     score. Keyed by the pairs' fingerprint, the plan, ``cfg.irl``, methods, seeds and ``cfg.seed``."""
-    from fairl_lib.experiment import pairset_fingerprint
 
     train = ps.split("train")
     avail = available_counts(train)
@@ -259,7 +257,7 @@ def sweep_stage(cfg, ps: PairSet, policy: str = "common_total", min_total: int |
         per_run = run_sweep(train, plans, cfg.irl, methods, seeds, cfg.seed, log)
         per_run.to_csv(workdir / "per_run.csv", index=False)
 
-    folder = run_stage(STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=STAGE_VERSION,
+    folder = cached_stage(cfg, STAGE, settings, compute, version=STAGE_VERSION,
                        log=log)
     receipt = json.loads((folder / "_stage.json").read_text())
     rows = pd.read_csv(folder / "per_run.csv")
@@ -325,10 +323,9 @@ def pair_mix_metrics(res: SweepResult) -> dict[str, Any]:
 def plot_pair_mix(res: SweepResult, labels: Mapping[str, str] | None = None):
     """Figure 4: training STARC against the T->NT fraction, mean over seeds (line) and min-max (band),
     one line per method; skipped fractions are marked on the axis."""
-    import matplotlib.pyplot as plt
 
     if labels is None:
-        from fairl_lib.experiment import METHOD_TITLES as labels
+        from fairl_lib.analysis.evaluate import METHOD_TITLES as labels
     summ = summary_frame(res)
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for i, m in enumerate(res.methods):

@@ -1,25 +1,4 @@
-"""From the pair artifact to Table 1-3 and Figure 3 (left): the glue between real data and the IRL core.
-
-Notebook 04 trains, notebook 05 evaluates; both call this module (the notebooks stay thin).
-
-Data (paper Sec. 5, "Preference Data for IRL"):
-
-- :func:`preference_data` turns a :class:`~fairl_lib.pairs.PairSet` split into the IRL core's
-  :class:`~fairl_lib.irl.train.PreferenceData`: o+ = ``o_post`` (always preferred, the paper's
-  convention), o- = ``o_pre``, h = the frozen embeddings of the artifact. Labels for the supervised
-  failures of the ``*_fa_gt`` methods (Alg. 1 line 6, ``y(o) in {-1, +1}``) are **+1 = non-toxic,
-  -1 = toxic**, read from ``{side}_toxic`` (the ground-truth scorer's P(toxic) above
-  ``models.toxic_threshold``). The paper only says "ground-truth labels y(o) (e.g. toxicity)"; the
-  label column is a parameter (``label_column``), e.g. ``"obscene"`` uses ``{side}_obscene > 0.5``.
-- The failure head sees the same frozen embedding h(o) as the base head (Sec. 4.1 writes
-  theta_F^T h(o)); see :mod:`fairl_lib.irl.reward`.
-
-Training (:func:`grid_stage`): every (method, seed) of Table 1 in one batched ensemble
-(:func:`fairl_lib.irl.train.train_grid`) on the artifact's ``train`` split, cached as the stage
-``irl_grid`` keyed by a fingerprint of the pairs (embeddings, labels, split) and the whole
-:class:`~fairl_lib.irl.train.IRLConfig`. Every reward is saved under
-``results/<profile>/rewards/<method>/seed<k>/`` (:func:`fairl_lib.irl.reward.save_reward`) with the
-embedder's name, so ``python -m fairl_lib score reward PATH`` can score raw texts.
+"""Tables 1-3, Figure 3 (left), failure slices and seed dispersion from a trained grid.
 
 Evaluation (paper Sec. 5 "Evaluation Metrics", App. C):
 
@@ -51,24 +30,22 @@ Evaluation (paper Sec. 5 "Evaluation Metrics", App. C):
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
-from fairl_lib import metrics as M
-from fairl_lib import paper
-from fairl_lib.cache import run_stage, stage_root
-from fairl_lib.irl.reward import RewardModel, load_reward, reward_folder, save_reward
-from fairl_lib.irl.train import HISTORY_KEYS, METHOD_NAMES, IRLConfig, PreferenceData, train_grid
-from fairl_lib.pairs import PairSet
+from fairl_lib.analysis import metrics as M
+from fairl_lib.analysis import paper
+from fairl_lib.analysis.pairset import PairSet, side_labels, subtype_mask
+from fairl_lib.irl import HISTORY_KEYS, METHOD_NAMES, RewardModel
+from fairl_lib.irl.synthetic import make_env
 
-SIDES = ("pre", "post")
 TABLE3_SUBTYPES = ("obscene", "threat", "insult", "identity_hate")
 SUBTYPE_TITLES = {"obscene": "Obscene", "threat": "Threat", "insult": "Insult", "identity_hate": "Identity attack"}
 METHOD_TITLES = {
@@ -82,69 +59,12 @@ METHOD_TITLES = {
 BASELINE_OF = {m: ("mm_irl" if m.startswith("mm") else "me_irl") for m in METHOD_NAMES}
 FA_METHOD, IRL_METHOD = "me_fa_margin", "me_irl"  # Tables 2-3 compare these two (Sec. 6)
 
-# The paper's numbers (fairl_lib.paper).
+# The paper's numbers (fairl_lib.analysis.paper).
 PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3 = paper.TABLE1, paper.TABLE2, paper.TABLE3
 TABLE1_METRICS = ("accuracy", "f1", "auc", "starc", "starc_eq10", "starc_eq10_norm")
 
 
-# =========================================================================== data
-
-def side_labels(df: pd.DataFrame, side: str, label_column: str = "toxic", threshold: float = 0.5) -> np.ndarray:
-    """y(o) in {-1, +1} of one side of the pairs: +1 = non-toxic, -1 = toxic (Alg. 1 line 6 labels).
-
-    ``label_column="toxic"`` reads the boolean ``{side}_toxic`` (ground truth P(toxic) above the
-    profile's threshold). Any other name reads ``{side}_<label_column>`` and calls an output
-    "toxic" when it is boolean True or a probability above ``threshold``.
-    """
-    if side not in SIDES:
-        raise ValueError(f"Unknown side {side!r}; use one of {SIDES}.")
-    col = f"{side}_{label_column}"
-    if col not in df.columns:
-        have = sorted(c[len(side) + 1:] for c in df.columns if c.startswith(side + "_"))
-        raise KeyError(f"No column {col!r} in the pairs; label columns available: {have}")
-    v = df[col].to_numpy()
-    toxic = v.astype(bool) if v.dtype == bool else np.asarray(v, dtype=float) > threshold
-    return np.where(toxic, -1, 1).astype(np.int8)
-
-
-def preference_data(ps: PairSet, split: str | None = "train", label_column: str = "toxic") -> PreferenceData:
-    """:class:`PreferenceData` of a split (``None`` = all pairs): h+ = h(o_post), h- = h(o_pre),
-    y+ / y- from :func:`side_labels` (+1 non-toxic, -1 toxic)."""
-    sub = ps.split(split) if split else ps
-    return PreferenceData(np.asarray(sub.emb_post, np.float32), np.asarray(sub.emb_pre, np.float32),
-                          side_labels(sub.df, "post", label_column), side_labels(sub.df, "pre", label_column))
-
-
-def pairset_fingerprint(ps: PairSet, label_column: str = "toxic") -> str:
-    """sha256 (16 hex) of what training depends on: embeddings, split, labels and the pair ids.
-
-    Keys the training stage; the pair artifact's own stage key (``meta["stage_key"]`` when the
-    producer records it) is added beside it in the settings, so either changing retrains.
-    """
-    h = hashlib.sha256()
-    for arr in (ps.emb_pre, ps.emb_post):
-        a = np.ascontiguousarray(arr, dtype=np.float32)
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    df = ps.df
-    h.update(df["split"].astype(str).str.cat(sep="|").encode())
-    for side in SIDES:
-        h.update(side_labels(df, side, label_column).tobytes())
-    if "pair_id" in df.columns:
-        h.update(df["pair_id"].astype(str).str.cat(sep="|").encode())
-    return h.hexdigest()[:16]
-
-
-def subtype_mask(df: pd.DataFrame, subtype: str, side: str = "pre", threshold: float = 0.5) -> np.ndarray:
-    """Pairs whose ``side`` output has ``subtype`` by the subtype scorer (``{side}_<subtype> > threshold``)."""
-    col = f"{side}_{subtype}"
-    if col not in df.columns:
-        raise KeyError(f"No column {col!r} in the pairs (subtypes: obscene, threat, insult, identity_hate, ...).")
-    v = df[col].to_numpy()
-    return v.astype(bool) if v.dtype == bool else np.asarray(v, dtype=float) > threshold
-
-
-# =========================================================================== training stage
+# =========================================================================== results of a grid
 
 @dataclass
 class GridOutput:
@@ -183,98 +103,14 @@ class GridOutput:
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["method", "seed", *HISTORY_KEYS])
 
 
-def _write_grid(workdir: Path, grid, extra: Mapping[str, Any]) -> None:
-    rows, hists = [], {}
-    for run in grid.runs:
-        save_reward(reward_folder(workdir, run.method, run.seed), run.reward, grid.config, extra=extra)
-        hists[f"{run.method}/seed{run.seed}"] = run.history
-        rows.append({"method": run.method, "seed": run.seed, "epochs_run": run.epochs_run,
-                     "best_epoch": run.best_epoch, "best_val_loss": run.best_val_loss,
-                     "final_train_loss": run.history["train_loss"][-1] if run.history["train_loss"] else np.nan})
-    pd.DataFrame(rows).to_csv(workdir / "runs.csv", index=False)
-    (workdir / "histories.json").write_text(json.dumps(hists))
-    (workdir / "info.json").write_text(json.dumps({"n_train": grid.n_train, "n_val": grid.n_val,
-                                                   "seconds": round(grid.seconds, 2), **extra}, default=str))
+@dataclass
+class SubtypeTransfer:
+    """Figure 3 (left): accuracy[method][train subtype, eval subtype] (mean over seeds) + counts."""
 
-
-def load_grid(folder: str | Path) -> GridOutput:
-    """Read a finished training stage folder."""
-    folder = Path(folder)
-    runs = pd.read_csv(folder / "runs.csv")
-    hists = json.loads((folder / "histories.json").read_text())
-    info = json.loads((folder / "info.json").read_text())
-    rewards, histories = {}, {}
-    for m, s in zip(runs["method"], runs["seed"]):
-        key = (str(m), int(s))
-        rewards[key] = load_reward(reward_folder(folder, *key))
-        histories[key] = hists[f"{m}/seed{int(s)}"]
-    return GridOutput(folder, rewards, histories, runs, info)
-
-
-def train_stage(data: PreferenceData, irl: IRLConfig, *, name: str, settings: Mapping[str, Any], root: Path,
-                methods: Sequence[str] = METHOD_NAMES, seeds: Sequence[int] | None = None, force: bool = False,
-                extra: Mapping[str, Any] | None = None, progress: Callable[[int, int], None] | None = None,
-                log: Callable[[str], None] = print) -> GridOutput:
-    """Train ``methods x seeds`` with :func:`train_grid` once per ``settings`` (stage cache)."""
-    seeds = list(range(irl.n_seeds) if seeds is None else seeds)
-    meta = {"methods": list(methods), "seeds": seeds, **dict(extra or {})}
-
-    def compute(workdir: Path) -> None:
-        grid = train_grid(data, irl, methods=methods, seeds=seeds, progress=progress)
-        _write_grid(workdir, grid, meta)
-
-    folder = run_stage(name, {**settings, "irl": irl, "methods": list(methods), "seeds": seeds}, compute,
-                       root=root, force=force, log=log)
-    return load_grid(folder)
-
-
-def grid_stage(cfg, ps: PairSet, *, label_column: str = "toxic", methods: Sequence[str] = METHOD_NAMES,
-               progress: Callable[[int, int], None] | None = None, publish: bool = True,
-               irl: IRLConfig | None = None) -> GridOutput:
-    """Notebook 04's stage: all Table 1 methods x ``cfg.irl.n_seeds`` on the train split, cached.
-
-    Keyed by the pairs' fingerprint (+ their producer's stage key if recorded) and ``cfg.irl``; with
-    ``publish`` every reward is copied to ``results/<profile>/rewards/<method>/seed<k>/``. ``irl``
-    trains with other IRL settings instead of ``cfg.irl`` (the penalty-scale sweep,
-    :mod:`fairl_lib.penalty_sweep`); settings equal to ``cfg.irl`` hit notebook 04's cached grid.
-    """
-    irl = cfg.irl if irl is None else irl
-    data = preference_data(ps, "train", label_column)
-    settings = {"pairs": pairset_fingerprint(ps, label_column), "pairs_stage_key": Path(str(ps.meta.get("stage_dir", ""))).name,
-                "label_column": label_column, "embedder": cfg.models.embedder}
-    out = train_stage(data, irl, name="irl_grid", settings=settings, root=stage_root(cfg), methods=methods,
-                      force=cfg.force, progress=progress,
-                      extra={"embedder": cfg.models.embedder, "label_column": label_column,
-                             "pairs_fingerprint": settings["pairs"], "profile": cfg.profile})
-    if publish:
-        publish_rewards(out, cfg.results_dir)
-    return out
-
-
-def publish_rewards(out: GridOutput, results_dir: str | Path) -> list[Path]:
-    """Copy every reward of a grid to ``<results_dir>/rewards/<method>/seed<k>/``."""
-    paths = []
-    for m, s in out.rewards:
-        src, dst = reward_folder(out.folder, m, s), reward_folder(results_dir, m, s)
-        shutil.copytree(src, dst, dirs_exist_ok=True)
-        paths.append(dst)
-    return paths
-
-
-def training_summary(out: GridOutput) -> dict[str, dict[str, Any]]:
-    """Per method: epochs trained, best epoch, best (= final kept) validation loss, failure-set size
-    at the first epoch, and the runs' lists; the notebook-04 metrics."""
-    res = {}
-    for m in out.methods:
-        r = out.runs[out.runs["method"] == m].sort_values("seed")
-        first_fail = [out.histories[(m, int(s))]["fail_frac"][0] for s in r["seed"]]
-        res[m] = {"epochs_trained": r["epochs_run"].astype(int).tolist(),
-                  "epochs_trained_mean": float(r["epochs_run"].mean()),
-                  "best_epoch": r["best_epoch"].astype(int).tolist(),
-                  "final_val_loss": {"mean": float(r["best_val_loss"].mean()), "std": float(r["best_val_loss"].std(ddof=0))},
-                  "final_train_loss_mean": float(r["final_train_loss"].mean()),
-                  "fail_frac_epoch0_mean": float(np.mean(first_fail))}
-    return res
+    accuracy: dict[str, pd.DataFrame]
+    n_train: dict[str, int]
+    n_eval: dict[str, int]
+    per_seed: pd.DataFrame
 
 
 # =========================================================================== evaluation sets
@@ -305,32 +141,6 @@ def gt_reward_kind(ps: PairSet | None) -> str:
     if isinstance(meta.get("settings"), dict) and "reward_kind" in meta["settings"]:
         return str(meta["settings"]["reward_kind"])
     return str(meta.get("ground_truth", {}).get("reward_kind", "one_minus_p")) if isinstance(meta.get("ground_truth"), dict) else "one_minus_p"
-
-
-def jigsaw_stage(cfg, reward_kind: str = "one_minus_p", log: Callable[[str], None] = print) -> HeldOut:
-    """The Jigsaw held-out set (``data.jigsaw_n_*``, paper: 1,000 + 1,000), embedded with
-    ``models.embedder`` and scored by the ground-truth scorer (its reward = ``reward_kind``), cached."""
-    from fairl_lib.data import jigsaw_heldout
-    from fairl_lib.models import get_embedder
-    from fairl_lib.scorers import get_scorer, reward_from_scores
-
-    d, mc = cfg.data, cfg.models
-    settings = {"n_toxic": d.jigsaw_n_toxic, "n_nontoxic": d.jigsaw_n_nontoxic, "seed": cfg.seed,
-                "embedder": mc.embedder, "ground_truth": mc.ground_truth, "reward_kind": reward_kind}
-
-    def compute(workdir: Path) -> None:
-        df = jigsaw_heldout(d.jigsaw_n_toxic, d.jigsaw_n_nontoxic, seed=cfg.seed)
-        texts = df["text"].astype(str).tolist()
-        emb = get_embedder(mc.embedder).embed(texts)
-        scores = get_scorer(mc.ground_truth)(texts)
-        df = df.assign(gt_p_toxic=np.asarray(scores["toxic"], float),
-                       gt_reward=reward_from_scores(scores, reward_kind))
-        df.to_parquet(workdir / "jigsaw.parquet", index=False)
-        np.save(workdir / "emb.npy", emb.astype(np.float32))
-
-    folder = run_stage("jigsaw_eval", settings, compute, root=stage_root(cfg), force=cfg.force, log=log)
-    df = pd.read_parquet(folder / "jigsaw.parquet")
-    return heldout_from_frame(df, np.load(folder / "emb.npy"))
 
 
 def heldout_from_frame(df: pd.DataFrame, emb: np.ndarray) -> HeldOut:
@@ -589,68 +399,8 @@ def seed_dispersion(ev: Evaluation, metrics: Sequence[str] = ("f1", "auc", "star
     return df
 
 
-# =========================================================================== Figure 3 (left)
-
-@dataclass
-class SubtypeTransfer:
-    """Figure 3 (left): accuracy[method][train subtype, eval subtype] (mean over seeds) + counts."""
-
-    accuracy: dict[str, pd.DataFrame]
-    n_train: dict[str, int]
-    n_eval: dict[str, int]
-    per_seed: pd.DataFrame
-
-
-def subtype_transfer(cfg, ps: PairSet, *, methods: Sequence[str] = (IRL_METHOD, FA_METHOD),
-                     subtypes: Sequence[str] = TABLE3_SUBTYPES, seeds: Sequence[int] | None = None,
-                     min_pairs: int = 8, label_column: str = "toxic", threshold: float = 0.5,
-                     log: Callable[[str], None] = print) -> SubtypeTransfer:
-    """Train on the training pairs whose o_pre has ONE subtype (rows), evaluate classification accuracy
-    (train-fitted threshold, label 1 = o_post) on the test pairs whose o_pre has each subtype (columns).
-
-    Each row is a cached training stage ``irl_subtype`` (``cfg.irl``, all its seeds unless ``seeds``).
-    Rows with fewer than ``min_pairs`` training pairs, or columns without test pairs, are NaN.
-    """
-    train, test = ps.split("train"), ps.split("test")
-    seeds = list(range(cfg.irl.n_seeds) if seeds is None else seeds)
-    fp = pairset_fingerprint(ps, label_column)
-    rows, n_train = [], {}
-    n_eval = {s: int(subtype_mask(test.df, s, "pre", threshold).sum()) for s in subtypes}
-    for s_tr in subtypes:
-        mask = subtype_mask(train.df, s_tr, "pre", threshold)
-        n_train[s_tr] = int(mask.sum())
-        if mask.sum() < min_pairs:
-            log(f"[fig3] {s_tr}: only {int(mask.sum())} training pairs (< {min_pairs}); row left empty")
-            continue
-        sub = train.subset(mask)
-        data = preference_data(sub, None, label_column)
-        out = train_stage(data, cfg.irl, name="irl_subtype", root=stage_root(cfg), methods=methods, seeds=seeds,
-                          force=cfg.force, log=log,
-                          settings={"pairs": fp, "subtype": s_tr, "threshold": threshold, "label_column": label_column})
-        for (m, seed), rew in out.rewards.items():
-            sc = RunScores(rew(sub.emb_post), rew(sub.emb_pre), rew(test.emb_post), rew(test.emb_pre), None)
-            thr = M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
-            for s_ev in subtypes:
-                em = subtype_mask(test.df, s_ev, "pre", threshold)
-                if not em.any():
-                    acc = float("nan")
-                else:
-                    scores, labels = M.pair_labels(sc.test_post[em], sc.test_pre[em])
-                    acc = float(np.mean(M.classifier_correct(scores, labels, thr)))
-                rows.append({"method": m, "seed": seed, "train_subtype": s_tr, "eval_subtype": s_ev, "accuracy": acc})
-    per_seed = pd.DataFrame(rows, columns=["method", "seed", "train_subtype", "eval_subtype", "accuracy"])
-    acc = {}
-    for m in methods:
-        g = per_seed[per_seed["method"] == m]
-        mat = g.groupby(["train_subtype", "eval_subtype"])["accuracy"].mean().unstack() if len(g) else pd.DataFrame()
-        acc[m] = mat.reindex(index=list(subtypes), columns=list(subtypes)).astype(float)
-    return SubtypeTransfer(acc, n_train, n_eval, per_seed)
-
-
 def plot_subtype_transfer(st: SubtypeTransfer):
     """Heatmaps of Figure 3 (left), one per method, rows = training subtype, columns = evaluation subtype."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     methods = list(st.accuracy)
     fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4.4), squeeze=False)
@@ -669,7 +419,6 @@ def plot_subtype_transfer(st: SubtypeTransfer):
 
 def plot_training_curves(out: GridOutput):
     """Train and validation loss per method (mean over seeds, band = min..max)."""
-    import matplotlib.pyplot as plt
 
     h = out.history_frame()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -689,7 +438,6 @@ def plot_training_curves(out: GridOutput):
 
 def plot_schedules(out: GridOutput):
     """lambda_t, the margin-rule schedule (bottom-k fraction or gamma_t) and |F_t| / N per FA method."""
-    import matplotlib.pyplot as plt
 
     h = out.history_frame()
     cfg = out.info.get("config") or {}
@@ -772,37 +520,8 @@ def table2_sentence(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
     return out
 
 
-def synthetic_pairset(n: int = 400, dim: int = 16, seed: int = 0, test_fraction: float = 0.25) -> PairSet:
-    """A PairSet-shaped object from the synthetic environment (tests only, never in notebooks).
-
-    o_post = the Bradley-Terry-preferred output, o_pre = the other; ``{side}_reward`` = the known
-    ground truth; toxic = label -1; subtype probabilities are deterministic functions of the ground
-    truth and one embedding coordinate, so subtype slices are non-trivial.
-    """
-    from fairl_lib.irl.synthetic import make_synthetic
-    from fairl_lib.pairs import SUBTYPE_LABELS, pair_type
-
-    sp = make_synthetic(n, dim, seed, nonlinearity=0.0)
-    d = sp.data
-    rng = np.random.default_rng(seed)
-    split = np.where(rng.random(n) < test_fraction, "test", "train")
-    df = pd.DataFrame({"pair_id": np.arange(n), "prompt_id": np.arange(n), "prompt": "p", "o_pre": "a",
-                       "o_post": "b", "split": split})
-    for side, h, r, y in (("pre", d.h_minus, sp.r_minus, d.y_minus), ("post", d.h_plus, sp.r_plus, d.y_plus)):
-        p_tox = 1.0 / (1.0 + np.exp(3.0 * r))
-        df[f"{side}_p_toxic"] = p_tox
-        for k, lab in enumerate(SUBTYPE_LABELS):
-            df[f"{side}_{lab}"] = p_tox * (1.0 / (1.0 + np.exp(-4.0 * h[:, k % h.shape[1]])))
-        df[f"{side}_toxic"] = y < 0
-        df[f"{side}_judge_p"] = p_tox
-        df[f"{side}_reward"] = r
-    df["pair_type"] = pair_type(df["pre_toxic"], df["post_toxic"])
-    return PairSet(df, np.asarray(d.h_minus, np.float32), np.asarray(d.h_plus, np.float32), {"synthetic": True})
-
-
 def synthetic_heldout(ps_seed: int, n: int = 200, dim: int = 16) -> HeldOut:
     """Held-out single outputs of the same synthetic environment (tests only)."""
-    from fairl_lib.irl.synthetic import make_env
 
     env = make_env(dim, ps_seed, nonlinearity=0.0)
     h, r, y = env.sample_outputs(n, ps_seed)
@@ -817,20 +536,6 @@ def to_plain(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         return asdict(obj)
     return obj
-
-
-
-def reward_embedder(reward: RewardModel, folder: str | Path | None = None) -> str:
-    """The embedder a saved reward was trained on: ``extra["embedder"]`` in its ``reward.json``, else
-    an ``embedder.txt`` next to it (or in a parent folder), else ``minilm`` (the only one registered)."""
-    name = (reward.meta.get("extra") or {}).get("embedder")
-    if name:
-        return str(name)
-    if folder is not None:
-        for d in [Path(folder), *Path(folder).parents][:4]:
-            if (d / "embedder.txt").exists():
-                return (d / "embedder.txt").read_text().strip()
-    return "minilm"
 
 
 def failure_path_share(out: GridOutput, ps: PairSet, split: str = "train") -> pd.DataFrame:
@@ -851,11 +556,3 @@ def failure_path_share(out: GridOutput, ps: PairSet, split: str = "train") -> pd
                      "ratio_std_F_over_D": float(np.std(np.r_[fp, fm]) / max(np.std(np.r_[dp, dm]), 1e-12)),
                      "pairs_flipped_by_R_F": float(np.mean(np.sign(d_d) != np.sign(d_d + d_f))) if len(d_d) else float("nan")})
     return pd.DataFrame(rows)
-
-
-def upstream(cfg):
-    """``cfg`` with ``force=False``: a notebook's FORCE recomputes its own stages (IRL grid, Jigsaw set,
-    subtype grids), not the expensive upstream ones (expert, pairs) it only reads."""
-    import dataclasses
-
-    return dataclasses.replace(cfg, force=False)

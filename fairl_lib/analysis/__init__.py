@@ -1,0 +1,10 @@
+"""From trained rewards and recorded runs to the paper's tables, figures and claims.
+
+- :mod:`~fairl_lib.analysis.pairset`: the preference-pair artifact and its conversion to the IRL data.
+- :mod:`~fairl_lib.analysis.metrics`: F1 / AUC with a train-chosen threshold, STARC (Eq. 4, Eq. 10).
+- :mod:`~fairl_lib.analysis.evaluate`: Tables 1-3, Figure 3 (left), failure slices, seed dispersion.
+- :mod:`~fairl_lib.analysis.paper`: the paper's own numbers.
+- :mod:`~fairl_lib.analysis.report`: the claims ledger (notebook 09).
+
+Reads :mod:`fairl_lib.irl` and :mod:`fairl_lib.llm`; never :mod:`fairl_lib.stages`.
+"""

@@ -1,0 +1,11 @@
+"""The outside world: language models, scorers, data, and RLHF (never imports :mod:`fairl_lib.irl`).
+
+- :mod:`~fairl_lib.llm.assets`: every model or data file enters here (hub id, PyPI wheel member or
+  mirror folder, sha256), so offline, hub and mirror paths and their errors live in one place.
+- :mod:`~fairl_lib.llm.data`: RealToxicityPrompts and Jigsaw.
+- :mod:`~fairl_lib.llm.models`: causal LMs, generation, perplexity, the sentence embedder h(o).
+- :mod:`~fairl_lib.llm.scorers`: toxicity classifiers (ground truth, judge, subtypes).
+- :mod:`~fairl_lib.llm.rlhf`: RLOO / PPO for any ``text -> reward`` callable (the expert and re-RLHF),
+  with its speed-ups: :mod:`~fairl_lib.llm.sampling`, :mod:`~fairl_lib.llm.prefix`,
+  :mod:`~fairl_lib.llm.speedups`, and :mod:`~fairl_lib.llm.parallel` (worker processes).
+"""
