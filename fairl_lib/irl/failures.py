@@ -12,15 +12,22 @@ Failure sets (Alg. 1):
 - supervised failures (lines 5-9): outputs the reward misclassifies w.r.t. labels y(o) in {-1, +1}.
 - the union (line 10) and the sampled subset S_t (each failure kept with probability p_t).
 
-Schedules step once per *round*; in this library a round is one epoch over the training pairs
-(``t`` = 0-based epoch index), so "100 rounds" = the first 100 epochs.
+:func:`failure_set` puts lines 3-10 together for a method; both trainers (``fairl.train_one`` and the
+batched ``grid.train_grid``) call it. :func:`round_schedule` gives the schedule values of a round
+(line 13). Schedules step once per *round*; in this library a round is one epoch over the training
+pairs (``t`` = 0-based epoch index), so "100 rounds" = the first 100 epochs.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:  # config.py imports this module (SUP_RULES), so the type is for annotations only
+    from fairl_lib.irl.config import IRLConfig
 
 SUP_RULES = ("text", "alg1")
 SUP_REFERENCES = ("zero", "batch_mean")
@@ -137,3 +144,52 @@ def bottomk_schedule(start: float, end: float, rounds: int, t: int) -> float:
 def sampling_schedule(start: float, end: float, rounds: int, t: int) -> float:
     """p_t of Alg. 1 line 10 ("optionally adjust p_t", line 13), linear; clipped to [0, 1]."""
     return min(1.0, max(0.0, linear_schedule(start, end, rounds, t)))
+
+
+@dataclass(frozen=True)
+class RoundSchedule:
+    """Schedule values of one round t (= epoch), Alg. 1 line 13."""
+
+    t: int
+    lambda_t: float
+    gamma_t: float
+    bottomk_frac: float
+    p_t: float
+
+
+def round_schedule(cfg: IRLConfig, t: int) -> RoundSchedule:
+    """Alg. 1 line 13 at round t: lambda_t (exponential decay), gamma_t, bottom-k fraction and p_t (linear)."""
+    return RoundSchedule(t, lambda_schedule(cfg.lambda0, cfg.lambda_decay, t),
+                         gamma_schedule(cfg.gamma_start, cfg.gamma_end, cfg.gamma_rounds, t),
+                         bottomk_schedule(cfg.bottomk_start, cfg.bottomk_end, cfg.bottomk_rounds, t),
+                         sampling_schedule(cfg.p_start, cfg.p_end, cfg.p_rounds, t))
+
+
+# --- the failure set of a method (Alg. 1 lines 3-10) ---------------------------------------------
+
+def failure_set(cfg: IRLConfig, supervised: bool | Tensor, delta: Tensor, r_plus: Tensor, r_minus: Tensor,
+                y_plus: Tensor | None, y_minus: Tensor | None, uniforms: Tensor,
+                sched: RoundSchedule) -> tuple[Tensor, Tensor]:
+    """Alg. 1 lines 3-10: the failure set F_t of a minibatch and its sampled subset S_t.
+
+    ``supervised=True`` (the ``*_fa_gt`` methods): F_sup of line 6 (rule ``cfg.sup_rule``, see
+    :func:`supervised_failures`), united with F_margin of line 4 (line 10) only when
+    ``cfg.gt_include_margin``. ``supervised=False`` (the ``*_fa_margin`` methods): F_margin, either
+    ``Delta <= gamma_t`` (line 4, ``cfg.margin_rule="gamma"``) or the bottom-k_t pairs (Sec. 4.3, 5).
+    A boolean tensor (one row per run of a stacked ensemble) picks per row. The labels may be None
+    when no row is supervised. Line 10: S_t keeps each failure with probability p_t (``uniforms``).
+    """
+    def margin() -> Tensor:
+        if cfg.margin_rule == "bottomk":
+            return bottomk_failures(delta, sched.bottomk_frac)
+        return margin_failures(delta, sched.gamma_t)
+
+    def sup() -> Tensor:
+        found = supervised_failures(r_plus, r_minus, y_plus, y_minus, cfg.sup_rule, cfg.sup_reference)
+        return union_failures(found, margin_failures(delta, sched.gamma_t)) if cfg.gt_include_margin else found
+
+    if isinstance(supervised, Tensor):
+        f_t = torch.where(supervised, sup(), margin())
+    else:
+        f_t = sup() if supervised else margin()
+    return f_t, sample_failures(f_t, uniforms, sched.p_t)

@@ -27,8 +27,6 @@ does not say; the alternative ``reduction="batch"`` divides by the batch size B 
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -52,32 +50,6 @@ def maxent_terms(delta: Tensor, tau: float) -> Tensor:
     return F.softplus(-delta / tau)
 
 
-@functools.lru_cache(maxsize=256)
-def _scalar(value: float, dtype: torch.dtype) -> Tensor:
-    """A 0-dim constant, made once per (value, dtype) (read-only: never written to)."""
-    return torch.tensor(value, dtype=dtype)
-
-
-def hinge_grad(delta: Tensor, margin: float, grad_scale: float = 1.0) -> Tensor:
-    """``grad_scale`` times d/dDelta of :func:`hinge_terms`: -1 where M - Delta > 0, else 0 (relu's
-    gradient, 0 at the kink, as autograd gives), in one op (autograd's ``threshold_backward``).
-
-    For the batched trainer, which needs no graph; ``grad_scale`` folds a constant factor of the
-    caller (the 1/B of the mean, lambda_t) into the same op.
-    """
-    return torch.ops.aten.threshold_backward(_scalar(-grad_scale, delta.dtype), margin - delta, 0.0)
-
-
-def maxent_grad(delta: Tensor, tau: float, grad_scale: float = 1.0) -> Tensor:
-    """``grad_scale`` times d/dDelta of :func:`maxent_terms`: -sigma(-Delta/tau) / tau.
-
-    Computed by autograd's own softplus backward (``aten.softplus_backward``), so it matches
-    :func:`maxent_terms` under autograd including softplus's linear region: softplus(x) = x for
-    x > 20 (torch's default threshold), where the slope is 1 instead of sigma(x).
-    """
-    return torch.ops.aten.softplus_backward(_scalar(-grad_scale / tau, delta.dtype), delta / -tau, 1.0, 20.0)
-
-
 def margin_loss(delta: Tensor, margin: float = 0.8) -> Tensor:
     """Max-margin IRL loss, Eq. 1: mean over the last axis of max(0, M - Delta)."""
     return hinge_terms(delta, margin).mean(-1)
@@ -88,22 +60,17 @@ def maxent_loss(delta: Tensor, tau: float = 1.0) -> Tensor:
     return maxent_terms(delta, tau).mean(-1)
 
 
-def masked_mean_weights(mask: Tensor, reduction: str = "subset", dtype: torch.dtype = torch.float32) -> Tensor:
-    """Per-entry weights of :func:`masked_mean` (= its derivative w.r.t. ``values``): ``mask / |S_t|``
-    (``"subset"``, 0 everywhere for an empty mask) or ``mask / B`` (``"batch"``)."""
-    if reduction not in FAIL_REDUCTIONS:
-        raise ValueError(f"Unknown failure-loss reduction {reduction!r}; valid: {', '.join(FAIL_REDUCTIONS)}")
-    if reduction == "batch":
-        return mask.to(dtype).div_(mask.shape[-1])
-    return torch.div(mask, mask.sum(-1, keepdim=True, dtype=dtype).clamp_min_(1.0))
-
-
 def masked_mean(values: Tensor, mask: Tensor, reduction: str = "subset") -> Tensor:
     """Mean of ``values`` over the entries where ``mask`` is True (last axis); 0 for an empty mask.
 
     ``reduction="subset"`` divides by |S_t| (mean over the failure subset), ``"batch"`` by B.
     """
-    return (values * masked_mean_weights(mask, reduction, values.dtype)).sum(-1)
+    if reduction not in FAIL_REDUCTIONS:
+        raise ValueError(f"Unknown failure-loss reduction {reduction!r}; valid: {', '.join(FAIL_REDUCTIONS)}")
+    total = (values * mask).sum(-1)
+    if reduction == "batch":
+        return total / mask.shape[-1]
+    return total / mask.sum(-1).clamp_min(1)
 
 
 def margin_loss_fail(delta: Tensor, mask: Tensor, margin_fail: float = 1.6, w_fail: float = 1.0,
@@ -137,16 +104,13 @@ def failure_loss(kind: str, delta: Tensor, mask: Tensor, margin_fail: float = 1.
     raise ValueError(f"Unknown base loss {kind!r}; valid: {', '.join(BASE_LOSSES)}")
 
 
-def failure_weight_penalty(weights: list[Tensor], batch_dims: int = 0) -> Tensor:
-    """||w_F||_2^2 of Eq. 3: the summed squares of the failure path's weight matrices (not biases).
-
-    ``batch_dims`` leading axes are kept (1 for a stacked ensemble: one penalty per member).
-    """
-    total = None
-    for w in weights:
-        sq = w.pow(2).flatten(batch_dims).sum(-1) if batch_dims else w.pow(2).sum()
-        total = sq if total is None else total + sq
-    assert total is not None, "failure_weight_penalty needs at least one weight tensor"
+def failure_weight_penalty(weights: list[Tensor]) -> Tensor:
+    """||w_F||_2^2 of Eq. 3: the summed squares of the failure path's weight matrices (not biases)."""
+    if not weights:
+        raise ValueError("failure_weight_penalty needs at least one weight tensor")
+    total = weights[0].pow(2).sum()
+    for w in weights[1:]:
+        total = total + w.pow(2).sum()
     return total
 
 

@@ -15,9 +15,8 @@ i.e. weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn from a gene
 the run seed and the path, so a run is reproducible and the batched ensemble and a single run start
 from the same values.
 
-Parameter layout of one path: linear ``w (d,)``, ``b ()``; mlp ``w1 (d, H)``, ``b1 (H,)``,
-``w2 (H,)``, ``b2 ()``. The batched trainer stores many paths grouped (``to_slots`` /
-``grouped_forward``).
+Parameter layout of one path (a dict of tensors, as saved): linear ``w (d,)``, ``b ()``; mlp
+``w1 (d, H)``, ``b1 (H,)``, ``w2 (H,)``, ``b2 ()``; :func:`path_forward` evaluates it.
 """
 from __future__ import annotations
 
@@ -25,11 +24,13 @@ import json
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 from fairl_lib.artifacts import atomic_write_bytes, to_jsonable, write_json
@@ -75,87 +76,11 @@ def weight_names(head: str) -> tuple[str, ...]:
 
 
 def path_forward(params: Mapping[str, Tensor], h: Tensor) -> Tensor:
-    """R(o) of one path for embeddings ``h (n, d)`` -> ``(n,)``."""
+    """R(o) of one path (Sec. 4.1: theta^T h(o) + b, or the two-layer MLP) for ``h (..., d)`` -> ``(...)``."""
     if "w" in params:
         return h @ params["w"] + params["b"]
     z = torch.relu(h @ params["w1"] + params["b1"])
     return z @ params["w2"] + params["b2"]
-
-
-def to_slots(name: str, t: Tensor) -> Tensor:
-    """Grouped storage -> ``(G, K, *path_shape)``: the path in group g, slot k is ``[g, k]``."""
-    if name == "w1":
-        return t.permute(0, 2, 1, 3)
-    if name == "w":
-        return t.permute(0, 2, 1)
-    return t
-
-
-def from_slots(name: str, t: Tensor) -> Tensor:
-    """``(G, K, *path_shape)`` -> grouped storage (contiguous), the inverse of :func:`to_slots`."""
-    return to_slots(name, t).contiguous()
-
-
-def grouped_forward(params: Mapping[str, Tensor], h: Tensor,
-                    return_hidden: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
-    """R(o) of G groups of K paths each, every group on its own inputs; one batched GEMM.
-
-    Grouped storage (leading group axis G, slot axis K): linear ``w (G, d, K)``, ``b (G, K)``;
-    mlp ``w1 (G, d, K, H)``, ``b1 (G, K, H)``, ``w2 (G, K, H)``, ``b2 (G, K)``. The K paths of a
-    group share the inputs ``h (G, n, d)`` (in training: the runs of one seed share a minibatch), so
-    the first layer is ``(n, d) @ (d, K*H)`` per group. ``h (n, d)`` feeds the same inputs to every
-    group. Returns ``(G, n, K)``; with ``return_hidden`` (3-d ``h`` only) also the hidden activations
-    ``relu(z) (G, n, K*H)`` of the mlp (None for linear) that :func:`grouped_backward` needs.
-    """
-    if "w" in params:
-        w, b = params["w"], params["b"]
-        if h.dim() == 2:
-            g, d, k = w.shape
-            return (h @ w.permute(1, 0, 2).reshape(d, g * k)).view(-1, g, k).transpose(0, 1) + b[:, None, :]
-        r = torch.baddbmm(b[:, None, :], h, w)
-        return (r, None) if return_hidden else r
-    w1, b1, w2, b2 = params["w1"], params["b1"], params["w2"], params["b2"]
-    g, d, k, hid = w1.shape
-    if h.dim() == 2:  # shared rows (evaluation): two plain GEMMs over all G*K paths
-        a = torch.addmm(b1.reshape(1, -1), h, w1.permute(1, 0, 2, 3).reshape(d, g * k * hid)).relu_()
-        return torch.addmm(b2.reshape(1, -1), a, _block_diagonal(w2)).view(-1, g, k).transpose(0, 1)
-    a = torch.baddbmm(b1.view(g, 1, k * hid), h, w1.view(g, d, k * hid)).relu_()
-    r = (a.view(g, -1, k, hid) * w2[:, None]).sum(-1) + b2[:, None, :]
-    return (r, a) if return_hidden else r
-
-
-def _block_diagonal(w2: Tensor) -> Tensor:
-    """``(G*K*H, G*K)`` matrix with path p's output weights ``w2[p] (H,)`` in rows p*H..p*H+H-1 of
-    column p: the second layer of every path as one GEMM (the zeros cost less than a (n, G, K, H)
-    elementwise product and sum)."""
-    g, k, hid = w2.shape
-    out = w2.new_zeros(g * k, hid, g * k)
-    torch.diagonal(out, dim1=0, dim2=2).copy_(w2.reshape(g * k, hid).T)
-    return out.view(g * k * hid, g * k)
-
-
-def grouped_backward(params: Mapping[str, Tensor], h: Tensor, hidden: Tensor | None, d_r: Tensor,
-                     grads: Mapping[str, Tensor]) -> None:
-    """Gradients of a scalar loss w.r.t. the grouped parameters, given ``d_r = dLoss/dR (G, n, K)``.
-
-    Backpropagation through :func:`grouped_forward` (3-d ``h``) by hand, written into the buffers
-    ``grads`` (same shapes as ``params``), so the batched trainer builds no autograd graph:
-    linear ``dw = h^T d_r``, ``db = sum_n d_r``; mlp ``db2 = sum_n d_r``, ``dw2 = sum_n a d_r``,
-    ``dz = (d_r w2) * 1[a > 0]`` (relu's gradient, 0 at 0 as in autograd), ``db1 = sum_n dz``,
-    ``dW1 = h^T dz``. Tested against autograd (tests/test_train.py).
-    """
-    ht = h.transpose(1, 2)
-    if "w" in params:
-        torch.bmm(ht, d_r, out=grads["w"])
-        torch.sum(d_r, 1, out=grads["b"])
-        return
-    g, d, k, hid = params["w1"].shape
-    a, d_r = hidden.view(g, -1, k, hid), d_r.contiguous()
-    torch.sum(d_r, 1, out=grads["b2"])
-    torch.sum(a * d_r[..., None], 1, out=grads["w2"])
-    dz = torch.ops.aten.threshold_backward(d_r[..., None] * params["w2"][:, None], a, 0.0)  # relu's own backward
-    torch.sum(dz, 1, out=grads["b1"])
-    torch.bmm(ht, dz.view(g, -1, k * hid), out=grads["w1"].view(g, d, k * hid))
 
 
 class RewardModel:
@@ -235,10 +160,6 @@ def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = Non
     ``os.replace``; the weights go first, so a present ``reward.json`` means a complete save.
     ``config`` is a dataclass (e.g. ``IRLConfig``) or a dict; default: the one in ``model.meta``.
     """
-    from dataclasses import asdict, is_dataclass
-
-    from safetensors.torch import save
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if config is None:
@@ -255,8 +176,6 @@ def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = Non
 
 def load_reward(folder: str | os.PathLike) -> RewardModel:
     """Read a reward written by :func:`save_reward`; ``model.meta`` gains ``config`` and ``extra``."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not (folder / META_FILE).exists() or not (folder / WEIGHT_FILE).exists():
         raise FileNotFoundError(f"No saved reward in {folder} (expected {WEIGHT_FILE} and {META_FILE}); "

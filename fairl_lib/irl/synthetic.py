@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fairl_lib.irl.train import PreferenceData
+from fairl_lib.irl.data import PreferenceData
 
 
 @dataclass(frozen=True, eq=False)

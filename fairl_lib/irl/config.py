@@ -1,0 +1,116 @@
+"""Hyper-parameters of IRL / FA-IRL training (Sec. 4-5, Algorithm 1), shared by both trainers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fairl_lib.irl import failures as fl
+from fairl_lib.irl import losses as ls
+from fairl_lib.irl.reward import check_head
+
+
+@dataclass(frozen=True)
+class IRLConfig:
+    """Hyper-parameters of IRL / FA-IRL training. Defaults are the paper's values where it gives one.
+
+    Attributes:
+        head: reward head per path, ``"mlp"`` (two-layer MLP, Sec. 5) or ``"linear"`` (Sec. 4.1).
+        hidden: hidden width of the MLP head. Not given in the paper; 32 (12k weights per path on
+            384-d MiniLM embeddings) is small for 20k pairs and keeps the 30-run grid fast (cost is
+            linear in it, see benchmarks/README.md).
+        margin: M of Eq. 1 (paper: 0.8).
+        margin_fail: M_fail > M for failure pairs (Sec. 4.2; value not given, default 2M).
+        tau: temperature of Eq. 2 (paper: 1.0).
+        tau_fail: tau_fail < tau for failure pairs (Sec. 4.2; value not given, default tau/2).
+        w_fail: extra up-weight of the failure loss (App. B, w_fail > 1 = up-weighting; 1.0 = off).
+        fail_reduction: L_fail averages over S_t (``"subset"``) or divides by B (``"batch"``).
+        route_gradients: L_base trains only R_D and L_fail only R_F (Sec. 4.1), else both paths.
+        lambda0: initial failure weight lambda_0 of Eq. 3 (paper: 10.0).
+        lambda_decay: per-epoch factor of the exponential decay lambda_t = lambda0 * decay^t.
+        penalty_scale: c in c * lambda_t/2 ||w_F||^2 (Eq. 3 as printed: c = 1). Eq. 3 ties the L2 term
+            to the same lambda_t as L_fail, so with lambda0 = 10 and an MLP failure head the penalty
+            can dominate and shrink R_F to almost nothing (measured in notebook 04, "failure path
+            share"); c < 1 lets the failure path act. Kept at the paper's 1 in every profile.
+        margin_rule: how *_margin runs pick failures: ``"bottomk"`` (Sec. 5 curriculum) or
+            ``"gamma"`` (Delta <= gamma_t, Alg. 1 line 4).
+        gamma_start: gamma_t at epoch 0 (0 = only pairs the reward gets wrong).
+        gamma_end: gamma_t after ``gamma_rounds`` (default M: near-ties inside the margin).
+        gamma_rounds: epochs of the linear gamma anneal.
+        bottomk_start: fraction of a minibatch flagged by bottom-k at epoch 0 (paper: 20%).
+        bottomk_end: fraction after ``bottomk_rounds`` (paper: 0%).
+        bottomk_rounds: epochs of the bottom-k curriculum (paper: 100 rounds).
+        p_start: sampling rate p_t of S_t from F_t at epoch 0 (paper: not given; 1 = keep all).
+        p_end: p_t after ``p_rounds``.
+        p_rounds: epochs of the linear p_t schedule.
+        sup_rule: supervised-failure rule, ``"text"`` (y(o)R(o) <= 0 for both outputs, Sec. 4.3) or
+            ``"alg1"`` (Alg. 1 line 6 as printed: y(o-)R(o-) >= 0); see failures.supervised_failures.
+        sup_reference: compare R(o) with ``"zero"`` (literal) or the ``"batch_mean"`` reward.
+        gt_include_margin: *_gt runs also flag Delta <= gamma_t (Alg. 1 line 10 union); default off,
+            so *_gt = ground-truth failures only.
+        mining: ``"batch"`` finds failures in each minibatch (Alg. 1 lines 2-4) or ``"epoch"`` once per
+            epoch on all training pairs (bottom-k then ranks the whole training set).
+        lr: Adam learning rate (paper: 1e-3).
+        adam_beta1: Adam beta_1 (torch default).
+        adam_beta2: Adam beta_2 (torch default).
+        adam_eps: Adam epsilon (torch default).
+        batch_size: pairs per minibatch B (paper: 32).
+        max_epochs: epoch cap (paper: up to 800).
+        patience: epochs without validation improvement before a run stops (paper: "early stopping").
+        min_delta: a validation loss must drop by more than this to count as an improvement.
+        val_fraction: share of the pairs held out for early stopping.
+        split_seed: seed of the train/validation split (shared by all runs).
+        n_seeds: independent runs per method (Table 1 reports mean +- std over seeds; paper: 5).
+        eval_chunk: pairs per chunk in full-dataset evaluation (memory knob, no effect on results).
+    """
+
+    head: str = "mlp"
+    hidden: int = 32
+    margin: float = 0.8
+    margin_fail: float = 1.6
+    tau: float = 1.0
+    tau_fail: float = 0.5
+    w_fail: float = 1.0
+    fail_reduction: str = "subset"
+    route_gradients: bool = True
+    lambda0: float = 10.0
+    lambda_decay: float = 0.95
+    penalty_scale: float = 1.0
+    margin_rule: str = "bottomk"
+    gamma_start: float = 0.0
+    gamma_end: float = 0.8
+    gamma_rounds: int = 100
+    bottomk_start: float = 0.2
+    bottomk_end: float = 0.0
+    bottomk_rounds: int = 100
+    p_start: float = 1.0
+    p_end: float = 1.0
+    p_rounds: int = 100
+    sup_rule: str = "text"
+    sup_reference: str = "zero"
+    gt_include_margin: bool = False
+    mining: str = "batch"
+    lr: float = 1e-3
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    batch_size: int = 32
+    max_epochs: int = 800
+    patience: int = 10
+    min_delta: float = 0.0
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    n_seeds: int = 5
+    eval_chunk: int = 2048
+
+    def __post_init__(self) -> None:
+        check_head(self.head)
+        choices = {"margin_rule": ("bottomk", "gamma"), "sup_rule": fl.SUP_RULES,
+                   "sup_reference": fl.SUP_REFERENCES, "mining": ("batch", "epoch"),
+                   "fail_reduction": ls.FAIL_REDUCTIONS}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"IRLConfig.{name}={getattr(self, name)!r} is not valid; "
+                                 f"choose one of {valid}")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.hidden < 1 or self.patience < 1:
+            raise ValueError("IRLConfig: batch_size, max_epochs, hidden and patience must be >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"IRLConfig.val_fraction must be in [0, 1); got {self.val_fraction}")

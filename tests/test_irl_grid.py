@@ -1,0 +1,155 @@
+"""The batched grid's own machinery (fairl_lib.irl.grid): hand-written gradients against autograd,
+grouped forward / backward against one path at a time, GEMM group widths, minibatch rows, the
+failure-path penalty block. That the grid as a whole equals Algorithm 1 run by run is in test_train.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fairl_lib.irl import METHOD_NAMES, IRLConfig, make_synthetic, torch_threads
+from fairl_lib.irl import grid as G
+from fairl_lib.irl import losses as ls
+from fairl_lib.irl.reward import path_forward
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return make_synthetic(n_pairs=200, dim=8, seed=0, beta=2.0)
+
+
+def t(*xs: float) -> torch.Tensor:
+    return torch.tensor(xs, dtype=torch.float64)
+
+
+def test_analytic_term_gradients_hand_worked_and_equal_to_autograd():
+    # hinge M = 0.8: slope -1 inside the margin, 0 outside and at the kink (Delta = M)
+    assert G.hinge_grad(t(0.0, 0.8, 2.0), 0.8).tolist() == [-1.0, 0.0, 0.0]
+    # maxent tau = 1 at Delta = 0: -sigma(0) = -0.5; tau = 0.5: -sigma(0) / 0.5 = -1
+    assert G.maxent_grad(t(0.0), 1.0).item() == -0.5
+    assert G.maxent_grad(t(0.0), 0.5).item() == -1.0
+    # against autograd (to rounding), including softplus's linear region (-Delta/tau > 20) and huge margins
+    d = torch.tensor([-50.0, -10.1, -3.0, 0.0, 0.8, 0.81, 5.0, 300.0], dtype=torch.float64)
+    for terms, grad_of, arg in ((ls.hinge_terms, G.hinge_grad, 0.8), (ls.maxent_terms, G.maxent_grad, 0.5)):
+        x = d.clone().requires_grad_(True)
+        (auto,) = torch.autograd.grad(terms(x, arg).sum(), x)
+        torch.testing.assert_close(grad_of(d, arg), auto, rtol=1e-14, atol=0.0, msg=terms.__name__)
+
+
+def test_term_gradients_scale_and_masked_mean_weights_hand_worked():
+    d = t(-1.0, 0.0, 0.5, 3.0)
+    for grad_of, arg in ((G.hinge_grad, 0.8), (G.maxent_grad, 0.5)):
+        torch.testing.assert_close(grad_of(d, arg, 0.25), 0.25 * grad_of(d, arg), rtol=1e-15, atol=0.0)
+        assert grad_of(d.to(torch.float32), arg, 0.25).dtype == torch.float32   # constants follow the dtype
+    mask = torch.tensor([[True, False, True, False], [False, False, False, False]])
+    for dtype in (torch.float32, torch.float64):
+        w = G.masked_mean_weights(mask, "subset", dtype)
+        assert w.dtype == dtype and w.tolist() == [[0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0]]
+        w = G.masked_mean_weights(mask, "batch", dtype)
+        assert w.dtype == dtype and w.tolist() == [[0.25, 0.0, 0.25, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    # they are the derivative of the paper's mean over S_t (losses.masked_mean) w.r.t. the values
+    for reduction in ("subset", "batch"):
+        x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+        (auto,) = torch.autograd.grad(ls.masked_mean(x, mask, reduction).sum(), x)
+        torch.testing.assert_close(G.masked_mean_weights(mask, reduction, torch.float64), auto, rtol=1e-15, atol=0.0)
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_grouped_backward_equals_autograd(head):
+    gen = torch.Generator().manual_seed(0)
+    g, n, d, k, hid = 3, 10, 7, 4, 5
+    shapes = {"mlp": {"w1": (g, d, k, hid), "b1": (g, k, hid), "w2": (g, k, hid), "b2": (g, k)},
+              "linear": {"w": (g, d, k), "b": (g, k)}}[head]
+    params = {name: torch.randn(shape, generator=gen, dtype=torch.float64) for name, shape in shapes.items()}
+    h = torch.randn(g, n, d, generator=gen, dtype=torch.float64)
+    d_r = torch.randn(g, n, k, generator=gen, dtype=torch.float64)
+    leaves = {name: v.clone().requires_grad_(True) for name, v in params.items()}
+    (G.grouped_forward(leaves, h) * d_r).sum().backward()
+    r, hidden = G.grouped_forward(params, h, return_hidden=True)
+    torch.testing.assert_close(r, G.grouped_forward(leaves, h).detach())
+    grads = {name: torch.full_like(v, float("nan")) for name, v in params.items()}  # every entry overwritten
+    G.grouped_backward(params, h, hidden, d_r.transpose(1, 2).contiguous().transpose(1, 2), grads)
+    for name in params:
+        torch.testing.assert_close(grads[name], leaves[name].grad, rtol=1e-12, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_grouped_forward_equals_each_path_on_shared_and_grouped_rows(head):
+    gen = torch.Generator().manual_seed(1)
+    g, n, d, k, hid = 3, 6, 5, 4, 7
+    shapes = {"mlp": {"w1": (g, d, k, hid), "b1": (g, k, hid), "w2": (g, k, hid), "b2": (g, k)},
+              "linear": {"w": (g, d, k), "b": (g, k)}}[head]
+    params = {name: torch.randn(shape, generator=gen, dtype=torch.float64) for name, shape in shapes.items()}
+    path = (lambda gi, ki: {name: (v[gi, :, ki] if name in ("w1", "w") else v[gi, ki])
+                            for name, v in params.items()})
+    shared, grouped = torch.randn(n, d, generator=gen, dtype=torch.float64), torch.randn(g, n, d, generator=gen,
+                                                                                         dtype=torch.float64)
+    r_shared, r_grouped = G.grouped_forward(params, shared), G.grouped_forward(params, grouped)
+    assert r_shared.shape == r_grouped.shape == (g, n, k)
+    for gi in range(g):
+        for ki in range(k):
+            torch.testing.assert_close(r_shared[gi, :, ki], path_forward(path(gi, ki), shared), rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(r_grouped[gi, :, ki], path_forward(path(gi, ki), grouped[gi]),
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_group_width_balances_padding_against_thread_load():
+    # one thread: the least padding, ties to the wider K (full grid: one group per seed)
+    assert G.group_width([10] * 5) == 10 and G.group_width([2]) == 2 and G.group_width([1, 1]) == 1
+    # two threads, full grid: K=10 -> 5 groups, 3 on one thread: 30 slots; K=5 -> 10 groups: 5 * 5 = 25
+    assert G.group_width([10] * 5, threads=2) == 5
+    # seeds with 6, 4, 2, 1 paths, 2 threads: K=1 -> 13 groups, ceil(13/2) * 1 = 7 slots; K=2 -> 7
+    # groups: 4 * 2 = 8; K=6 -> 4 groups: 2 * 6 = 12
+    assert G.group_width([6, 4, 2, 1, 0], threads=2) == 1
+    with pytest.raises(ValueError, match="at least one seed"):
+        G.group_width([0, 0])
+    with pytest.raises(ValueError, match="threads >= 1"):
+        G.group_width([3], threads=0)
+
+
+def test_minibatch_rows_are_the_per_step_slices():
+    perm = torch.randperm(30, generator=torch.Generator().manual_seed(0)).view(3, 10)
+    for bsz in (4, 5, 10, 12):                           # ragged last batch, exact, one batch, B > N
+        rows = G._minibatch_rows(perm, bsz)
+        expected = [perm[:, s:s + bsz].reshape(-1) for s in range(0, 10, bsz)]
+        assert len(rows) == len(expected) and all(torch.equal(a, b) for a, b in zip(rows, expected))
+        assert all(r.is_contiguous() for r in rows)
+
+
+def test_penalty_on_the_failure_slot_block_equals_the_masked_penalty(small):
+    def penalty_grads(g):
+        for grad in g.opt.grads.values():
+            grad.zero_()
+        g.add_penalty_grad(0.7)
+        return {k: v.clone() for k, v in g.opt.grads.items()}
+
+    with torch_threads(2):                                # two threads, 3 seeds: 6 groups of K=5 (group_width)
+        two = G._Grid(small.data, METHOD_NAMES, [0, 1, 2], IRLConfig(), torch.float64)
+    grid = G._Grid(small.data, METHOD_NAMES, [0, 1], IRLConfig(), torch.float64)
+    # per seed 6 base paths, then the 4 failure paths of the FA runs: K=5 puts them in slots 1..4 of
+    # every second group; K=10 (one thread: one group per seed) in slots 6..9 of each group
+    assert two.layout.k == 5 and two.layout.fail_block == (slice(1, 6, 2), slice(1, 5))
+    assert grid.layout.k == 10 and grid.layout.fail_block == (slice(0, 2, 1), slice(6, 10))
+    for g in (two, grid):
+        assert all(mask is None for *_, mask in g.penalty_parts)
+        block = penalty_grads(g)
+        g.layout.fail_block = None                        # force the masked form on the same layout
+        g.penalty_parts = g._penalty_parts()
+        assert all(mask is not None for *_, mask in g.penalty_parts)
+        masked = penalty_grads(g)
+        for name in block:
+            torch.testing.assert_close(block[name], masked[name], rtol=0, atol=0)
+        assert block["w1"].abs().sum() > 0 and block["b1"].abs().sum() == 0     # weights only (Eq. 3)
+    # dropping runs unevenly leaves groups whose failure slots differ: no common block
+    keep = np.ones(len(grid.pairs), dtype=bool)
+    keep[[2, 3]] = False                                  # mm_fa_gt and me_fa_gt of seed 0
+    grid.compact(keep)
+    assert grid.layout.fail_block is None
