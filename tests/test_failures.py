@@ -7,9 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fairl_lib.irl import IRLConfig, make_synthetic, train_grid
 from fairl_lib.irl import failures as fl
-from fairl_lib.irl.synthetic import make_synthetic
-from fairl_lib.irl.train import IRLConfig, train_grid
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -19,7 +18,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
 
 
 def t(*xs: float) -> torch.Tensor:
@@ -103,6 +101,43 @@ def test_schedules_follow_the_paper():
     assert fl.bottomk_schedule(0.2, 0.0, 100, 500) == 0.0
     assert fl.gamma_schedule(0.0, 0.8, 4, 1) == pytest.approx(0.2)
     assert fl.sampling_schedule(1.5, 1.5, 10, 3) == 1.0
+
+
+def test_round_schedule_is_line_13_at_round_t():
+    cfg = IRLConfig()
+    s0, s50 = fl.round_schedule(cfg, 0), fl.round_schedule(cfg, 50)
+    assert (s0.t, s0.lambda_t, s0.gamma_t, s0.bottomk_frac, s0.p_t) == (0, 10.0, 0.0, 0.2, 1.0)
+    assert s50.lambda_t == pytest.approx(10.0 * 0.95 ** 50) and s50.bottomk_frac == pytest.approx(0.1)
+    assert s50.gamma_t == pytest.approx(0.4)
+
+
+def test_failure_set_is_lines_3_to_10_for_each_method_and_per_row():
+    # r(o+), r(o-), Delta = r+ - r-; o+ non-toxic (y = +1), o- toxic (y = -1)
+    r_plus, r_minus = t(1.0, -0.5, 1.0, 0.2), t(0.7, 0.5, -1.0, 0.1)
+    delta = r_plus - r_minus                                     # 0.3, -1.0, 2.0, 0.1
+    y_plus, y_minus = t(1, 1, 1, 1), t(-1, -1, -1, -1)
+    u = t(0.1, 0.9, 0.2, 0.4)
+    cfg = IRLConfig(bottomk_start=0.5)                           # k_0 = round(0.5 * 4) = 2
+    sched = fl.round_schedule(cfg, 0)
+    args = (delta, r_plus, r_minus, y_plus, y_minus, u, sched)
+    # *_margin: the two smallest margins (pairs 1 and 3); p_0 = 1 keeps all of them
+    f_t, s_t = fl.failure_set(cfg, False, *args)
+    assert f_t.tolist() == [False, True, False, True] and s_t.tolist() == f_t.tolist()
+    # *_gt (text rule): R(o+) <= 0 (pair 1) or -R(o-) <= 0 (pairs 0, 1, 3)
+    f_t, _ = fl.failure_set(cfg, True, *args)
+    assert f_t.tolist() == [True, True, False, True]
+    # line 10 union with Delta <= gamma_0 = 0 changes nothing here; the gamma rule flags pair 1 only
+    assert fl.failure_set(IRLConfig(gt_include_margin=True), True, *args)[0].tolist() == [True, True, False, True]
+    gamma = IRLConfig(margin_rule="gamma")
+    assert fl.failure_set(gamma, False, *args)[0].tolist() == [False, True, False, False]
+    # S_t keeps a failure when its uniform is below p_t
+    half = IRLConfig(bottomk_start=0.5, p_start=0.5, p_end=0.5)
+    f_t, s_t = fl.failure_set(half, True, delta, r_plus, r_minus, y_plus, y_minus, u, fl.round_schedule(half, 0))
+    assert s_t.tolist() == [True, False, False, True]
+    # a stacked ensemble picks per row: row 0 supervised, row 1 margin
+    rows = [x.expand(2, 4) for x in (delta, r_plus, r_minus, y_plus, y_minus, u)]
+    f_t, _ = fl.failure_set(cfg, torch.tensor([[True], [False]]), *rows, sched)
+    assert f_t.tolist() == [[True, True, False, True], [False, True, False, True]]
 
 
 def test_training_with_an_empty_failure_set_runs_and_records_zero_failures():
