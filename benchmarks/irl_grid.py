@@ -1,5 +1,8 @@
 """Speed of the batched IRL grid (train_grid) against the sequential loop (train_one per run).
 
+train_one is Algorithm 1 written plainly (fairl_lib/irl/fairl.py: nn.Module, autograd,
+torch.optim.Adam), so the ratio compares the grid with that plain loop.
+
 Synthetic preference data with a known reward (fairl_lib.irl.synthetic), 20,000 pairs of 384-d
 embeddings by default, the full Table 1 grid (6 methods x n seeds) with the IRLConfig defaults
 (800-epoch cap, early stopping). Prints progress, then ONE JSON line last:
@@ -35,8 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fairl_lib.irl.synthetic import make_synthetic
-from fairl_lib.irl.train import METHOD_NAMES, IRLConfig, train_grid, train_one
+from fairl_lib.irl import METHOD_NAMES, IRLConfig, make_synthetic, train_grid, train_one
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from fairl_lib.irl.synthetic import make_synthetic
-from fairl_lib.irl.train import METHOD_NAMES, IRLConfig, _Grid
+from fairl_lib.irl import METHOD_NAMES, IRLConfig, make_synthetic
+from fairl_lib.irl.grid import _Grid
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
