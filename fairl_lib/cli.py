@@ -9,9 +9,13 @@ Adding a command is one decorated function::
         return 0
 
 The words of the first argument are the sub-command path; groups (``score``, ``assets``) are
-created on first use. Heavy imports go inside the functions so ``--help`` stays instant.
-Results go to stdout; progress and errors to stderr. Exit code 2 = an asset / scorer problem
-(the message says what to do).
+created on first use. Results go to stdout; progress and errors to stderr. A user's mistake (a
+folder that does not exist, an unknown profile, scorer or asset) prints one line saying what to do
+and exits 2, without a traceback (:class:`UsageError` and the library's own error types).
+
+The scoring commands import :mod:`fairl_lib.llm.models` and :mod:`fairl_lib.llm.scorers` (torch,
+transformers, sentence-transformers: seconds to import) inside their functions, so that ``--help``
+and the ``assets`` commands answer at once; everything else is imported here.
 """
 from __future__ import annotations
 
@@ -21,13 +25,16 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
-from fairl_lib.irl import load_reward
+from fairl_lib.config import ConfigError
+from fairl_lib.irl import WEIGHT_FILE, load_reward
 from fairl_lib.llm.assets import AssetError, describe_all, fetch_many, profile_assets
-from fairl_lib.llm.models import get_embedder
-from fairl_lib.llm.scorers import ScorerError, get_scorer, ground_truth_scorer_name
-from fairl_lib.stages.irl_grid import reward_embedder
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for; the message says what to do instead."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -87,20 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; asset and scorer errors print their advice and exit 2."""
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean "the request was wrong", not "the program is broken"."""
+    from fairl_lib.llm.scorers import ScorerError  # deferred: see the module docstring
 
+    return (UsageError, AssetError, ScorerError, ConfigError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; a user error prints one line (``error: ...``) and exits 2."""
     ns = build_parser().parse_args(argv)
     try:
         return int(ns._func(ns) or 0)
-    except (AssetError, _scorer_error()) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except user_errors() as err:
+        msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {msg.splitlines()[0] if msg else type(err).__name__}", file=sys.stderr)
         return 2
-
-
-def _scorer_error() -> type[Exception]:
-
-    return ScorerError
 
 
 # =========================================================================== score
@@ -126,6 +135,7 @@ def _batches(stream: TextIO, size: int) -> Iterator[list[str]]:
          arg("--threshold", type=float, default=0.5, help="toxic when P(toxic) > this (default 0.5)"),
          arg("--batch-size", type=int, default=64, help="texts scored together (default 64)"))
 def score_toxicity(ns: argparse.Namespace) -> int:
+    from fairl_lib.llm.scorers import get_scorer, ground_truth_scorer_name  # deferred: heavy
 
     scorer = get_scorer(ns.scorer or ground_truth_scorer_name(ns.profile))
     out = sys.stdout
@@ -145,9 +155,15 @@ def score_toxicity(ns: argparse.Namespace) -> int:
          arg("--embedder", default=None, help="embedder name (default: the one recorded with the reward)"),
          arg("--batch-size", type=int, default=64, help="texts embedded together (default 64)"))
 def score_reward(ns: argparse.Namespace) -> int:
+    from fairl_lib.llm.models import get_embedder  # deferred: heavy
+    from fairl_lib.stages.irl_grid import reward_embedder
 
-    reward = load_reward(ns.path)
-    embedder = get_embedder(ns.embedder or reward_embedder(reward, ns.path))
+    folder = Path(ns.path)
+    if not (folder / WEIGHT_FILE).is_file():
+        raise UsageError(f"no reward in {folder} (no {WEIGHT_FILE}): pass a reward folder such as "
+                         "results/cpu/rewards/me_fa_margin/seed0, written by notebook 04")
+    reward = load_reward(folder)
+    embedder = get_embedder(ns.embedder or reward_embedder(reward, folder))
     out = sys.stdout
     for texts in _batches(sys.stdin, max(1, ns.batch_size)):
         r_d, r_f = reward.components(embedder.embed(texts))
@@ -166,7 +182,6 @@ def score_reward(ns: argparse.Namespace) -> int:
          profile_arg(),
          arg("--force", action="store_true", help="re-extract / re-download even if cached"))
 def assets_fetch(ns: argparse.Namespace) -> int:
-
     names = ns.names or profile_assets(ns.profile)
     print(f"fetching {len(names)} asset(s): {', '.join(names)}", file=sys.stderr)
     fetch_many(names, force=ns.force, log=lambda msg: print(msg, file=sys.stderr))
@@ -176,7 +191,6 @@ def assets_fetch(ns: argparse.Namespace) -> int:
 @command("assets list", "List every registered asset with its sources (tab separated).",
          arg("--profile", default=None, help="only the assets of this profile"))
 def assets_list(ns: argparse.Namespace) -> int:
-
     wanted = set(profile_assets(ns.profile)) if ns.profile else None
     for row in describe_all():
         if wanted is None or row["name"] in wanted:

@@ -17,15 +17,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
 
 import nbformat
+import papermill as pm
+import psutil
 
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.config import available_profiles, load_profile
@@ -106,8 +108,6 @@ def _now() -> str:
 
 def run_notebook(path: Path, profile: str, seed: int, force: bool, out_dir: Path) -> Path:
     """Execute one notebook with papermill; raise :class:`PipelineError` naming the failing cell."""
-    import papermill as pm
-
     params = {"PROFILE": profile, "SEED": seed, "FORCE": force}
     check_parameters(path, params)
     out = out_dir / path.name
@@ -165,14 +165,40 @@ def publish_report(profile: str) -> Path | None:
     return target
 
 
-def _peak_kernel_rss_mb() -> float:
-    """Largest resident memory (MB) any finished kernel of this invocation reached so far.
+class PeakRSS:
+    """The largest resident memory (MB) of this process's descendants while the block runs.
 
-    ``ru_maxrss`` of the waited-for children: cumulative over the notebooks already run (a
-    notebook's value is the max of its own kernel and every earlier one), Linux reports KiB.
+    A thread samples the summed RSS of every child process (the notebook's kernel and any worker
+    processes it starts) every ``interval`` seconds; ``peak_mb`` is the largest sum seen, so each
+    notebook gets its own peak (not a running maximum over the notebooks before it).
     """
-    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
 
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        total = 0
+        for child in psutil.Process().children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.split("\n\n")[0])
@@ -211,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         entry = {"start": _now()}
         print(f"[{i}/{len(books)}] {book.name} ...", flush=True)
         try:
-            run_notebook(book, args.profile, args.seed, args.force, out_dir)
+            with PeakRSS() as mem:
+                run_notebook(book, args.profile, args.seed, args.force, out_dir)
         except Exception as err:  # noqa: BLE001
             entry.update(end=_now(), seconds=round(time.time() - t0, 1), status="failed")
             record["notebooks"][book.stem] = entry
@@ -219,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             write_json(run_file, record)
             print(f"FAILED: {err}", file=sys.stderr, flush=True)
             return 1
-        entry.update(end=_now(), seconds=round(time.time() - t0, 1), status="ok", peak_rss_mb=_peak_kernel_rss_mb())
+        entry.update(end=_now(), seconds=round(time.time() - t0, 1), status="ok", peak_rss_mb=round(mem.peak_mb, 1))
         record["notebooks"][book.stem] = entry
         write_json(run_file, record)
         print(f"[{i}/{len(books)}] {book.name} done in {entry['seconds']:.1f} s", flush=True)

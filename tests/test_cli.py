@@ -86,3 +86,16 @@ def test_python_dash_m_works_offline():
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)
     assert row["text"] == "you are stupid" and row["scores"]["toxic"] > 0.5
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["score", "reward", "/no/such/reward/folder"], "no reward in /no/such/reward/folder"),
+    (["assets", "fetch", "--profile", "no-such-profile"], "Unknown profile 'no-such-profile'"),
+])
+def test_user_errors_print_one_line_without_traceback(argv, needle):
+    proc = subprocess.run([sys.executable, "-m", "fairl_lib", *argv], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

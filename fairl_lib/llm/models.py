@@ -414,18 +414,17 @@ class GenSettings:
         top_k: keep the k most likely tokens (0 = off).
         top_p: nucleus sampling mass (1.0 = off).
         do_sample: False = greedy decoding (temperature/top_k/top_p ignored).
-        batch_size: prompts per generate() call (CPU: 16-64; larger is faster per token).
+        batch_size: prompts per generate() call (larger batches cost less per token).
         max_prompt_tokens: prompts longer than this keep their last tokens (0 = no limit).
         workers: processes (one thread each) that share bulk generation, the pairs stage's
-            chunks (:mod:`fairl_lib.llm.parallel`; 2 on 2 cores: 1.4x the tokens/s of one process
-            with 2 threads). ``generate`` itself always runs in the calling process.
+            chunks (:mod:`fairl_lib.llm.parallel`; on 2 cores two one-thread processes beat one
+            process with 2 threads). ``generate`` itself always runs in the calling process.
         sampler: how a token is drawn when ``do_sample``: ``"inverse_cdf"`` (one uniform per
-            row, :mod:`fairl_lib.llm.sampling`; a Gemma-3 RLOO step 1.10x faster) or ``"multinomial"``
+            row, :mod:`fairl_lib.llm.sampling`; cheaper for large vocabularies) or ``"multinomial"``
             (Hugging Face's ``torch.multinomial``). Same distribution, different samples.
         share_prefix: run the prompt once per distinct prompt of a batch and share its key/value
-            cache among the rows that repeat it (:mod:`fairl_lib.llm.prefix`; SmolLM2 pairs batches of
-            12-13 prompts x 5 1.3-1.5x faster, no gain at 2 copies or for Gemma-3's 262k-token
-            output layer: ``benchmarks/README.md``). Same computation up to float rounding.
+            cache among the rows that repeat it (:mod:`fairl_lib.llm.prefix`; it pays off when prompts repeat several times and the
+            output layer is small: ``benchmarks/README.md``). Same computation up to float rounding.
     """
 
     max_new_tokens: int = 20

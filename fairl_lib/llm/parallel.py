@@ -1,11 +1,9 @@
 """Independent jobs in worker processes with one torch thread each.
 
 On the 2-core cpu machine small matrix products do not split well over threads, while independent
-work splits well over processes. Measured on the idle machine (``benchmarks/README.md``,
-2026-12-01): batched generation (SmolLM2-135M, batch 16, 20 new tokens, RTP prompts) makes 93 new
-tokens/s in one process with 2 threads and 128 in two processes with 1 thread each; two RLOO runs
-side by side with 1 thread each take 21.2 s per step each (10.6 s per step of both) against 13.3 s
-for one run with 2 threads.
+work splits well over processes: batched generation and two RLOO runs side by side both do more
+per second in two one-thread processes than in one two-thread process (``benchmarks/lm_throughput.py``
+and ``benchmarks/rlhf_step.py``, results in ``benchmarks/README.md``).
 
 Workers are *spawned*, not forked (the parent already runs OpenMP threads), so a job is a
 module-level function with picklable arguments, and each worker imports what it needs. A job's

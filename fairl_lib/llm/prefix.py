@@ -5,9 +5,9 @@ Every batch this project samples repeats its prompts: the pairs stage draws
 an RLOO step ``generations_per_prompt`` (4), the held-out evaluation 2. ``model.generate`` runs the
 prompt (prefill) once per *row*. :func:`generate_shared_prefix` runs the prefill once per distinct
 prompt, copies its key/value cache to the rows that repeat it, and lets ``generate`` continue from
-there. Measured on 2 cores (``benchmarks/prefix.py``): SmolLM2-135M batches of 5 copies 1.31x
-faster (4.95 vs 6.49 s), of 4 copies 1.10x, of 2 copies not at all; Gemma-3-270M not at all (its
-262k-token output layer at every decoding step dominates).
+there. It saves time when a prompt repeats several times and the output layer is small (a large
+vocabulary's output layer at every decoding step dominates otherwise): ``benchmarks/prefix.py``,
+results in ``benchmarks/README.md``.
 
 The result is the same computation: row ``i``'s cache holds the keys and values of its own prompt
 (left padding and positions as ``generate`` makes them); only the floating-point rounding of the

@@ -17,10 +17,10 @@ Two algorithms (``RLHFConfig.algorithm``), both maximising ``E[r(o)] - beta * KL
 - ``"rloo"`` (the cpu/smoke profiles): trl's ``RLOOTrainer`` (REINFORCE with a leave-one-out
   baseline over ``generations_per_prompt`` samples per prompt; reward minus ``beta`` x the
   sequence KL to the reference). It takes the reward callable directly and needs no value model.
-  Measured on 2 CPU cores (SmolLM2-135M, top 6 blocks trained, 32 completions of 20 tokens per
-  step): RLOO 11 s/step and held-out toxicity 0.161 -> 0.048 in 15 minutes; PPO 24.6 s/step and
-  6.6 GB, 0.161 -> 0.073 in the same 15 minutes. PPO does not fit the cpu profile's 90-minute
-  budget for an expert and three re-RLHF runs; RLOO optimises the same KL-regularised objective.
+  On CPU an RLOO step is cheaper than a PPO step (no value model) and detoxifies at least as fast
+  per unit of time (``benchmarks/rlhf_step.py``, results in ``benchmarks/README.md``), so the cpu
+  profile's budget fits an expert and the re-RLHF runs; RLOO optimises the same KL-regularised
+  objective.
 
 CPU choices: fp32 (no bf16), no gradient checkpointing, constant learning rate, and optionally only
 the top ``trainable_top_blocks`` transformer blocks plus the final norm are trained (embeddings and
@@ -81,8 +81,8 @@ class RLHFConfig:
     """Settings of one RLHF run (profile section ``[rlhf]``). Defaults follow the paper where it says.
 
     Attributes:
-        algorithm: ``"ppo"`` (paper, Sec. 5) or ``"rloo"`` (cpu/smoke: 2.2x faster per step on CPU,
-            same KL-regularised objective; see the module docstring for the measurements).
+        algorithm: ``"ppo"`` (paper, Sec. 5) or ``"rloo"`` (cpu/smoke: cheaper per step on CPU,
+            same KL-regularised objective; see the module docstring).
         steps: optimiser steps (one batch of fresh completions each).
         prompts_per_step: distinct prompts per step.
         generations_per_prompt: completions sampled per prompt (RLOO's leave-one-out group, >= 2).

@@ -2,10 +2,8 @@
 
 Hugging Face's ``generate(do_sample=True)`` draws each token with ``torch.multinomial(probs, 1)``,
 which on CPU draws one exponential variate per vocabulary entry (the "exponential race"). With
-Gemma-3's 262,144-token vocabulary that is costly: measured on 2 idle cores, 377 ms for a batch of
-64 (SmolLM2's 49,152 tokens: 63 ms), against 78 ms (4.6 ms) for the inverse CDF below, which needs
-one uniform variate per row; a whole Gemma-3 RLOO step took 46.6 instead of 51.2 s
-(``benchmarks/README.md``, ``benchmarks/sampler.py``).
+Gemma-3's 262,144-token vocabulary that is costly; the inverse CDF below needs one uniform variate
+per row (how much faster it is: ``benchmarks/sampler.py``, results in ``benchmarks/README.md``).
 
 Both draw exactly from the same distribution ``softmax(scores)``; they use the random stream
 differently, so the samples (not their law) change with the choice. ``sampler = "multinomial"``

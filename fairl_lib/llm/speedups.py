@@ -7,12 +7,8 @@ times on the same tokens: the old log-probs, the reference log-probs (both in tr
 :class:`FrozenTrunk` runs them once and hands the last frozen block's output to the other passes.
 The old and reference log-probs are bit-identical; the training pass is equal to float rounding
 (trl shuffles its rows, and a GEMM's rounding depends on row order) (tested, with the gradients
-and a whole RLOO run);
-measured on 2 idle cores (SmolLM2-135M, 24 of 30 blocks frozen, 32 completions of 20 tokens): 12.4 s
-per RLOO step instead of 16.2 s (``benchmarks/README.md``, 2026-12-01).
-
-(We also tried sampling from a bfloat16 copy: isolated bf16 GEMMs run 2x faster on this CPU's
-AVX512-BF16, but whole-model generation was not robustly faster across runs, so it is not used.)
+and a whole RLOO run). How much time it saves: ``benchmarks/rlhf_step.py``, results in
+``benchmarks/README.md``.
 """
 from __future__ import annotations
 
