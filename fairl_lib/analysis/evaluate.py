@@ -43,20 +43,14 @@ import seaborn as sns
 from fairl_lib.analysis import metrics as M
 from fairl_lib.analysis import paper
 from fairl_lib.analysis.pairset import PairSet, side_labels, subtype_mask
-from fairl_lib.irl import HISTORY_KEYS, METHOD_NAMES, RewardModel
+from fairl_lib.irl import HISTORY_KEYS, METHODS, RewardModel, baseline_of
 from fairl_lib.irl.synthetic import make_env
 
 TABLE3_SUBTYPES = ("obscene", "threat", "insult", "identity_hate")
 SUBTYPE_TITLES = {"obscene": "Obscene", "threat": "Threat", "insult": "Insult", "identity_hate": "Identity attack"}
-METHOD_TITLES = {
-    "mm_irl": "Max-Margin IRL",
-    "me_irl": "Max-Entropy IRL",
-    "mm_fa_gt": "MM FA-IRL (Ground Truth Failures)",
-    "me_fa_gt": "ME FA-IRL (Ground Truth Failures)",
-    "mm_fa_margin": "MM FA-IRL (IRL Margin Failures)",
-    "me_fa_margin": "ME FA-IRL (IRL Margin Failures)",
-}
-BASELINE_OF = {m: ("mm_irl" if m.startswith("mm") else "me_irl") for m in METHOD_NAMES}
+# Views of the one method registry (fairl_lib.irl.METHODS) for tables and plot legends.
+METHOD_TITLES = {m: spec.title for m, spec in METHODS.items()}
+BASELINE_OF = {m: baseline_of(m) for m in METHODS}
 FA_METHOD, IRL_METHOD = "me_fa_margin", "me_irl"  # Tables 2-3 compare these two (Sec. 6)
 
 # The paper's numbers (fairl_lib.analysis.paper).

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from fairl_lib.analysis import metrics as M
+from fairl_lib.analysis.evaluate import METHOD_TITLES
 from fairl_lib.analysis.pairset import PairSet, count_pair_types, pairset_fingerprint, preference_data
 from fairl_lib.cache import cached_stage
 from fairl_lib.irl import METHOD_NAMES, IRLConfig, train_grid
@@ -325,7 +326,7 @@ def plot_pair_mix(res: SweepResult, labels: Mapping[str, str] | None = None):
     one line per method; skipped fractions are marked on the axis."""
 
     if labels is None:
-        from fairl_lib.analysis.evaluate import METHOD_TITLES as labels
+        labels = METHOD_TITLES
     summ = summary_frame(res)
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for i, m in enumerate(res.methods):

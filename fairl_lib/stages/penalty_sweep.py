@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from fairl_lib.analysis import metrics as M
-from fairl_lib.analysis.evaluate import evaluate_grid, failure_path_share
+from fairl_lib.analysis.evaluate import BASELINE_OF, METHOD_TITLES, evaluate_grid, failure_path_share
 from fairl_lib.analysis.pairset import PairSet
 from fairl_lib.irl import METHOD_NAMES, IRLConfig
 from fairl_lib.stages.irl_grid import grid_stage
@@ -214,7 +214,7 @@ def sweep_table(summary: pd.DataFrame, metrics: Sequence[str] = SWEEP_METRICS,
                 titles: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The sweep as 'mean ± std' strings: rows (penalty scale c, method), one column per metric."""
     if titles is None:
-        from fairl_lib.analysis.evaluate import METHOD_TITLES as titles
+        titles = METHOD_TITLES
     val = _lookup(summary)
     keys = list(dict.fromkeys(zip(summary["scale"].astype(float), summary["method"])))
     rows = {(scale_key(s), titles.get(m, m)): {METRIC_INFO[k][0]: _fmt(k, *val[(s, m, k)]) for k in metrics
@@ -253,7 +253,7 @@ def plot_sweep(sw: PenaltySweep, panels: Sequence[str] = ("pairs_flipped_by_R_F"
     The R_F panel shows the FA methods only (the baselines' R_F is 0)."""
 
     if titles is None:
-        from fairl_lib.analysis.evaluate import METHOD_TITLES as titles
+        titles = METHOD_TITLES
     val = _lookup(sw.summary)
     xpos = scale_positions(sw.scales)
     positive = sorted((s for s in sw.scales if s > 0), reverse=True)
@@ -304,9 +304,9 @@ def findings(summary: pd.DataFrame, metrics: Sequence[str] = ("jigsaw_auc", "tra
     beyond the larger seed-std), whether any scale makes an FA method beat its baseline, and how
     much the baselines (which have no failure path) move across scales."""
     if baseline_of is None:
-        from fairl_lib.analysis.evaluate import BASELINE_OF as baseline_of
+        baseline_of = BASELINE_OF
     if titles is None:
-        from fairl_lib.analysis.evaluate import METHOD_TITLES as titles
+        titles = METHOD_TITLES
     val = _lookup(summary)
     scales = list(dict.fromkeys(summary["scale"].astype(float)))
     methods = list(dict.fromkeys(summary["method"]))
