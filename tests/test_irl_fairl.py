@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import fairl_lib.irl as irl
-from fairl_lib.irl import IRLConfig, method_spec
+from fairl_lib import irl
+from fairl_lib.irl import IRLConfig, fairl, method_spec
 from fairl_lib.irl import failures as fl
-from fairl_lib.irl import fairl
 
 IRL_DIR = Path(irl.__file__).parent
 GRID_NAMES = ("grouped_forward", "grouped_backward", "hinge_grad", "maxent_grad", "masked_mean_weights",

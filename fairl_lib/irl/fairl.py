@@ -34,7 +34,14 @@ from torch import Tensor, nn
 
 from fairl_lib.irl import failures as fl
 from fairl_lib.irl import losses as ls
-from fairl_lib.irl.common import TrainedRun, finish_run, new_history, nonfinite_error, record_epoch, torch_threads
+from fairl_lib.irl.common import (
+    TrainedRun,
+    finish_run,
+    new_history,
+    nonfinite_error,
+    record_epoch,
+    torch_threads,
+)
 from fairl_lib.irl.config import IRLConfig
 from fairl_lib.irl.data import PreferenceData, epoch_streams, pair_tensors, split_indices
 from fairl_lib.irl.methods import MethodSpec, check_methods
@@ -123,7 +130,7 @@ def validation_loss(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, x_v
     return ls.base_loss(spec.base, ls.reward_margin(r[:, 0], r[:, 1]), cfg.margin, cfg.tau).item()
 
 
-def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRLConfig(),
+def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRLConfig(),  # noqa: B008 (frozen)
               dtype: torch.dtype = torch.float32, threads: int | None = None) -> TrainedRun:
     """Algorithm 1 for one Table 1 ``method`` and ``seed``: the best-validation reward and its history.
 

@@ -45,7 +45,6 @@ from fairl_lib.irl.failures import RoundSchedule, round_schedule
 from fairl_lib.irl.methods import METHOD_NAMES, MethodSpec, check_methods
 from fairl_lib.irl.reward import init_path, path_generator, weight_names
 
-
 # --- the gradients of Eq. 1-2 and of the mean over S_t, in closed form ---------------------------
 
 @functools.lru_cache(maxsize=256)
@@ -669,7 +668,8 @@ class _Grid:
                            float(self.stopper.best[i]), self.cfg)
 
 
-def train_grid(data: PreferenceData, cfg: IRLConfig = IRLConfig(), methods: Sequence[str] = METHOD_NAMES,
+def train_grid(data: PreferenceData, cfg: IRLConfig = IRLConfig(),  # noqa: B008 (frozen)
+               methods: Sequence[str] = METHOD_NAMES,
                seeds: Iterable[int] | None = None, dtype: torch.dtype = torch.float32,
                progress: Callable[[int, int], None] | None = None, threads: int | None = None) -> GridResult:
     """Train every (method, seed) at once as one batched ensemble (stacked parameters).

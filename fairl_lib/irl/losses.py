@@ -27,7 +27,6 @@ does not say; the alternative ``reduction="batch"`` divides by the batch size B 
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
