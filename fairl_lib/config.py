@@ -2,7 +2,7 @@
 
 A *profile* is one readable TOML file in ``fairl_lib/profiles/`` (``smoke``, ``cpu``, ``paper``).
 Each ``[section]`` of the file fills one frozen dataclass; each dataclass lives next to the code
-that uses it (``irl.train.IRLConfig``, ``rlhf.RLHFConfig``, ...) and documents every field in its
+that uses it (``irl.IRLConfig``, ``llm.rlhf.RLHFConfig``, ...) and documents every field in its
 docstring. Defaults are the paper's values, so a profile file states what it changes.
 
 A notebook's ``parameters`` cell holds plain scalars (``PROFILE``, ``SEED``, ``FORCE``,

@@ -67,7 +67,7 @@ class GridOutput:
     Attributes:
         folder: the stage folder (``stages/irl_grid/<key>``).
         rewards: ``{(method, seed): RewardModel}``.
-        histories: ``{(method, seed): {key: [per-epoch values]}}`` (keys: ``irl.train.HISTORY_KEYS``).
+        histories: ``{(method, seed): {key: [per-epoch values]}}`` (keys: ``fairl_lib.irl.HISTORY_KEYS``).
         runs: one row per run: method, seed, epochs_run, best_epoch, best_val_loss, final_train_loss.
         info: n_train, n_val, seconds, methods, seeds, config.
     """

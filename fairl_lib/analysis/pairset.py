@@ -17,7 +17,7 @@ The pair artifact (a stage folder, see :func:`save_pairset` / :func:`load_pairse
 From pairs to the IRL core's data (paper Sec. 5):
 
 - :func:`preference_data` turns a :class:`~fairl_lib.pairs.PairSet` split into the IRL core's
-  :class:`~fairl_lib.irl.train.PreferenceData`: o+ = ``o_post`` (always preferred, the paper's
+  :class:`~fairl_lib.irl.PreferenceData`: o+ = ``o_post`` (always preferred, the paper's
   convention), o- = ``o_pre``, h = the frozen embeddings of the artifact. Labels for the supervised
   failures of the ``*_fa_gt`` methods (Alg. 1 line 6, ``y(o) in {-1, +1}``) are **+1 = non-toxic,
   -1 = toxic**, read from ``{side}_toxic`` (the ground-truth scorer's P(toxic) above

@@ -87,7 +87,7 @@ class RerlhfConfig:
             ``eval_every`` 0) run (i) is the expert stage itself and is reused; otherwise the
             ground-truth run is retrained with the same reduced steps, for a fair comparison.
         eval_every: held-out evaluation every this many steps (0 = ``[rlhf].eval_every``).
-        fa_method: the FA-IRL reward of run (ii) (a method of ``irl.train.METHODS``).
+        fa_method: the FA-IRL reward of run (ii) (a method of ``fairl_lib.irl.METHODS``).
         irl_method: the standard IRL reward of run (iii).
         reward_seed: which saved reward seed to use (-1 = the run's ``SEED``).
         normalize: ``"match_gt"`` | ``"standardize"`` | ``"none"`` (see the module docstring).
