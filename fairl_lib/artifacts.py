@@ -64,9 +64,18 @@ def write_metrics(cfg, metrics: dict[str, Any], name: str | None = None) -> Path
 
     ``name`` defaults to the notebook's name (``cfg.notebook``, e.g. ``03_theory_toy``). Metrics
     must not hold timings or dates, so the same profile and seed give an identical file.
+
+    The dict is checked against the notebook's schema (``fairl_lib.analysis.schema``) first, as it will be
+    written (after :func:`to_jsonable`): a missing required key raises ``MetricsSchemaError`` naming the
+    notebook and the key paths, and nothing is written. A name the schema does not list has no check.
     """
+    # imported here, not at the top: artifacts is a core module that analysis modules import, and the
+    # schema lives in analysis (above it); a top-level import would make the two import each other
+    from fairl_lib.analysis import schema
+
     name = name or cfg.notebook
     if not name:
         raise ValueError("write_metrics needs a name: pass name= or build cfg with notebook=...")
-    payload = {"profile": cfg.profile, "seed": cfg.seed, **metrics}
+    payload = to_jsonable({"profile": cfg.profile, "seed": cfg.seed, **metrics})
+    schema.validate(name, payload)
     return write_json(cfg.results_dir / "metrics" / f"{name}.json", payload)

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from fairl_lib.analysis import report as R
+from fairl_lib.analysis import schema as S
 from fairl_lib.analysis.report import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 # ----------------------------------------------------------------------------- statistics
@@ -53,14 +54,14 @@ def test_sign_test_interval_is_exact():
 
 
 def test_summary_samples_give_welch():
-    a = R.sample_from_leaf({"mean": 0.8, "std": 0.01}, n_default=5)  # population std (metrics.mean_std)
-    b = R.sample_from_leaf({"mean": 0.7, "std": 0.01, "n": 5})
+    a = R.Sample.from_population_std(0.8, 0.01, 5)  # notebook 05's Table 1: population std (metrics.mean_std)
+    b = R.Sample.from_population_std(0.7, 0.01, 5)
     assert a.n == 5 and a.sd == pytest.approx(0.01 * math.sqrt(5 / 4))
     est = R.sample_diff(a, b)
     assert est.lo > 0
-    ci_leaf = R.sample_from_leaf({"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6, "std": 0.1, "n": 5})
-    assert ci_leaf.sd == pytest.approx(0.1)  # Student-t summaries are ddof=1 already
-    assert R.sample_from_leaf({"mean": 0.5}).ci().lo is None
+    assert R.Sample(0.5, 0.1, 5).sd == 0.1  # notebook 07's std is ddof = 1 already
+    assert R.Sample.from_population_std(0.5, None, 5).ci().lo is None
+    assert R.Sample.from_population_std(0.5, 0.1, 1).ci().lo is None  # one seed: no interval
 
 
 def test_variance_ratio_interval_contains_truth_direction():
@@ -100,19 +101,44 @@ def test_combine_verdicts():
 
 
 # ----------------------------------------------------------------------------- hand-made metrics
+# Every fixture is a complete metrics dict in the one layout the schema describes (fairl_lib/analysis/schema.py),
+# checked with schema.validate, so the ledger is tested on what the notebooks write.
 
 
-def _table1(gain: float, noise: float = 0.002, n: int = 5) -> dict:
-    """Per-seed in-domain metrics: every FA-IRL variant = baseline + gain (common seed luck)."""
-    rng = np.random.default_rng(1)
+def _per_seed_table1(gain: float, noise: float = 0.002, n: int = 5, seed: int = 1) -> dict:
+    """``{method: {metric: [per seed]}}``: every FA-IRL variant = baseline + gain (common seed luck)."""
+    rng = np.random.default_rng(seed)
     luck = rng.normal(0, 0.02, n)
     jitter = lambda: rng.normal(0, noise, n)
     out = {}
-    for m in R.METHOD_LABELS:
+    for m in S.METHODS:
         g = gain if m in R.FA_METHODS else 0.0
         out[m] = {"f1": list(0.75 + luck + g + jitter()), "auc": list(0.88 + luck + g + jitter()),
                   "starc": list(0.7 + luck - g + jitter())}
-    return {"per_seed": {"in_domain": out}}
+    return out
+
+
+def _summary(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}  # population std, as notebook 05
+
+
+def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsaw: dict | None = None,
+         table3_jigsaw: dict | None = None) -> dict:
+    """Notebook 05's metrics from per-seed values ``{method: {metric: [...]}}`` per set (default: no gain)."""
+    sets = {"in_domain": in_domain or _per_seed_table1(0.0), "jigsaw": jigsaw or _per_seed_table1(0.0, seed=2)}
+    n = len(sets["in_domain"]["me_irl"]["f1"])
+    zero = {"both": 5, "only_fa": 0, "only_irl": 0, "neither": 5}
+    m = {"n": {"seeds": n},
+         "table1": {st: {meth: {k: _summary(v) for k, v in row.items()} for meth, row in per.items()}
+                    for st, per in sets.items()},
+         "seed_dispersion": {meth: {"in_domain std starc": float(np.std(sets["in_domain"][meth]["starc"]))}
+                             for meth in S.METHODS},
+         "table2_seed": 0, "table2": {"train": dict(zero), "jigsaw": table2_jigsaw or dict(zero)},
+         "table3": {"jigsaw": {sub: (table3_jigsaw or {}).get(sub, {"only_fa": 0, "only_irl": 0})
+                               for sub in S.SUBTYPES}},
+         "penalty_sweep": {"scales": [1.0], "main_scale": 1.0, "by_scale": {}}}
+    S.validate("05_tables", m)
+    return m
 
 
 def _ledger(mets: dict) -> dict[str, R.Entry]:
@@ -120,60 +146,69 @@ def _ledger(mets: dict) -> dict[str, R.Entry]:
 
 
 def test_table1_clear_win_loss_and_overlap():
-    assert _ledger({"05": _table1(+0.05)})["table1_f1"].verdict == REPRODUCED
-    assert _ledger({"05": _table1(+0.05)})["table1_starc"].verdict == REPRODUCED
-    assert _ledger({"05": _table1(-0.05)})["table1_auc"].verdict == NOT_REPRODUCED
-    assert _ledger({"05": _table1(0.0, noise=0.02)})["table1_f1"].verdict == INCONCLUSIVE
+    big = {"noise": 0.0005, "n": 12}
+    assert _ledger({"05": _m05(_per_seed_table1(+0.05, **big))})["table1_f1"].verdict == REPRODUCED
+    assert _ledger({"05": _m05(_per_seed_table1(+0.05, **big))})["table1_starc"].verdict == REPRODUCED
+    assert _ledger({"05": _m05(_per_seed_table1(-0.05, **big))})["table1_auc"].verdict == NOT_REPRODUCED
+    assert _ledger({"05": _m05(_per_seed_table1(0.0, noise=0.02))})["table1_f1"].verdict == INCONCLUSIVE
 
 
 def test_jigsaw_claims_read_the_jigsaw_set_only():
-    mets = {"05": {"per_seed": {"in_domain": _table1(+0.05)["per_seed"]["in_domain"],
-                                "jigsaw": _table1(-0.05)["per_seed"]["in_domain"]}}}
-    led = _ledger(mets)
+    big = {"noise": 0.0005, "n": 12}
+    led = _ledger({"05": _m05(_per_seed_table1(+0.05, **big), _per_seed_table1(-0.05, **big))})
     assert led["table1_f1"].verdict == REPRODUCED and led["jigsaw_f1"].verdict == NOT_REPRODUCED
-    assert _ledger({"05": _table1(+0.05)})["jigsaw_f1"].verdict == NOT_RUN
 
 
-def test_table1_from_summary_layout():
-    """The layout experiment.summarize writes: {set: {method: {metric: {mean, std}}}}, seeds from n_seeds."""
-    summ = {m: {"f1": {"mean": 0.80 if m in R.FA_METHODS else 0.70, "std": 0.01},
-                "auc": {"mean": 0.9, "std": 0.01}, "starc": {"mean": 0.5, "std": 0.01}} for m in R.METHOD_LABELS}
-    mets = {"05": {"n": {"seeds": 5}, "table1": {"in_domain": summ, "jigsaw": {}}}}
-    led = _ledger(mets)
+def test_table1_from_the_summary_layout_is_welch():
+    """Notebook 05's table1: {set: {method: {metric: {mean, std}}}} (population std), seeds from n.seeds."""
+    m = _m05()
+    for meth in S.METHODS:
+        m["table1"]["in_domain"][meth]["f1"] = {"mean": 0.80 if meth in R.FA_METHODS else 0.70, "std": 0.01}
+        m["table1"]["in_domain"][meth]["auc"] = {"mean": 0.9, "std": 0.01}
+    led = _ledger({"05": m})
     assert led["table1_f1"].verdict == REPRODUCED and led["table1_f1"].details["interval"] == "Welch"
     assert led["table1_auc"].verdict == INCONCLUSIVE
-    mets["05"]["n"]["seeds"] = 1
-    assert _ledger(mets)["table1_f1"].verdict == INCONCLUSIVE  # one seed: no interval
+    m["n"]["seeds"] = 1
+    assert _ledger({"05": m})["table1_f1"].verdict == INCONCLUSIVE  # one seed: no interval
 
 
 def test_seed_variance():
     rng = np.random.default_rng(3)
-    per = {m: {"starc": list(0.7 + rng.normal(0, 0.001 if "_fa_" in m else 0.05, 12))} for m in R.METHOD_LABELS}
-    e = _ledger({"05": {"per_seed": {"in_domain": per}}})["seed_variance"]
+    per = {m: {k: list(0.7 + rng.normal(0, 0.001 if "_fa_" in m else 0.05, 12)) for k in ("f1", "auc", "starc")}
+           for m in S.METHODS}
+    e = _ledger({"05": _m05(per)})["seed_variance"]
     assert e.verdict == REPRODUCED and len(e.details["variance_ratios"]) == 2
-    per = {m: {"starc": list(0.7 + rng.normal(0, 0.05 if "_fa_" in m else 0.001, 12))} for m in R.METHOD_LABELS}
-    assert _ledger({"05": {"per_seed": {"in_domain": per}}})["seed_variance"].verdict == NOT_REPRODUCED
+    per = {m: {k: list(0.7 + rng.normal(0, 0.05 if "_fa_" in m else 0.001, 12)) for k in ("f1", "auc", "starc")}
+           for m in S.METHODS}
+    assert _ledger({"05": _m05(per)})["seed_variance"].verdict == NOT_REPRODUCED
 
 
 def test_tables_2_and_3():
-    mets = {"05": {"table2": {"jigsaw": {"both": 700, "only_fa": 100, "only_irl": 45, "neither": 155}},
-                   "table3": {"jigsaw": {"obscene": {"both": 9, "only_fa": 60, "only_irl": 10, "neither": 1},
-                                         "threat": {"both": 9, "only_fa": 5, "only_irl": 4, "neither": 1}}}}}
-    led = _ledger(mets)
+    m = _m05(table2_jigsaw={"both": 700, "only_fa": 100, "only_irl": 45, "neither": 155},
+             table3_jigsaw={"obscene": {"only_fa": 60, "only_irl": 10}, "threat": {"only_fa": 5, "only_irl": 4},
+                            "insult": {"only_fa": 40, "only_irl": 10}, "identity_hate": {"only_fa": 30, "only_irl": 5}})
+    led = _ledger({"05": m})
     assert led["table2_disagreement"].verdict == REPRODUCED
     assert led["table3_subtypes"].verdict == INCONCLUSIVE  # threat 5 vs 4 is not clear
     assert led["table3_subtypes"].details["subtypes"]["obscene"]["verdict"] == REPRODUCED
-    mets["05"]["table2"]["jigsaw"].update(only_fa=40, only_irl=100)
-    assert _ledger(mets)["table2_disagreement"].verdict == NOT_REPRODUCED
+    m["table2"]["jigsaw"].update(only_fa=40, only_irl=100)
+    assert _ledger({"05": m})["table2_disagreement"].verdict == NOT_REPRODUCED
+
+
+def _m03(strict_random: float = 0.83, sharpen: bool = False) -> dict:
+    m = {"n_draws": 100, "never_larger_fraction": 1.0, "strictly_smaller_fraction": 1.0,
+         "strictly_smaller_fraction_random_failures": strict_random, "frac_binds_random_failures": strict_random,
+         "mean_arc_width_base": 1.1, "mean_arc_width_fa": 0.9, "maxent_upweight_inclusion_holds": True,
+         "maxent_sharpen_inclusion_holds": sharpen}
+    S.validate("03_theory_toy", m)
+    return m
 
 
 def test_theory_toy_exact_claims():
-    toy = {"never_larger_fraction": 1.0, "strictly_smaller_fraction": 1.0,
-           "strictly_smaller_fraction_random_failures": 0.83, "maxent_upweight_inclusion_holds": True,
-           "maxent_sharpen_inclusion_holds": False, "n_draws": 100}
-    led = _ledger({"03": toy})
+    led = _ledger({"03": _m03()})
     assert led["theorem1_inclusion"].verdict == REPRODUCED
     assert led["theorem1_strict"].verdict == NOT_REPRODUCED
+    assert "binds in 83.0%" in led["theorem1_strict"].ours
     assert led["appb_upweight"].verdict == REPRODUCED
     assert led["appb_sharpen"].verdict == NOT_REPRODUCED
 
@@ -182,10 +217,16 @@ def _pairmix(slope_fa: float, slope_base: float, noise: float = 0.005, seeds: in
     rng = np.random.default_rng(5)
     rows = {}
     for f in (0.0, 0.25, 0.5, 1.0):
-        methods = {m: {"per_seed": list(0.8 + (slope_fa if m in R.FA_METHODS else slope_base) * f
-                                        + rng.normal(0, noise, seeds))} for m in R.METHOD_LABELS}
-        rows[str(f)] = {"status": "skipped" if (skip_top and f == 1.0) else "ok", "methods": methods}
-    return {"pair_mix": rows}
+        skipped = skip_top and f == 1.0
+        methods = {} if skipped else {
+            m: {"per_seed": list(0.8 + (slope_fa if m in R.FA_METHODS else slope_base) * f + rng.normal(0, noise, seeds))}
+            for m in S.METHODS}
+        rows[f"{f:g}"] = {"status": "skipped" if skipped else "ok", "methods": methods}
+    m = {"methods": list(S.METHODS), "n_seeds": seeds, "total_pairs_used": 40, "random_reward_starc": {},
+         "fractions_run": [float(k) for k, r in rows.items() if r["status"] != "skipped"],
+         "fractions_skipped": [float(k) for k, r in rows.items() if r["status"] == "skipped"], "pair_mix": rows}
+    S.validate("06_pair_mix", m)
+    return m
 
 
 def test_pair_mix_claims():
@@ -201,42 +242,76 @@ def test_pair_mix_claims():
     assert _ledger({"06": _pairmix(-0.4, -0.1, skip_top=True)})["fig4_lowest"].details["fraction"] == 0.5
     # a sweep where only fraction 0 could be filled: it ran, but cannot test the claims
     only0 = _pairmix(-0.4, -0.1)
-    for f in ("0.25", "0.5", "1.0"):
+    for f in ("0.25", "0.5", "1"):
         only0["pair_mix"][f] = {"status": "skipped", "methods": {}}
     led = _ledger({"06": only0})
     assert {led[k].verdict for k in ("fig4_trend", "fig4_fastest", "fig4_lowest")} == {INCONCLUSIVE}
 
 
+def _m07(rows: dict) -> dict:
+    """Notebook 07: ``{size_lm: {params_millions, accuracy: {mean, std, n, ci_low, ci_high}, starc, ...}}``."""
+    m = {lm: {"n_pairs": 100, "pair_types": {}, **row,
+              "by_method": {"me_fa_margin": {"accuracy": row["accuracy"], "starc": row["starc"]}}}
+         for lm, row in rows.items()}
+    m["settings"] = {"size_lms": list(rows), "methods": ["me_fa_margin"]}
+    S.validate("07_model_size", m)
+    return m
+
+
 def test_model_size_layout_of_notebook_07():
-    """experiment 07 writes {size_lm: {params_millions, accuracy: {mean, ci_low, ci_high, std, n}, starc}}."""
     leaf = lambda m, s: {"mean": m, "ci_low": m - 0.01, "ci_high": m + 0.01, "std": s, "n": 5}
-    mets = {"07": {"smollm2-135m": {"params_millions": 134.5, "accuracy": leaf(0.70, 0.005), "starc": leaf(0.8, 0.005)},
-                   "gemma3-270m": {"params_millions": 268.1, "accuracy": leaf(0.75, 0.005), "starc": leaf(0.7, 0.005)},
-                   "settings": {"methods": ["me_fa_margin"]}}}
-    e = _ledger(mets)["fig5_size"]
+    small = {"params_millions": 134.5, "accuracy": leaf(0.70, 0.005), "starc": leaf(0.8, 0.005)}
+    large = {"params_millions": 268.1, "accuracy": leaf(0.75, 0.005), "starc": leaf(0.7, 0.005)}
+    e = _ledger({"07": _m07({"smollm2-135m": small, "gemma3-270m": large})})["fig5_size"]
     assert e.verdict == REPRODUCED and e.compared == "gemma3-270m vs smollm2-135m"
-    one = {"07": {"smollm2-135m": mets["07"]["smollm2-135m"]}}
-    assert _ledger(one)["fig5_size"].verdict == INCONCLUSIVE
+    assert _ledger({"07": _m07({"smollm2-135m": small})})["fig5_size"].verdict == INCONCLUSIVE
+
+
+def _m08(gt: float, fa: float, irl: float, n: int = 512) -> dict:
+    arm = lambda rate: {"toxicity_rate_final": rate, "n_completions_final": n, "judge_rate_final": rate,
+                        "kl_final": 0.1, "perplexity_final": 30.0, "paper_toxicity_rate": 0.05}
+    m = {"base": {"toxicity_rate": 0.2, "judge_rate": 0.2}, "ground_truth": arm(gt), "fa_irl": arm(fa), "irl": arm(irl)}
+    S.validate("08_rerlhf", m)
+    return m
 
 
 def test_rerlhf_layout_of_notebook_08():
-    def arm(rate, n=512):
-        return {"toxicity_rate_final": rate, "n_completions_final": n}
-
-    mets = {"08": {"base": {"toxicity_rate": 0.2}, "ground_truth": arm(0.02), "fa_irl": arm(0.08), "irl": arm(0.16)}}
-    assert _ledger(mets)["rerlhf_order"].verdict == REPRODUCED
-    mets["08"]["fa_irl"] = arm(0.17)
-    assert _ledger(mets)["rerlhf_order"].verdict == INCONCLUSIVE  # 17% vs 16%: overlap
-    mets["08"]["fa_irl"] = arm(0.30)
-    assert _ledger(mets)["rerlhf_order"].verdict == NOT_REPRODUCED
+    assert _ledger({"08": _m08(0.02, 0.08, 0.16)})["rerlhf_order"].verdict == REPRODUCED
+    assert _ledger({"08": _m08(0.02, 0.17, 0.16)})["rerlhf_order"].verdict == INCONCLUSIVE  # 17% vs 16%: overlap
+    assert _ledger({"08": _m08(0.02, 0.30, 0.16)})["rerlhf_order"].verdict == NOT_REPRODUCED
 
 
-def test_missing_metrics_are_not_run_never_a_crash():
+def test_missing_file_is_not_run():
     led = R.build_ledger({})
     assert {e.verdict for e in led} == {NOT_RUN}
     assert all("not run" in e.details["missing"] for e in led)
-    partial = _ledger({"05": {"something_else": 1}})
-    assert partial["table1_f1"].verdict == NOT_RUN and "no per-method" in partial["table1_f1"].details["missing"]
+    assert "05_tables.json" in _ledger({})["table1_f1"].details["missing"]
+
+
+def test_missing_key_in_an_existing_file_fails_loudly():
+    """A file that exists but lacks a key a claim reads is not papered over: the ledger raises, naming the
+    notebook and the key path."""
+    m = _m05()
+    del m["table1"]["jigsaw"]["me_irl"]["auc"]["std"]
+    with pytest.raises(R.MissingMetrics) as err:
+        R.build_ledger({"05": m})
+    assert err.value.notebook == "05_tables" and err.value.missing == ("table1.jigsaw.me_irl.auc.std",)
+    assert "05_tables" in str(err.value) and "table1.jigsaw.me_irl.auc.std" in str(err.value)
+    with pytest.raises(R.MissingMetrics, match="n.seeds"):
+        R.build_ledger({"05": {"something_else": 1}})
+    m7 = _m07({"smollm2-135m": {"params_millions": 134.5, "accuracy": {"mean": 0.7, "std": 0.01, "n": 5,
+                                                                        "ci_low": 0.6, "ci_high": 0.8},
+                                 "starc": {"mean": 0.7, "std": 0.01, "n": 5, "ci_low": 0.6, "ci_high": 0.8}}})
+    del m7["settings"]
+    with pytest.raises(R.MissingMetrics, match="settings.size_lms"):
+        R.build_ledger({"07": m7})
+
+
+def test_notebooks_are_the_schema_stems():
+    assert R.NOTEBOOKS["05"] == "05_tables" and R.NOTEBOOKS["04"] == "04_fairl_training"
+    assert set(R.NOTEBOOKS.values()) == set(S.SCHEMA)
+    for c in R.CLAIMS:
+        assert all(nb in R.NOTEBOOKS for nb in c.notebooks)
 
 
 def test_ledger_json_and_report_files(results_tmp):
@@ -249,6 +324,7 @@ def test_ledger_json_and_report_files(results_tmp):
     (res / "figures" / "fig4_pair_mix_starc.png").write_bytes(b"png")
     (res / "metrics" / "06_pair_mix.json").write_text(json.dumps(_pairmix(-0.4, -0.1)))
     (res / "metrics" / "03_theory_toy.json").write_text("{not json")  # a broken file is skipped, not fatal
+    (res / "metrics" / "05_evaluation.json").write_text("{}")  # not a schema stem: never read
     (res / "run.json").write_text(json.dumps({"git_commit": "abc", "status": "ok",
                                               "notebooks": {"06_pair_mix": {"status": "ok", "seconds": 3.0}}}))
     ledger, text, path = R.write_report(cfg)
@@ -259,5 +335,6 @@ def test_ledger_json_and_report_files(results_tmp):
     d = R.ledger_dict(ledger)
     assert set(d) == set(R.CLAIM_IDS)
     assert d["fig4_trend"]["verdict"] == REPRODUCED and d["theorem1_inclusion"]["verdict"] == NOT_RUN
+    assert d["table1_f1"]["verdict"] == NOT_RUN
     json.dumps(d, allow_nan=False)  # plain JSON
     assert sum(R.verdict_counts(ledger).values()) == len(R.CLAIMS)

@@ -1,17 +1,21 @@
 """The reproduction report (notebook 09): a ledger of the paper's claims, each set beside what we measured.
 
-The report reads ONLY the metrics files ``results/<profile>/metrics/NN_name.json`` written by the other
-notebooks (and links their figures). For every claim it records the paper's figure, ours (a mean with a
-95% confidence interval over seeds where seeds exist) and a **verdict computed by a rule** from the
-numbers; nothing is hard-coded:
+The report reads ONLY the metrics files ``results/<profile>/metrics/<stem>.json`` written by the other
+notebooks (and links their figures), and only at the key paths :mod:`fairl_lib.analysis.schema`
+declares for them (one path per number, one layout per leaf). A missing file makes the claims that need
+it "not run"; a file that exists but lacks a key a claim reads stops the report with
+:class:`MissingMetrics` naming the notebook and the key path (a stale file: rerun that notebook).
+
+For every claim the ledger records the paper's figure, ours (a mean with a 95% confidence interval over
+seeds where seeds exist) and a **verdict computed by a rule** from the numbers; nothing is hard-coded:
 
 =================  =========================================================================================
 verdict            rule
 =================  =========================================================================================
 ``reproduced``     the 95% CI of the tested quantity lies entirely on the side the paper claims
 ``not reproduced`` the 95% CI lies entirely on the other side (a clear loss), or an exact statement fails
-``inconclusive``   the CI overlaps the null value (or there are too few seeds to form one) at this scale
-``not run``        the notebook's metrics file is missing, or lacks the numbers the claim needs
+``inconclusive``   the CI overlaps the null value (or there are too few seeds, fractions or sizes to form one)
+``not run``        the metrics file of a notebook the claim needs is missing
 =================  =========================================================================================
 
 Statistics (all 95%, two-sided):
@@ -45,6 +49,7 @@ import numpy as np
 from scipy import stats
 
 from fairl_lib.analysis import paper
+from fairl_lib.analysis import schema as S
 from fairl_lib.artifacts import atomic_write_text
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = "reproduced", "not reproduced", "inconclusive", "not run"
@@ -57,9 +62,8 @@ METHOD_LABELS = {"mm_irl": "Max-Margin IRL", "me_irl": "Max-Entropy IRL",
                  "mm_fa_gt": "MM FA-IRL (GT failures)", "me_fa_gt": "ME FA-IRL (GT failures)",
                  "mm_fa_margin": "MM FA-IRL (margin failures)", "me_fa_margin": "ME FA-IRL (margin failures)"}
 
-# notebook stems whose metrics the ledger reads
-NOTEBOOKS = {"03": "03_theory_toy", "04": "04_irl_training", "05": "05_evaluation", "06": "06_pair_mix",
-             "07": "07_model_size", "08": "08_rerlhf"}
+# notebook number -> stem of every metrics file the schema describes (fairl_lib.analysis.schema)
+NOTEBOOKS = {stem[:2]: stem for stem in S.NOTEBOOK_STEMS}
 
 # The paper's numbers (fairl_lib.analysis.paper).
 PAPER_TABLE1 = paper.TABLE1
@@ -203,6 +207,13 @@ class Sample:
     values: tuple[float, ...] | None = None
 
     @classmethod
+    def from_population_std(cls, mean: float, std: float | None, n: int) -> Sample:
+        """A summary whose ``std`` is the population std over ``n`` seeds (ddof = 0, ``metrics.mean_std``)."""
+        if std is None or not math.isfinite(std) or n < 2:
+            return cls(float(mean), None, n)
+        return cls(float(mean), float(std) * math.sqrt(n / (n - 1)), n)
+
+    @classmethod
     def of(cls, values: Iterable[float]) -> Sample:
         v = _clean(values)
         if len(v) == 0:
@@ -319,127 +330,59 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-class MissingMetrics(KeyError):
-    """A metrics file, or a number inside it, that a claim needs is absent."""
+class NotRun(LookupError):
+    """A notebook's metrics file is absent: every claim that needs it is "not run"."""
 
 
-def _get(d: Mapping | None, *path: str, nb: str = "") -> Any:
-    """``d[path[0]][path[1]]...`` or :class:`MissingMetrics` naming what is absent."""
-    if d is None:
-        raise MissingMetrics(f"no metrics file of notebook {nb} (not run)")
-    cur: Any = d
-    for i, k in enumerate(path):
-        if not isinstance(cur, Mapping) or k not in cur:
-            raise MissingMetrics(f"metrics of notebook {nb} have no {'.'.join(path[:i + 1])}")
-        cur = cur[k]
-    return cur
+MissingMetrics = S.MissingMetrics  # a file that exists lacks a key a claim reads: the ledger fails, naming it
 
 
-def _first(d: Mapping | None, paths: Sequence[Sequence[str]], nb: str) -> Any:
-    """The first of several accepted key paths that exists (metrics formats of other notebooks)."""
-    err = None
-    for p in paths:
-        try:
-            return _get(d, *p, nb=nb)
-        except MissingMetrics as e:
-            err = err or e
-    raise err  # type: ignore[misc]
+def _file(mets: Mapping[str, Mapping | None], nb: str) -> Mapping:
+    m = mets.get(nb)
+    if m is None:
+        raise NotRun(f"no metrics file {NOTEBOOKS.get(nb, nb)}.json (notebook not run)")
+    return m
 
 
-# --- per-seed method metrics (notebooks 04/05) ------------------------------------------------------
+def _read(mets: Mapping[str, Mapping | None], nb: str, pattern: str, **values: Any) -> Any:
+    """The value at the schema's key path ``pattern`` of notebook ``nb`` (:func:`schema.get`): :class:`NotRun`
+    when the file is absent, :class:`MissingMetrics` when the file lacks the key (never caught here)."""
+    return S.get(_file(mets, nb), nb, pattern, **values)
 
 
-METRIC_ALIASES = {"f1": ("f1", "F1"), "auc": ("auc", "roc_auc", "AUC"), "starc": ("starc", "STARC"),
-                  "accuracy": ("accuracy", "acc")}
+def _keys(mets: Mapping[str, Mapping | None], nb: str, placeholder: str) -> list[str]:
+    """The keys a schema placeholder stands for in notebook ``nb``'s file (``{size_lm}``: its base LMs)."""
+    return S.placeholder_keys(_file(mets, nb), nb, placeholder)
 
 
-def _as_seed_list(v: Any) -> list[float] | None:
-    """A per-seed list from ``[...]``, ``{"per_seed": [...]}``, ``{"values": [...]}`` or ``{seed: x}``."""
-    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) or x is None for x in v):
-        return [np.nan if x is None else float(x) for x in v]
-    if isinstance(v, Mapping):
-        for k in ("per_seed", "values", "seeds"):
-            if k in v:
-                return _as_seed_list(v[k])
-        if v and all(str(k).lstrip("-").isdigit() for k in v):
-            return [float(v[k]) if v[k] is not None else np.nan for k in sorted(v, key=lambda s: int(s))]
-    return None
+def _num(x: Any) -> float:
+    """A numeric leaf as a float; ``null`` (how NaN is written) -> NaN."""
+    return math.nan if x is None else float(x)
 
 
-def sample_from_leaf(leaf: Any, n_default: int | None = None, std_ddof: int = 0) -> Sample | None:
-    """A :class:`Sample` from a metrics leaf: per-seed values (list, ``{"per_seed": ...}``, ``{seed: x}``),
-    or a summary ``{"mean", "std"|"sd", "n"}`` (``n`` else ``n_default``; ``std`` is taken as population
-    std (ddof=0, as ``metrics.mean_std``) unless ``std_ddof=1`` or the leaf says ``"std_ddof": 1`` or
-    carries ``ci_low`` (Student-t summaries use ddof=1)), or a bare number (one seed)."""
-    seeds = _as_seed_list(leaf)
-    if seeds is not None and len(_clean(seeds)):
-        return Sample.of(seeds)
-    if isinstance(leaf, Mapping) and isinstance(leaf.get("mean"), (int, float)) and math.isfinite(leaf["mean"]):
-        n = leaf.get("n", leaf.get("n_seeds", n_default))
-        sd = leaf.get("sd", leaf.get("std"))
-        n = int(n) if isinstance(n, (int, float)) and n else 1
-        if not isinstance(sd, (int, float)) or not math.isfinite(sd) or n < 2:
-            return Sample(float(leaf["mean"]), None, n)
-        ddof = 1 if ("sd" in leaf or "ci_low" in leaf or leaf.get("std_ddof") == 1 or std_ddof == 1) else 0
-        sd = float(sd) * (math.sqrt(n / (n - 1)) if ddof == 0 else 1.0)
-        return Sample(float(leaf["mean"]), sd, n)
-    if isinstance(leaf, (int, float)) and not isinstance(leaf, bool) and math.isfinite(leaf):
-        return Sample(float(leaf), None, 1)
-    return None
+def _no_numbers(e: Entry, why: str) -> None:
+    """The metrics are there but hold nothing this claim can be tested on (too few seeds, fractions or
+    sizes, or no finite values): inconclusive at this scale, with the reason."""
+    e.verdict, e.ours, e.estimate = INCONCLUSIVE, why, None
+    e.details = {"why": why}
 
 
-def _n_seeds(metrics: Mapping | None, default: int | None) -> int | None:
-    if isinstance(metrics, Mapping):
-        for k in ("n_seeds", "seeds"):
-            v = metrics.get(k)
-            if isinstance(v, int) and not isinstance(v, bool):
-                return v
-            if isinstance(v, list):
-                return len(v)
-        for sec, key in (("irl", "n_seeds"), ("n", "seeds")):  # notebook 05 writes n.seeds
-            block = metrics.get(sec)
-            if isinstance(block, Mapping) and isinstance(block.get(key), int):
-                return block[key]
-    return default
+# --- Table 1 (notebook 05) -------------------------------------------------------------------------
 
 
-# the set Table 1 reports: in-domain test pairs (paper: "the Pythia-410M preference pair test set")
-TABLE1_SETS = ("in_domain", "test")
-
-
-def method_seed_values(metrics: Mapping | None, metric: str, sets: Sequence[str] = TABLE1_SETS, nb: str = "05",
-                       n_default: int | None = None) -> dict[str, Sample]:
-    """``{method: Sample}`` of one Table 1 metric from a notebook's metrics.
-
-    Accepted layouts (first found wins), for each set name in ``sets``: ``per_seed[set][method][metric]``,
-    ``table1[set][method][metric]``, ``summary[set][method][metric]``, ``[set][method][metric]``; then
-    without a set: ``table1[method][metric]``, ``per_seed[...]``, ``methods[...]``. A leaf is a per-seed
-    list or ``{"mean", "std", "n"}`` (:func:`sample_from_leaf`; ``n`` else the file's ``n_seeds``).
-    """
-    if metrics is None:
-        raise MissingMetrics(f"no metrics file of notebook {nb} (not run)")
-    n_default = _n_seeds(metrics, n_default)
-    roots = [r + (st,) for st in sets for r in (("per_seed",), ("table1",), ("summary",), ())]
-    roots += [("table1",), ("per_seed",), ("summary",), ("methods",)]
-    for root in roots:
-        try:
-            block = _get(metrics, *root, nb=nb) if root else None
-        except MissingMetrics:
-            continue
-        if not isinstance(block, Mapping):
-            continue
-        out: dict[str, Sample] = {}
-        for method, vals in block.items():
-            if method not in METHOD_LABELS or not isinstance(vals, Mapping):
-                continue
-            alias = next((a for a in METRIC_ALIASES.get(metric, (metric,)) if a in vals), None)
-            if alias is not None:
-                smp = sample_from_leaf(vals[alias], n_default)
-                if smp is not None:
-                    out[method] = smp
-        if out:
-            return out
-    raise MissingMetrics(f"metrics of notebook {nb} have no per-method {metric!r} values ({'/'.join(sets)})")
+def table1_samples(mets: Mapping[str, Mapping | None], metric: str, set_name: str) -> dict[str, Sample]:
+    """``{method: Sample}`` of one Table 1 metric on one set: ``table1.{set}.{method}.{metric}.mean`` and
+    ``.std`` (population std over the ``n.seeds`` seeds) of notebook 05. Methods whose mean is not finite
+    are left out."""
+    n = int(_read(mets, "05", "n.seeds"))
+    out: dict[str, Sample] = {}
+    for m in S.METHODS:
+        kw = {"set": set_name, "method": m, "metric": metric}
+        mean = _num(_read(mets, "05", "table1.{set}.{method}.{metric}.mean", **kw))
+        std = _num(_read(mets, "05", "table1.{set}.{method}.{metric}.std", **kw))
+        if math.isfinite(mean):
+            out[m] = Sample.from_population_std(mean, std, n)
+    return out
 
 
 def _mean_of(v: Sample | Sequence[float]) -> float:
@@ -462,8 +405,9 @@ class Claim:
     """A claim of the paper: its descriptive fields and the function that measures it.
 
     ``measure(mets, entry)`` fills ``entry`` (verdict, ours, estimate, details) from ``mets``
-    (``{notebook number "03": metrics dict or None}``) or raises :class:`MissingMetrics`.
-    ``notebooks`` are the numbers whose metrics may hold the numbers (first found wins).
+    (``{notebook number "03": metrics dict}``, absent notebooks missing); it raises :class:`NotRun` when
+    a file it needs is absent and lets :class:`MissingMetrics` through when a file lacks a key.
+    ``notebooks`` are the numbers of the files it reads.
     """
 
     id: str
@@ -480,30 +424,17 @@ class Claim:
                      figures=self.figures)
 
 
-def _nb_metrics(mets: Mapping[str, Mapping | None], nbs: Sequence[str], getter: Callable[[Mapping, str], Any]):
-    """``(notebook, getter(metrics, notebook))`` for the first notebook of ``nbs`` whose metrics work."""
-    if all(mets.get(nb) is None for nb in nbs):
-        raise MissingMetrics(f"no metrics file of notebook {' / '.join(nbs)} (not run)")
-    err = None
-    for nb in nbs:
-        try:
-            return nb, getter(mets.get(nb), nb)
-        except MissingMetrics as e:
-            err = err or e
-    raise err if err else MissingMetrics("no notebook given")
-
-
-def _table1(metric: str, sets: Sequence[str] = TABLE1_SETS) -> Callable:
+def _table1(metric: str, set_name: str = "in_domain") -> Callable:
     higher = metric != "starc"
 
     def measure(mets, e: Entry) -> None:
-        nb, vals = _nb_metrics(mets, ("05", "04"), lambda m, nb: method_seed_values(
-            m, metric, sets=sets, nb=nb, n_default=mets.get("_n_seeds")))
+        vals = table1_samples(mets, metric, set_name)
         fa, base = _best(vals, FA_METHODS, higher), _best(vals, BASELINES, higher)
         if fa is None or base is None:
-            raise MissingMetrics(f"metrics of notebook {nb}: FA-IRL or baseline {metric} values missing")
+            _no_numbers(e, f"no finite {metric} of an FA-IRL variant or of a baseline on {set_name}")
+            return
         est = sample_diff(vals[fa], vals[base])
-        e.notebook, e.estimate, e.verdict = nb, est, verdict_from_ci(est, 0.0, +1 if higher else -1)
+        e.notebook, e.estimate, e.verdict = "05", est, verdict_from_ci(est, 0.0, +1 if higher else -1)
         e.compared = f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]}"
         how = "paired" if vals[fa].values is not None and vals[base].values is not None else "Welch"
         e.ours = (f"{vals[fa].ci().text()} vs {vals[base].ci().text()}; difference "
@@ -522,10 +453,7 @@ def _paper_table1(metric: str) -> str:
 
 
 def _measure_variance(mets, e: Entry) -> None:
-    def getter(m, nb):
-        return method_seed_values(m, "starc", nb=nb, n_default=mets.get("_n_seeds"))
-
-    nb, vals = _nb_metrics(mets, ("05", "04"), getter)
+    vals = table1_samples(mets, "starc", "in_domain")
     parts, verdicts = {}, []
     for fam in ("me", "mm"):
         fa, base = f"{fam}_fa_margin", f"{fam}_irl"
@@ -535,34 +463,17 @@ def _measure_variance(mets, e: Entry) -> None:
             parts[f"{fa} / {base}"] = est
             verdicts.append(verdict_from_ci(est, 1.0, -1))
     if not parts:
-        raise MissingMetrics(f"metrics of notebook {nb}: fewer than 2 seeds per method, no variance across seeds")
-    e.notebook, e.verdict = nb, combine_verdicts(verdicts)
+        _no_numbers(e, "fewer than 2 seeds per method: no variance across seeds")
+        return
+    e.notebook, e.verdict = "05", combine_verdicts(verdicts)
     e.estimate = next(iter(parts.values()))
     e.compared = ", ".join(parts)
     e.ours = "; ".join(f"variance ratio {k} = {v.text('.2f')}" for k, v in parts.items())
     e.details = {"variance_ratios": parts, "part_verdicts": verdicts,
-                 "seed_dispersion": (mets.get(nb) or {}).get("seed_dispersion")}
+                 "seed_dispersion": {m: _read(mets, "05", "seed_dispersion.{method}", method=m) for m in S.METHODS}}
 
 
-HELDOUT_SETS = ("jigsaw", "test")  # Tables 2-3: the held-out Jigsaw test set
-
-
-def _disagreement(metrics: Mapping | None, nb: str) -> dict[str, int]:
-    block = _first(metrics, [(k, st) for st in HELDOUT_SETS for k in ("table2", "disagreement")]
-                   + [("table2",), ("disagreement",)], nb)
-    if not isinstance(block, Mapping):
-        raise MissingMetrics(f"metrics of notebook {nb}: disagreement counts are not a mapping")
-    aliases = {"only_fa": ("only_fa", "only_a", "only_fa_irl"), "only_irl": ("only_irl", "only_b", "only_baseline"),
-               "both": ("both",), "neither": ("neither",)}
-    out = {}
-    for key, names in aliases.items():
-        for n in names:
-            if n in block:
-                out[key] = int(block[n])
-                break
-    if "only_fa" not in out or "only_irl" not in out:
-        raise MissingMetrics(f"metrics of notebook {nb}: disagreement counts lack only_fa / only_irl")
-    return out
+# --- Tables 2-3 (notebook 05): the held-out Jigsaw comments -----------------------------------------
 
 
 def _sign(only_fa: int, only_irl: int) -> tuple[Estimate | None, str]:
@@ -574,37 +485,25 @@ def _sign(only_fa: int, only_irl: int) -> tuple[Estimate | None, str]:
 
 
 def _measure_table2(mets, e: Entry) -> None:
-    nb, c = _nb_metrics(mets, ("05", "04"), _disagreement)
+    c = {k: int(_read(mets, "05", "table2.{split}.{count}", split="jigsaw", count=k))
+         for k in ("only_fa", "only_irl", "both", "neither")}
     est, v = _sign(c["only_fa"], c["only_irl"])
-    e.notebook, e.estimate, e.verdict = nb, est, v
+    e.notebook, e.estimate, e.verdict = "05", est, v
     e.compared = f"{METHOD_LABELS['me_fa_margin']} vs {METHOD_LABELS['me_irl']}"
     e.ours = f"only FA-IRL {c['only_fa']} vs only IRL {c['only_irl']}" + (
         f" (share {est.text('.2f')})" if est else " (no disagreements)")
     e.details = {"counts": c}
 
 
-def _subtype_counts(metrics: Mapping | None, nb: str) -> dict[str, tuple[int, int]]:
-    block = _first(metrics, [(k, st) for st in HELDOUT_SETS for k in ("table3", "subtypes")] + [("table3",)], nb)
-    out = {}
-    for sub, c in (block.items() if isinstance(block, Mapping) else ()):
-        if isinstance(c, Mapping):
-            fa = next((c[k] for k in ("only_fa", "only_a", "fa_only") if k in c), None)
-            irl = next((c[k] for k in ("only_irl", "only_b", "irl_only") if k in c), None)
-            if fa is not None and irl is not None:
-                out[str(sub)] = (int(fa), int(irl))
-    if not out:
-        raise MissingMetrics(f"metrics of notebook {nb}: no per-subtype disagreement counts")
-    return out
-
-
 def _measure_table3(mets, e: Entry) -> None:
-    nb, counts = _nb_metrics(mets, ("05", "04"), _subtype_counts)
     parts, verdicts = {}, []
-    for sub, (a, b) in counts.items():
+    for sub in S.SUBTYPES:
+        a = int(_read(mets, "05", "table3.jigsaw.{subtype}.only_fa", subtype=sub))
+        b = int(_read(mets, "05", "table3.jigsaw.{subtype}.only_irl", subtype=sub))
         est, v = _sign(a, b)
         parts[sub] = {"only_fa": a, "only_irl": b, "share": est, "verdict": v}
         verdicts.append(v)
-    e.notebook, e.verdict = nb, combine_verdicts(verdicts)
+    e.notebook, e.verdict = "05", combine_verdicts(verdicts)
     e.compared = f"{METHOD_LABELS['me_fa_margin']} vs {METHOD_LABELS['me_irl']}"
     e.ours = "; ".join(f"{k} {p['only_fa']} vs {p['only_irl']} ({p['verdict']})" for k, p in parts.items())
     e.details = {"subtypes": parts}
@@ -613,22 +512,20 @@ def _measure_table3(mets, e: Entry) -> None:
 # --- theory toy (notebook 03) ----------------------------------------------------------------------
 
 
-def _exact_share(key: str, what: str, binds_key: str = "frac_binds") -> Callable:
+def _exact_share(key: str, what: str, binds_key: str | None = None) -> Callable:
     def measure(mets, e: Entry) -> None:
-        m = mets.get("03")
-        v = float(_get(m, key, nb="03"))
-        e.estimate = Estimate(v, None, None, int(m.get("n_draws", 0) or 0))
+        v = float(_read(mets, "03", key))
+        e.estimate = Estimate(v, None, None, int(_read(mets, "03", "n_draws") or 0))
         e.verdict = REPRODUCED if v >= 1.0 else NOT_REPRODUCED
-        binds = m.get(binds_key)
+        binds = _read(mets, "03", binds_key) if binds_key else None
         e.ours = f"{what} in {v:.1%} of random draws" + (
-            f" (a failure constraint binds in {binds:.1%})" if isinstance(binds, (int, float)) and key.startswith("strict")
-            else "")
+            f" (a failure constraint binds in {binds:.1%})" if isinstance(binds, (int, float)) else "")
     return measure
 
 
 def _exact_bool(key: str) -> Callable:
     def measure(mets, e: Entry) -> None:
-        holds = bool(_get(mets.get("03"), key, nb="03"))
+        holds = bool(_read(mets, "03", key))
         e.verdict = REPRODUCED if holds else NOT_REPRODUCED
         e.ours = ("inclusion holds at every grid point" if holds
                   else "counterexample: grid points inside the FA-IRL sublevel set but outside the standard one")
@@ -638,19 +535,16 @@ def _exact_bool(key: str) -> Callable:
 # --- pair mix (notebook 06) ------------------------------------------------------------------------
 
 
-def pair_mix_seed_table(metrics: Mapping | None, nb: str = "06") -> dict[str, dict[float, list[float]]]:
-    """``{method: {fraction: [training STARC per seed]}}`` of the fractions notebook 06 ran."""
-    block = _get(metrics, "pair_mix", nb=nb)
+def pair_mix_seed_table(mets: Mapping[str, Mapping | None]) -> dict[str, dict[float, list[float]]]:
+    """``{method: {fraction: [training STARC per seed]}}`` of the fractions notebook 06 ran
+    (``pair_mix.{fraction}.methods.{pm_method}.per_seed``); empty when no fraction could be run."""
     out: dict[str, dict[float, list[float]]] = {}
-    for frac, row in block.items():
-        if not isinstance(row, Mapping) or row.get("status") == "skipped":
-            continue
-        for method, s in (row.get("methods") or {}).items():
-            seeds = _as_seed_list(s)
-            if seeds:
+    for frac in _keys(mets, "06", "fraction"):
+        for method in _keys(mets, "06", "pm_method"):
+            seeds = [_num(x) for x in _read(mets, "06", "pair_mix.{fraction}.methods.{pm_method}.per_seed",
+                                            fraction=frac, pm_method=method)]
+            if len(_clean(seeds)):
                 out.setdefault(method, {})[float(frac)] = seeds
-    if not out:
-        raise MissingMetrics(f"metrics of notebook {nb}: no pair-mix fraction was run")
     return out
 
 
@@ -661,12 +555,13 @@ def _too_few_fractions(e: Entry, table: Mapping[str, Mapping[float, list[float]]
     """The sweep ran but too few fractions could be filled (scarce T->NT pairs): inconclusive here."""
     fr = sorted({f for v in table.values() for f in v})
     e.verdict = INCONCLUSIVE
-    e.ours = f"only T->NT fraction(s) {', '.join(f'{f:g}' for f in fr)} could be run (too few T->NT pairs): no trend"
+    e.ours = (f"only T->NT fraction(s) {', '.join(f'{f:g}' for f in fr)} could be run (too few T->NT pairs): no trend"
+              if fr else "no T->NT fraction could be run (too few T->NT pairs)")
     e.details = {"fractions": fr}
 
 
 def _measure_trend(mets, e: Entry) -> None:
-    table = pair_mix_seed_table(mets.get("06"))
+    table = pair_mix_seed_table(mets)
     slopes = {}
     for method, by_frac in table.items():
         xs = [f for f, v in by_frac.items() for _ in _clean(v)]
@@ -684,7 +579,7 @@ def _measure_trend(mets, e: Entry) -> None:
 
 
 def _measure_fastest(mets, e: Entry) -> None:
-    table = pair_mix_seed_table(mets.get("06"))
+    table = pair_mix_seed_table(mets)
     per_seed: dict[str, list[float]] = {}
     for method, by_frac in table.items():
         fracs = sorted(by_frac)
@@ -697,7 +592,8 @@ def _measure_fastest(mets, e: Entry) -> None:
         return
     fa, base = _best(per_seed, FA_METHODS, False), _best(per_seed, BASELINES, False)
     if fa is None or base is None:
-        raise MissingMetrics("metrics of notebook 06: FA-IRL or baseline slopes missing")
+        _no_numbers(e, "no slope of an FA-IRL variant or of a baseline")
+        return
     est = diff_ci(per_seed[fa], per_seed[base])
     e.estimate, e.verdict = est, verdict_from_ci(est, 0.0, -1)
     e.compared = f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]}"
@@ -707,7 +603,10 @@ def _measure_fastest(mets, e: Entry) -> None:
 
 
 def _measure_lowest_at_top(mets, e: Entry) -> None:
-    table = pair_mix_seed_table(mets.get("06"))
+    table = pair_mix_seed_table(mets)
+    if not table:
+        _too_few_fractions(e, table)
+        return
     top = max(f for v in table.values() for f in v)
     if top < MODERATE_FRACTION:
         e.verdict = INCONCLUSIVE
@@ -718,7 +617,8 @@ def _measure_lowest_at_top(mets, e: Entry) -> None:
     vals = {m: v[top] for m, v in table.items() if top in v}
     fa, base = _best(vals, FA_METHODS, False), _best(vals, BASELINES, False)
     if fa is None or base is None:
-        raise MissingMetrics("metrics of notebook 06: FA-IRL or baseline STARC missing at the largest fraction")
+        _no_numbers(e, f"no STARC of an FA-IRL variant or of a baseline at T->NT fraction {top:g}")
+        return
     est = diff_ci(vals[fa], vals[base])
     e.estimate, e.verdict = est, verdict_from_ci(est, 0.0, -1)
     e.compared = f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]} at T->NT fraction {top:g}"
@@ -729,67 +629,39 @@ def _measure_lowest_at_top(mets, e: Entry) -> None:
 # --- model size (notebook 07) ----------------------------------------------------------------------
 
 
-def _size_block(metrics: Mapping | None, nb: str) -> dict[str, Mapping]:
-    """``{size_lm: row}``: rows under ``sizes``/``by_size``/``per_size``, else the top-level entries that
-    hold ``accuracy`` or ``starc`` (notebook 07 writes ``{size_lm: {params_millions, accuracy, starc, ...}}``)."""
-    if metrics is None:
-        raise MissingMetrics(f"no metrics file of notebook {nb} (not run)")
-    try:
-        block = _first(metrics, [("sizes",), ("by_size",), ("per_size",)], nb)
-    except MissingMetrics:
-        block = metrics
-    rows = {str(k): v for k, v in (block or {}).items()
-            if isinstance(v, Mapping) and any(a in v for a in ("accuracy", "acc", "starc"))}
-    if not rows:
-        raise MissingMetrics(f"metrics of notebook {nb}: no per-size accuracy / STARC")
-    return rows
-
-
-def params_millions(name: str, row: Mapping) -> float:
-    """A model's size in millions of parameters: ``params_m``/``params`` in its row, else from its
-    name (``smollm2-135m`` -> 135)."""
-    for k in ("params_millions", "params_m", "size_m"):
-        if isinstance(row.get(k), (int, float)):
-            return float(row[k])
-    for k in ("params", "n_params"):
-        if isinstance(row.get(k), (int, float)):
-            v = float(row[k])
-            return v / 1e6 if v > 1e4 else v
-    tail = name.lower().split("-")[-1]
-    num = tail[:-1] if tail.endswith(("m", "b")) else tail
-    try:
-        return float(num) * (1000 if tail.endswith("b") else 1)
-    except ValueError:
-        return math.nan
-
-
-def _leaf_sample(row: Mapping, metric: str) -> Sample | None:
-    for alias in METRIC_ALIASES.get(metric, (metric,)):
-        if alias in row:
-            return sample_from_leaf(row[alias])
-    return None
+def _size_sample(mets, size_lm: str, metric: str) -> Sample | None:
+    """The headline method's ``{size_lm}.{metric}``: mean, sample std (ddof = 1) and n over seeds."""
+    kw = {"size_lm": size_lm}
+    mean = _num(_read(mets, "07", f"{{size_lm}}.{metric}.mean", **kw))
+    sd = _num(_read(mets, "07", f"{{size_lm}}.{metric}.std", **kw))
+    n = int(_read(mets, "07", f"{{size_lm}}.{metric}.n", **kw) or 1)
+    if not math.isfinite(mean):
+        return None
+    return Sample(mean, sd if math.isfinite(sd) and n >= 2 else None, n)
 
 
 def _measure_size(mets, e: Entry) -> None:
-    block = _size_block(mets.get("07"), "07")
-    sized = sorted(((params_millions(k, v), k, v) for k, v in block.items()),
+    sized = sorted(((_num(_read(mets, "07", "{size_lm}.params_millions", size_lm=lm)), lm)
+                    for lm in _keys(mets, "07", "size_lm")),
                    key=lambda t: (t[0] if math.isfinite(t[0]) else math.inf, t[1]))
     upto = [t for t in sized if math.isfinite(t[0]) and t[0] <= 360] or sized
     e.details = {"sizes": [t[1] for t in sized]}
     if len(upto) < 2:
         e.verdict = INCONCLUSIVE
-        e.ours = f"only one model size up to 360M ({upto[0][1]}): no trend to test"
+        e.ours = (f"only one model size up to 360M ({upto[0][1]}): no trend to test" if upto
+                  else "no model size was run")
         return
-    (_, small, rs), (_, large, rl) = upto[0], upto[-1]
+    (_, small), (_, large) = upto[0], upto[-1]
     parts, verdicts = {}, []
     for metric, direction in (("accuracy", +1), ("starc", -1)):
-        a, b = _leaf_sample(rl, metric), _leaf_sample(rs, metric)
+        a, b = _size_sample(mets, large, metric), _size_sample(mets, small, metric)
         if a and b:
             est = sample_diff(a, b, paired=False)
             parts[metric] = est
             verdicts.append(verdict_from_ci(est, 0.0, direction))
     if not parts:
-        raise MissingMetrics("metrics of notebook 07: per-size accuracy / STARC missing")
+        _no_numbers(e, f"no finite accuracy or STARC of {large} and {small}")
+        return
     e.verdict = combine_verdicts(verdicts)
     e.compared = f"{large} vs {small}"
     e.ours = "; ".join(f"{k} {large} - {small} = {v.text('+.3f')}" for k, v in parts.items())
@@ -800,43 +672,20 @@ def _measure_size(mets, e: Entry) -> None:
 # --- re-RLHF (notebook 08) -------------------------------------------------------------------------
 
 
-RERLHF_ARMS = {"ground_truth": ("ground_truth", "gt", "ground-truth"), "fa_irl": ("fa_irl", "fa", "me_fa_margin"),
-               "irl": ("irl", "me_irl", "standard_irl")}
-
-
-def rerlhf_rates(metrics: Mapping | None, nb: str = "08") -> dict[str, tuple[float, int | None, int | None]]:
-    """``{arm: (toxicity rate, n_toxic, n)}`` of the three re-RLHF arms (counts None if only a rate)."""
-    if metrics is None:
-        raise MissingMetrics(f"no metrics file of notebook {nb} (not run)")
-    try:
-        block = _first(metrics, [("toxicity",), ("arms",), ("rerlhf",), ("final_toxicity",)], nb)
-    except MissingMetrics:
-        block = metrics  # notebook 08 writes {kind: {toxicity_rate_final, n_completions_final, ...}}
+def rerlhf_rates(mets: Mapping[str, Mapping | None]) -> dict[str, tuple[float, int | None, int | None]]:
+    """``{arm: (toxicity rate, n_toxic, n)}`` of the three re-RLHF runs: ``{arm}.toxicity_rate_final`` and
+    ``{arm}.n_completions_final`` (``n_toxic`` = rate x n, rounded; None without completions)."""
     out = {}
-    for arm, names in RERLHF_ARMS.items():
-        name = next((n for n in names if isinstance(block, Mapping) and n in block), None)
-        if name is None:
-            continue
-        v = block[name]
-        if isinstance(v, Mapping):
-            rate = next((v[k] for k in ("toxicity_rate_final", "toxicity_rate", "rate", "toxic_rate") if k in v), None)
-            cnt, tot = v.get("n_toxic"), next((v[k] for k in ("n_completions_final", "n", "n_completions", "n_samples") if k in v), None)
-            if rate is None and cnt is not None and tot:
-                rate = cnt / tot
-            if cnt is None and rate is not None and tot:
-                cnt = round(float(rate) * tot)
-            if rate is None:
-                continue
-            out[arm] = (float(rate), None if cnt is None else int(cnt), None if tot is None else int(tot))
-        elif isinstance(v, (int, float)):
-            out[arm] = (float(v), None, None)
-    if len(out) < 3:
-        raise MissingMetrics(f"metrics of notebook {nb}: re-RLHF toxicity of {sorted(set(RERLHF_ARMS) - set(out))} missing")
+    for arm in S.RERLHF_ARMS:
+        rate = _num(_read(mets, "08", "{arm}.toxicity_rate_final", arm=arm))
+        n = _read(mets, "08", "{arm}.n_completions_final", arm=arm)
+        n = None if n is None else int(n)
+        out[arm] = (rate, round(rate * n) if n and math.isfinite(rate) else None, n)
     return out
 
 
 def _measure_rerlhf(mets, e: Entry) -> None:
-    r = rerlhf_rates(mets.get("08"))
+    r = rerlhf_rates(mets)
     parts, verdicts = {}, []
     for hi, lo in (("fa_irl", "ground_truth"), ("irl", "fa_irl")):
         (ph, kh, nh), (pl, kl, nl) = r[hi], r[lo]
@@ -853,35 +702,35 @@ def _measure_rerlhf(mets, e: Entry) -> None:
 
 _P2, _P3 = PAPER_TABLE2_TEST, PAPER_TABLE3_TEST
 CLAIMS: tuple[Claim, ...] = (
-    Claim("table1_f1", "FA-IRL beats the IRL baselines on F1", "Table 1, Sec. 6", ("05", "04"), _paper_table1("f1"),
+    Claim("table1_f1", "FA-IRL beats the IRL baselines on F1", "Table 1, Sec. 6", ("05",), _paper_table1("f1"),
           "paired difference over seeds, best FA-IRL variant - best baseline: 95% t interval > 0",
           _table1("f1")),
-    Claim("table1_auc", "FA-IRL beats the IRL baselines on ROC-AUC", "Table 1, Sec. 6", ("05", "04"),
+    Claim("table1_auc", "FA-IRL beats the IRL baselines on ROC-AUC", "Table 1, Sec. 6", ("05",),
           _paper_table1("auc"), "paired difference over seeds, best FA-IRL variant - best baseline: 95% t interval > 0",
           _table1("auc")),
-    Claim("table1_starc", "FA-IRL lowers STARC (a more faithful reward)", "Table 1, Sec. 6", ("05", "04"),
+    Claim("table1_starc", "FA-IRL lowers STARC (a more faithful reward)", "Table 1, Sec. 6", ("05",),
           _paper_table1("starc") + "; the text's 'margin variant lowest' contradicts the table",
           "paired difference over seeds, best FA-IRL variant - best baseline: 95% t interval < 0",
           _table1("starc")),
     Claim("jigsaw_f1", "FA-IRL beats the IRL baselines on F1 on the held-out Jigsaw set", "Sec. 6",
-          ("05", "04"), "claimed in the text (no numbers given)",
-          "as Table 1, on the Jigsaw held-out comments: 95% t interval > 0", _table1("f1", ("jigsaw",))),
+          ("05",), "claimed in the text (no numbers given)",
+          "as Table 1, on the Jigsaw held-out comments: 95% t interval > 0", _table1("f1", "jigsaw")),
     Claim("jigsaw_auc", "FA-IRL beats the IRL baselines on ROC-AUC on the held-out Jigsaw set", "Sec. 6",
-          ("05", "04"), "claimed in the text (no numbers given)",
-          "as Table 1, on the Jigsaw held-out comments: 95% t interval > 0", _table1("auc", ("jigsaw",))),
-    Claim("jigsaw_starc", "FA-IRL lowers STARC on the held-out Jigsaw set", "Sec. 6", ("05", "04"),
+          ("05",), "claimed in the text (no numbers given)",
+          "as Table 1, on the Jigsaw held-out comments: 95% t interval > 0", _table1("auc", "jigsaw")),
+    Claim("jigsaw_starc", "FA-IRL lowers STARC on the held-out Jigsaw set", "Sec. 6", ("05",),
           "claimed in the text (no numbers given)",
-          "as Table 1, on the Jigsaw held-out comments: 95% t interval < 0", _table1("starc", ("jigsaw",))),
-    Claim("seed_variance", "FA-IRL lowers the variance across seeds", "Sec. 6, Corollary 1", ("05", "04"),
+          "as Table 1, on the Jigsaw held-out comments: 95% t interval < 0", _table1("starc", "jigsaw")),
+    Claim("seed_variance", "FA-IRL lowers the variance across seeds", "Sec. 6, Corollary 1", ("05",),
           "stated without a test; Table 1 STARC std ME FA-IRL (margin) 0.011 vs ME IRL 0.003",
           "variance ratio of per-seed STARC, FA-IRL (margin) / same-family baseline: 95% F interval < 1 "
           "(MM and ME must agree)", _measure_variance),
-    Claim("table2_disagreement", "FA-IRL is uniquely right more often than the baseline", "Table 2", ("05", "04"),
+    Claim("table2_disagreement", "FA-IRL is uniquely right more often than the baseline", "Table 2", ("05",),
           f"only FA-IRL {_P2['only_fa']} vs only IRL {_P2['only_irl']} "
           f"(share {_P2['only_fa'] / (_P2['only_fa'] + _P2['only_irl']):.2f})",
           "share only-FA / (only-FA + only-IRL) on the held-out test set: 95% exact (Clopper-Pearson) interval > 1/2 (the exact sign test)",
           _measure_table2),
-    Claim("table3_subtypes", "... and on every toxicity subtype", "Table 3", ("05", "04"),
+    Claim("table3_subtypes", "... and on every toxicity subtype", "Table 3", ("05",),
           "; ".join(f"{k} {a} vs {b}" for k, (a, b) in _P3.items()),
           "per subtype as Table 2; reproduced only if every subtype is a clear win, not reproduced if any is a "
           "clear loss", _measure_table3),
@@ -923,17 +772,16 @@ CLAIM_IDS = tuple(c.id for c in CLAIMS)
 
 
 def evaluate_claim(claim: Claim, mets: Mapping[str, Mapping | None]) -> Entry:
-    """One ledger entry; metrics that are missing give verdict "not run" and the reason in ``details``."""
+    """One ledger entry. A metrics file the claim needs that is absent gives verdict "not run" (the reason in
+    ``details["missing"]``); a file that exists but lacks a key the claim reads raises
+    :class:`MissingMetrics` naming the notebook and the key path (the file is stale or a notebook broke
+    its schema: rerun that notebook)."""
     e = claim.entry()
     try:
         claim.measure(mets, e)
-    except MissingMetrics as err:
+    except NotRun as err:
         e.verdict, e.ours, e.estimate = NOT_RUN, "-", None
         e.details = {"missing": str(err.args[0]) if err.args else "metrics missing"}
-    except (KeyError, TypeError, ValueError, IndexError) as err:  # a metrics layout this ledger cannot read
-        e.verdict, e.ours, e.estimate = NOT_RUN, "-", None
-        e.details = {"missing": f"metrics of notebook {'/'.join(claim.notebooks)} unreadable here "
-                                f"({type(err).__name__}: {err})"}
     if e.verdict not in VERDICTS:
         raise ValueError(f"claim {claim.id} produced an unknown verdict {e.verdict!r}")
     return e
@@ -957,14 +805,15 @@ def verdict_counts(ledger: Sequence[Entry]) -> dict[str, int]:
 
 
 def load_metrics(results_dir: str | Path, exclude: Iterable[str] = ("09",)) -> dict[str, dict]:
-    """``{notebook number: metrics dict}`` from ``<results_dir>/metrics/NN_*.json`` (the newest stem per
-    number wins; unreadable files are skipped with their error recorded under ``"_errors"``)."""
+    """``{notebook number: metrics dict}`` of the files ``<results_dir>/metrics/<stem>.json`` of the
+    notebooks in :data:`NOTEBOOKS` that exist (other files are not read; unreadable ones are skipped with
+    their error recorded under ``"_errors"``)."""
     folder = Path(results_dir) / "metrics"
     out: dict[str, dict] = {}
     errors: dict[str, str] = {}
-    for path in sorted(folder.glob("[0-9][0-9]_*.json")):
-        nb = path.name[:2]
-        if nb in exclude:
+    for nb, stem in NOTEBOOKS.items():
+        path = folder / f"{stem}.json"
+        if nb in exclude or not path.exists():
             continue
         try:
             out[nb] = json.loads(path.read_text())

@@ -1,0 +1,367 @@
+"""The metrics files of the notebooks: the one place that says which keys each must hold and what they mean.
+
+Every notebook ends with ``write_metrics(cfg, {...})``, which writes ``results/<profile>/metrics/<stem>.json``
+and first checks the dict against :data:`SCHEMA` (:func:`validate`): a notebook that forgets a key the
+report (notebook 09) or the README reads fails at its last cell, naming the key, instead of leaving a
+file the report would have to guess its way around. The report reads these files only through
+:func:`get`, and only at paths declared here, one path per number and one layout per leaf.
+
+A key path is dotted (``table1.in_domain.me_irl.f1.mean``). A segment in braces is a placeholder that
+stands for several keys (:data:`PLACEHOLDERS`): fixed ones (``{method}``: the six IRL methods) or ones
+the file itself lists (``{size_lm}``: every entry of ``settings.size_lms``); ``*`` stands for every key
+present at that point (possibly none). A key that is present with value ``null`` (NaN and infinities
+are written as ``null``) counts as present: the schema checks the layout, not the numbers.
+
+The schema lists the keys the report and the README need, not every leaf a notebook writes: a notebook
+may write more. A notebook stem that is not in :data:`SCHEMA` (a new notebook, e.g. ``10_audit``, until
+its entry is added here; a test's ``00_test``) is written without a check.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# ----------------------------------------------------------------------------- fixed key sets
+
+# the six IRL methods of Table 1 (fairl_lib.irl.methods has their titles; kept here as data so that
+# reading a metrics file never imports torch)
+METHODS = ("mm_irl", "me_irl", "mm_fa_gt", "me_fa_gt", "mm_fa_margin", "me_fa_margin")
+TABLE1_SETS = ("in_domain", "jigsaw")  # in-domain test pairs; held-out Jigsaw comments
+TABLE1_METRICS = ("f1", "auc", "starc")  # the metrics of the paper's Table 1 (STARC: Eq. 4)
+DISAGREEMENT = ("both", "only_fa", "only_irl", "neither")  # Table 2's four counts
+TABLE2_SPLITS = ("train", "jigsaw")
+SUBTYPES = ("obscene", "threat", "insult", "identity_hate")  # Table 3, in the paper's order
+RERLHF_ARMS = ("ground_truth", "fa_irl", "irl")  # the three re-RLHF runs of Figure 3 (right)
+PAIR_TYPES = ("T->NT", "NT->NT", "NT->T", "T->T")
+
+
+class MetricsSchemaError(ValueError):
+    """A metrics dict lacks keys its notebook's schema requires; names the notebook and every missing path."""
+
+    def __init__(self, notebook: str, missing: Sequence[str], hint: str = ""):
+        self.notebook, self.missing = notebook, tuple(missing)
+        super().__init__(f"metrics of notebook {notebook} lack {len(self.missing)} required key path(s): "
+                         f"{', '.join(self.missing)}" + (f" ({hint})" if hint else ""))
+
+
+class MissingMetrics(MetricsSchemaError):
+    """One number a reader asked for is absent from a metrics file that exists (the report fails on it)."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One required key path of a metrics file and what it holds."""
+
+    path: str
+    meaning: str
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(self.path.split("."))
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A path segment that stands for several keys: ``values(metrics)`` lists them for the given file;
+    ``source`` is the key path they are read from when the file lists them (itself a required key)."""
+
+    meaning: str
+    values: Callable[[Mapping[str, Any]], Sequence[str]]
+    source: str | None = None
+
+
+def _fixed(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[str]]:
+    return lambda _m: tuple(keys)
+
+
+def _run_fractions(m: Mapping[str, Any]) -> list[str]:
+    return [k for k, row in m["pair_mix"].items() if row["status"] != "skipped"]
+
+
+def _str_list(values: Any) -> list[str]:
+    if not isinstance(values, (list, tuple)):
+        raise TypeError("not a list")
+    return [str(v) for v in values]
+
+
+PLACEHOLDERS: dict[str, Placeholder] = {
+    "method": Placeholder("each of the six IRL methods: " + ", ".join(METHODS), _fixed(METHODS)),
+    "fa_method": Placeholder("each FA-IRL method: " + ", ".join(m for m in METHODS if "_fa_" in m),
+                             _fixed([m for m in METHODS if "_fa_" in m])),
+    "set": Placeholder("each Table 1 evaluation set: " + ", ".join(TABLE1_SETS), _fixed(TABLE1_SETS)),
+    "metric": Placeholder("each Table 1 metric: " + ", ".join(TABLE1_METRICS), _fixed(TABLE1_METRICS)),
+    "count": Placeholder("each disagreement count: " + ", ".join(DISAGREEMENT), _fixed(DISAGREEMENT)),
+    "split": Placeholder("each Table 2 split: " + ", ".join(TABLE2_SPLITS), _fixed(TABLE2_SPLITS)),
+    "subtype": Placeholder("each Table 3 subtype: " + ", ".join(SUBTYPES), _fixed(SUBTYPES)),
+    "arm": Placeholder("each re-RLHF run: " + ", ".join(RERLHF_ARMS), _fixed(RERLHF_ARMS)),
+    "pair_type": Placeholder("each pair type: " + ", ".join(PAIR_TYPES), _fixed(PAIR_TYPES)),
+    "pm_method": Placeholder("each method of the file's `methods` list (notebook 06)",
+                             lambda m: _str_list(m["methods"]), "methods"),
+    "fraction": Placeholder("each T->NT fraction of `pair_mix` that was run (status not 'skipped')",
+                            _run_fractions, "pair_mix.*.status"),
+    "size_lm": Placeholder("each base LM of the file's `settings.size_lms` (notebook 07)",
+                           lambda m: _str_list(m["settings"]["size_lms"]), "settings.size_lms"),
+    "size_method": Placeholder("each method of the file's `settings.methods` (notebook 07)",
+                               lambda m: _str_list(m["settings"]["methods"]), "settings.methods"),
+}
+ANY = "*"  # every key present at that point (possibly none)
+
+# ----------------------------------------------------------------------------- the schema
+
+SCHEMA: dict[str, tuple[Key, ...]] = {
+    "01_rlhf_expert": (
+        Key("base_lm", "the base LM the expert was trained from"),
+        Key("algorithm", "the RLHF algorithm (rloo / ppo)"),
+        Key("steps", "RLHF steps trained"),
+        Key("toxicity_rate_base", "held-out toxicity rate of the base LM (ground-truth P(toxic) > 0.5)"),
+        Key("toxicity_rate_expert", "held-out toxicity rate of the expert"),
+        Key("toxicity_rate_ratio", "expert / base toxicity rate (null when the base rate is 0)"),
+        Key("judge_rate_base", "held-out toxicity rate of the base LM by the independent judge"),
+        Key("judge_rate_expert", "held-out toxicity rate of the expert by the judge"),
+        Key("kl_final", "KL(expert || base) per completion at the end of training (nats)"),
+        Key("kl_heldout", "KL(expert || base) per completion on the held-out prompts (nats)"),
+        Key("perplexity_base", "perplexity of the base LM's held-out completions under the base"),
+        Key("perplexity_expert", "perplexity of the expert's held-out completions under the base"),
+    ),
+    "02_preference_pairs": (
+        Key("n_pairs", "preference pairs built"),
+        Key("n_prompts", "prompts they come from"),
+        Key("n_train", "training pairs"),
+        Key("n_test", "test pairs (split by prompt)"),
+        Key("pair_types.{pair_type}", "pairs of each type (o_pre -> o_post, T = toxic)"),
+        Key("toxic_rate_pre", "toxicity rate of the o_pre outputs (ground truth)"),
+        Key("toxic_rate_post", "toxicity rate of the o_post outputs (ground truth)"),
+        Key("judge_rate_pre", "toxicity rate of the o_pre outputs (judge)"),
+        Key("judge_rate_post", "toxicity rate of the o_post outputs (judge)"),
+        Key("auc_ground_truth_jigsaw", "ROC-AUC of the ground-truth scorer on the Jigsaw sample"),
+        Key("auc_judge_jigsaw", "ROC-AUC of the judge on the Jigsaw sample"),
+        Key("auc_ground_truth_jigsaw_test_split", "the same on the Kaggle test-split rows only"),
+        Key("auc_judge_jigsaw_test_split", "the judge's on the Kaggle test-split rows only"),
+    ),
+    "03_theory_toy": (
+        Key("n_draws", "random reward / demonstration draws of the toy"),
+        Key("never_larger_fraction", "share of draws where no ambiguity measure grows with failures (Theorem 1)"),
+        Key("strictly_smaller_fraction", "share of draws where the feasible area strictly shrinks (boundary failures)"),
+        Key("strictly_smaller_fraction_random_failures", "the same with failures drawn at random"),
+        Key("frac_binds_random_failures", "share of draws where a random failure constraint binds"),
+        Key("mean_arc_width_base", "mean feasible arc width without failures"),
+        Key("mean_arc_width_fa", "mean feasible arc width with failures"),
+        Key("maxent_upweight_inclusion_holds", "App. B, w_fail > 1: FA sublevel sets inside the standard ones (bool)"),
+        Key("maxent_sharpen_inclusion_holds", "App. B, tau_fail < tau: the same (bool)"),
+    ),
+    "04_fairl_training": (
+        Key("n_seeds", "seeds per method"),
+        Key("n_train", "training pairs"),
+        Key("n_val", "validation pairs (early stopping)"),
+        Key("n_test", "test pairs"),
+        Key("failure_path.*.ratio_std_F_over_D", "per FA method: std(R_F) / std(R_D) on the training outputs"),
+        Key("failure_path.*.pairs_flipped_by_R_F", "per FA method: share of training pairs whose ranking R_F flips"),
+    ),
+    "05_tables": (
+        Key("n.seeds", "seeds per method (the n of every Table 1 summary)"),
+        Key("table1.{set}.{method}.{metric}.mean", "Table 1: mean over seeds"),
+        Key("table1.{set}.{method}.{metric}.std", "Table 1: population std over seeds (ddof = 0, as the paper's +-)"),
+        Key("seed_dispersion.{method}", "Corollary 1, per method: std over seeds of F1 / AUC / STARC per set and the "
+            "mean pairwise STARC between the rewards of different seeds"),
+        Key("table2_seed", "the seed whose runs Tables 2-3 compare"),
+        Key("table2.{split}.{count}", "Table 2: ME FA-IRL (margin) vs ME IRL, examples each is uniquely right on"),
+        Key("table3.jigsaw.{subtype}.only_fa", "Table 3: Jigsaw comments of the subtype only FA-IRL gets right"),
+        Key("table3.jigsaw.{subtype}.only_irl", "Table 3: Jigsaw comments of the subtype only IRL gets right"),
+        Key("penalty_sweep.scales", "the penalty scales c of the sweep (c = 1 is Eq. 3 as printed)"),
+        Key("penalty_sweep.main_scale", "the scale of notebook 04's grid"),
+        Key("penalty_sweep.by_scale.*.*.jigsaw_auc.mean", "per scale and method: Jigsaw AUC, mean over seeds"),
+        Key("penalty_sweep.by_scale.*.*.pairs_flipped_by_R_F.mean",
+            "per scale and method: share of training pairs R_F flips, mean over seeds"),
+    ),
+    "06_pair_mix": (
+        Key("methods", "the methods trained at every fraction"),
+        Key("n_seeds", "seeds per method and fraction"),
+        Key("fractions_run", "T->NT fractions that were run"),
+        Key("fractions_skipped", "T->NT fractions skipped for want of T->NT pairs"),
+        Key("total_pairs_used", "training pairs per fraction (a common total)"),
+        Key("random_reward_starc", "per fraction: STARC of a random reward (the yardstick's own trend)"),
+        Key("pair_mix.*.status", "per planned fraction: ok / reduced / skipped"),
+        Key("pair_mix.{fraction}.methods.{pm_method}.per_seed", "training STARC (Eq. 4) per seed, seeds in order"),
+    ),
+    "07_model_size": (
+        Key("settings.size_lms", "the base LMs compared"),
+        Key("settings.methods", "the methods reported per size; the first is the headline"),
+        Key("{size_lm}.params_millions", "parameters of the base LM (millions)"),
+        Key("{size_lm}.n_pairs", "preference pairs built from that LM's expert"),
+        Key("{size_lm}.pair_types", "their pair-type counts"),
+        Key("{size_lm}.accuracy.mean", "headline method: in-domain test accuracy, mean over seeds"),
+        Key("{size_lm}.accuracy.std", "its sample std over seeds (ddof = 1)"),
+        Key("{size_lm}.accuracy.n", "seeds"),
+        Key("{size_lm}.accuracy.ci_low", "Student-t 95% interval, low end"),
+        Key("{size_lm}.accuracy.ci_high", "Student-t 95% interval, high end"),
+        Key("{size_lm}.starc.mean", "headline method: in-domain STARC (Eq. 4), mean over seeds"),
+        Key("{size_lm}.starc.std", "its sample std over seeds (ddof = 1)"),
+        Key("{size_lm}.starc.n", "seeds"),
+        Key("{size_lm}.starc.ci_low", "Student-t 95% interval, low end"),
+        Key("{size_lm}.starc.ci_high", "Student-t 95% interval, high end"),
+        Key("{size_lm}.by_method.{size_method}.accuracy.mean", "every reported method: accuracy, mean over seeds"),
+        Key("{size_lm}.by_method.{size_method}.starc.mean", "every reported method: STARC, mean over seeds"),
+    ),
+    "08_rerlhf": (
+        Key("base.toxicity_rate", "held-out toxicity rate of the base LM"),
+        Key("base.judge_rate", "the same by the judge"),
+        Key("{arm}.toxicity_rate_final", "held-out toxicity rate after re-RLHF (final evaluation)"),
+        Key("{arm}.n_completions_final", "completions of that final evaluation"),
+        Key("{arm}.judge_rate_final", "its toxicity rate by the judge"),
+        Key("{arm}.kl_final", "KL to the base per completion at the end (nats)"),
+        Key("{arm}.perplexity_final", "perplexity of its completions under the base"),
+        Key("{arm}.paper_toxicity_rate", "the paper's rate for that reward"),
+    ),
+    "09_reproduction_report": (
+        Key("verdict_counts", "claims per verdict"),
+        Key("metrics_read", "the notebooks whose metrics files were read"),
+        Key("ledger.*.claim", "per claim id: the claim"),
+        Key("ledger.*.paper", "the paper's figure"),
+        Key("ledger.*.ours", "ours, with its 95% interval"),
+        Key("ledger.*.verdict", "the verdict computed by the claim's rule"),
+        Key("ledger.*.rule", "that rule"),
+    ),
+    # "10_audit": (...),  a notebook is checked once its entry is added here
+}
+NOTEBOOK_STEMS = tuple(SCHEMA)
+
+
+def stem(notebook: str) -> str:
+    """The notebook stem for ``"05"`` or ``"05_tables"`` (a name not in :data:`SCHEMA` is returned as is)."""
+    if notebook in SCHEMA:
+        return notebook
+    for s in SCHEMA:
+        if s[:2] == notebook:
+            return s
+    return notebook
+
+
+# ----------------------------------------------------------------------------- expanding and checking
+
+
+def _segment_text(seg: str) -> str:
+    return f"[{seg}]" if "." in seg else seg
+
+
+def path_text(segments: Iterable[str]) -> str:
+    """A path for messages: dotted, a key that holds a dot in brackets (``pair_mix.[0.5].status``)."""
+    return ".".join(_segment_text(str(s)) if not _is_placeholder(str(s)) else str(s) for s in segments)
+
+
+class _Unresolved(Exception):
+    """A placeholder's own source is missing (that source is reported as missing by its own key)."""
+
+
+def _is_placeholder(seg: str) -> bool:
+    return seg == ANY or (seg.startswith("{") and seg.endswith("}"))
+
+
+def _missing(metrics: Mapping[str, Any], segments: Sequence[str]) -> list[tuple[str, ...]]:
+    """The concrete paths of a key pattern that ``metrics`` lacks (placeholders expanded)."""
+    missing: list[tuple[str, ...]] = []
+
+    def walk(node: Any, i: int, done: tuple[str, ...]) -> None:
+        if i == len(segments):
+            return
+        seg = segments[i]
+        if seg == ANY:
+            keys = [str(k) for k in node] if isinstance(node, Mapping) else []
+        elif _is_placeholder(seg):
+            keys = _placeholder_keys(metrics, seg[1:-1])
+        else:
+            keys = [seg]
+        for k in keys:
+            if isinstance(node, Mapping) and k in node:
+                walk(node[k], i + 1, done + (k,))
+            else:  # the whole required path, the part below the gap as the pattern has it
+                missing.append(done + (k,) + tuple(segments[i + 1:]))
+
+    walk(metrics, 0, ())
+    return missing
+
+
+def _placeholder_keys(metrics: Mapping[str, Any], name: str) -> list[str]:
+    if name not in PLACEHOLDERS:
+        raise ValueError(f"unknown placeholder {{{name}}} in a schema key")
+    try:
+        return [str(k) for k in PLACEHOLDERS[name].values(metrics)]
+    except (KeyError, TypeError, AttributeError):
+        raise _Unresolved(name) from None
+
+
+def missing_keys(name: str, metrics: Mapping[str, Any]) -> list[str]:
+    """Every required path of notebook ``name`` that ``metrics`` lacks (``[]`` if none, or no schema)."""
+    keys = SCHEMA.get(stem(name))
+    if keys is None:
+        return []
+    out: list[str] = []
+    for key in keys:
+        try:
+            miss = _missing(metrics, key.segments)
+        except _Unresolved:
+            continue  # the placeholder's source key is required too and reported on its own
+        out += [path_text(p) for p in miss if path_text(p) not in out]
+    return out
+
+
+def validate(name: str, metrics: Mapping[str, Any]) -> None:
+    """Raise :class:`MetricsSchemaError` naming notebook ``name`` and every required key path ``metrics``
+    lacks. Names not in :data:`SCHEMA` have no schema and always pass."""
+    miss = missing_keys(name, metrics)
+    if miss:
+        raise MetricsSchemaError(stem(name), miss, "see fairl_lib/analysis/schema.py")
+
+
+def declared(name: str, pattern: str) -> Key:
+    """The schema key ``pattern`` of notebook ``name``; a ``ValueError`` if the schema does not declare it
+    (a reader may read only declared paths)."""
+    for key in SCHEMA.get(stem(name), ()):
+        if key.path == pattern:
+            return key
+    raise ValueError(f"{pattern!r} is not a key path of notebook {stem(name)} in fairl_lib/analysis/schema.py")
+
+
+def get(metrics: Mapping[str, Any], name: str, pattern: str, **values: Any) -> Any:
+    """The value at the declared key path ``pattern`` of notebook ``name``, its placeholders filled from
+    ``values`` (``get(m, "05", "table1.{set}.{method}.{metric}.mean", set="jigsaw", method="me_irl",
+    metric="auc")``). Raises :class:`MissingMetrics` naming the notebook and the concrete path when it
+    is absent."""
+    key = declared(name, pattern)
+    segs = key.segments
+    names = [s[1:-1] for s in segs if _is_placeholder(s) and s != ANY]
+    if ANY in segs or set(names) != set(values):
+        raise ValueError(f"get({pattern!r}) needs exactly the placeholders {names} (and no '*'), got {sorted(values)}")
+    concrete = tuple(str(values[s[1:-1]]) if _is_placeholder(s) else s for s in segs)
+    node: Any = metrics
+    for k in concrete:
+        if not isinstance(node, Mapping) or k not in node:
+            raise MissingMetrics(stem(name), [path_text(concrete)], f"schema key {pattern}")
+        node = node[k]
+    return node
+
+
+def placeholder_keys(metrics: Mapping[str, Any], name: str, placeholder: str) -> list[str]:
+    """The keys ``{placeholder}`` stands for in this metrics file of notebook ``name``
+    (``placeholder_keys(m, "07", "size_lm")``); raises :class:`MissingMetrics` naming its source key when
+    the file lacks it."""
+    try:
+        return _placeholder_keys(metrics, placeholder)
+    except _Unresolved:
+        ph = PLACEHOLDERS[placeholder]
+        raise MissingMetrics(stem(name), [ph.source or f"{{{placeholder}}}"], f"{{{placeholder}}}: {ph.meaning}") from None
+
+
+def describe(name: str | None = None) -> str:
+    """The schema as text: per notebook, each key path and its meaning (and the placeholders)."""
+    lines = []
+    for nb, keys in SCHEMA.items():
+        if name is not None and nb != stem(name):
+            continue
+        lines.append(f"{nb}.json")
+        lines += [f"  {k.path}: {k.meaning}" for k in keys]
+    if name is None:
+        lines.append("placeholders")
+        lines += [f"  {{{n}}}: {p.meaning}" for n, p in PLACEHOLDERS.items()]
+        lines.append(f"  {ANY}: every key present there (possibly none)")
+    return "\n".join(lines)
