@@ -11,6 +11,9 @@
   runner checks that each exists and is newer than the start of the run.
 - The ``cpu`` and ``paper`` profiles copy their PNG figures to the top-level ``figures/``;
   ``smoke`` never touches it.
+- A finished run ends with its runtime table (:func:`summary_table`: seconds, minutes and peak
+  memory per notebook, and the total); ``python -m fairl_lib.pipeline --summary RUN_JSON`` prints
+  the same table for any ``run.json``.
 """
 from __future__ import annotations
 
@@ -200,6 +203,60 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
 
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def summary_table(run: dict) -> str:
+    """A ``run.json`` record as a markdown table: one row per notebook, then the total.
+
+    Columns: notebook, status, seconds, minutes, peak memory (MB, the entry's ``peak_rss_mb``: the
+    summed resident memory of the notebook's kernel and its workers). The total row sums the
+    notebooks' seconds, shows the largest peak, and carries the run's own status. A value the
+    entry lacks (a failed notebook has no peak) shows as ``-``. The rows are the notebooks the
+    record holds, so after ``--only``/``--from`` they include entries kept from earlier runs.
+    """
+    notebooks = run.get("notebooks")
+    if not isinstance(notebooks, dict):
+        raise ValueError("not a run.json: it has no 'notebooks' record")
+    lines = ["| notebook | status | seconds | minutes | peak memory (MB) |", "|---|---|--:|--:|--:|"]
+    total, peaks = 0.0, []
+    for stem in sorted(notebooks):
+        entry = notebooks[stem]
+        if not isinstance(entry, dict):
+            raise ValueError(f"not a run.json: the entry of {stem} is not a record")
+        seconds, peak = entry.get("seconds"), entry.get("peak_rss_mb")
+        total += seconds or 0.0
+        if peak is not None:
+            peaks.append(peak)
+        lines.append(f"| {stem} | {entry.get('status', '-')} | {_cell(seconds, ',.0f')} | "
+                     f"{_cell(None if seconds is None else seconds / 60, '.1f')} | {_cell(peak, ',.0f')} |")
+    lines.append(f"| **total** | {run.get('status') or '-'} | **{total:,.0f}** | **{total / 60:.1f}** | "
+                 f"{_cell(max(peaks) if peaks else None, ',.0f')} |")
+    return "\n".join(lines)
+
+
+def print_summary(path: str) -> int:
+    """``--summary RUN_JSON``: print :func:`summary_table` of a finished run; one-line error, exit 2."""
+    try:
+        run = read_json(Path(path))
+        if not isinstance(run, dict):
+            raise ValueError("not a run.json: expected a JSON object")
+        table = summary_table(run)
+    except FileNotFoundError:
+        print(f"error: {path}: no such file (a run writes results/<profile>/run.json)", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(err, ValueError) and not msg.startswith("not a run.json"):
+            msg = f"not a run.json ({msg})"
+        print(f"error: {path}: {msg}", file=sys.stderr)
+        return 2
+    print(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("profile", nargs="?", default="cpu", help=f"one of {available_profiles()} (default cpu)")
@@ -208,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--only", metavar="NN", help="run only notebook NN")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="recompute cached stages")
+    parser.add_argument("--summary", metavar="RUN_JSON",
+                        help="print the runtime table of a finished run (e.g. results/cpu/run.json) and exit")
     args = parser.parse_args(argv)
+    if args.summary is not None:
+        return print_summary(args.summary)
 
     try:
         load_profile(args.profile)
@@ -267,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Copied {publish_figures(args.profile, books)} figure(s) to {repo_root() / 'figures'}")
         if any(b.stem.startswith("09") for b in books) and (report := publish_report(args.profile)):
             print(f"Copied the reproduction report to {report}")
+    print(f"\nRuntimes ({run_file}):\n{summary_table(record)}")
     return 0
 
 

@@ -16,7 +16,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from fairl_lib.pipeline import declared_parameters, discover, promised_outputs, publish_report
+from fairl_lib.pipeline import declared_parameters, discover, promised_outputs, publish_report, summary_table
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOKS = discover()
@@ -57,6 +57,51 @@ def test_publish_report_copies_beside_figures(tmp_path, monkeypatch):
         assert (tmp_path / "repo" / name).read_text().startswith(f"# {profile}")
 
 
+# a run.json record made by hand: two finished notebooks and one that failed (no peak memory)
+HAND_RUN = {"profile": "cpu", "status": "failed in 03_theory_toy.ipynb", "notebooks": {
+    "02_preference_pairs": {"status": "ok", "seconds": 649.4, "peak_rss_mb": 2048.3},
+    "01_rlhf_expert": {"status": "ok", "seconds": 1218.0, "peak_rss_mb": 3500.6},
+    "03_theory_toy": {"status": "failed", "seconds": 12.5},
+}}
+
+
+def table_rows(table: str) -> dict[str, list[str]]:
+    lines = table.splitlines()
+    assert lines[0].split("|")[1:-1] == [" notebook ", " status ", " seconds ", " minutes ", " peak memory (MB) "]
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in lines[2:])}
+
+
+def test_summary_table_rows_and_total():
+    rows = table_rows(summary_table(HAND_RUN))
+    assert list(rows) == ["01_rlhf_expert", "02_preference_pairs", "03_theory_toy", "**total**"]
+    assert rows["01_rlhf_expert"] == ["ok", "1,218", "20.3", "3,501"]
+    assert rows["03_theory_toy"] == ["failed", "12", "0.2", "-"]  # the failed notebook shows its status
+    status, seconds, minutes, peak = rows["**total**"]
+    total = sum(e["seconds"] for e in HAND_RUN["notebooks"].values())
+    assert seconds == f"**{total:,.0f}**" == "**1,880**"  # the total row is the sum of the notebooks
+    assert minutes == f"**{total / 60:.1f}**"
+    assert peak == "3,501" and status == "failed in 03_theory_toy.ipynb"
+
+
+def test_summary_table_refuses_what_is_not_a_run():
+    with pytest.raises(ValueError, match="not a run.json"):
+        summary_table({"profile": "cpu"})
+
+
+def test_summary_option_prints_the_table_or_one_line_error(tmp_path):
+    run_json = tmp_path / "run.json"
+    run_json.write_text(json.dumps(HAND_RUN))
+    out = run_pipeline(tmp_path, "--summary", str(run_json))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == summary_table(HAND_RUN)
+    for bad, content in (("missing.json", None), ("metrics.json", '{"f1": 0.5}'), ("broken.json", "{not json")):
+        if content is not None:
+            (tmp_path / bad).write_text(content)
+        out = run_pipeline(tmp_path, "--summary", str(tmp_path / bad))
+        assert out.returncode == 2 and out.stdout == "", (bad, out.stdout)
+        assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
 def figures_state() -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in (ROOT / "figures").glob("*")}
 
@@ -91,6 +136,7 @@ def test_smoke_pipeline_writes_everything(smoke_run):
         assert (res / "notebooks" / book.name).exists()
         assert (res / "metrics" / f"{book.stem}.json").exists()
     assert "All" in proc.stdout
+    assert summary_table(run) in proc.stdout  # the run ends with its runtime table
 
 
 # Pinned smoke numbers (recommenders style): values of the smoke profile at seed 0, checked with a
