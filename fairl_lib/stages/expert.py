@@ -42,8 +42,8 @@ from fairl_lib.llm import data, rlhf
 from fairl_lib.llm.models import completion_nll, generate, get_spec, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 
-EXPERT_STAGE, EVAL_STAGE, PAIRS_STAGE = "expert", "expert_eval", "pairs"
-EXPERT_VERSION, EVAL_VERSION, PAIRS_VERSION = "1", "1", "1"
+EXPERT_STAGE, EVAL_STAGE = "expert", "expert_eval"
+EXPERT_VERSION, EVAL_VERSION = "1", "1"
 REWARD_KIND = "one_minus_p"  # scorers.reward_from_scores: r = 1 - P(toxic) (bounded, paper: "rewards non-toxic")
 EVAL_SAMPLES_PER_PROMPT = 2  # held-out completions per prompt and model (halves the rate's sampling noise)
 

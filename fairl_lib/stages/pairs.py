@@ -3,7 +3,7 @@
 Pairs (o_pre, o_post) on prompts with toxicity > 0.5, o_post preferred; the artifact's format is
 :mod:`fairl_lib.analysis.pairset`. Stage (``fairl_lib.cache``, ``results/<profile>/stages/pairs/<key>/``):
 
-- ``pairs`` (:func:`pairs_stage`): the pair artifact of :mod:`fairl_lib.pairs`. Key: the expert's
+- ``pairs`` (:func:`pairs_stage`): the pair artifact of :mod:`fairl_lib.analysis.pairset`. Key: the expert's
   key + ``[gen]``, ``[pairs]``, the pair prompt selection, every scorer, the embedder, seed.
   Generation is written in chunks inside ``.partial`` so a killed run resumes.
 
@@ -31,8 +31,6 @@ from fairl_lib.llm import data
 from fairl_lib.llm.models import embed, load_lm
 from fairl_lib.llm.parallel import run_jobs
 from fairl_lib.stages.expert import (
-    PAIRS_STAGE,
-    PAIRS_VERSION,
     REWARD_KIND,
     base_name,
     expert_key,
@@ -43,6 +41,7 @@ from fairl_lib.stages.expert import (
     rlhf_prompts,
 )
 
+PAIRS_STAGE, PAIRS_VERSION = "pairs", "1"
 GEN_CHUNK = 512  # completions per resumable generation chunk of the pairs stage
 
 
