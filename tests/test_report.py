@@ -10,7 +10,7 @@ from scipy import stats
 
 from fairl_lib.analysis import report as R
 from fairl_lib.analysis import schema as S
-from fairl_lib.analysis.report import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
+from fairl_lib.analysis.report import CONTRADICTED, INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 # ----------------------------------------------------------------------------- statistics
 
@@ -54,49 +54,104 @@ def test_sign_test_interval_is_exact():
 
 
 def test_summary_samples_give_welch():
-    a = R.Sample.from_population_std(0.8, 0.01, 5)  # notebook 05's Table 1: population std (metrics.mean_std)
-    b = R.Sample.from_population_std(0.7, 0.01, 5)
-    assert a.n == 5 and a.sd == pytest.approx(0.01 * math.sqrt(5 / 4))
+    """Notebook 07's summaries (mean, sample std, n per base LM): Welch's t, no pairing across LMs."""
+    a, b = R.Sample(0.8, 0.01, 5), R.Sample(0.7, 0.01, 5)
     est = R.sample_diff(a, b)
-    assert est.lo > 0
-    assert R.Sample(0.5, 0.1, 5).sd == 0.1  # notebook 07's std is ddof = 1 already
-    assert R.Sample.from_population_std(0.5, None, 5).ci().lo is None
-    assert R.Sample.from_population_std(0.5, 0.1, 1).ci().lo is None  # one seed: no interval
+    se = math.sqrt(2 * 0.01 ** 2 / 5)
+    dof = 8.0  # equal variances and sizes: Welch-Satterthwaite gives 2 (n - 1)
+    assert est.test == R.WELCH_T and est.lo == pytest.approx(0.1 - stats.t.ppf(0.975, dof) * se)
+    assert est.mde == pytest.approx((stats.t.ppf(0.975, dof) + stats.t.ppf(0.8, dof)) * se)
+    assert R.sample_diff(a, R.Sample(0.7, None, 1)).lo is None  # one seed: no interval
 
 
 def test_variance_ratio_interval_contains_truth_direction():
     rng = np.random.default_rng(0)
     small, big = rng.normal(0, 0.01, 30), rng.normal(0, 0.1, 30)
     assert R.verdict_from_ci(R.variance_ratio_ci(small, big), 1.0, -1) == REPRODUCED
-    assert R.verdict_from_ci(R.variance_ratio_ci(big, small), 1.0, -1) == NOT_REPRODUCED
+    assert R.verdict_from_ci(R.variance_ratio_ci(big, small), 1.0, -1) == CONTRADICTED
 
 
 def test_slope_ci():
     x = [0, 0, 0.5, 0.5, 1, 1]
     est = R.slope_ci(x, [0.9, 0.92, 0.7, 0.72, 0.5, 0.52])
     assert est.value == pytest.approx(-0.4) and est.hi < 0
+    assert est.mde == pytest.approx((stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * stats.linregress(
+        x, [0.9, 0.92, 0.7, 0.72, 0.5, 0.52]).stderr)
+
+
+# ----------------------------------------------------------------------------- paired differences, MDE
+
+
+def test_paired_case_by_hand():
+    """Same-seed differences 0.01, 0.03, 0.02, 0.04 (4 seeds): mean 0.025, sd 0.012910, se 0.006455;
+    t(0.975, 3) = 3.1824 -> 95% interval 0.025 -+ 0.020543 = [0.00446, 0.04554]: above 0 -> reproduced."""
+    base = np.array([0.70, 0.80, 0.75, 0.90])
+    est = R.paired_ci(base + [0.01, 0.03, 0.02, 0.04], base)
+    assert est.test == R.PAIRED_T and est.n == 4
+    assert est.value == pytest.approx(0.025)
+    assert (est.lo, est.hi) == pytest.approx((0.00446, 0.04554), abs=1e-5)
+    assert R.verdict_from_ci(est, 0.0, +1, paper_value=0.028) == REPRODUCED
+    assert R.below_paper(est, 0.0, +1, 0.028) is False  # the interval reaches the paper's +0.028
+    # a seed missing on one side drops that seed from both (pairs stay pairs)
+    assert R.paired_ci([0.71, np.nan, 0.77, 0.94], base).n == 3
+
+
+def test_mde_by_hand():
+    """Paired t, the same 4 differences: (t(0.975, 3) + t(0.80, 3)) * se = (3.1824 + 0.9785) * 0.006455
+    = 0.026859. Sign test on 16 disagreements: (1.95996 + 0.84162) * 0.5 / 4 = 0.35020 (share above 1/2).
+    Rates 0/100 vs 0/100: p = 2 / 204, (1.95996 + 0.84162) * sqrt(p (1 - p) 0.02) = 0.03904."""
+    base = np.array([0.70, 0.80, 0.75, 0.90])
+    assert R.paired_ci(base + [0.01, 0.03, 0.02, 0.04], base).mde == pytest.approx(0.026859, abs=2e-6)
+    assert R.mde_t(0.006455, 3) == pytest.approx(0.026858, abs=2e-6)
+    assert R.sign_test_ci(10, 16).mde == pytest.approx(0.35020, abs=1e-5)
+    assert R.rate_diff_ci(0, 100, 0, 100).mde == pytest.approx(0.03904, abs=1e-5)
+    # F: a true variance ratio at the MDE is found (F below its 2.5% point) with probability 0.80
+    est = R.variance_ratio_ci(np.arange(5.0), np.arange(5.0) * 2)
+    assert stats.f.cdf(stats.f.ppf(0.025, 4, 4) / est.mde, 4, 4) == pytest.approx(0.80)
+    assert "paired t, n = 4" in R.paired_ci(base + 0.01, base).mde_text()
+
+
+def test_contradicted_and_inconclusive_against_the_papers_effect():
+    """The paper's Table 1 AUC gap is +0.028. A tight interval around 0 excludes it: contradicted (the old
+    rule said inconclusive); a wide one holds 0 and +0.028 alike: inconclusive."""
+    base = np.array([0.88, 0.90, 0.86, 0.89, 0.91])
+    tight = R.paired_ci(base + [0.001, -0.001, 0.002, 0.000, -0.002], base)
+    assert tight.lo < 0 < tight.hi < 0.028
+    assert R.verdict_from_ci(tight, 0.0, +1, paper_value=0.028) == CONTRADICTED
+    assert R.verdict_from_ci(tight, 0.0, +1) == INCONCLUSIVE  # no paper number: only the other side contradicts
+    wide = R.paired_ci(base + [0.05, -0.04, 0.03, -0.02, 0.01], base)
+    assert wide.lo < 0 and wide.hi > 0.028
+    assert R.verdict_from_ci(wide, 0.0, +1, paper_value=0.028) == INCONCLUSIVE
+    assert wide.mde > 0.028 > tight.mde  # the wide run could not have detected the paper's effect
 
 
 # ----------------------------------------------------------------------------- verdict rules
 
 
-@pytest.mark.parametrize("lo,hi,direction,expected", [
-    (0.01, 0.05, +1, REPRODUCED), (-0.05, -0.01, +1, NOT_REPRODUCED), (-0.01, 0.02, +1, INCONCLUSIVE),
-    (-0.05, -0.01, -1, REPRODUCED), (0.01, 0.05, -1, NOT_REPRODUCED),
+@pytest.mark.parametrize("lo,hi,direction,paper,expected", [
+    (0.01, 0.05, +1, None, REPRODUCED), (-0.05, -0.01, +1, None, CONTRADICTED), (-0.01, 0.02, +1, None, INCONCLUSIVE),
+    (-0.05, -0.01, -1, None, REPRODUCED), (0.01, 0.05, -1, None, CONTRADICTED),
+    (-0.01, 0.02, +1, 0.028, CONTRADICTED), (-0.01, 0.03, +1, 0.028, INCONCLUSIVE),
+    (0.001, 0.02, +1, 0.028, REPRODUCED),  # the direction holds, the effect is smaller than the paper's
+    (-0.02, 0.01, -1, -0.058, CONTRADICTED), (-0.07, 0.01, -1, -0.058, INCONCLUSIVE),
+    (-0.01, 0.02, +1, -0.03, INCONCLUSIVE),  # a paper number on the wrong side counts as 0
 ])
-def test_verdict_from_ci(lo, hi, direction, expected):
-    assert R.verdict_from_ci(R.Estimate((lo + hi) / 2, lo, hi, 5), 0.0, direction) == expected
+def test_verdict_from_ci(lo, hi, direction, paper, expected):
+    est = R.Estimate((lo + hi) / 2, lo, hi, 5)
+    assert R.verdict_from_ci(est, 0.0, direction, paper) == expected
+    assert R.below_paper(est, 0.0, direction, paper) == (expected == REPRODUCED and paper is not None)
 
 
 def test_verdict_without_interval_or_estimate():
-    assert R.verdict_from_ci(R.Estimate(0.3), 0.0, +1) == INCONCLUSIVE
+    assert R.verdict_from_ci(R.Estimate(0.3), 0.0, +1, 0.1) == INCONCLUSIVE
     assert R.verdict_from_ci(None) == NOT_RUN
 
 
 def test_combine_verdicts():
     assert R.combine_verdicts([REPRODUCED, REPRODUCED]) == REPRODUCED
     assert R.combine_verdicts([REPRODUCED, INCONCLUSIVE]) == INCONCLUSIVE
-    assert R.combine_verdicts([REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE]) == NOT_REPRODUCED
+    assert R.combine_verdicts([REPRODUCED, CONTRADICTED, INCONCLUSIVE]) == CONTRADICTED
+    assert R.combine_verdicts([REPRODUCED, NOT_REPRODUCED]) == NOT_REPRODUCED
     assert R.combine_verdicts([]) == NOT_RUN
 
 
@@ -124,11 +179,14 @@ def _summary(values: list[float]) -> dict:
 
 def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsaw: dict | None = None,
          table3_jigsaw: dict | None = None) -> dict:
-    """Notebook 05's metrics from per-seed values ``{method: {metric: [...]}}`` per set (default: no gain)."""
-    sets = {"in_domain": in_domain or _per_seed_table1(0.0), "jigsaw": jigsaw or _per_seed_table1(0.0, seed=2)}
-    n = len(sets["in_domain"]["me_irl"]["f1"])
+    """Notebook 05's metrics from per-seed values ``{method: {metric: [...]}}`` per set (default: no gain):
+    ``per_seed`` (what the ledger reads) and the ``table1`` summary beside it."""
+    in_domain = in_domain or _per_seed_table1(0.0)
+    n = len(in_domain["me_irl"]["f1"])
+    sets = {"in_domain": in_domain, "jigsaw": jigsaw or _per_seed_table1(0.0, n=n, seed=2)}
     zero = {"both": 5, "only_fa": 0, "only_irl": 0, "neither": 5}
     m = {"n": {"seeds": n},
+         "per_seed": {"seeds": list(range(n)), **sets},
          "table1": {st: {meth: {k: _summary(v) for k, v in row.items()} for meth, row in per.items()}
                     for st, per in sets.items()},
          "seed_dispersion": {meth: {"in_domain std starc": float(np.std(sets["in_domain"][meth]["starc"]))}
@@ -145,31 +203,45 @@ def _ledger(mets: dict) -> dict[str, R.Entry]:
     return {e.id: e for e in R.build_ledger(mets)}
 
 
-def test_table1_clear_win_loss_and_overlap():
-    big = {"noise": 0.0005, "n": 12}
-    assert _ledger({"05": _m05(_per_seed_table1(+0.05, **big))})["table1_f1"].verdict == REPRODUCED
-    assert _ledger({"05": _m05(_per_seed_table1(+0.05, **big))})["table1_starc"].verdict == REPRODUCED
-    assert _ledger({"05": _m05(_per_seed_table1(-0.05, **big))})["table1_auc"].verdict == NOT_REPRODUCED
-    assert _ledger({"05": _m05(_per_seed_table1(0.0, noise=0.02))})["table1_f1"].verdict == INCONCLUSIVE
+def test_table1_is_paired_over_seeds():
+    """A 0.05 gain under seed luck of sd 0.02 is clear on same-seed differences (5 seeds); a 0.05 loss
+    contradicts the paper; no gain under noise that 4 seeds cannot see through is inconclusive."""
+    led = _ledger({"05": _m05(_per_seed_table1(+0.05))})
+    e = led["table1_f1"]
+    assert e.verdict == REPRODUCED and e.details["interval"] == R.PAIRED_T and e.estimate.test == R.PAIRED_T
+    assert e.paper_effect == pytest.approx(0.042) and "paired t, n = 5" in e.detectable
+    fa, base = e.details["fa_method"], e.details["baseline"]
+    per = _m05(_per_seed_table1(+0.05))["per_seed"]["in_domain"]
+    assert e.estimate.value == pytest.approx(np.mean(np.subtract(per[fa]["f1"], per[base]["f1"])))
+    assert led["table1_starc"].verdict == REPRODUCED
+    assert _ledger({"05": _m05(_per_seed_table1(-0.05))})["table1_auc"].verdict == CONTRADICTED
+    e = _ledger({"05": _m05(_per_seed_table1(0.0, noise=0.03, n=4))})["table1_f1"]
+    assert e.verdict == INCONCLUSIVE and e.estimate.lo < 0 and e.estimate.hi > 0.042 and e.estimate.mde > 0.042
+
+
+def test_table1_contradicted_by_a_tight_null_result():
+    """FA-IRL = baseline + 0 +- 0.0005 per seed: the interval of the AUC gap sits around 0, far below the
+    paper's +0.028: contradicted, with a detectable effect well under the paper's."""
+    e = _ledger({"05": _m05(_per_seed_table1(0.0, noise=0.0005, n=8))})["table1_auc"]
+    assert e.verdict == CONTRADICTED and e.estimate.hi < 0.028 and e.estimate.mde < 0.028
 
 
 def test_jigsaw_claims_read_the_jigsaw_set_only():
-    big = {"noise": 0.0005, "n": 12}
-    led = _ledger({"05": _m05(_per_seed_table1(+0.05, **big), _per_seed_table1(-0.05, **big))})
-    assert led["table1_f1"].verdict == REPRODUCED and led["jigsaw_f1"].verdict == NOT_REPRODUCED
+    led = _ledger({"05": _m05(_per_seed_table1(+0.05), _per_seed_table1(-0.05))})
+    assert led["table1_f1"].verdict == REPRODUCED and led["jigsaw_f1"].verdict == CONTRADICTED
+    assert led["jigsaw_f1"].paper_effect is None  # the paper gives no Jigsaw numbers
 
 
-def test_table1_from_the_summary_layout_is_welch():
-    """Notebook 05's table1: {set: {method: {metric: {mean, std}}}} (population std), seeds from n.seeds."""
+def test_missing_per_seed_block_fails_loudly():
+    """A notebook 05 file from before per_seed (mean and std only) is not read as Welch: the ledger stops."""
     m = _m05()
-    for meth in S.METHODS:
-        m["table1"]["in_domain"][meth]["f1"] = {"mean": 0.80 if meth in R.FA_METHODS else 0.70, "std": 0.01}
-        m["table1"]["in_domain"][meth]["auc"] = {"mean": 0.9, "std": 0.01}
-    led = _ledger({"05": m})
-    assert led["table1_f1"].verdict == REPRODUCED and led["table1_f1"].details["interval"] == "Welch"
-    assert led["table1_auc"].verdict == INCONCLUSIVE
-    m["n"]["seeds"] = 1
-    assert _ledger({"05": m})["table1_f1"].verdict == INCONCLUSIVE  # one seed: no interval
+    del m["per_seed"]
+    with pytest.raises(R.MissingMetrics, match="per_seed.seeds"):
+        R.build_ledger({"05": m})
+    m = _m05()
+    m["per_seed"]["in_domain"]["me_irl"]["f1"] = m["per_seed"]["in_domain"]["me_irl"]["f1"][:-1]
+    with pytest.raises(S.MetricsLayoutError, match="per_seed.in_domain.me_irl.f1: 4 values for the 5 seeds"):
+        R.build_ledger({"05": m})
 
 
 def test_seed_variance():
@@ -177,10 +249,10 @@ def test_seed_variance():
     per = {m: {k: list(0.7 + rng.normal(0, 0.001 if "_fa_" in m else 0.05, 12)) for k in ("f1", "auc", "starc")}
            for m in S.METHODS}
     e = _ledger({"05": _m05(per)})["seed_variance"]
-    assert e.verdict == REPRODUCED and len(e.details["variance_ratios"]) == 2
+    assert e.verdict == REPRODUCED and len(e.details["variance_ratios"]) == 2 and "ratio" in e.detectable
     per = {m: {k: list(0.7 + rng.normal(0, 0.05 if "_fa_" in m else 0.001, 12)) for k in ("f1", "auc", "starc")}
            for m in S.METHODS}
-    assert _ledger({"05": _m05(per)})["seed_variance"].verdict == NOT_REPRODUCED
+    assert _ledger({"05": _m05(per)})["seed_variance"].verdict == CONTRADICTED
 
 
 def test_tables_2_and_3():
@@ -189,10 +261,21 @@ def test_tables_2_and_3():
                             "insult": {"only_fa": 40, "only_irl": 10}, "identity_hate": {"only_fa": 30, "only_irl": 5}})
     led = _ledger({"05": m})
     assert led["table2_disagreement"].verdict == REPRODUCED
+    assert led["table2_disagreement"].paper_effect == pytest.approx(1001 / 1458)
     assert led["table3_subtypes"].verdict == INCONCLUSIVE  # threat 5 vs 4 is not clear
     assert led["table3_subtypes"].details["subtypes"]["obscene"]["verdict"] == REPRODUCED
     m["table2"]["jigsaw"].update(only_fa=40, only_irl=100)
-    assert _ledger({"05": m})["table2_disagreement"].verdict == NOT_REPRODUCED
+    assert _ledger({"05": m})["table2_disagreement"].verdict == CONTRADICTED
+    # a clear win, but far smaller than the paper's share 0.69: reproduced in direction, said to be smaller
+    m["table2"]["jigsaw"].update(only_fa=550, only_irl=450)
+    e = _ledger({"05": m})["table2_disagreement"]
+    assert e.verdict == REPRODUCED and e.details["below_paper_effect"] and "smaller than the paper's" in e.ours
+    # an even split of 1,000 disagreements excludes the paper's 0.69: contradicted (the old rule: inconclusive)
+    m["table2"]["jigsaw"].update(only_fa=500, only_irl=500)
+    assert _ledger({"05": m})["table2_disagreement"].verdict == CONTRADICTED
+    m["table2"]["jigsaw"].update(only_fa=0, only_irl=0)
+    e = _ledger({"05": m})["table2_disagreement"]
+    assert e.verdict == INCONCLUSIVE and "no disagreements" in e.detectable
 
 
 def _m03(strict_random: float = 0.83, sharpen: bool = False) -> dict:
@@ -235,9 +318,9 @@ def test_pair_mix_claims():
     assert led["fig4_fastest"].verdict == REPRODUCED
     assert led["fig4_lowest"].verdict == REPRODUCED
     led = _ledger({"06": _pairmix(-0.1, -0.4)})
-    assert led["fig4_fastest"].verdict == NOT_REPRODUCED and led["fig4_lowest"].verdict == NOT_REPRODUCED
+    assert led["fig4_fastest"].verdict == CONTRADICTED and led["fig4_lowest"].verdict == CONTRADICTED
     led = _ledger({"06": _pairmix(0.2, 0.2)})
-    assert led["fig4_trend"].verdict == NOT_REPRODUCED
+    assert led["fig4_trend"].verdict == CONTRADICTED
     # skipped fractions are ignored, not read as results
     assert _ledger({"06": _pairmix(-0.4, -0.1, skip_top=True)})["fig4_lowest"].details["fraction"] == 0.5
     # a sweep where only fraction 0 could be filled: it ran, but cannot test the claims
@@ -278,7 +361,14 @@ def _m08(gt: float, fa: float, irl: float, n: int = 512) -> dict:
 def test_rerlhf_layout_of_notebook_08():
     assert _ledger({"08": _m08(0.02, 0.08, 0.16)})["rerlhf_order"].verdict == REPRODUCED
     assert _ledger({"08": _m08(0.02, 0.17, 0.16)})["rerlhf_order"].verdict == INCONCLUSIVE  # 17% vs 16%: overlap
-    assert _ledger({"08": _m08(0.02, 0.30, 0.16)})["rerlhf_order"].verdict == NOT_REPRODUCED
+    assert _ledger({"08": _m08(0.02, 0.30, 0.16)})["rerlhf_order"].verdict == CONTRADICTED
+    # the paper's own rates at a large n: reproduced, both gaps as large as the paper's
+    e = _ledger({"08": _m08(0.04, 0.06, 0.09, n=100_000)})["rerlhf_order"]
+    assert e.verdict == REPRODUCED and e.details["paper_gaps"] == {"fa_irl - ground_truth": 0.02, "irl - fa_irl": 0.03}
+    assert "Newcombe" in e.detectable and "smaller" not in e.ours
+    # FA-IRL only 0.005 above the ground truth: the order holds, the gap is smaller than the paper's +0.02
+    e = _ledger({"08": _m08(0.04, 0.045, 0.09, n=100_000)})["rerlhf_order"]
+    assert e.verdict == REPRODUCED and "fa_irl - ground_truth smaller than the paper's +0.020" in e.ours
 
 
 def test_missing_file_is_not_run():
@@ -292,12 +382,12 @@ def test_missing_key_in_an_existing_file_fails_loudly():
     """A file that exists but lacks a key a claim reads is not papered over: the ledger raises, naming the
     notebook and the key path."""
     m = _m05()
-    del m["table1"]["jigsaw"]["me_irl"]["auc"]["std"]
+    del m["per_seed"]["jigsaw"]["me_irl"]["auc"]
     with pytest.raises(R.MissingMetrics) as err:
         R.build_ledger({"05": m})
-    assert err.value.notebook == "05_tables" and err.value.missing == ("table1.jigsaw.me_irl.auc.std",)
-    assert "05_tables" in str(err.value) and "table1.jigsaw.me_irl.auc.std" in str(err.value)
-    with pytest.raises(R.MissingMetrics, match="n.seeds"):
+    assert err.value.notebook == "05_tables" and err.value.missing == ("per_seed.jigsaw.me_irl.auc",)
+    assert "05_tables" in str(err.value) and "per_seed.jigsaw.me_irl.auc" in str(err.value)
+    with pytest.raises(R.MissingMetrics, match="per_seed.seeds"):
         R.build_ledger({"05": {"something_else": 1}})
     m7 = _m07({"smollm2-135m": {"params_millions": 134.5, "accuracy": {"mean": 0.7, "std": 0.01, "n": 5,
                                                                         "ci_low": 0.6, "ci_high": 0.8},

@@ -38,6 +38,8 @@ def _layouts() -> dict[str, dict]:
                                                for m in M if "_fa_" in m},
                               "methods": {m: {"epochs_trained": [7, 12]} for m in M}},
         "05_tables": {"n": {"seeds": 2, "jigsaw": 120},
+                      "per_seed": {"seeds": [0, 1], **{st: {m: {k: [0.4, None] for k in ("f1", "auc", "starc")}
+                                                            for m in M} for st in ("in_domain", "jigsaw")}},
                       "table1": {st: {m: {k: dict(SUMMARY) for k in ("accuracy", "f1", "auc", "starc", "starc_eq10")}
                                       for m in M} for st in ("in_domain", "jigsaw")},
                       "seed_dispersion": {m: {"in_domain std starc": 0.04} for m in M},
@@ -63,7 +65,8 @@ def _layouts() -> dict[str, dict]:
                       "fa_irl": dict(arm), "irl": dict(arm), "settings": {"base_lm": "smollm2-135m"}},
         "09_reproduction_report": {"verdict_counts": {"reproduced": 3}, "metrics_read": ["03"],
                                    "ledger": {"theorem1_inclusion": {"claim": "c", "paper": "p", "ours": "o",
-                                                                     "verdict": "reproduced", "rule": "r"}}},
+                                                                     "verdict": "reproduced", "rule": "r",
+                                                                     "detectable": "exact check"}}},
     }
 
 
@@ -93,6 +96,14 @@ def test_a_missing_key_is_named():
     assert err.value.notebook == "05_tables"
     assert set(err.value.missing) == {"n.seeds", "table1.jigsaw.me_irl.auc.mean", "table1.jigsaw.me_irl.auc.std"}
     assert "05_tables" in str(err.value) and "table1.jigsaw.me_irl.auc.mean" in str(err.value)
+
+
+def test_a_missing_block_is_named_with_its_placeholders():
+    m = _layouts()["05_tables"]
+    del m["per_seed"]
+    with pytest.raises(MetricsSchemaError) as err:
+        S.validate("05_tables", m)
+    assert set(err.value.missing) == {"per_seed.seeds", "per_seed.{set}.{method}.{metric}"}
 
 
 def test_placeholders_follow_the_file():

@@ -45,6 +45,15 @@ class MetricsSchemaError(ValueError):
                          f"{', '.join(self.missing)}" + (f" ({hint})" if hint else ""))
 
 
+class MetricsLayoutError(MetricsSchemaError):
+    """A key is present but its value does not have the layout the schema describes (e.g. a per-seed list
+    whose length is not the number of seeds)."""
+
+    def __init__(self, notebook: str, path: str, problem: str):
+        ValueError.__init__(self, f"metrics of notebook {notebook}: {path}: {problem}")
+        self.notebook, self.missing = notebook, (path,)
+
+
 class MissingMetrics(MetricsSchemaError):
     """One number a reader asked for is absent from a metrics file that exists (the report fails on it)."""
 
@@ -162,6 +171,10 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("n.seeds", "seeds per method (the n of every Table 1 summary)"),
         Key("table1.{set}.{method}.{metric}.mean", "Table 1: mean over seeds"),
         Key("table1.{set}.{method}.{metric}.std", "Table 1: population std over seeds (ddof = 0, as the paper's +-)"),
+        Key("per_seed.seeds", "the IRL seeds, in the order of every per-seed list below (one grid: the same for "
+            "every method, and runs of one seed share init and minibatch order)"),
+        Key("per_seed.{set}.{method}.{metric}", "Table 1 per seed: one value per entry of per_seed.seeds "
+            "(null where the metric is undefined)"),
         Key("seed_dispersion.{method}", "Corollary 1, per method: std over seeds of F1 / AUC / STARC per set and the "
             "mean pairwise STARC between the rewards of different seeds"),
         Key("table2_seed", "the seed whose runs Tables 2-3 compare"),
@@ -221,6 +234,7 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("ledger.*.ours", "ours, with its 95% interval"),
         Key("ledger.*.verdict", "the verdict computed by the claim's rule"),
         Key("ledger.*.rule", "that rule"),
+        Key("ledger.*.detectable", "the smallest effect the claim's test could detect at 80% power in this run"),
     ),
     # "10_audit": (...),  a notebook is checked once its entry is added here
 }
@@ -336,7 +350,8 @@ def get(metrics: Mapping[str, Any], name: str, pattern: str, **values: Any) -> A
     node: Any = metrics
     for k in concrete:
         if not isinstance(node, Mapping) or k not in node:
-            raise MissingMetrics(stem(name), [path_text(concrete)], f"schema key {pattern}")
+            hint = "a stale file? rerun the notebook" + ("" if path_text(concrete) == pattern else f"; schema key {pattern}")
+            raise MissingMetrics(stem(name), [path_text(concrete)], hint)
         node = node[k]
     return node
 
