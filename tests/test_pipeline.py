@@ -234,7 +234,7 @@ def test_smoke_appendices_and_report(smoke_run):
         assert 0.0 <= m8[kind]["judge_rate_final"] <= 1.0
     m9 = metrics(smoke_run, "09_reproduction_report")
     ledger = m9["ledger"]
-    verdicts = {"reproduced", "not reproduced", "inconclusive", "not run"}
+    verdicts = {"reproduced", "contradicted", "not reproduced", "inconclusive", "not run"}
     assert all(row["verdict"] in verdicts for row in ledger.values())
     # exact claims checked on the toy: Theorem 1's inclusion holds, App. B's sharpening case does not
     assert ledger["theorem1_inclusion"]["verdict"] == "reproduced"

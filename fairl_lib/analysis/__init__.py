@@ -4,7 +4,8 @@
 - :mod:`~fairl_lib.analysis.metrics`: F1 / AUC with a train-chosen threshold, STARC (Eq. 4, Eq. 10).
 - :mod:`~fairl_lib.analysis.evaluate`: Tables 1-3, Figure 3 (left), failure slices, seed dispersion.
 - :mod:`~fairl_lib.analysis.paper`: the paper's own numbers.
-- :mod:`~fairl_lib.analysis.report`: the claims ledger (notebook 09).
+- :mod:`~fairl_lib.analysis.schema`: the one schema of every notebook's metrics file.
+- :mod:`~fairl_lib.analysis.report`: the claims ledger (notebook 09), reading only the schema's keys.
 
 Reads :mod:`fairl_lib.irl` and :mod:`fairl_lib.llm`; never :mod:`fairl_lib.stages`.
 """
