@@ -126,24 +126,27 @@ def test_minibatch_rows_are_the_per_step_slices():
 
 def test_penalty_on_the_failure_slot_block_equals_the_masked_penalty(small):
     def penalty_grads(g):
-        for grad in g.opt.grads.values():
+        st = g.stores[-1]
+        for grad in st.opt.grads.values():
             grad.zero_()
         g.add_penalty_grad(0.7)
-        return {k: v.clone() for k, v in g.opt.grads.items()}
+        return {k: v.clone() for k, v in st.opt.grads.items()}
 
     with torch_threads(2):                                # two threads, 3 seeds: 6 groups of K=5 (group_width)
         two = G._Grid(small.data, METHOD_NAMES, [0, 1, 2], IRLConfig(), torch.float64)
     grid = G._Grid(small.data, METHOD_NAMES, [0, 1], IRLConfig(), torch.float64)
     # per seed 6 base paths, then the 4 failure paths of the FA runs: K=5 puts them in slots 1..4 of
     # every second group; K=10 (one thread: one group per seed) in slots 6..9 of each group
-    assert two.layout.k == 5 and two.layout.fail_block == (slice(1, 6, 2), slice(1, 5))
-    assert grid.layout.k == 10 and grid.layout.fail_block == (slice(0, 2, 1), slice(6, 10))
+    (p2,), (p1,) = two.layout.parts, grid.layout.parts    # one head: one store
+    assert p2.k == 5 and p2.fail_block == (slice(1, 6, 2), slice(1, 5))
+    assert p1.k == 10 and p1.fail_block == (slice(0, 2, 1), slice(6, 10))
     for g in (two, grid):
-        assert all(mask is None for *_, mask in g.penalty_parts)
+        st, part = g.active[0]
+        assert all(mask is None for *_, mask in st.penalty_parts)
         block = penalty_grads(g)
-        g.layout.fail_block = None                        # force the masked form on the same layout
-        g.penalty_parts = g._penalty_parts()
-        assert all(mask is not None for *_, mask in g.penalty_parts)
+        part.fail_block = None                            # force the masked form on the same layout
+        st.penalty_parts = g._penalty_parts(st, part)
+        assert all(mask is not None for *_, mask in st.penalty_parts)
         masked = penalty_grads(g)
         for name in block:
             torch.testing.assert_close(block[name], masked[name], rtol=0, atol=0)
@@ -152,4 +155,32 @@ def test_penalty_on_the_failure_slot_block_equals_the_masked_penalty(small):
     keep = np.ones(len(grid.pairs), dtype=bool)
     keep[[2, 3]] = False                                  # mm_fa_gt and me_fa_gt of seed 0
     grid.compact(keep)
-    assert grid.layout.fail_block is None
+    assert grid.layout.parts[0].fail_block is None
+
+
+def test_a_failure_head_of_its_own_gets_a_store_of_its_own(small):
+    cfg = IRLConfig(hidden=4, fail_head="linear")
+    grid = G._Grid(small.data, METHOD_NAMES, [0, 1], cfg, torch.float64)
+    base, fail = grid.stores
+    assert (base.head, base.offset, base.n_paths) == ("mlp", 0, 12)
+    assert (fail.head, fail.offset, fail.n_paths) == ("linear", 12, 8)
+    assert set(base.bank) == {"w1", "b1", "w2", "b2"} and set(fail.bank) == {"w", "b"}
+    pb, pf = grid.layout.parts
+    assert pb.slot_fail is None and pf.slot_base is None and len(pf.fail_slot) == 8
+    assert base.penalty_parts == [] and [w.shape[1] for _, w, _ in fail.penalty_parts] == [8]
+    # the penalty reaches only the failure paths' weights
+    for st in grid.stores:
+        for grad in st.opt.grads.values():
+            grad.zero_()
+    grid.add_penalty_grad(1.0)
+    assert all(g.abs().sum() == 0 for g in base.opt.grads.values()) and fail.opt.grads["b"].abs().sum() == 0
+    torch.testing.assert_close(fail.opt.grads["w"], fail.params["w"], rtol=0, atol=0)
+    # every failure run stops: its store leaves the layout and the baselines go on training alone
+    keep = np.array([grid.pairs[r][0].failures is None for r in grid.layout.runs])   # over the active runs
+    assert grid.compact(keep) and grid.layout.parts[1] is None and len(grid.active) == 1
+    grid.train_epoch(0)
+    assert np.all(grid.w_fail_sq() == 0)
+    before = {k: v.clone() for k, v in fail.bank.items()}
+    grid.save_best(np.ones(grid.layout.n_runs, dtype=bool))
+    assert all(torch.equal(before[k], fail.bank[k]) for k in before)
+    assert set(grid.result(2).reward.failure) == {"w", "b"}   # mm_fa_gt's failure path: from its bank

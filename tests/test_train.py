@@ -3,6 +3,7 @@ on a known reward, errors, storage. The grid's own pieces are tested in test_irl
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -71,11 +72,15 @@ def assert_equals_sequential_runs(grid, data, cfg: IRLConfig) -> np.ndarray:
             np.testing.assert_allclose(values, ref.history[key], rtol=1e-9, atol=1e-10, err_msg=key)
         np.testing.assert_allclose(run.reward(h), ref.reward(h), rtol=1e-9, atol=1e-10)
         assert (run.reward.failure is None) == (method_spec(run.method).failures is None)
+        if run.reward.failure is not None:
+            assert (run.reward.head, run.reward.fail_head) == (cfg.head, cfg.path_head("failure"))
     return h
 
 
 @pytest.mark.parametrize("head,mining,options", [("mlp", "batch", {}), ("linear", "batch", {}),
-                                                 ("mlp", "epoch", {}), ("linear", "batch", ALTERNATIVES)])
+                                                 ("mlp", "epoch", {}), ("linear", "batch", ALTERNATIVES),
+                                                 ("mlp", "batch", {"fail_head": "linear"}),
+                                                 ("linear", "epoch", {"fail_head": "mlp", **ALTERNATIVES})])
 def test_batched_grid_equals_sequential_runs(small, head, mining, options):
     cfg = dataclasses.replace(SMALL, head=head, mining=mining, **options)
     grid = train_grid(small.data, cfg, seeds=[0, 1], dtype=torch.float64)
@@ -95,6 +100,13 @@ def test_batched_grid_on_two_threads_uses_other_layouts_and_equals_sequential_ru
     grid = train_grid(small.data, SMALL, seeds=[0, 1, 2], dtype=torch.float64, threads=2)
     assert widths[0] == 5 and len(set(widths)) > 1, widths      # 6 groups of 5, then narrower as runs stop
     assert_equals_sequential_runs(grid, small.data, SMALL)
+
+
+def test_mixed_heads_on_two_threads_equal_sequential_runs(small):
+    """A linear failure head on MLP base paths: two path stores, regrouped as runs stop (two threads)."""
+    cfg = dataclasses.replace(SMALL, fail_head="linear")
+    grid = train_grid(small.data, cfg, seeds=[0, 1, 2], dtype=torch.float64, threads=2)
+    assert_equals_sequential_runs(grid, small.data, cfg)
 
 
 def test_batched_grid_matches_sequential_in_float32(small):
@@ -168,6 +180,11 @@ def test_config_validates_choices_and_is_frozen():
         IRLConfig(head="transformer")
     with pytest.raises(ValueError, match="bottomk"):
         IRLConfig(margin_rule="topk")
+    with pytest.raises(ValueError, match="linear, mlp"):
+        IRLConfig(fail_head="conv")
+    assert [IRLConfig(head="mlp", fail_head=f).path_head("failure") for f in ("", "linear", "mlp")] == \
+        ["mlp", "linear", "mlp"]
+    assert IRLConfig(head="mlp", fail_head="linear").path_head("base") == "mlp"
     with pytest.raises(dataclasses.FrozenInstanceError):
         IRLConfig().lr = 1.0  # type: ignore[misc]
     defaults = IRLConfig()
@@ -193,6 +210,25 @@ def test_save_and_load_reward_round_trip(small, tmp_path):
         assert back.meta["extra"]["history"]["val_loss"] == run.history["val_loss"]
     with pytest.raises(FileNotFoundError, match="train it first"):
         load_reward(tmp_path / "nowhere")
+
+
+def test_a_failure_head_of_its_own_is_saved_and_loaded(small, tmp_path):
+    cfg = dataclasses.replace(SMALL, max_epochs=2, fail_head="linear")
+    run = train_grid(small.data, cfg, methods=["me_fa_margin"], seeds=[1]).runs[0]
+    assert (run.reward.head, run.reward.fail_head, run.reward.hidden, run.reward.fail_hidden) == \
+        ("mlp", "linear", 6, 0)
+    assert "fail_head=linear" in repr(run.reward)
+    back = load_reward(save_reward(tmp_path / "r", run.reward, cfg))
+    assert (back.head, back.fail_head) == ("mlp", "linear") and back.meta["config"]["fail_head"] == "linear"
+    h = small.data.h_plus
+    for a, b in zip(back.components(h), run.reward.components(h)):
+        np.testing.assert_array_equal(a, b)
+    meta = json.loads((tmp_path / "r" / "reward.json").read_text())
+    assert (meta["fail_head"], meta["fail_hidden"]) == ("linear", 0)
+    meta["fail_head"] = "mlp"                              # a reward.json that does not fit its weights
+    (tmp_path / "r" / "reward.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="do not belong together"):
+        load_reward(tmp_path / "r")
 
 
 def test_reward_model_components_and_shape_check(small):

@@ -12,11 +12,35 @@ from fairl_lib.irl.reward import check_head
 class IRLConfig:
     """Hyper-parameters of IRL / FA-IRL training. Defaults are the paper's values where it gives one.
 
+    Why Eq. 3 as printed collapses the failure path. The penalty lambda_t/2 ||w_F||^2 shares lambda_t
+    with lambda_t L_fail, so lambda_0 and its decay scale both terms alike and cancel out of the
+    balance between them; only ``penalty_scale`` (c) moves it. L_fail depends on R_F only through the margins
+    Delta_F = R_F(o+) - R_F(o-), and L_base does not train R_F (``route_gradients``). Then:
+
+    - two-layer MLP failure head, R_F = w2^T relu(W1^T h + b1) + b2: at w_F = (W1, w2) = 0 (any
+      biases) R_F is the constant b2, and the gradient of R_F w.r.t. each layer goes through the
+      other layer's weights: dR_F/dW1 = h (w2 * relu') is 0 at w2 = 0, dR_F/dw2 = relu(W1^T h + b1)
+      is relu(b1) at W1 = 0, the same for o+ and o-. So every margin Delta_F has zero gradient:
+      L_fail pushes nothing while the L2 term pulls the weights to 0. w_F = 0 is a stationary point, and near it L_fail is bilinear
+      in (W1, w2) while the penalty is quadratic: to second order the objective of one hidden unit is
+      lambda_t (-a b ||v|| + c (a^2 + b^2) / 2), with v the gradient of L_fail w.r.t. a linear
+      head's weights: w_F = 0 is a local minimum (the collapse) unless ||v|| > c, and lambda_t has
+      no say in it. tests/test_irl_failure_head.py checks the zero gradients.
+    - linear failure head (Sec. 4.1, R_F = theta_F^T h + b_F): L_fail has a nonzero gradient at
+      theta_F = 0, but the penalty balances it at theta_F = -grad_theta L_fail / c, as small as
+      that gradient: R_F stays tiny beside R_D, which L_base scales to the margins.
+
+    Hence ``penalty_scale`` (c < 1 lets the failure path act) and ``fail_head``.
+
     Attributes:
         head: reward head per path, ``"mlp"`` (two-layer MLP, Sec. 5) or ``"linear"`` (Sec. 4.1).
-        hidden: hidden width of the MLP head. Not given in the paper; 32 (12k weights per path on
-            384-d MiniLM embeddings) is small for 20k pairs and keeps the 30-run grid fast (cost is
-            linear in it, see benchmarks/README.md).
+        fail_head: head of the failure path R_F, ``""`` (the same as ``head``), ``"linear"`` or
+            ``"mlp"``. The paper is ambiguous: Sec. 4.1 writes R_F(o) = theta_F^T h(o) + b_F (linear),
+            Sec. 5 says the reward model is a two-layer MLP; a linear failure head on an MLP base
+            path is Sec. 4.1's correction term on Sec. 5's reward.
+        hidden: hidden width of the MLP head (of both paths when both are MLPs). Not given in the
+            paper; 32 (12k weights per path on 384-d MiniLM embeddings) is small for 20k pairs and
+            keeps the 30-run grid fast (cost is linear in it, see benchmarks/README.md).
         margin: M of Eq. 1 (paper: 0.8).
         margin_fail: M_fail > M for failure pairs (Sec. 4.2; value not given, default 2M).
         tau: temperature of Eq. 2 (paper: 1.0).
@@ -63,6 +87,7 @@ class IRLConfig:
     """
 
     head: str = "mlp"
+    fail_head: str = ""
     hidden: int = 32
     margin: float = 0.8
     margin_fail: float = 1.6
@@ -103,6 +128,8 @@ class IRLConfig:
 
     def __post_init__(self) -> None:
         check_head(self.head)
+        if self.fail_head:
+            check_head(self.fail_head)
         choices = {"margin_rule": ("bottomk", "gamma"), "sup_rule": fl.SUP_RULES,
                    "sup_reference": fl.SUP_REFERENCES, "mining": ("batch", "epoch"),
                    "fail_reduction": ls.FAIL_REDUCTIONS}
@@ -114,3 +141,9 @@ class IRLConfig:
             raise ValueError("IRLConfig: batch_size, max_epochs, hidden and patience must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"IRLConfig.val_fraction must be in [0, 1); got {self.val_fraction}")
+
+    def path_head(self, role: str) -> str:
+        """The head of path ``role``: ``head`` for ``"base"``, ``fail_head`` (default ``head``) for ``"failure"``."""
+        if role not in ("base", "failure"):
+            raise ValueError(f"Unknown path role {role!r}; use 'base' or 'failure'")
+        return (self.fail_head or self.head) if role == "failure" else self.head

@@ -49,14 +49,16 @@ from fairl_lib.irl.reward import init_path, path_forward, path_generator, weight
 
 
 class RewardPath(nn.Module):
-    """One path of Sec. 4.1: theta^T h(o) + b (``head="linear"``) or the two-layer MLP of Sec. 5."""
+    """One path of Sec. 4.1: theta^T h(o) + b (linear head) or the two-layer MLP of Sec. 5; the head of
+    the failure path is ``cfg.fail_head`` (default: ``cfg.head``)."""
 
     def __init__(self, dim: int, cfg: IRLConfig, seed: int, role: str, dtype: torch.dtype) -> None:
         super().__init__()
+        head = cfg.path_head(role)
         # Kaiming-uniform init (Sec. 4.1), drawn from (seed, role): every trainer starts from it
-        init = init_path(dim, cfg.head, cfg.hidden, path_generator(seed, role), dtype)
+        init = init_path(dim, head, cfg.hidden, path_generator(seed, role), dtype)
         self.theta = nn.ParameterDict({name: nn.Parameter(value) for name, value in init.items()})
-        self.weight_names = weight_names(cfg.head)      # the weight matrices (no biases)
+        self.weight_names = weight_names(head)          # the weight matrices (no biases)
 
     def forward(self, h: Tensor) -> Tensor:
         return path_forward(self.theta, h)

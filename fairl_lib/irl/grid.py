@@ -7,7 +7,9 @@ differs is only how the arithmetic is organised:
 - Runs of one seed share their minibatches, so the paths of a seed go through batched GEMMs
   ``(2B, d) @ (d, K*H)``, K paths per group (:func:`group_width` balances padding against how the
   groups split over the threads, again whenever runs finish); finished runs leave the stack with
-  their best-validation state.
+  their best-validation state. Paths of one head share this storage (:class:`_Store`); a failure head
+  other than the base head (``IRLConfig.fail_head``) puts the failure paths in a second store with
+  GEMMs of their own, and R = R_D + R_F adds the two stores' outputs.
 - The gradient is worked out by hand instead of by autograd: dL/dDelta of Eq. 1-2 and of L_fail in
   closed form (:func:`hinge_grad`, :func:`maxent_grad`, :func:`masked_mean_weights`), routed to the
   paths, then backpropagated through the heads (:func:`grouped_backward`); lambda_t/2 ||w_F||^2
@@ -188,7 +190,7 @@ def _init_run(seed: int, spec: MethodSpec, dim: int, cfg: IRLConfig, dtype: torc
     base = init_path(dim, cfg.head, cfg.hidden, path_generator(seed, "base"), dtype)
     fail = None
     if spec.failures:
-        fail = init_path(dim, cfg.head, cfg.hidden, path_generator(seed, "failure"), dtype)
+        fail = init_path(dim, cfg.path_head("failure"), cfg.hidden, path_generator(seed, "failure"), dtype)
     return base, fail
 
 
@@ -211,32 +213,45 @@ def group_width(slot_counts: Sequence[int], threads: int = 1) -> int:
 
 
 @dataclass
-class _Layout:
-    """Where the active runs' paths sit in the grouped parameter tensors.
+class _Part:
+    """Where one store's paths (:class:`_Store`) sit in its grouped parameter tensors.
 
     Runs of one seed share their minibatches, so the paths of a seed can share one GEMM. A seed's
-    paths (base paths of its runs, then the failure paths of its FA runs) fill groups of K slots
-    (:func:`group_width`); group g reads the minibatch of seed ``group_seed[g]`` and is padded with
-    empty slots to K; slots are numbered 0..G*K-1 group by group. A run's two paths may sit in
-    different groups of its seed: both see the same rows, so R = R_D + R_F is still a sum over the
-    same outputs.
+    paths in the store (base paths of its runs, then the failure paths of its FA runs) fill groups of
+    K slots (:func:`group_width`); group g reads the minibatch of seed ``group_seed[g]`` and is padded
+    with empty slots to K; slots are numbered 0..G*K-1 group by group. A run's two paths may sit in
+    different groups of its seed, or in different stores: all see the same rows, so R = R_D + R_F is
+    still a sum over the same outputs.
     """
+
+    group_seed: Tensor          # (G,) position in the layout's ``seeds`` of each group's seed
+    k: int                      # slots per group
+    slot_path: np.ndarray       # (G*K,) global path id in each slot, -1 = empty
+    assign: Tensor              # (E, G*K) 1 on each run's slots here: R = sum over stores of assign @ slot rewards
+    slot_base: Tensor | None    # (G*K, E) 1 on each run's base slot (slot gradients = slot_base @ run
+                                # gradients); None when the store holds no base path
+    slot_fail: Tensor | None    # (G*K, E_F) 1 on each FA run's failure slot; None: no failure path here
+    fail_slot: Tensor           # (E_F,) flat slot (of G*K) of each FA run's failure path (empty: none here)
+    fail_block: tuple[slice, slice] | None  # (groups, slots) holding exactly the failure paths (_fail_block)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_seed)
+
+
+@dataclass
+class _Layout:
+    """The active runs, in the order of every per-run ``(E, ...)`` tensor, and where their paths sit
+    (``parts``, one per store of the grid; None for a store none of whose paths is active)."""
 
     runs: np.ndarray          # (E,) run indices into the grid: baselines, then FA runs, each ascending
     seeds: list[int]          # (S,) the active seeds
-    group_seed: Tensor        # (G,) position in ``seeds`` of each group's seed
-    k: int                    # slots per group
-    slot_path: np.ndarray     # (G*K,) global path id in each slot, -1 = empty
-    fail_slot: Tensor         # (E_F,) flat slot (of G*K) of each FA run's failure path
     run_seed: Tensor          # (E,) position in ``seeds`` of each run's seed
     n_fa: int                 # E_F: the FA runs, which are the last E_F of the E runs
-    assign: Tensor            # (E, G*K) 1 on each run's base and failure slot: R = assign @ slot rewards
-    slot_base: Tensor         # (G*K, E) 1 on each run's base slot: slot gradients = slot_base @ run gradients
-    slot_fail: Tensor         # (G*K, E_F) 1 on each FA run's failure slot
-    fail_block: tuple[slice, slice] | None  # (groups, slots) holding exactly the failure paths (_fail_block)
     is_mm: Tensor             # (E, 1) bool: Eq. 1 (mm) or Eq. 2 (me) base loss, per row
     is_mm_fa: Tensor          # (E_F, 1) bool
     is_gt_fa: Tensor          # (E_F, 1) bool: supervised (*_gt) or margin (*_margin) failures
+    parts: list[_Part | None]  # per store of the grid
 
     @staticmethod
     def mode(mask: Tensor) -> str:
@@ -256,9 +271,27 @@ class _Layout:
         """The FA runs' rows of a per-run ``(E, ...)`` tensor (they come last)."""
         return slice(self.n_runs - self.n_fa, self.n_runs)
 
-    @property
-    def n_groups(self) -> int:
-        return len(self.group_seed)
+
+class _Store:
+    """The paths of one head in grouped storage: their parameters, Adam state and best-state bank.
+
+    When both paths of a run have the same head the grid has one store, holding every path (a seed's
+    base paths, then its failure paths, share the GEMMs). With ``cfg.fail_head`` other than
+    ``cfg.head`` the base paths fill one store and the failure paths a second, each with its own
+    GEMMs. Path ids are global (run i's base path is i, the j-th FA run's failure path n + j); the
+    bank row of path p is p - ``offset``. ``params``, ``opt`` and ``penalty_parts`` follow the grid's
+    layout (:meth:`_Grid.compact`); they are empty when no path of the store is active.
+    """
+
+    def __init__(self, head: str, offset: int, paths: list[dict[str, Tensor]]) -> None:
+        self.head, self.offset, self.n_paths = head, offset, len(paths)
+        self.bank = {k: torch.stack([p[k] for p in paths]) for k in paths[0]}  # best-validation states
+        self.params: dict[str, Tensor] = {}
+        self.opt: _FusedAdam | None = None
+        self.penalty_parts: list[tuple[Tensor, Tensor, Tensor | None]] = []
+
+    def holds(self, path: int) -> bool:
+        return self.offset <= path < self.offset + self.n_paths
 
 
 def _by_mode(mode: str, mask: Tensor, if_true: Callable[[], Tensor],
@@ -332,7 +365,8 @@ class _FusedAdam:
 
 
 class _Grid:
-    """A batched grid: run specs, grouped parameters + Adam, best-state bank, early stopping, histories."""
+    """A batched grid: run specs, path stores (grouped parameters + Adam + best-state bank), early
+    stopping, histories."""
 
     def __init__(self, data: PreferenceData, methods: Sequence[str], seeds: Sequence[int], cfg: IRLConfig,
                  dtype: torch.dtype) -> None:
@@ -352,15 +386,20 @@ class _Grid:
         fa_runs = np.flatnonzero(self.kind > 0)
         self.fail_path[fa_runs] = n + np.arange(len(fa_runs))
         inits = [_init_run(seed, s, data.dim, cfg, dtype) for s, seed in self.pairs]
-        paths = [b for b, _ in inits] + [inits[i][1] for i in fa_runs]
-        self.bank = {k: torch.stack([p[k] for p in paths]) for k in paths[0]}  # best-validation states
+        base, fail = [b for b, _ in inits], [inits[i][1] for i in fa_runs]
+        fail_head = cfg.path_head("failure")
+        if fail_head == cfg.head or not fail:
+            self.stores = [_Store(cfg.head, 0, base + fail)]
+        else:
+            self.stores = [_Store(cfg.head, 0, base), _Store(fail_head, n, fail)]
         self.stopper = _EarlyStopper(n, cfg.patience, cfg.min_delta)
         self.hist = [new_history() for _ in range(n)]
         self.layout = self._layout(np.arange(n))
-        src = torch.as_tensor(self.layout.slot_path)
-        self.params = {k: self._pack(k, v, src) for k, v in self.bank.items()}
-        self.opt = self._adam()
-        self.penalty_parts = self._penalty_parts()
+        for st, part in self.active:
+            src = torch.as_tensor(np.where(part.slot_path >= 0, part.slot_path - st.offset, -1))
+            st.params = {k: self._pack(part, k, v, src) for k, v in st.bank.items()}
+            st.opt = self._adam(st, part)
+            st.penalty_parts = self._penalty_parts(st, part)
         self._signs = torch.tensor([1.0, -1.0], dtype=dtype)             # dDelta/dR(o+), dDelta/dR(o-)
 
     # -- layout, packing, compaction --
@@ -368,88 +407,111 @@ class _Grid:
         runs = np.array(sorted(runs, key=lambda r: (self.kind[r] > 0, r)))     # FA runs last
         seeds = sorted({self.pairs[r][1] for r in runs})
         by_seed = [[r for r in runs if self.pairs[r][1] == sd] for sd in seeds]
-        slots = [[self.base_path[r] for r in rs] + [self.fail_path[r] for r in rs if self.kind[r] > 0]
+        paths = [[self.base_path[r] for r in rs] + [self.fail_path[r] for r in rs if self.kind[r] > 0]
                  for rs in by_seed]
+        fa = self.kind[runs] > 0
+        n_fa = int(fa.sum())
+        is_mm = torch.as_tensor([self.pairs[r][0].base == "mm" for r in runs])
+        parts = [self._part(st, [[p for p in sl if st.holds(p)] for sl in paths], runs, fa) for st in self.stores]
+        layout = _Layout(
+            runs=runs, seeds=seeds, run_seed=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
+            n_fa=n_fa, is_mm=is_mm[:, None], is_mm_fa=is_mm[len(runs) - n_fa:, None],
+            is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1)[:, None], parts=parts)
+        self.active = [(st, part) for st, part in zip(self.stores, parts) if part is not None]
+        return layout
+
+    def _part(self, st: _Store, slots: list[list[int]], runs: np.ndarray, fa: np.ndarray) -> _Part | None:
+        """Where the paths ``slots`` (per active seed) of store ``st`` go; None when there are none."""
+        if not any(slots):
+            return None
         k = group_width([len(sl) for sl in slots], torch.get_num_threads())
         groups = [(si, sl[j:j + k]) for si, sl in enumerate(slots) for j in range(0, len(sl), k)]
         slot_path = np.full(len(groups) * k, -1)
         for g, (_, sl) in enumerate(groups):
             slot_path[g * k:g * k + len(sl)] = sl
         where = {int(p): i for i, p in enumerate(slot_path) if p >= 0}
-        fa = self.kind[runs] > 0
-        n_fa = int(fa.sum())
-        fail_slot = [where[int(self.fail_path[r])] for r in runs[fa]]
-        is_mm = torch.as_tensor([self.pairs[r][0].base == "mm" for r in runs])
+        base_rows = [j for j, r in enumerate(runs) if st.holds(self.base_path[r])]
+        fail_rows = [j for j, r in enumerate(runs[fa]) if st.holds(self.fail_path[r])]
+        fail_slot = [where[int(self.fail_path[r])] for r in runs[fa][fail_rows]]
         a_base = np.zeros((len(runs), len(slot_path)))
-        a_base[np.arange(len(runs)), [where[int(self.base_path[r])] for r in runs]] = 1.0
-        a_fail = np.zeros((n_fa, len(slot_path)))
-        a_fail[np.arange(len(a_fail)), fail_slot] = 1.0
+        a_base[base_rows, [where[int(self.base_path[runs[j]])] for j in base_rows]] = 1.0
+        a_fail = np.zeros((int(fa.sum()), len(slot_path)))
+        a_fail[fail_rows, fail_slot] = 1.0
         a_all = a_base.copy()
         a_all[fa] += a_fail
         as_t = (lambda a: torch.as_tensor(a, dtype=self.dtype))
-        return _Layout(
-            assign=as_t(a_all), slot_base=as_t(a_base.T), slot_fail=as_t(a_fail.T),
-            fail_block=_fail_block(slot_path >= len(self.pairs), k),
-            runs=runs, seeds=seeds, group_seed=torch.as_tensor([si for si, _ in groups]), k=k,
-            slot_path=slot_path,
+        return _Part(
+            group_seed=torch.as_tensor([si for si, _ in groups]), k=k, slot_path=slot_path, assign=as_t(a_all),
+            slot_base=as_t(a_base.T) if base_rows else None, slot_fail=as_t(a_fail.T) if fail_rows else None,
             fail_slot=torch.as_tensor(fail_slot, dtype=torch.long),
-            run_seed=torch.as_tensor([seeds.index(self.pairs[r][1]) for r in runs]),
-            n_fa=n_fa, is_mm=is_mm[:, None], is_mm_fa=is_mm[len(runs) - n_fa:, None],
-            is_gt_fa=torch.as_tensor(self.kind[runs][fa] == 1)[:, None])
+            fail_block=_fail_block(slot_path >= len(self.pairs), k))
 
-    def _pack(self, name: str, slots_src: Tensor, src: Tensor) -> Tensor:
+    @staticmethod
+    def _pack(part: _Part, name: str, slots_src: Tensor, src: Tensor) -> Tensor:
         """Grouped storage whose slot i holds ``slots_src[src[i]]`` (``-1`` = zeros)."""
         padded = torch.cat([slots_src, torch.zeros_like(slots_src[:1])])
         picked = padded[torch.where(src < 0, len(slots_src), src)]
-        lay = self.layout
-        return from_slots(name, picked.view(lay.n_groups, lay.k, *slots_src.shape[1:]))
+        return from_slots(name, picked.view(part.n_groups, part.k, *slots_src.shape[1:]))
 
-    def _flat_slots(self, name: str, t: Tensor) -> Tensor:
+    @staticmethod
+    def _flat_slots(name: str, t: Tensor) -> Tensor:
         """Grouped storage -> ``(G*K, *path_shape)``."""
         s = to_slots(name, t)
         return s.reshape(-1, *s.shape[2:])
 
-    def _adam(self, old: _FusedAdam | None = None, src: Tensor | None = None) -> _FusedAdam:
-        """Adam over the grouped parameters; with ``old``, its moments repacked like the parameters."""
+    def _adam(self, st: _Store, part: _Part, old: _FusedAdam | None = None,
+              src: Tensor | None = None) -> _FusedAdam:
+        """Adam over a store's grouped parameters; with ``old``, its moments repacked like the parameters."""
         cfg = self.cfg
         moments = None
         if old is not None:
-            moments = [{k: self._pack(k, self._flat_slots(k, m[k]), src) for k in self.params}
+            moments = [{k: self._pack(part, k, self._flat_slots(k, m[k]), src) for k in st.params}
                        for m in (old.exp_avg, old.exp_avg_sq)]
-        return _FusedAdam(self.params, cfg.lr, (cfg.adam_beta1, cfg.adam_beta2), cfg.adam_eps, moments,
+        return _FusedAdam(st.params, cfg.lr, (cfg.adam_beta1, cfg.adam_beta2), cfg.adam_eps, moments,
                           None if old is None else old.t.clone())
 
     def compact(self, keep: np.ndarray) -> bool:
-        """Drop finished runs (their best states are in the bank); False when no run is left."""
+        """Drop finished runs (their best states are in the banks); False when no run is left."""
         old, runs = self.layout, self.layout.runs[keep]
         if len(runs) == 0:
             return False
-        old_where = {int(p): i for i, p in enumerate(old.slot_path) if p >= 0}
         self.layout = self._layout(runs)
-        src = torch.as_tensor([old_where[int(p)] if p >= 0 else -1 for p in self.layout.slot_path])
-        self.params = {k: self._pack(k, self._flat_slots(k, v), src) for k, v in self.params.items()}
-        self.opt = self._adam(self.opt, src)
-        self.penalty_parts = self._penalty_parts()
+        for st, old_part, part in zip(self.stores, old.parts, self.layout.parts):
+            if part is None:                              # no active path left in this store
+                st.params, st.opt, st.penalty_parts = {}, None, []
+                continue
+            old_where = {int(p): i for i, p in enumerate(old_part.slot_path) if p >= 0}
+            src = torch.as_tensor([old_where[int(p)] if p >= 0 else -1 for p in part.slot_path])
+            st.params = {k: self._pack(part, k, self._flat_slots(k, v), src) for k, v in st.params.items()}
+            st.opt = self._adam(st, part, st.opt, src)
+            st.penalty_parts = self._penalty_parts(st, part)
         return True
 
     def save_best(self, improved: np.ndarray) -> None:
-        """Copy the current parameters of improved runs into the best-state bank."""
-        lay = self.layout
-        runs = lay.runs[improved]
+        """Copy the current parameters of improved runs into the best-state banks."""
+        runs = self.layout.runs[improved]
         if len(runs) == 0:
             return
         paths = np.concatenate([self.base_path[runs], self.fail_path[runs][self.kind[runs] > 0]])
-        where = {int(p): i for i, p in enumerate(lay.slot_path) if p >= 0}
-        pos = torch.as_tensor([where[int(p)] for p in paths])
-        with torch.no_grad():
-            for k, v in self.params.items():
-                self.bank[k][torch.as_tensor(paths)] = self._flat_slots(k, v)[pos]
+        for st, part in self.active:
+            mine = paths[(paths >= st.offset) & (paths < st.offset + st.n_paths)]
+            if len(mine) == 0:
+                continue
+            where = {int(p): i for i, p in enumerate(part.slot_path) if p >= 0}
+            pos = torch.as_tensor([where[int(p)] for p in mine])
+            with torch.no_grad():
+                for k, v in st.params.items():
+                    st.bank[k][torch.as_tensor(mine - st.offset)] = self._flat_slots(k, v)[pos]
 
     # -- rewards and losses --
-    def run_rewards(self, r_groups: Tensor) -> Tensor:
-        """R = R_D + R_F of each run, ``(E, n)``, from grouped path rewards ``(G, n, K)`` (one small
-        GEMM with the 0/1 assignment; exact: each output adds a run's two slots and zeros)."""
-        return self.layout.assign @ r_groups.permute(0, 2, 1).reshape(-1, r_groups.shape[1])
+    def run_rewards(self, r_groups: Sequence[Tensor]) -> Tensor:
+        """R = R_D + R_F of each run, ``(E, n)``, from each active store's grouped path rewards ``(G, n, K)``
+        (one small GEMM per store with its 0/1 assignment; exact: each output adds a run's slots and zeros)."""
+        r = None
+        for (_, part), rg in zip(self.active, r_groups):
+            flat = rg.permute(0, 2, 1).reshape(-1, rg.shape[1])
+            r = part.assign @ flat if r is None else r.addmm_(part.assign, flat)
+        return r
 
     def failure_sets(self, delta: Tensor, r_plus: Tensor, r_minus: Tensor, y_plus: Tensor | None,
                      y_minus: Tensor | None, u: Tensor, sched: RoundSchedule) -> tuple[Tensor, Tensor]:
@@ -477,26 +539,27 @@ class _Grid:
         """The per-pair terms of Eq. 1 / Eq. 2 themselves (for the log, once per epoch)."""
         return _by_mode(mode, is_mm, lambda: ls.hinge_terms(delta, margin), lambda: ls.maxent_terms(delta, tau))
 
-    def _penalty_parts(self) -> list[tuple[Tensor, Tensor, Tensor | None]]:
-        """(gradient, weight, mask) per weight tensor for :meth:`add_penalty_grad`, built per layout.
+    def _penalty_parts(self, st: _Store, part: _Part) -> list[tuple[Tensor, Tensor, Tensor | None]]:
+        """(gradient, weight, mask) per weight tensor of store ``st`` for :meth:`add_penalty_grad`, built per
+        layout; empty when the store holds no failure path.
 
         When the failure paths fill a regular block of groups and slots (:func:`_fail_block`; the full
         grid, whatever K) the first two are views of that block and the mask is None; otherwise they
         are the whole tensors and the mask is 1.0 on failure slots, 0.0 elsewhere.
         """
-        lay, parts = self.layout, []
-        if lay.n_fa == 0:
+        parts = []
+        if part.slot_fail is None:
             return parts
-        mask = torch.zeros(lay.n_groups * lay.k, dtype=self.dtype)
-        mask[lay.fail_slot] = 1.0
-        mask = mask.view(lay.n_groups, lay.k)
+        mask = torch.zeros(part.n_groups * part.k, dtype=self.dtype)
+        mask[part.fail_slot] = 1.0
+        mask = mask.view(part.n_groups, part.k)
         masks = {"w1": mask[:, None, :, None], "w2": mask[:, :, None], "w": mask[:, None, :]}
-        for name in weight_names(self.cfg.head):
-            grad, weight = self.opt.grads[name], self.params[name]
-            if lay.fail_block is None:
+        for name in weight_names(st.head):
+            grad, weight = st.opt.grads[name], st.params[name]
+            if part.fail_block is None:
                 parts.append((grad, weight, masks[name]))
                 continue
-            groups, block = lay.fail_block
+            groups, block = part.fail_block
             slots = (groups, slice(None), block) if name != "w2" else (groups, block)   # w2 (G, K, H)
             parts.append((grad[slots], weight[slots], None))
         return parts
@@ -504,15 +567,16 @@ class _Grid:
     @torch.no_grad()
     def _penalty(self) -> Tensor:
         """||w_F||^2 of each FA run's failure path, ``(E_F,)`` (value only; the gradient is added by
-        :meth:`add_penalty_grad`)."""
-        lay, p = self.layout, self.params
-        if self.cfg.head == "linear":
+        :meth:`add_penalty_grad`). All failure paths sit in one store, the last active one."""
+        st, part = self.active[-1]
+        p = st.params
+        if st.head == "linear":
             sq = p["w"].square().sum(1)
         else:  # reduce over d first (contiguous rows), then over the hidden units
             g, d, k, hid = p["w1"].shape
             col = p["w1"].view(g, d, k * hid).square().sum(1)
             sq = col.view(g, k, hid).sum(-1) + p["w2"].square().sum(2)
-        return sq.reshape(-1)[lay.fail_slot]
+        return sq.reshape(-1)[part.fail_slot]
 
     def w_fail_sq(self) -> np.ndarray:
         """||w_F||^2 per active run (0 for baselines), for the history."""
@@ -526,14 +590,15 @@ class _Grid:
         """Gradient of lambda_t/2 ||w_F||^2 (Eq. 3), lambda_t * w_F on failure slots, added in closed
         form (one fused pass instead of autograd through a square of every weight), on the failure
         slots only when they form one block (:meth:`_penalty_parts`)."""
-        for grad, weight, mask in self.penalty_parts:
-            if mask is None:
-                grad.add_(weight, alpha=lambda_t)
-            else:
-                grad.addcmul_(weight, mask, value=lambda_t)
+        for st, _ in self.active:
+            for grad, weight, mask in st.penalty_parts:
+                if mask is None:
+                    grad.add_(weight, alpha=lambda_t)
+                else:
+                    grad.addcmul_(weight, mask, value=lambda_t)
 
     @torch.no_grad()
-    def step(self, xb: Tensor, y_fa: tuple[Tensor, Tensor] | None, u_fa: Tensor, sched: RoundSchedule,
+    def step(self, xbs: Sequence[Tensor], y_fa: tuple[Tensor, Tensor] | None, u_fa: Tensor, sched: RoundSchedule,
              sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, ...]:
         """One Adam step of Eq. 3 for every active run, with the gradient worked out by hand.
 
@@ -545,6 +610,7 @@ class _Grid:
         This is the gradient autograd gives ``fairl.train_one`` (tests/test_train.py: equal runs in
         float64), without building an autograd graph.
 
+        ``xbs`` are the minibatch rows of each active store's groups ``(G, 2b, d)`` (interleaved o+, o-);
         ``y_fa`` are the FA runs' labels of o+ and o- ``(E_F, b)`` each (None when no run uses them),
         ``u_fa (E_F, b)`` their failure-sampling uniforms and ``sets`` (``mining="epoch"``) their
         epoch-level F_t, S_t, all already in this minibatch's order. Returns what the epoch's log
@@ -552,8 +618,8 @@ class _Grid:
         with FA runs, theirs, the weights of Eq. 3's mean over S_t, F_t and S_t ``(E_F, b)``.
         """
         lay, cfg = self.layout, self.cfg
-        r_groups, hidden = grouped_forward(self.params, xb, return_hidden=True)
-        r_plus, r_minus = self.run_rewards(r_groups).view(lay.n_runs, -1, 2).unbind(-1)
+        fwd = [grouped_forward(st.params, xb, return_hidden=True) for (st, _), xb in zip(self.active, xbs)]
+        r_plus, r_minus = self.run_rewards([r for r, _ in fwd]).view(lay.n_runs, -1, 2).unbind(-1)
         delta = r_plus - r_minus                              # = d_base = d_fail in value (Eq. 1-3)
         # dL_base/dDelta (the 1/B of Eq. 1-2's mean folded into the derivative)
         g_base = self._loss_grads(delta, lay.mm_mode, lay.is_mm, cfg.margin, cfg.tau, 1.0 / delta.shape[-1])
@@ -578,28 +644,36 @@ class _Grid:
                 g_both[fa] += g_fail
                 d_r = self._path_grads(g_both, g_both[fa])
             logged = (delta, d_fa, weights, f_t, s_t)
-        grouped_backward(self.params, xb, hidden, d_r, self.opt.grads)
+        for (st, _), xb, (_, hidden), d_r_st in zip(self.active, xbs, fwd, d_r):
+            grouped_backward(st.params, xb, hidden, d_r_st, st.opt.grads)
         self.add_penalty_grad(sched.lambda_t * cfg.penalty_scale)
-        self.opt.step()
+        for st, _ in self.active:
+            st.opt.step()
         return logged
 
-    def _path_grads(self, g_base: Tensor, g_fail: Tensor | None) -> Tensor:
-        """dL/dR ``(G, 2b, K)`` on the interleaved (o+, o-) rows from dL/dDelta of each run's base path
-        ``(E, b)`` and failure path ``(E_F, b)`` (Delta = R(o+) - R(o-): +g on o+, -g on o-)."""
-        lay = self.layout
-        per_slot = lay.slot_base @ g_base                                  # (G*K, b), exact (0/1)
-        if g_fail is not None:
-            per_slot.addmm_(lay.slot_fail, g_fail)
-        d_r = per_slot[..., None] * self._signs                            # (G*K, b, 2)
-        return d_r.view(lay.n_groups, lay.k, -1).transpose(1, 2)
+    def _path_grads(self, g_base: Tensor, g_fail: Tensor | None) -> list[Tensor]:
+        """dL/dR ``(G, 2b, K)`` per active store on the interleaved (o+, o-) rows from dL/dDelta of each
+        run's base path ``(E, b)`` and failure path ``(E_F, b)`` (Delta = R(o+) - R(o-): +g on o+, -g on o-)."""
+        out = []
+        for _, part in self.active:
+            per_slot = None if part.slot_base is None else part.slot_base @ g_base     # (G*K, b), exact (0/1)
+            if g_fail is not None and part.slot_fail is not None:
+                per_slot = (part.slot_fail @ g_fail if per_slot is None
+                            else per_slot.addmm_(part.slot_fail, g_fail))
+            d_r = per_slot[..., None] * self._signs                                     # (G*K, b, 2)
+            out.append(d_r.view(part.n_groups, part.k, -1).transpose(1, 2))
+        return out
 
     @torch.no_grad()
     def full_rewards(self, rows: Tensor) -> Tensor:
         """R = R_D + R_F of every active run on shared interleaved rows ``(2n, d)`` -> ``(E, n, 2)``."""
-        params = {k: v.detach() for k, v in self.params.items()}
         chunk = 2 * self.cfg.eval_chunk
-        r = torch.cat([grouped_forward(params, rows[s:s + chunk]) for s in range(0, rows.shape[0], chunk)], 1)
-        return self.run_rewards(r).view(self.layout.n_runs, -1, 2)
+        r_groups = []
+        for st, _ in self.active:
+            params = {k: v.detach() for k, v in st.params.items()}
+            r_groups.append(torch.cat([grouped_forward(params, rows[s:s + chunk])
+                                       for s in range(0, rows.shape[0], chunk)], 1))
+        return self.run_rewards(r_groups).view(self.layout.n_runs, -1, 2)
 
     def val_losses(self) -> np.ndarray:
         if self.n_va == 0:
@@ -624,8 +698,8 @@ class _Grid:
         sched = round_schedule(cfg, epoch)
         streams = [epoch_streams(sd, epoch, self.n_tr) for sd in lay.seeds]
         perm_s = torch.as_tensor(np.stack([p for p, _ in streams]))                               # (S, N)
-        rows = _minibatch_rows(perm_s[lay.group_seed], bsz)          # per step: (G*b,) pair indices
-        n_steps = len(rows)
+        rows = [_minibatch_rows(perm_s[part.group_seed], bsz) for _, part in self.active]  # per store, step: (G*b,)
+        n_steps = len(rows[0])
         fa_seed = lay.run_seed[lay.fa]
         perm_fa = perm_s[fa_seed]                                                                 # (E_F, N)
         u_fa = torch.as_tensor(np.stack([u for _, u in streams]), dtype=self.dtype)[fa_seed]       # (E_F, N)
@@ -635,9 +709,10 @@ class _Grid:
                    list(zip(*(y.split(bsz, 1) for y in self.y_tr[perm_fa].unbind(-1)))))
         set_steps = ([None] * n_steps if epoch_sets is None else
                      list(zip(*(m.gather(1, perm_fa).split(bsz, 1) for m in epoch_sets))))
-        x, g, d = self.x_tr_flat, lay.n_groups, self.dim
-        logged = [self.step(x.index_select(0, rows[s]).view(g, -1, d), y_steps[s], u_steps[s], sched,
-                            set_steps[s]) for s in range(n_steps)]
+        x, d = self.x_tr_flat, self.dim
+        groups = [part.n_groups for _, part in self.active]
+        logged = [self.step([x.index_select(0, r[s]).view(g, -1, d) for r, g in zip(rows, groups)], y_steps[s],
+                            u_steps[s], sched, set_steps[s]) for s in range(n_steps)]
         return self._epoch_log(logged, sched)
 
     def _epoch_log(self, logged: list[tuple[Tensor, ...]],
@@ -660,10 +735,15 @@ class _Grid:
             counts[:, lay.fa] = torch.stack([f_t.sum(-1), s_t.sum(-1)]).numpy()
         return (train / n_steps).numpy(), counts[0], counts[1], sched
 
+    def best_state(self, path: int) -> dict[str, Tensor]:
+        """The best-validation parameters of path ``path`` (a global path id)."""
+        st = next(st for st in self.stores if st.holds(path))
+        return {k: v[path - st.offset] for k, v in st.bank.items()}
+
     def result(self, i: int) -> TrainedRun:
         spec, seed = self.pairs[i]
-        base = {k: v[self.base_path[i]] for k, v in self.bank.items()}
-        fail = {k: v[self.fail_path[i]] for k, v in self.bank.items()} if self.fail_path[i] >= 0 else None
+        base = self.best_state(self.base_path[i])
+        fail = self.best_state(self.fail_path[i]) if self.fail_path[i] >= 0 else None
         return finish_run(spec.name, seed, base, fail, self.hist[i], int(self.stopper.best_epoch[i]),
                            float(self.stopper.best[i]), self.cfg)
 

@@ -9,8 +9,10 @@ with a base path R_D trained on all pairs and a failure path R_F trained on the 
 - ``head="mlp"``:    R(o) = w2^T relu(W1^T h(o) + b1) + b2, the "two-layer MLP" of the
   implementation details (Sec. 5); the hidden size is not given in the paper and is configurable.
 
-The failure head sees the same frozen embedding h(o) as the base head (the paper writes
-theta_F^T h(o)). Parameters use the torch ``nn.Linear`` default (Kaiming-uniform with a = sqrt(5),
+The failure path may have a head of its own (``IRLConfig.fail_head``: Sec. 4.1 writes R_F as
+theta_F^T h(o) + b_F, Sec. 5 a two-layer MLP reward); a path's parameter names tell its head, so a
+saved reward carries both. The failure head sees the same frozen embedding h(o) as the base head
+(the paper writes theta_F^T h(o)). Parameters use the torch ``nn.Linear`` default (Kaiming-uniform with a = sqrt(5),
 i.e. weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn from a generator seeded by
 the run seed and the path, so a run is reproducible and the batched ensemble and a single run start
 from the same values.
@@ -108,6 +110,18 @@ class RewardModel:
     def hidden(self) -> int:
         return 0 if self.head == "linear" else int(self.base["w1"].shape[1])
 
+    @property
+    def fail_head(self) -> str | None:
+        """The failure path's head (``IRLConfig.fail_head``), None for a base-only model."""
+        if self.failure is None:
+            return None
+        return "linear" if "w" in self.failure else "mlp"
+
+    @property
+    def fail_hidden(self) -> int:
+        """Hidden width of an MLP failure path (0 for a linear one or none)."""
+        return int(self.failure["w1"].shape[1]) if self.fail_head == "mlp" else 0
+
     def _as_tensor(self, embeddings: np.ndarray | Tensor) -> Tensor:
         h = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings)
         if h.dim() != 2 or h.shape[1] != self.dim:
@@ -143,7 +157,8 @@ class RewardModel:
 
     def __repr__(self) -> str:
         kind = "dual-path" if self.failure is not None else "base-only"
-        return (f"RewardModel({kind}, head={self.head}, dim={self.dim}, hidden={self.hidden}, "
+        fail = f", fail_head={self.fail_head}" if self.failure is not None and self.fail_head != self.head else ""
+        return (f"RewardModel({kind}, head={self.head}{fail}, dim={self.dim}, hidden={self.hidden}, "
                 f"method={self.meta.get('method')}, seed={self.meta.get('seed')})")
 
 
@@ -166,7 +181,8 @@ def save_reward(folder: str | os.PathLike, model: RewardModel, config: Any = Non
         config = model.meta.get("config")
     cfg = asdict(config) if is_dataclass(config) else (dict(config) if config is not None else None)
     meta = {"format": 1, "head": model.head, "dim": model.dim, "hidden": model.hidden,
-            "has_failure_path": model.failure is not None, "meta": to_jsonable(model.meta),
+            "has_failure_path": model.failure is not None, "fail_head": model.fail_head,
+            "fail_hidden": model.fail_hidden, "meta": to_jsonable(model.meta),
             "config": to_jsonable(cfg), "extra": to_jsonable(dict(extra or {}))}
     tensors = model.tensors()
     atomic_write_bytes(folder / WEIGHT_FILE, save(tensors))
@@ -187,4 +203,9 @@ def load_reward(folder: str | os.PathLike) -> RewardModel:
     info = dict(meta.get("meta", {}))
     info["config"] = meta.get("config")
     info["extra"] = meta.get("extra", {})
-    return RewardModel(base, fail, info)
+    model = RewardModel(base, fail, info)
+    for key in ("head", "fail_head"):  # older files have no fail_head: the tensors' names tell
+        if key in meta and meta[key] != getattr(model, key):
+            raise ValueError(f"{folder / META_FILE} says {key}={meta[key]!r} but {WEIGHT_FILE} holds a "
+                             f"{getattr(model, key)!r} path; the two files do not belong together.")
+    return model
