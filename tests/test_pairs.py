@@ -136,7 +136,7 @@ def test_score_pairs_with_stub_scorers(monkeypatch):
             p = np.array([0.9 if "bad" in t else 0.1 for t in texts])
             return {lab: p for lab in self.labels}
 
-    monkeypatch.setattr(scorers, "get_scorer", lambda name: Stub(name))
+    monkeypatch.setattr(P, "get_scorer", lambda name: Stub(name))
     df = pd.DataFrame({"o_pre": ["bad", "ok", "ok", "bad"], "o_post": ["ok", "ok", "bad", "bad"]})
     out = P.score_pairs(df, "gt", "sub", "judge", 0.5)
     assert list(out.pair_type) == ["T->NT", "NT->NT", "NT->T", "T->T"]
