@@ -183,17 +183,51 @@ def test_seed_dispersion(trained):
     assert (d["in_domain std f1"] >= 0).all()
 
 
-def test_subtype_transfer_matrix(trained, ps):
+def test_subtype_rows_take_the_top_scoring_pairs(ps):
+    train = ps.split("train")
+    mask = irl_grid.subtype_rows(train, "obscene", 10)
+    score = train.df["pre_obscene"].to_numpy(float)
+    assert mask.sum() == 10 and score[mask].min() >= score[~mask].max()
+    assert irl_grid.subtype_rows(train, "obscene", 10**6).all()  # never more rows than pairs
+
+
+def test_subtype_transfer_fills_every_row_and_uses_jigsaw_labels(trained, ps):
     cfg, _, _, _ = trained
-    st = irl_grid.subtype_transfer(cfg, ps, seeds=[0])
-    for m, mat in st.accuracy.items():
+    ho = evaluate.synthetic_heldout(1, 150, 12)
+    st = irl_grid.subtype_transfer(cfg, ps, ho, seeds=[0], n_rows=20)
+    assert set(st.n_train.values()) == {20}
+    for m, mat in st.auc.items():
         assert list(mat.index) == list(evaluate.TABLE3_SUBTYPES) == list(mat.columns)
         vals = mat.to_numpy()
-        assert np.all((vals[np.isfinite(vals)] >= 0) & (vals[np.isfinite(vals)] <= 1))
-    assert st.n_train["obscene"] == int(pairset.subtype_mask(ps.split("train").df, "obscene").sum())
-    # a row without enough pairs stays empty
-    st2 = irl_grid.subtype_transfer(cfg, ps, seeds=[0], min_pairs=10**6, methods=("me_irl",))
-    assert st2.accuracy["me_irl"].isna().all().all()
+        assert np.isfinite(vals).all() and ((vals >= 0) & (vals <= 1)).all()
+    assert st.n_eval == {s: int(ho.subtypes[s].sum()) for s in evaluate.TABLE3_SUBTYPES}
+    row = st.per_seed[(st.per_seed.method == "me_irl") & (st.per_seed.train_subtype == "obscene")
+                      & (st.per_seed.eval_subtype == "insult")]
+    assert len(row) == 1 and 0.0 <= float(row.auc.iloc[0]) <= 1.0
+
+
+def test_learning_curve_nests_tnt_pairs(trained, ps):
+    cfg, _, _, _ = trained
+    ho = evaluate.synthetic_heldout(1, 150, 12)
+    lc = irl_grid.tnt_learning_curve(cfg, ps, ho, fractions=(0.0, 0.5, 1.0), methods=("me_irl",), seeds=[0])
+    n_tnt = (ps.split("train").df.pair_type == "T->NT").sum()
+    assert sorted(lc.per_run.n_tnt.unique()) == [0, int(round(0.5 * n_tnt)), n_tnt]
+    assert lc.n_other == (ps.split("train").df.pair_type != "T->NT").sum()
+    summ = evaluate.learning_curve_summary(lc)
+    assert summ["n_tnt"] == sorted(lc.per_run.n_tnt.unique()) and len(summ["methods"]["me_irl"]["mean"]) == 3
+
+
+def test_in_domain_by_pair_type_partitions_the_test_pairs(trained, ps):
+    _, _, ev, _ = trained
+    by = evaluate.in_domain_by_pair_type(ev)
+    one = by[(by.method == "me_irl") & (by.seed == 0)]
+    assert one.n_pairs.sum() == len(ev.test)
+    # pairwise accuracy over all test pairs is the n-weighted mean of the per-type ones
+    overall = ev.per_run[(ev.per_run.set == "in_domain") & (ev.per_run.method == "me_irl")
+                         & (ev.per_run.seed == 0)].pairwise_accuracy.iloc[0]
+    assert np.average(one.pairwise_accuracy, weights=one.n_pairs) == pytest.approx(overall)
+    summ = evaluate.pair_type_summary(by)
+    assert set(summ) == set(one.pair_type) and summ[one.pair_type.iloc[0]]["me_irl"]["n_pairs"] == one.n_pairs.iloc[0]
 
 
 def test_reward_embedder_lookup(tmp_path):

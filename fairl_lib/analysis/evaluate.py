@@ -42,7 +42,7 @@ import seaborn as sns
 
 from fairl_lib.analysis import metrics as M
 from fairl_lib.analysis import paper
-from fairl_lib.analysis.pairset import PairSet, side_labels, subtype_mask
+from fairl_lib.analysis.pairset import PAIR_TYPES, PairSet, side_labels, subtype_mask
 from fairl_lib.irl import HISTORY_KEYS, METHODS, RewardModel, baseline_of
 from fairl_lib.irl.synthetic import make_env
 
@@ -99,10 +99,16 @@ class GridOutput:
 
 @dataclass
 class SubtypeTransfer:
-    """Figure 3 (left): accuracy[method][train subtype, eval subtype] (mean over seeds) + counts."""
+    """Figure 3 (left): auc[method][train subtype, eval subtype] (mean over seeds) and the counts.
 
-    accuracy: dict[str, pd.DataFrame]
+    ``n_train``: training pairs of each row; ``row_score``: their mean subtype score of o_pre (how
+    much of the subtype the row's pairs carry); ``n_eval``: Jigsaw comments with each human subtype
+    label (the columns); cells without comments are NaN and the figure says so.
+    """
+
+    auc: dict[str, pd.DataFrame]
     n_train: dict[str, int]
+    row_score: dict[str, float]
     n_eval: dict[str, int]
     per_seed: pd.DataFrame
 
@@ -234,6 +240,85 @@ def evaluate_grid(out: GridOutput, ps: PairSet, heldout: HeldOut | None = None, 
             rows.append({"set": "jigsaw", "method": m, "seed": s,
                          **heldout_metrics(sc, train, heldout, threshold_labels, label_column)})
     return Evaluation(out, scores, pd.DataFrame(rows), train, test, heldout, threshold_labels, label_column)
+
+
+def in_domain_by_pair_type(ev: Evaluation) -> pd.DataFrame:
+    """Table 1's in-domain metrics restricted to each pair type of the test pairs, per run.
+
+    Pair types (:data:`fairl_lib.analysis.pairset.PAIR_TYPES`) by the ground truth's toxicity of
+    o_pre -> o_post. Only T->NT pairs carry the preference the ground truth explains (toxic before,
+    non-toxic after); in NT->NT pairs both outputs are non-toxic and "o_post is preferred" is
+    close to a coin flip under the ground-truth reward, so a reward that recovers the ground truth
+    still ranks them near chance. The overall in-domain accuracy and AUC are a mix weighted by how
+    many pairs of each type the expert produced. Columns: method, seed, pair_type, n_pairs,
+    accuracy, auc (classification of both outputs, label 1 = o_post, threshold from the training
+    pairs as in Table 1), pairwise_accuracy (R(o_post) > R(o_pre)), gt_pairwise_accuracy (the same
+    for the ground-truth reward: the ceiling of that type).
+    """
+    types = ev.test.df["pair_type"].to_numpy()
+    gt_post, gt_pre = (ev.test.df[f"{s}_reward"].to_numpy(float) for s in ("post", "pre"))
+    rows = []
+    for (m, s), sc in ev.scores.items():
+        for pt in PAIR_TYPES:
+            mask = types == pt
+            if not mask.any():
+                continue
+            met = in_domain_metrics(sc, ev.test, mask)
+            rows.append({"method": m, "seed": s, "pair_type": pt, "n_pairs": int(mask.sum()),
+                         "accuracy": met["accuracy"], "auc": met["auc"],
+                         "pairwise_accuracy": met["pairwise_accuracy"],
+                         "gt_pairwise_accuracy": M.pairwise_accuracy(gt_post[mask], gt_pre[mask])})
+    return pd.DataFrame(rows, columns=["method", "seed", "pair_type", "n_pairs", "accuracy", "auc",
+                                       "pairwise_accuracy", "gt_pairwise_accuracy"])
+
+
+def pair_type_summary(by_type: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """``{pair_type: {method: {n_pairs, accuracy, auc, pairwise_accuracy, gt_pairwise_accuracy}}}``, means over seeds."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (pt, m), g in by_type.groupby(["pair_type", "method"], sort=False):
+        out.setdefault(pt, {})[m] = {"n_pairs": int(g["n_pairs"].iloc[0]),
+                                     **{k: float(np.nanmean(g[k])) for k in
+                                        ("accuracy", "auc", "pairwise_accuracy", "gt_pairwise_accuracy")}}
+    return out
+
+
+@dataclass
+class LearningCurve:
+    """Jigsaw ROC-AUC against the number of T->NT training pairs (the other pairs kept)."""
+
+    per_run: pd.DataFrame      # n_tnt, fraction, method, seed, jigsaw_auc
+    n_other: int               # training pairs of the other types, in every point
+
+
+def learning_curve_summary(lc: LearningCurve) -> dict[str, Any]:
+    """``{"n_tnt": [...], "n_other": k, "methods": {method: {"mean": [...], "std": [...], "per_seed": [[...]]}}}``."""
+    ns = sorted(lc.per_run["n_tnt"].unique().tolist())
+    out: dict[str, Any] = {"n_tnt": [int(n) for n in ns], "n_other": lc.n_other, "methods": {}}
+    for m in dict.fromkeys(lc.per_run["method"]):
+        sub = lc.per_run[lc.per_run["method"] == m]
+        out["methods"][m] = {
+            "mean": [float(sub[sub["n_tnt"] == n]["jigsaw_auc"].mean()) for n in ns],
+            "std": [float(sub[sub["n_tnt"] == n]["jigsaw_auc"].std(ddof=0)) for n in ns],
+            "per_seed": [sub[sub["n_tnt"] == n].sort_values("seed")["jigsaw_auc"].astype(float).tolist() for n in ns]}
+    return out
+
+
+def plot_learning_curve(lc: LearningCurve, reference_auc: float | None = None):
+    """Jigsaw ROC-AUC (mean over seeds, band = min..max) against the number of T->NT training pairs;
+    the dashed line is the ground-truth scorer's own AUC on the same comments (the ceiling)."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    for i, m in enumerate(dict.fromkeys(lc.per_run["method"])):
+        g = lc.per_run[lc.per_run["method"] == m].groupby("n_tnt")["jigsaw_auc"]
+        mean, lo, hi = g.mean(), g.min(), g.max()
+        ax.plot(mean.index, mean.values, marker="o", ms=4, color=f"C{i}", label=METHOD_TITLES.get(m, m))
+        ax.fill_between(mean.index, lo.values, hi.values, color=f"C{i}", alpha=0.12)
+    if reference_auc is not None and np.isfinite(reference_auc):
+        ax.axhline(reference_auc, color="k", ls="--", lw=1, label="ground-truth scorer")
+    ax.set_xlabel(f"T->NT training pairs (plus {lc.n_other} pairs of the other types)")
+    ax.set_ylabel("Jigsaw ROC-AUC")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
 
 
 def summarize(per_run: pd.DataFrame, metrics: Sequence[str] = TABLE1_METRICS,
@@ -394,17 +479,27 @@ def seed_dispersion(ev: Evaluation, metrics: Sequence[str] = ("f1", "auc", "star
 
 
 def plot_subtype_transfer(st: SubtypeTransfer):
-    """Heatmaps of Figure 3 (left), one per method, rows = training subtype, columns = evaluation subtype."""
-
-    methods = list(st.accuracy)
-    fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4.4), squeeze=False)
-    for ax, m in zip(axes[0], methods):
-        mat = st.accuracy[m].rename(index=SUBTYPE_TITLES, columns=SUBTYPE_TITLES)
-        sns.heatmap(mat, ax=ax, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, cmap="viridis", cbar=ax is axes[0][-1],
-                    mask=mat.isna())
-        ax.set_title(METHOD_TITLES.get(m, m))
-        ax.set_xlabel(f"evaluated on (test pairs: {', '.join(str(st.n_eval[s]) for s in st.n_eval)})")
-        ax.set_ylabel("trained on")
+    """Heatmaps of Figure 3 (left), one per method: rows = the subtype the reward was trained on,
+    columns = the Jigsaw comments with each human subtype label (ROC-AUC against the non-toxic
+    comments). Tick labels carry the counts; an empty column says it has no comments."""
+    methods = list(st.auc)
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods) + 0.8, 4.6), squeeze=False)
+    for k, (ax, m) in enumerate(zip(axes[0], methods)):
+        mat = st.auc[m]
+        rows = [f"{SUBTYPE_TITLES.get(s, s)}\n({st.n_train.get(s, 0)} pairs)" for s in mat.index]
+        cols = [f"{SUBTYPE_TITLES.get(s, s)}\n(n={st.n_eval.get(s, 0)})" for s in mat.columns]
+        shown = pd.DataFrame(mat.to_numpy(), index=rows, columns=cols)
+        sns.heatmap(shown, ax=ax, annot=True, fmt=".2f", vmin=0.5, vmax=1.0, cmap="viridis",
+                    cbar=k == len(methods) - 1, mask=shown.isna(), annot_kws={"fontsize": 8})
+        for j, s in enumerate(mat.columns):
+            if st.n_eval.get(s, 0) == 0:
+                ax.text(j + 0.5, len(rows) / 2, "no comments\nwith this label", ha="center", va="center",
+                        rotation=90, fontsize=7, color="0.4")
+        ax.set_title(METHOD_TITLES.get(m, m), fontsize=10)
+        ax.set_xlabel("evaluated on Jigsaw comments with the human label")
+        ax.set_ylabel("trained on pairs of" if k == 0 else "")
+        ax.tick_params(axis="x", labelrotation=0, labelsize=8)
+        ax.tick_params(axis="y", labelrotation=0, labelsize=8)
     fig.tight_layout()
     return fig
 

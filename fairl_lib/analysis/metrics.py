@@ -73,6 +73,12 @@ def choose_threshold(scores, labels) -> float:
     return float((vals[best - 1] + vals[best]) / 2) if best < len(vals) else float("inf")
 
 
+def roc_auc(scores, labels) -> float:
+    """ROC-AUC of ``scores`` for ``labels`` (1 = positive); NaN when only one class is present."""
+    s, y = _vec(scores), np.asarray(labels).reshape(-1).astype(int)
+    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
+
+
 def classification_metrics(scores, labels, threshold: float) -> dict[str, float]:
     """Accuracy, F1 (positive class 1) and ROC-AUC of ``score > threshold`` against ``labels``."""
     s, y = _vec(scores), np.asarray(labels).reshape(-1).astype(int)

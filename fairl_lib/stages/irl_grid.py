@@ -28,11 +28,11 @@ from fairl_lib.analysis.evaluate import (
     TABLE3_SUBTYPES,
     GridOutput,
     HeldOut,
-    RunScores,
+    LearningCurve,
     SubtypeTransfer,
     heldout_from_frame,
 )
-from fairl_lib.analysis.pairset import PairSet, pairset_fingerprint, preference_data, subtype_mask
+from fairl_lib.analysis.pairset import PairSet, pairset_fingerprint, preference_data
 from fairl_lib.cache import cached_stage
 from fairl_lib.irl import (
     METHOD_NAMES,
@@ -169,50 +169,97 @@ def jigsaw_stage(cfg, reward_kind: str = "one_minus_p", log: Callable[[str], Non
 
 # =========================================================================== Figure 3 (left)
 
-def subtype_transfer(cfg, ps: PairSet, *, methods: Sequence[str] = (IRL_METHOD, FA_METHOD),
-                     subtypes: Sequence[str] = TABLE3_SUBTYPES, seeds: Sequence[int] | None = None,
-                     min_pairs: int = 8, label_column: str = "toxic", threshold: float = 0.5,
-                     log: Callable[[str], None] = print) -> SubtypeTransfer:
-    """Train on the training pairs whose o_pre has ONE subtype (rows), evaluate classification accuracy
-    (train-fitted threshold, label 1 = o_post) on the test pairs whose o_pre has each subtype (columns).
+def subtype_rows(train: PairSet, subtype: str, n_rows: int) -> np.ndarray:
+    """Figure 3 (left)'s training rows: the ``n_rows`` training pairs whose o_pre scores highest on
+    ``subtype`` (the profile's subtype scorer, ``pre_<subtype>``), ties broken by pair order.
 
-    Each row is a cached training stage ``irl_subtype`` (``cfg.irl``, all its seeds unless ``seeds``).
-    Rows with fewer than ``min_pairs`` training pairs, or columns without test pairs, are NaN.
+    The paper trains on "pairs of one subtype" without a threshold; with a 0.5 threshold most rows
+    have a handful of pairs or none (threat, identity attack), so every row here gets the same
+    number of pairs: those that carry the most of the subtype. Returns a boolean mask."""
+    score = train.df[f"pre_{subtype}"].to_numpy(float)
+    order = np.argsort(-score, kind="stable")[:min(n_rows, len(score))]
+    mask = np.zeros(len(score), bool)
+    mask[order] = True
+    return mask
+
+
+def subtype_transfer(cfg, ps: PairSet, heldout: HeldOut, *, methods: Sequence[str] = (IRL_METHOD, FA_METHOD),
+                     subtypes: Sequence[str] = TABLE3_SUBTYPES, seeds: Sequence[int] | None = None,
+                     n_rows: int = 64, irl: IRLConfig | None = None, label_column: str = "toxic",
+                     log: Callable[[str], None] = print) -> SubtypeTransfer:
+    """Figure 3 (left): train on the pairs of ONE subtype (rows, :func:`subtype_rows`), evaluate on
+    the Jigsaw comments that carry each human subtype label (columns): ROC-AUC of the reward
+    separating the non-toxic comments (higher reward expected) from the comments with that label.
+
+    Columns use Jigsaw's human labels (as Table 3's test side), not the subtype scorer on the test
+    pairs, where most subtypes have no pairs at all. AUC instead of accuracy: it needs no
+    threshold, so rows trained on few pairs are compared fairly. Each row is a cached training
+    stage ``irl_subtype`` (``irl`` or ``cfg.irl``; all its seeds unless ``seeds``).
     """
-    train, test = ps.split("train"), ps.split("test")
-    seeds = list(range(cfg.irl.n_seeds) if seeds is None else seeds)
+    irl = cfg.irl if irl is None else irl
+    train = ps.split("train")
+    seeds = list(range(irl.n_seeds) if seeds is None else seeds)
     fp = pairset_fingerprint(ps, label_column)
-    rows, n_train = [], {}
-    n_eval = {s: int(subtype_mask(test.df, s, "pre", threshold).sum()) for s in subtypes}
+    clean = heldout.label == 1
+    n_eval = {s: int(heldout.subtypes[s].sum()) if s in heldout.subtypes else 0 for s in subtypes}
+    rows, n_train, row_score = [], {}, {}
     for s_tr in subtypes:
-        mask = subtype_mask(train.df, s_tr, "pre", threshold)
+        mask = subtype_rows(train, s_tr, n_rows)
         n_train[s_tr] = int(mask.sum())
-        if mask.sum() < min_pairs:
-            log(f"[fig3] {s_tr}: only {int(mask.sum())} training pairs (< {min_pairs}); row left empty")
-            continue
-        sub = train.subset(mask)
-        data = preference_data(sub, None, label_column)
-        out = train_stage(cfg, data, cfg.irl, name="irl_subtype", methods=methods, seeds=seeds, log=log,
-                          settings={"pairs": fp, "subtype": s_tr, "threshold": threshold, "label_column": label_column})
+        row_score[s_tr] = float(train.df[f"pre_{s_tr}"].to_numpy(float)[mask].mean())
+        data = preference_data(train.subset(mask), None, label_column)
+        out = train_stage(cfg, data, irl, name="irl_subtype", methods=methods, seeds=seeds, log=log,
+                          settings={"pairs": fp, "subtype": s_tr, "rows": "top_pre_score", "n_rows": n_rows,
+                                    "label_column": label_column})
         for (m, seed), rew in out.rewards.items():
-            sc = RunScores(rew(sub.emb_post), rew(sub.emb_pre), rew(test.emb_post), rew(test.emb_pre), None)
-            thr = M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
+            r = rew(heldout.emb)
             for s_ev in subtypes:
-                em = subtype_mask(test.df, s_ev, "pre", threshold)
-                if not em.any():
-                    acc = float("nan")
+                bad = heldout.subtypes.get(s_ev, np.zeros(len(r), bool)) & ~clean
+                if not bad.any():
+                    auc = float("nan")
                 else:
-                    scores, labels = M.pair_labels(sc.test_post[em], sc.test_pre[em])
-                    acc = float(np.mean(M.classifier_correct(scores, labels, thr)))
-                rows.append({"method": m, "seed": seed, "train_subtype": s_tr, "eval_subtype": s_ev, "accuracy": acc})
-    per_seed = pd.DataFrame(rows, columns=["method", "seed", "train_subtype", "eval_subtype", "accuracy"])
-    acc = {}
+                    keep = clean | bad
+                    auc = M.roc_auc(r[keep], clean[keep])
+                rows.append({"method": m, "seed": seed, "train_subtype": s_tr, "eval_subtype": s_ev, "auc": auc})
+    per_seed = pd.DataFrame(rows, columns=["method", "seed", "train_subtype", "eval_subtype", "auc"])
+    auc = {}
     for m in methods:
         g = per_seed[per_seed["method"] == m]
-        mat = g.groupby(["train_subtype", "eval_subtype"])["accuracy"].mean().unstack() if len(g) else pd.DataFrame()
-        acc[m] = mat.reindex(index=list(subtypes), columns=list(subtypes)).astype(float)
-    return SubtypeTransfer(acc, n_train, n_eval, per_seed)
+        mat = g.groupby(["train_subtype", "eval_subtype"])["auc"].mean().unstack() if len(g) else pd.DataFrame()
+        auc[m] = mat.reindex(index=list(subtypes), columns=list(subtypes)).astype(float)
+    return SubtypeTransfer(auc, n_train, row_score, n_eval, per_seed)
 
+
+def tnt_learning_curve(cfg, ps: PairSet, heldout: HeldOut, *, fractions: Sequence[float] = (0.0, 0.25, 0.5, 1.0),
+                       methods: Sequence[str] = METHOD_NAMES, seeds: Sequence[int] | None = None,
+                       irl: IRLConfig | None = None, label_column: str = "toxic",
+                       log: Callable[[str], None] = print) -> LearningCurve:
+    """Jigsaw ROC-AUC against the number of T->NT training pairs: every other training pair kept,
+    the T->NT pairs subsampled to each fraction (a fixed random order seeded by ``cfg.seed``, so the
+    smaller sets are nested in the larger ones). Says whether more informative pairs would close the
+    gap between the learned rewards and the ground-truth scorer they were distilled from. Each point
+    is a cached training stage ``irl_learning_curve``."""
+    irl = cfg.irl if irl is None else irl
+    train = ps.split("train")
+    seeds = list(range(irl.n_seeds) if seeds is None else seeds)
+    fp = pairset_fingerprint(ps, label_column)
+    is_tnt = train.df["pair_type"].to_numpy() == "T->NT"
+    order = np.random.default_rng(cfg.seed).permutation(np.flatnonzero(is_tnt))
+    rows = []
+    for f in fractions:
+        keep = ~is_tnt
+        keep[order[:int(round(f * len(order)))]] = True
+        n_tnt = int((keep & is_tnt).sum())
+        sub = train.subset(keep)
+        out = train_stage(cfg, preference_data(sub, None, label_column), irl, name="irl_learning_curve",
+                          methods=methods, seeds=seeds, log=log,
+                          settings={"pairs": fp, "fraction": float(f), "order_seed": cfg.seed,
+                                    "label_column": label_column})
+        for (m, seed), rew in out.rewards.items():
+            r = rew(heldout.emb)
+            rows.append({"n_tnt": n_tnt, "fraction": float(f), "method": m, "seed": seed,
+                         "jigsaw_auc": M.roc_auc(r, heldout.label)})
+    return LearningCurve(pd.DataFrame(rows), int((~is_tnt).sum()))
 
 
 def reward_embedder(reward: RewardModel, folder: str | Path | None = None) -> str:
