@@ -30,7 +30,9 @@ blocks run once per batch for all three log-prob passes (:mod:`fairl_lib.llm.spe
 Output folder (``out_dir``): ``policy/`` (the aligned model, loadable with ``models.load_lm``),
 ``history.csv``, ``rlhf.json`` (settings and timings, written last: its presence means "complete").
 ``checkpoints/`` holds trl checkpoints while training (every ``save_steps``) so a killed RLOO run
-resumes; it is deleted at the end.
+resumes; it is deleted at the end. ``rollouts.jsonl`` (:class:`RolloutLog`, :func:`load_rollouts`)
+records every training rollout: step, prompt, completion and reward, as text (the training data that
+notebook 10 audits).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ RewardFn = Callable[[list[str]], Sequence[float]]
 EvalFn = Callable[[list[str]], "dict[str, float] | float"]
 ALGORITHMS = ("rloo", "ppo")
 DONE_FILE = "rlhf.json"
+ROLLOUTS_FILE = "rollouts.jsonl"
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ def text_reward_module_class() -> type:
             self.backbone = _Backbone(self)
             self.score = nn.Identity()
             self.calls: list[list[str]] = []  # texts of the last call (for tests / logging)
+            self.rollouts: RolloutLog | None = None  # set by PPO training: records every scored rollout
             self.config = _Output(_name_or_path=f"text-reward:{getattr(reward_fn, '__name__', 'reward_fn')}")
 
         def decode_responses(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[str]:
@@ -296,6 +300,10 @@ def text_reward_module_class() -> type:
             texts = self.decode_responses(input_ids, attention_mask)
             self.calls = [texts]
             values = as_float_list(self.reward_fn(texts), len(texts))
+            if self.rollouts is not None:
+                prompts = self.tokenizer.batch_decode(input_ids[:, : self.context_length].cpu(),
+                                                      skip_special_tokens=True)
+                self.rollouts.add(None, prompts, texts, values)
             return torch.tensor(values, dtype=torch.float32, device=input_ids.device)
 
         def forward(self, input_ids, attention_mask=None, **_: Any):
@@ -325,6 +333,66 @@ def fixed_left_pad_collator(pad_token_id: int, length: int):
         return {"input_ids": out}
 
     return collate
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+class RolloutLog:
+    """Every training rollout of a run as one JSON line of ``rollouts.jsonl``.
+
+    A row: ``step`` (the 1-based optimiser step whose batch it was), ``i`` (its position in that batch;
+    RLOO's groups are consecutive: ``i // generations_per_prompt``), ``prompt`` and ``completion``
+    (text: the prompt as trained on, i.e. truncated to ``max_prompt_tokens``, and the completion the
+    reward saw), ``reward`` (``reward_fn``'s value, before the KL penalty). A step's rows are appended
+    in one write as soon as its rewards are computed. :meth:`resume` keeps the complete rows of the
+    steps the checkpoint a run resumes from covers and rewrites the file atomically, so a killed run
+    holds each step once. ``step=None`` in :meth:`add` numbers steps by counting rows (PPO: one reward
+    call per step of ``per_step`` rollouts).
+    """
+
+    def __init__(self, path: str | Path, per_step: int = 0):
+        self.path, self.per_step, self.count = Path(path), int(per_step), 0
+
+    def resume(self, upto_step: int) -> None:
+        """Keep the rows of steps <= ``upto_step`` (0: start afresh)."""
+        rows = _rollout_rows(self.path, upto_step) if self.path.exists() else []
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+        self.count = len(rows)
+
+    def add(self, step: int | None, prompts: Sequence[str], completions: Sequence[str],
+            rewards: Sequence[float]) -> None:
+        if step is None:
+            step = self.count // max(self.per_step, 1) + 1
+        lines = [json.dumps({"step": int(step), "i": i, "prompt": str(p), "completion": str(c), "reward": float(r)})
+                 for i, (p, c, r) in enumerate(zip(prompts, completions, rewards, strict=True))]
+        with self.path.open("a") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+        self.count += len(lines)
+
+
+def _rollout_rows(path: Path, upto_step: int | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        if upto_step is None or row["step"] <= upto_step:
+            rows.append(row)
+    return rows
+
+
+def load_rollouts(out_dir: str | Path) -> pd.DataFrame:
+    """The rollouts of a run folder (``rollouts.jsonl``, see :class:`RolloutLog`), one row each, in order.
+
+    Raises:
+        FileNotFoundError: the run recorded none (it predates rollout recording).
+    """
+    path = Path(out_dir) / ROLLOUTS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {ROLLOUTS_FILE} in {out_dir}")
+    return pd.DataFrame(_rollout_rows(path), columns=["step", "i", "prompt", "completion", "reward"])
 
 
 # --------------------------------------------------------------------------- history + evaluation
@@ -593,8 +661,13 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     model.train()
     prompts = truncate_prompts(tok, prompts, cfg.max_prompt_tokens)
 
-    def rloo_reward(prompts=None, completions=None, **_: Any) -> list[float]:
-        return as_float_list(reward_fn(list(completions)), len(completions))
+    rollouts = RolloutLog(out_dir / ROLLOUTS_FILE)
+
+    def rloo_reward(prompts=None, completions=None, trainer_state=None, **_: Any) -> list[float]:
+        values = as_float_list(reward_fn(list(completions)), len(completions))
+        rollouts.add(trainer_state.global_step + 1 if trainer_state is not None else None, prompts, completions,
+                     values)
+        return values
 
     rloo_reward.__name__ = getattr(reward_fn, "__name__", "reward_fn")
     args = _rloo_args(cfg, out_dir, generation_kwargs(tok, cfg.gen_settings()))
@@ -612,6 +685,7 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     ckpt_dir = out_dir / "checkpoints"
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     recorder.load(int(last.rsplit("-", 1)[-1]) if last else 0)
+    rollouts.resume(int(last.rsplit("-", 1)[-1]) if last else 0)
     trainer.add_callback(_make_callback(recorder, lambda: trainer.model, cfg, "rloo"))
     recorder.evaluate(model, 0)
     recorder.start_clock()
@@ -708,6 +782,7 @@ def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, so
     ids = prompt_ids(tok, prompts, lm.spec, cfg.max_prompt_tokens)
     length = max(len(x) for x in ids)
     reward_module = make_text_reward_module(tok, reward_fn, context_length=length)
+    reward_module.rollouts = RolloutLog(out_dir / ROLLOUTS_FILE, per_step=cfg.completions_per_step)
     batch = cfg.completions_per_step
     data = Dataset.from_dict({"input_ids": ids})
     args = PPOConfig(
@@ -757,6 +832,7 @@ def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, so
         trainer.remove_callback(cb)
     recorder = _Recorder(out_dir, cfg, list(eval_prompts or []), eval_fn, tok, lm.spec, verbose)
     (out_dir / "history.jsonl").unlink(missing_ok=True)  # PPO cannot resume: start the history afresh
+    reward_module.rollouts.resume(0)  # ... and the rollouts
     trainer.add_callback(_make_callback(recorder, lambda: policy, cfg, "ppo"))
     recorder.evaluate(policy, 0)
     recorder.start_clock()
