@@ -483,23 +483,27 @@ def plot_subtype_transfer(st: SubtypeTransfer):
     columns = the Jigsaw comments with each human subtype label (ROC-AUC against the non-toxic
     comments). Tick labels carry the counts; an empty column says it has no comments."""
     methods = list(st.auc)
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods) + 0.8, 4.6), squeeze=False)
+    vals = np.concatenate([a.to_numpy().ravel() for a in st.auc.values()])
+    vmin = min(0.5, float(np.nanmin(vals))) if np.isfinite(vals).any() else 0.5
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.4 * len(methods) + 1.0, 4.8), squeeze=False)
     for k, (ax, m) in enumerate(zip(axes[0], methods)):
         mat = st.auc[m]
         rows = [f"{SUBTYPE_TITLES.get(s, s)}\n({st.n_train.get(s, 0)} pairs)" for s in mat.index]
-        cols = [f"{SUBTYPE_TITLES.get(s, s)}\n(n={st.n_eval.get(s, 0)})" for s in mat.columns]
+        cols = [f"{SUBTYPE_TITLES.get(s, s)}\n(n={st.n_eval.get(s, 0)})".replace(" attack", "\nattack") for s in mat.columns]
         shown = pd.DataFrame(mat.to_numpy(), index=rows, columns=cols)
-        sns.heatmap(shown, ax=ax, annot=True, fmt=".2f", vmin=0.5, vmax=1.0, cmap="viridis",
-                    cbar=k == len(methods) - 1, mask=shown.isna(), annot_kws={"fontsize": 8})
+        sns.heatmap(shown, ax=ax, annot=True, fmt=".2f", vmin=vmin, vmax=1.0, cmap="viridis",
+                    cbar=k == len(methods) - 1, mask=shown.isna(), annot_kws={"fontsize": 8},
+                    cbar_kws={"label": "ROC-AUC (non-toxic vs labelled)"} if k == len(methods) - 1 else None)
         for j, s in enumerate(mat.columns):
             if st.n_eval.get(s, 0) == 0:
                 ax.text(j + 0.5, len(rows) / 2, "no comments\nwith this label", ha="center", va="center",
                         rotation=90, fontsize=7, color="0.4")
         ax.set_title(METHOD_TITLES.get(m, m), fontsize=10)
-        ax.set_xlabel("evaluated on Jigsaw comments with the human label")
-        ax.set_ylabel("trained on pairs of" if k == 0 else "")
+        ax.set_xlabel("")
+        ax.set_ylabel("trained on the pairs of" if k == 0 else "")
         ax.tick_params(axis="x", labelrotation=0, labelsize=8)
         ax.tick_params(axis="y", labelrotation=0, labelsize=8)
+    fig.supxlabel("evaluated on the Jigsaw comments with the human label", fontsize=10)
     fig.tight_layout()
     return fig
 
