@@ -1020,6 +1020,38 @@ def _md(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
+def why_numbers_differ(mets: Mapping[str, Any]) -> list[str]:
+    """Sentences for REPORT.md on why the in-domain and Jigsaw numbers differ from the paper's, read
+    from notebook 05's ``in_domain_by_pair_type`` and ``jigsaw_learning_curve`` and notebook 01's KL
+    (empty when notebook 05 did not run)."""
+    m5 = mets.get("05")
+    if not isinstance(m5, Mapping):
+        return []
+    # blocks with wildcard keys (pair types present, methods run), validated when notebook 05 wrote them
+    by_type, lc = m5["in_domain_by_pair_type"], m5["jigsaw_learning_curve"]
+    out = []
+    n = {t: next(iter(v.values()))["n_pairs"] for t, v in by_type.items() if v}
+    total = sum(n.values()) or 1
+    acc = {t: [r["pairwise_accuracy"] for r in v.values()] for t, v in by_type.items()}
+    gt = {t: next(iter(v.values()))["gt_pairwise_accuracy"] for t, v in by_type.items() if v}
+    parts = [f"{t} {n[t]} ({100 * n[t] / total:.0f}%): rewards {min(acc[t]):.2f}-{max(acc[t]):.2f}, "
+             f"ground truth {gt[t]:.2f}" for t in by_type if t in n]
+    out.append("**In-domain.** Test pairs by type, with the share of pairs each reward ranks the right way "
+               "round: " + "; ".join(parts) + ". Only T->NT pairs carry the preference the ground truth "
+               "explains; in NT->NT pairs even the ground-truth reward ranks near chance, so the in-domain "
+               "numbers are capped by how many T->NT pairs the expert produced.")
+    m1 = mets.get("01")
+    if isinstance(m1, Mapping) and isinstance(m1.get("kl_final"), (int, float)):
+        out[-1] += f" The expert's KL to its base at the end of training: {m1['kl_final']:.2f} nats per completion."
+    means = {mth: v["mean"] for mth, v in lc["methods"].items()}
+    out.append(f"**Jigsaw.** The rewards are distilled from the ground-truth scorer through the pairs; the scorer "
+               f"itself reaches ROC-AUC {lc['ground_truth_auc']:.3f} on the same comments. With "
+               f"{lc['n_tnt'][0]} -> {lc['n_tnt'][-1]} T->NT training pairs (plus {lc['n_other']} others) the "
+               "rewards' Jigsaw AUC goes " + ", ".join(
+                   f"{mth} {v[0]:.3f} -> {v[-1]:.3f}" for mth, v in means.items()) + ".")
+    return out
+
+
 def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results_dir: str | Path | None = None,
                     mets: Mapping[str, Any] | None = None) -> str:
     """The REPORT.md text: what it rests on, the ledger table, per-claim notes and the figures (relative
@@ -1065,6 +1097,9 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
             ours = f"{e.compared}: {ours}"
         lines.append(f"| {_md(e.claim)} | {_md(e.source)} | {_md(e.paper)} | {_md(ours)} | {_md(e.detectable)} "
                      f"| {_BADGE[e.verdict]} |")
+    why = why_numbers_differ(mets) if mets is not None else []
+    if why:
+        lines += ["", "## Why the numbers differ from the paper's", ""] + why
     lines += ["", "## Rules", ""]
     lines += [f"- **{_md(e.claim)}**: {_md(e.rule)}." for e in ledger]
     figs = []
