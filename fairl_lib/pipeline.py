@@ -14,6 +14,14 @@
 - A finished run ends with its runtime table (:func:`summary_table`: seconds, minutes and peak
   memory per notebook, and the total); ``python -m fairl_lib.pipeline --summary RUN_JSON`` prints
   the same table for any ``run.json``.
+- While a notebook runs, its printed output reaches the terminal (or CI's log) line by line,
+  prefixed ``[NN]`` (the long steps print their own progress: RLHF steps, generation chunks); when
+  it prints nothing for 30 seconds, the runner prints ``[NN] cell k/N running for ...``
+  (:func:`run_notebook`).
+- A finished run ends by building its static site, ``results/<profile>/site/index.html``
+  (:mod:`fairl_lib.analysis.site`); ``python -m fairl_lib.pipeline --site PROFILE`` builds it for
+  the last run of a profile without running anything. The cpu profile's site is also copied to
+  ``docs/site/`` (what a reader opens without running anything).
 """
 from __future__ import annotations
 
@@ -31,12 +39,17 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 import psutil
+from jupyter_client import AsyncKernelManager
+from papermill.engines import NBClientEngine, papermill_engines
 
+from fairl_lib.analysis.site import build_site
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.config import available_profiles, load_profile
+from fairl_lib.llm.progress import EVERY_SECONDS, Heartbeat, PrefixedLines, fmt_duration
 from fairl_lib.paths import repo_root, results_dir
 
 PUBLISHING_PROFILES = {"cpu", "paper"}
+SITE_PROFILE = "cpu"  # the reference run whose site is copied to docs/site/
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets", "sentence-transformers",
                     "scikit-learn", "numpy", "pandas", "papermill", "fairl")
 
@@ -109,18 +122,98 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run_notebook(path: Path, profile: str, seed: int, force: bool, out_dir: Path) -> Path:
-    """Execute one notebook with papermill; raise :class:`PipelineError` naming the failing cell."""
+class _WatchedEngine(NBClientEngine):
+    """papermill's own nbclient engine that hands its execution manager (the notebook being
+    executed, with each cell's papermill status) to the runner's :class:`_CellWatch`."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, cell_watch=None, **kwargs):
+        if cell_watch is not None:
+            cell_watch.nb_man = nb_man
+        return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+
+papermill_engines.register("fairl-watched", _WatchedEngine)
+
+
+def _kernel_logging_to(stream) -> type:
+    """A kernel manager class whose kernels' own stdout and stderr go to ``stream`` (a file).
+
+    ipykernel captures what is written to the kernel's file descriptors 1 and 2 (by its worker
+    processes too) into the notebook's output, and also copies it to the kernel's own stdout and
+    stderr. The notebook's copy is the one the runner forwards, prefixed, to the terminal; sending
+    the kernel's own streams to a log file keeps them (and the kernel's start-up messages) without
+    printing every worker's line twice.
+    """
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw.setdefault("stdout", stream)
+            kw.setdefault("stderr", stream)
+            return await super().start_kernel(**kw)
+
+    return LoggedKernelManager
+
+
+class _CellWatch:
+    """``status()``: ``[NN] cell k/N running for ... | notebook ... | <the cell's first line>``."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag, self.nb_man, self.t0 = tag, None, time.monotonic()
+
+    def status(self) -> str:
+        total = f"notebook running for {fmt_duration(time.monotonic() - self.t0)}"
+        cells = [c for c in self.nb_man.nb.cells if c.cell_type == "code"] if self.nb_man else []
+        running = [(k, c) for k, c in enumerate(cells, 1) if c.metadata.get("papermill", {}).get("status") == "running"]
+        if not running:
+            return f"[{self.tag}] {total}"
+        k, cell = running[0]
+        since = ""
+        try:
+            start = dt.datetime.fromisoformat(cell.metadata.papermill["start_time"])
+            since = f" for {fmt_duration((dt.datetime.now(start.tzinfo) - start).total_seconds())}"
+        except (KeyError, TypeError, ValueError):
+            pass
+        first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+        first = first if len(first) <= 70 else first[:67] + "..."
+        return f"[{self.tag}] cell {k}/{len(cells)} running{since} | {total} | {first}"
+
+
+def run_notebook(path: Path, profile: str, seed: int, force: bool, out_dir: Path,
+                 every_seconds: float = EVERY_SECONDS) -> Path:
+    """Execute one notebook with papermill; raise :class:`PipelineError` naming the failing cell.
+
+    The kernel's stdout and stderr are forwarded line by line, prefixed ``[NN]`` (papermill's
+    ``stdout_file`` / ``stderr_file``), so the notebook's own progress lines (RLHF steps, generation
+    chunks, worker processes) show while it runs. A heartbeat prints ``[NN] cell k/N running for
+    ...`` whenever nothing was printed for ``every_seconds``: a long step is never silent for
+    longer in a terminal or in CI's log. Plain lines, no progress bar (see :mod:`fairl_lib.llm.progress`).
+    The kernel process's own stdout and stderr go to ``logs/NN_name.kernel.log`` beside ``out_dir``
+    (:func:`_kernel_logging_to`).
+    """
     params = {"PROFILE": profile, "SEED": seed, "FORCE": force}
     check_parameters(path, params)
     out = out_dir / path.name
-    try:
-        pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(path.parent),
-                            progress_bar=False, log_output=False, kernel_name="python3")
-    except pm.PapermillExecutionError as err:
-        raise PipelineError(
-            f"{path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
-            f"The partial executed notebook is kept at {out}.") from err
+    kernel_log = out_dir.parent / "logs" / f"{path.stem}.kernel.log"
+    kernel_log.parent.mkdir(parents=True, exist_ok=True)
+    tag, watch, lock = path.name[:2], _CellWatch(path.name[:2]), threading.Lock()
+    with kernel_log.open("w") as klog, Heartbeat(watch.status, every_seconds, lock=lock) as beat:
+        stdout = PrefixedLines(sys.stdout, f"[{tag}] ", beat.touch, lock)
+        stderr = PrefixedLines(sys.stderr, f"[{tag}] ", beat.touch, lock)
+        try:
+            pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(path.parent),
+                                progress_bar=False, log_output=False, kernel_name="python3",
+                                engine_name="fairl-watched", cell_watch=watch,
+                                kernel_manager_class=_kernel_logging_to(klog),
+                                stdout_file=stdout, stderr_file=stderr)
+        except pm.PapermillExecutionError as err:
+            raise PipelineError(
+                f"{path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}).\n"
+                f"The partial executed notebook is kept at {out}; the kernel's own messages are in "
+                f"{kernel_log}.") from err
+        finally:
+            stdout.flush_partial()
+            stderr.flush_partial()
     return out
 
 
@@ -267,9 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="recompute cached stages")
     parser.add_argument("--summary", metavar="RUN_JSON",
                         help="print the runtime table of a finished run (e.g. results/cpu/run.json) and exit")
+    parser.add_argument("--site", metavar="PROFILE",
+                        help="build the static site of the last run of PROFILE (results/PROFILE/site/index.html) "
+                             "from its executed notebooks, report, figures and tables, and exit")
     args = parser.parse_args(argv)
     if args.summary is not None:
         return print_summary(args.summary)
+    if args.site is not None:
+        return _site(args.site)
 
     try:
         load_profile(args.profile)
@@ -326,9 +424,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {path.relative_to(res.parent.parent) if res.parent.parent in path.parents else path}")
     if args.profile in PUBLISHING_PROFILES:
         print(f"Copied {publish_figures(args.profile, books)} figure(s) to {repo_root() / 'figures'}")
-        if any(b.stem.startswith("09") for b in books) and (report := publish_report(args.profile)):
+        ran_report = any(b.stem.endswith("_reproduction_report") for b in books)
+        if ran_report and (report := publish_report(args.profile)):
             print(f"Copied the reproduction report to {report}")
     print(f"\nRuntimes ({run_file}):\n{summary_table(record)}")
+    return _site(args.profile)
+
+
+def _site(profile: str) -> int:
+    """``--site PROFILE`` (and the end of every run): build the run's static site; one-line error, exit 1.
+
+    The reference profile's site (cpu) is also copied to ``docs/site/``, the copy readers open
+    without running anything (README, "Read it without running it"), as a cpu run refreshes
+    ``figures/`` and ``REPORT.md``.
+    """
+    try:
+        index = build_site(results_dir(profile))
+        size = sum(p.stat().st_size for p in index.parent.rglob("*") if p.is_file()) / 1e6
+        print(f"Site ({size:.1f} MB): {index} (open it in a browser; it needs no server and no network)")
+        if profile == SITE_PROFILE:
+            target = repo_root() / "docs" / "site"
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(index.parent, target)
+            print(f"Copied the site to {target}")
+    except Exception as err:  # noqa: BLE001 - one clear line for the user
+        print(f"error: site of {profile}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

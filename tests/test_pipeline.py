@@ -141,6 +141,20 @@ def test_smoke_pipeline_writes_everything(smoke_run):
     assert summary_table(run) in proc.stdout  # the run ends with its runtime table
 
 
+@pytest.mark.pipeline
+def test_smoke_run_builds_its_site(smoke_run):
+    """The run ends with its static site (fairl_lib.analysis.site): a contents page that links the
+    page of every executed notebook (tests/test_site.py opens such a site in a browser)."""
+    res, proc = smoke_run
+    index = res / "site" / "index.html"
+    assert index.exists() and str(index) in proc.stdout
+    contents = index.read_text()
+    for book in BOOKS:
+        assert (res / "notebooks" / book.name).exists()
+        assert f'href="notebooks/{book.stem}.html"' in contents, f"the contents page does not link {book.stem}"
+        assert (res / "site" / "notebooks" / f"{book.stem}.html").exists()
+
+
 # Pinned smoke numbers (recommenders style): values of the smoke profile at seed 0, checked with a
 # tolerance. Only numbers that do not depend on the CPU's floating-point kernels are pinned: the
 # theory toy (numpy on fixed draws) and the two scorers' ROC-AUC on the fixed Jigsaw rows (a

@@ -404,3 +404,47 @@ def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, mo
     assert runs[True][0] == runs[False][0]
     cols = ["reward", "kl", "loss"]
     np.testing.assert_allclose(runs[True][1][cols].to_numpy(), runs[False][1][cols].to_numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_recorder_prints_step_of_total_reward_kl_and_eta(tmp_path, capsys):
+    """With ``verbose`` the recorder prints a start line, then ``[label] step k/N | s/step | reward |
+    KL | elapsed | ETA`` (the first and the last step always; between them at most one line per 30 s)
+    and each held-out evaluation; lines are plain text, one per print."""
+    cfg = _cfg(steps=4)
+    rec = rlhf._Recorder(tmp_path, cfg, [], None, None, None, verbose=True, label="rerlhf fa_irl")
+    rec.add(0, {"eval_tox_rate": 0.25, "eval_seconds": 2.0})
+    rec.start_clock()
+    for step in (1, 2, 3, 4):
+        rec.add(step, {"reward": 0.5 + step / 10, "kl": 0.01 * step})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[rerlhf fa_irl] held-out evaluation at step 0: tox rate 0.25 (2 s)"
+    assert lines[1] == f"[rerlhf fa_irl] rloo: 4 steps of {cfg.completions_per_step} completions"
+    first, last = lines[2], lines[-1]
+    assert len(lines) == 4  # steps 2 and 3 came within 30 s of the line of step 1
+    assert first.startswith("[rerlhf fa_irl] step 1/4 (25%) | ") and "reward 0.6 | KL 0.01" in first and "ETA" in first
+    assert last.startswith("[rerlhf fa_irl] step 4/4 (100%) | ") and "reward 0.9 | KL 0.04" in last
+    assert "ETA" not in last  # nothing left
+
+
+def test_progress_lines_are_throttled_and_resume_aware():
+    from fairl_lib.llm.progress import Progress, fmt_duration
+
+    now = [0.0]
+    out = []
+
+    class Sink:
+        def write(self, text):
+            out.append(text)
+
+        def flush(self):
+            pass
+
+    p = Progress(10, "pairs post", every_seconds=30, unit="chunk", initial=2, stream=Sink(), clock=lambda: now[0])
+    for t, expect in ((10, True), (20, False), (45, True), (50, False)):  # chunks 3, 4, 5, 6
+        now[0] = t
+        assert (p.update() is not None) == expect
+    assert out[0] == "[pairs post] chunk 3/10 (30%) | 10.0 s/chunk | elapsed 10s | ETA 1m10s\n"
+    assert out[1].startswith("[pairs post] chunk 5/10 (50%) | 15.0 s/chunk")  # 45 s for the 3 done here
+    now[0] = 51
+    assert p.update(10).startswith("[pairs post] chunk 10/10 (100%)")  # the last always prints
+    assert fmt_duration(42) == "42s" and fmt_duration(185) == "3m05s" and fmt_duration(3720) == "1h02m"

@@ -64,6 +64,7 @@ from fairl_lib.llm.models import (
     suppressed_token_ids,
 )
 from fairl_lib.llm.prefix import generate_shared_prefix
+from fairl_lib.llm.progress import Progress, emit
 from fairl_lib.llm.sampling import generate_overrides
 from fairl_lib.llm.speedups import FrozenTrunk
 
@@ -399,7 +400,13 @@ def load_rollouts(out_dir: str | Path) -> pd.DataFrame:
 
 
 class _Recorder:
-    """Collects one history row per step (reward, KL, ...) and periodic held-out evaluations."""
+    """Collects one history row per step (reward, KL, ...) and periodic held-out evaluations.
+
+    With ``verbose`` it also prints progress (:class:`fairl_lib.llm.progress.Progress`, prefixed
+    ``[label]``): a line at the start of training, a line with step k/N, s/step, mean reward, KL and
+    ETA at least every 30 seconds of training (and for the first and the last step), and a line per
+    held-out evaluation.
+    """
 
     def __init__(
         self,
@@ -410,10 +417,12 @@ class _Recorder:
         tok,
         spec,
         verbose: bool,
+        label: str = "rlhf",
     ):
         self.path = out_dir / "history.jsonl"
         self.cfg, self.eval_prompts, self.eval_fn, self.tok, self.spec = cfg, eval_prompts, eval_fn, tok, spec
-        self.verbose = verbose
+        self.verbose, self.label = verbose, label
+        self.progress: Progress | None = None
         self.rows: dict[int, dict[str, Any]] = {}
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
@@ -423,6 +432,12 @@ class _Recorder:
     def start_clock(self) -> None:
         """Call right before training starts (step times exclude model loading and evaluation)."""
         self._mark, self._eval_since_mark = time.perf_counter(), 0.0
+        done = max((s for s, r in self.rows.items() if "reward" in r), default=0)
+        self.progress = Progress(self.cfg.steps, self.label, initial=done)
+        if self.verbose:
+            resumed = f", resuming after step {done}" if done else ""
+            emit(f"[{self.label}] {self.cfg.algorithm}: {self.cfg.steps} steps of "
+                 f"{self.cfg.completions_per_step} completions{resumed}")
 
     def load(self, upto_step: int) -> None:
         """Keep rows of steps <= ``upto_step`` from an interrupted run (resume)."""
@@ -450,9 +465,14 @@ class _Recorder:
         row["elapsed_s"] = round(self.elapsed_before + now - self.t0, 2)
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-        if self.verbose:
-            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()}
-            print(f"[rlhf] step {step} {shown}", flush=True)
+        if not self.verbose:
+            return
+        if "reward" in values and self.progress is not None:
+            self.progress.update(step, reward=values["reward"], KL=values.get("kl", math.nan))
+        elif any(k.startswith("eval_") for k in values):
+            shown = " | ".join(f"{k[5:].replace('_', ' ')} {v:.4g}" for k, v in values.items()
+                               if k.startswith("eval_") and k != "eval_seconds")
+            emit(f"[{self.label}] held-out evaluation at step {step}: {shown} ({values.get('eval_seconds', 0):.0f} s)")
 
     def has_eval(self, step: int) -> bool:
         return any(k.startswith("eval_") for k in self.rows.get(step, {}))
@@ -553,6 +573,7 @@ def train_policy(
     eval_fn: EvalFn | None = None,
     source: str = "auto",
     verbose: bool = True,
+    label: str = "rlhf",
 ) -> tuple[Path, pd.DataFrame]:
     """Align ``base_model_name`` to ``reward_fn`` with RLHF; return (policy folder, history).
 
@@ -569,6 +590,9 @@ def train_policy(
             (e.g. toxicity rate); evaluated at step 0, every ``cfg.eval_every`` steps and at the end.
             Columns ``eval_<key>`` in the history.
         source: model source for a registry name (``models.load_lm``).
+        verbose: print progress: step k/N, s/step, mean reward, KL and ETA at least every 30 s
+            of training, and each held-out evaluation (flushed, so it also leaves worker processes).
+        label: the progress lines' prefix (``[rlhf]``; re-RLHF runs name their reward).
 
     Returns:
         ``(out_dir / "policy", history)``, one history row per step (``step`` 0 = before training):
@@ -585,7 +609,7 @@ def train_policy(
     t_start = time.perf_counter()
     train = _train_rloo if cfg.algorithm == "rloo" else _train_ppo
     history, info = train(base_model_name, list(prompts_train), reward_fn, cfg, out_dir, eval_prompts, eval_fn,
-                          source, verbose)
+                          source, verbose, label)
     atomic_write_text(out_dir / "history.csv", history.to_csv(index=False))
     info.update(
         config=dataclasses.asdict(cfg),
@@ -649,7 +673,7 @@ def _rloo_args(cfg: RLHFConfig, out_dir: Path, gen_kwargs: dict[str, Any]):
     )
 
 
-def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, source, verbose):
+def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, source, verbose, label):
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
@@ -681,7 +705,7 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
-    recorder = _Recorder(out_dir, cfg, list(eval_prompts or []), eval_fn, tok, lm.spec, verbose)
+    recorder = _Recorder(out_dir, cfg, list(eval_prompts or []), eval_fn, tok, lm.spec, verbose, label)
     ckpt_dir = out_dir / "checkpoints"
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     recorder.load(int(last.rsplit("-", 1)[-1]) if last else 0)
@@ -760,7 +784,7 @@ def _fast_rloo_class() -> type:
     return FastRLOOTrainer
 
 
-def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, source, verbose):
+def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, source, verbose, label):
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
@@ -830,7 +854,7 @@ def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, so
     )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
-    recorder = _Recorder(out_dir, cfg, list(eval_prompts or []), eval_fn, tok, lm.spec, verbose)
+    recorder = _Recorder(out_dir, cfg, list(eval_prompts or []), eval_fn, tok, lm.spec, verbose, label)
     (out_dir / "history.jsonl").unlink(missing_ok=True)  # PPO cannot resume: start the history afresh
     reward_module.rollouts.resume(0)  # ... and the rollouts
     trainer.add_callback(_make_callback(recorder, lambda: policy, cfg, "ppo"))

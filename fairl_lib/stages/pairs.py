@@ -30,6 +30,7 @@ from fairl_lib.cache import cached_stage
 from fairl_lib.llm import data
 from fairl_lib.llm.models import embed, load_lm
 from fairl_lib.llm.parallel import run_jobs
+from fairl_lib.llm.progress import Progress
 from fairl_lib.stages.expert import (
     REWARD_KIND,
     base_name,
@@ -104,7 +105,8 @@ def _chunked_generate(lm, prompts: list[str], settings, seed: int, work: Path, t
 
     Chunk ``c`` is sampled with seed ``seed * 100003 + c``. With ``settings.workers`` > 1 the
     missing chunks are shared by that many one-thread processes (:func:`fairl_lib.llm.parallel.run_jobs`),
-    each loading the model from ``lm.path``.
+    each loading the model from ``lm.path``. Prints ``[pairs TAG] chunk i/n`` with completions done,
+    rate and ETA as each chunk finishes (:class:`fairl_lib.llm.progress.Progress`).
     """
 
     chunks = [(work / f"gen_{tag}_{c:04d}.json", prompts[start:start + GEN_CHUNK], seed * 100003 + c)
@@ -112,11 +114,16 @@ def _chunked_generate(lm, prompts: list[str], settings, seed: int, work: Path, t
     todo = [(path, chunk, s) for path, chunk, s in chunks
             if not (path.exists() and len(json.loads(path.read_text())) == len(chunk))]
     count = len(prompts) - sum(len(chunk) for _, chunk, _ in todo)
+    progress = Progress(len(chunks), f"pairs {tag}", every_seconds=0, unit="chunk",
+                        initial=len(chunks) - len(todo))
+    if todo:
+        progress.update(progress.done, completions=f"{count}/{len(prompts)}",
+                        workers=min(settings.workers, len(todo)))
 
     def report(i: int, _: Any) -> None:
         nonlocal count
         count += len(todo[i][1])
-        print(f"[pairs] {tag}: {count}/{len(prompts)} completions", flush=True)
+        progress.update(completions=f"{count}/{len(prompts)}")
 
     if settings.workers > 1 and len(todo) > 1:
         run_jobs(_generate_chunk, [(str(lm.path), chunk, settings, s, path) for path, chunk, s in todo],

@@ -53,6 +53,7 @@ from fairl_lib.irl import WEIGHT_FILE, load_reward, reward_folder
 from fairl_lib.llm import rlhf
 from fairl_lib.llm.models import Embedder, completion_nll, load_lm
 from fairl_lib.llm.parallel import run_jobs
+from fairl_lib.llm.progress import emit
 from fairl_lib.llm.scorers import get_scorer
 from fairl_lib.stages.expert import (
     EVAL_SAMPLES_PER_PROMPT,
@@ -310,7 +311,7 @@ def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
         train, held = rlhf_prompts(cfg)
         rlhf.train_policy(settings["base_lm"], list(train["prompt"]), reward, run_rlhf_config(cfg), work / "rlhf",
                           eval_prompts=list(held["prompt"]), eval_fn=eval_fn_with_judge(cfg),
-                          source=settings["source"])
+                          source=settings["source"], label=f"rerlhf {kind}")
         write_json(work / "rerlhf.json", {"settings": settings, "reward": info, "n_train_prompts": len(train),
                                           "n_heldout_prompts": len(held)})
 
@@ -423,9 +424,16 @@ def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, RerlhfRun]:
 
 
 def _train_run(cfg, kind: str) -> None:
-    """Worker job of :func:`run_all`: train (or find) one run's stage, then its final evaluation."""
+    """Worker job of :func:`run_all`: train (or find) one run's stage, then its final evaluation.
+
+    Its progress lines (``[rerlhf KIND] step k/N ...``, from ``rlhf.train_policy``) are flushed as
+    they are printed, so both workers' progress reaches the notebook's output (and the runner's log)
+    while they train, not when they exit.
+    """
+    emit(f"[rerlhf {kind}] started in a worker process")
     run = rerlhf_stage(cfg, kind)
     if not run.reused_expert:
+        emit(f"[rerlhf {kind}] final held-out evaluation")
         evaluate_policy(cfg, run)
 
 

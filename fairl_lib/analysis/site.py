@@ -1,0 +1,365 @@
+"""The companion as a static site: one run's executed notebooks, report, figures and tables as HTML.
+
+    python -m fairl_lib.pipeline --site PROFILE     # -> results/<profile>/site/index.html
+
+(a finished ``./run_all.sh`` run builds it too). The site opens from disk, with no server and no
+network: every page, script, style sheet, font and image it uses is inside ``site/``.
+
+- ``index.html``: the contents, in the paper's order (:data:`PAPER_ORDER`: the method of Sec. 4,
+  the setup of Sec. 5, the results of Sec. 6, the appendices, then what goes beyond the paper and
+  the reproduction report), not in the order the notebooks run. Each entry links the notebook's page, shows its figures and links its
+  tables; the notebooks' status and runtime come from ``run.json``.
+- ``notebooks/NN_name.html``: each executed notebook (``results/<profile>/notebooks/``), outputs as
+  they were produced, with links to the contents and to the previous and next notebook.
+- ``report.html``: ``REPORT.md`` (the reproduction report notebook's claims ledger); ``tables.html``: every table of the
+  run (its ``.md`` rendering, else the CSV), each with a link to its CSV under ``tables/``.
+- ``figures/*.png``: the PNGs the contents and the report show (once; no PDFs). The notebook pages
+  carry their own figures, embedded as the executed notebooks hold them.
+- ``_static/``: JupyterLab's notebook style sheet (once, linked by every page instead of inlined in
+  each) and MathJax.
+
+Why nbconvert's ``HTMLExporter``: it is installed with jupyter already (no new dependency) and it
+renders exactly the executed notebooks, every output as the run produced it; the report, the tables
+and the contents go through the same exporter as markdown cells, so every page looks alike. A small
+template (:data:`TEMPLATE`) drops the exporter's network references (require.js, mermaid and widget
+scripts from CDNs; the notebooks need none) and points MathJax at the local copy.
+
+Why MathJax from the PyPI package ``jupyter-server-mathjax``: it bundles MathJax 2's static files
+(the version nbconvert's pages are written for), so math renders offline. Only what rendering needs
+is copied: the other locales, the SVG output and the accessibility explorer are left out
+(:data:`MATHJAX_SKIP`; about 3.5 MB remain). MathJax's HTML-CSS output uses the STIX-Web fonts, the
+only web fonts the package ships.
+"""
+from __future__ import annotations
+
+import html
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+from jinja2 import DictLoader
+from nbconvert import HTMLExporter
+
+from fairl_lib.artifacts import atomic_write_text, read_json
+
+# (group, ((notebook name, where it is in the paper), ...)), in the paper's order. A notebook is
+# matched by its name without the number ("theory_toy" for 03_theory_toy), so renumbering keeps it
+# in place; a notebook not listed comes last, under OTHER_GROUP.
+PAPER_ORDER: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("The method (Sec. 4)", (
+        ("fairl_training", "Sec. 4.1-4.3: the reward model, Eq. 1-3, Algorithm 1"),
+        ("theory_toy", "Sec. 4.4: Theorem 1, Figure 2; App. B"),
+    )),
+    ("The experimental setup (Sec. 5)", (
+        ("rlhf_expert", "Sec. 5: the RLHF expert"),
+        ("preference_pairs", "Sec. 5: the preference pairs; Figure 3 (middle)"),
+    )),
+    ("Results (Sec. 6)", (
+        ("tables", "Sec. 6: Tables 1-3, Figure 3 (left)"),
+        ("rerlhf", "Sec. 6: re-RLHF with the recovered rewards, Figure 3 (right)"),
+    )),
+    ("Appendices", (
+        ("pair_mix", "App. D: pair-mix sensitivity, Figure 4"),
+        ("model_size", "App. E: model size, Figure 5"),
+    )),
+    ("Beyond the paper", (
+        ("audit", "after Liu et al.'s explainable RLHF: the expert's training data behind its failures"),
+    )),
+    ("The reproduction report", (
+        ("reproduction_report", "every claim beside this run's numbers"),
+    )),
+)
+OTHER_GROUP = "Other notebooks"
+
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+MATHJAX_SKIP = ("localization", "jax/output/SVG", "extensions/a11y")
+LAB_CSS = ("index.css", "theme-light.css")
+THUMB_HEIGHT = 110
+
+# Extends nbconvert's "lab" page. resources.fairl_static: the relative path to _static/;
+# resources.fairl_nav: the navigation line (HTML).
+TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block notebook_css -%}
+<link rel="stylesheet" href="{{ resources.fairl_static }}/lab/index.css">
+<link rel="stylesheet" href="{{ resources.fairl_static }}/lab/theme-light.css">
+<style type="text/css">
+a.anchor-link { display: none; }
+.jp-InputArea, .jp-InputArea-editor { overflow: hidden; }
+.cm-editor.cm-s-jupyter .highlight pre { padding: var(--jp-code-padding) 4px; margin: 0;
+  font-family: inherit; font-size: inherit; line-height: inherit; color: inherit; }
+.jp-OutputArea-output pre { line-height: inherit; font-family: inherit; }
+.jp-RenderedText pre { color: var(--jp-content-font-color1); font-size: var(--jp-code-font-size); }
+.jp-Collapser { display: none; }
+nav.fairl-nav { font-family: var(--jp-ui-font-family); font-size: 14px; padding: 8px 16px;
+  border-bottom: 1px solid var(--jp-border-color2); background: var(--jp-layout-color1); }
+nav.fairl-nav.bottom { border-top: 1px solid var(--jp-border-color2); border-bottom: none; }
+.jp-RenderedHTMLCommon .fairl-thumbs img { height: {{ resources.fairl_thumb }}px; width: auto; max-width: none;
+  margin: 4px 8px 4px 0; border: 1px solid var(--jp-border-color2); }
+</style>
+{%- endblock notebook_css -%}
+{%- block html_head_js_mathjax -%}
+{{ super() }}
+<script type="text/x-mathjax-config">
+MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web",
+                                 imageFont: null}});
+</script>
+{%- endblock html_head_js_mathjax -%}
+{%- block body_header -%}
+{{ super() }}
+<nav class="fairl-nav">{{ resources.fairl_nav }}</nav>
+{%- endblock body_header -%}
+{%- block body_footer -%}
+<nav class="fairl-nav bottom">{{ resources.fairl_nav }}</nav>
+{{ super() }}
+{%- endblock body_footer -%}
+"""
+
+
+class SiteError(RuntimeError):
+    """The run folder has nothing to render."""
+
+
+def mathjax_source() -> Path:
+    """MathJax's static files in the installed ``jupyter-server-mathjax`` (located, not imported:
+    importing it would load jupyter_server)."""
+    spec = importlib.util.find_spec("jupyter_server_mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        raise SiteError("jupyter-server-mathjax is not installed (pip install -r requirements.txt): "
+                        "the site ships MathJax from it so math renders offline.")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+def copy_mathjax(dest: Path) -> Path:
+    """Copy the MathJax files that rendering needs to ``dest``; returns ``dest / "MathJax.js"``."""
+    src = mathjax_source()
+
+    def skip(folder: str, names: list[str]) -> list[str]:
+        rel = Path(folder).relative_to(src)
+        return [n for n in names if (rel / n).as_posix() in MATHJAX_SKIP]
+
+    shutil.copytree(src, dest, ignore=skip)
+    return dest / "MathJax.js"
+
+
+def lab_css_dir(exporter: HTMLExporter) -> Path:
+    """The folder of JupyterLab's notebook style sheets inside nbconvert's "lab" template."""
+    for folder in exporter.template_paths:
+        if (Path(folder) / "static" / LAB_CSS[0]).exists():
+            return Path(folder) / "static"
+    raise SiteError(f"nbconvert's lab template has no static/{LAB_CSS[0]} (searched {exporter.template_paths}).")
+
+
+def make_exporter() -> HTMLExporter:
+    return HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"fairl_site.html.j2": TEMPLATE})],
+                        template_file="fairl_site.html.j2")
+
+
+def notebook_title(nb) -> str:
+    """The first markdown heading of a notebook (without the ``#``), else ''."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return ""
+
+
+def paper_entries(stems: list[str]) -> list[tuple[str, str, str]]:
+    """``(group, where in the paper, stem)`` for each notebook stem (``NN_name``), in the paper's
+    order (:data:`PAPER_ORDER`, matched by ``name``); stems it does not know come last, in their
+    own order, under :data:`OTHER_GROUP`."""
+    by_name = {stem.split("_", 1)[-1]: stem for stem in stems}
+    known = [(group, where, by_name[name]) for group, items in PAPER_ORDER for name, where in items
+             if name in by_name]
+    seen = {stem for _, _, stem in known}
+    return known + [(OTHER_GROUP, "", stem) for stem in stems if stem not in seen]
+
+
+def _markdown_page(cells: list[str], title: str):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(c) for c in cells]
+    nb.metadata["title"] = title
+    return nb
+
+
+LINK = re.compile(r"(\]\(|\b(?:src|href)=\")([^)\"\s]+)")
+
+
+def rewrite_report_links(text: str) -> str:
+    """``REPORT.md``'s run-relative links, for the site: notebooks -> their pages, table markdown ->
+    ``tables.html``; figures and CSV files keep their paths (the site has them at the same place)."""
+
+    def fix(m: re.Match) -> str:
+        target = m.group(2)
+        if re.match(r"^notebooks/[^/]+\.ipynb$", target):
+            target = target[: -len(".ipynb")] + ".html"
+        elif re.match(r"^tables/[^/]+\.md$", target):
+            target = "tables.html#" + Path(target).stem
+        return m.group(1) + target
+
+    return LINK.sub(fix, text)
+
+
+def local_targets(text: str) -> set[str]:
+    """Relative link and image targets of a markdown/HTML text (no scheme, no anchor-only)."""
+    out = set()
+    for m in LINK.finditer(text):
+        target = m.group(2).split("#", 1)[0]
+        if target and not re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):
+            out.add(target)
+    return out
+
+
+def _fmt_seconds(seconds) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def build_site(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Render the run folder ``run_dir`` (``results/<profile>``) into ``out`` (default
+    ``run_dir / "site"``, replaced whole); returns ``out / "index.html"``.
+
+    Needs ``run_dir/notebooks/*.ipynb`` (the executed notebooks); ``REPORT.md``, ``figures/``,
+    ``tables/`` and ``run.json`` are used when present. Prints a warning for each file the report
+    links that the run does not have.
+    """
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "site"
+    books = sorted((run_dir / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if not books:
+        raise SiteError(f"no executed notebooks in {run_dir / 'notebooks'}: run ./run_all.sh "
+                        f"{run_dir.name} first.")
+    run = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
+    notebooks = {p.stem: nbformat.read(p, as_version=4) for p in books}
+    entries = paper_entries(list(notebooks))
+    titles = {stem: notebook_title(nb) or stem for stem, nb in notebooks.items()}
+    promised = {stem: nb.metadata.get("fairl", {}) for stem, nb in notebooks.items()}
+
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "notebooks").mkdir(parents=True)
+    exporter = make_exporter()
+    css_src = lab_css_dir(exporter)
+    (work / "_static" / "lab").mkdir(parents=True)
+    for name in LAB_CSS:
+        shutil.copy2(css_src / name, work / "_static" / "lab" / name)
+    copy_mathjax(work / "_static" / "mathjax")
+
+    def export(nb, path: Path, nav: str) -> None:
+        static = "../_static" if path.parent.name == "notebooks" else "_static"
+        exporter.mathjax_url = f"{static}/mathjax/MathJax.js?config={MATHJAX_CONFIG}&locale=en"
+        body, _ = exporter.from_notebook_node(nb, resources={"fairl_static": static, "fairl_nav": nav,
+                                                             "fairl_thumb": THUMB_HEIGHT})
+        atomic_write_text(path, body)
+
+    # figures: the PNGs the contents (promised by the notebooks) and the report show, copied once
+    figures = {name: run_dir / "figures" / f"{name}.png"
+               for stem in notebooks for name in promised[stem].get("figures", [])}
+    report_md = run_dir / "REPORT.md"
+    report = rewrite_report_links(report_md.read_text()) if report_md.exists() else None
+    table_dir = run_dir / "tables"
+    csvs = {p.stem: p for p in sorted(table_dir.glob("*.csv"))} if table_dir.is_dir() else {}
+    warnings = []
+    for target in sorted(local_targets(report or "")):
+        folder, _, name = target.partition("/")
+        stem, ext = Path(name).stem, Path(name).suffix
+        if folder == "figures" and ext == ".png" and (run_dir / target).exists():
+            figures[stem] = run_dir / target
+        elif not ((folder == "notebooks" and ext == ".html" and stem in notebooks)
+                  or (folder == "tables" and ext == ".csv" and stem in csvs)
+                  or (target == "tables.html" and csvs)):
+            warnings.append(f"REPORT.md links {target}, which is not part of the site")
+    figures = {name: path for name, path in figures.items() if path.exists()}
+    if figures:
+        (work / "figures").mkdir()
+    for name, path in figures.items():
+        shutil.copy2(path, work / "figures" / f"{name}.png")
+
+    # tables: one page, in the paper's order of the notebooks that promised them, then the rest
+    order = [name for _, _, stem in entries for name in promised[stem].get("tables", []) if name in csvs]
+    order += [name for name in csvs if name not in order]
+    if order:
+        (work / "tables").mkdir()
+    owner = {name: stem for stem in notebooks for name in promised[stem].get("tables", [])}
+    table_cells = [("# Tables\n\nEvery table of this run, in the paper's order. Each links its CSV; the "
+                    "notebook that wrote it shows how it was computed.")]
+    for name in order:
+        shutil.copy2(csvs[name], work / "tables" / f"{name}.csv")
+        md = csvs[name].with_suffix(".md")
+        shown = md.read_text() if md.exists() else pd.read_csv(csvs[name]).to_html(index=False, border=0)
+        source = (f" · from [{titles[owner[name]]}](notebooks/{owner[name]}.html)" if name in owner else "")
+        table_cells.append(f'<a id="{html.escape(name)}"></a>\n\n## {name}\n\n[CSV](tables/{name}.csv){source}\n\n'
+                           f"{shown}")
+
+    nav_root = " &middot; ".join(['<a href="index.html">Contents</a>']
+                                 + (['<a href="report.html">Reproduction report</a>'] if report is not None else [])
+                                 + (['<a href="tables.html">Tables</a>'] if order else []))
+    # notebook pages, with previous / next in the paper's order
+    stems = [stem for _, _, stem in entries]
+    for i, stem in enumerate(stems):
+        parts = ['<a href="../index.html">Contents</a>']
+        if i > 0:
+            parts.append(f'&larr; <a href="{stems[i - 1]}.html">{html.escape(titles[stems[i - 1]])}</a>')
+        if i + 1 < len(stems):
+            parts.append(f'<a href="{stems[i + 1]}.html">{html.escape(titles[stems[i + 1]])}</a> &rarr;')
+        notebooks[stem].metadata["title"] = titles[stem]  # the page's <title> (in memory only)
+        export(notebooks[stem], work / "notebooks" / f"{stem}.html", " &middot; ".join(parts))
+    if report is not None:
+        export(_markdown_page([report], "Reproduction report"), work / "report.html", nav_root)
+    if order:
+        export(_markdown_page(table_cells, "Tables"), work / "tables.html", nav_root)
+
+    # the contents page
+    profile = run.get("profile", run_dir.name)
+    facts = [f"profile `{profile}`"] + [f"{label} `{run[k]}`" for k, label in
+                                        (("seed", "seed"), ("status", "status"), ("git_commit", "commit")) if k in run]
+    head = [(f"# Learning from Failures: the companion's run `{profile}`\n\n"
+             "The executed notebooks of one run of the companion to *Learning from Failures: Understanding "
+             "LLM Alignment through Failure-Aware Inverse RL*, in the order of the paper (the notebooks run "
+             "in their numbered order), with their figures and tables. "
+             f"Run: {', '.join(facts)}.")]
+    links = []
+    if report is not None:
+        links.append("**Start here:** [the reproduction report](report.html), every claim of the paper beside "
+                     "this run's numbers.")
+    if order:
+        links.append(f"[Every table](tables.html) of the run ({len(order)}).")
+    head.append(" ".join(links) or "This run has no report and no tables.")
+    body, group = [], None
+    for g, where, stem in entries:
+        if g != group:
+            body.append(f"## {g}")
+            group = g
+        entry = run.get("notebooks", {}).get(stem, {})
+        status = " · ".join(x for x in (entry.get("status", ""), _fmt_seconds(entry.get("seconds"))) if x)
+        lines = [f"### [{titles[stem]}](notebooks/{stem}.html)", ""]
+        lines.append(" · ".join(f"*{x}*" for x in (where, f"ran: {status}" if status else "") if x))
+        thumbs = [f'<a href="figures/{n}.png"><img src="figures/{n}.png" alt="{html.escape(n)}" '
+                  f'title="{html.escape(n)}"></a>'
+                  for n in promised[stem].get("figures", []) if n in figures]
+        if thumbs:
+            lines += ["", f'<div class="fairl-thumbs">{"".join(thumbs)}</div>']
+        tabs = [f"[{n}](tables.html#{n})" for n in promised[stem].get("tables", []) if n in csvs]
+        if tabs:
+            lines += ["", "Tables: " + ", ".join(tabs)]
+        body.append("\n".join(lines))
+    export(_markdown_page(["\n\n".join(head)] + body, f"fairl · {profile}"), work / "index.html", nav_root)
+
+    shutil.rmtree(out, ignore_errors=True)
+    work.rename(out)
+    for w in warnings:
+        print(f"warning: site: {w}", file=sys.stderr)
+    return out / "index.html"
+
+
+def site_size(folder: str | Path) -> int:
+    """Total bytes of the files under ``folder``."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
