@@ -2,14 +2,17 @@
 analysis/failure_path.py: whether a failure path acts. On synthetic pairs, with the smoke profile."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from fairl_lib.analysis import evaluate
-from fairl_lib.analysis.failure_path import failure_path_summary, flip_share
+from fairl_lib.analysis.failure_path import failure_path_summary, flip_share, flip_shares
 from fairl_lib.analysis.pairset import PairSet, synthetic_pairset
+from fairl_lib.cache import RECEIPT, stage_key
 from fairl_lib.config import ConfigError, make_config
 from fairl_lib.irl import BASELINES, FA_METHODS, METHOD_NAMES, IRLConfig
 from fairl_lib.stages import tuning as T
@@ -106,9 +109,10 @@ def test_every_method_gets_the_same_number_of_trials(searched, pairs):
     t = res.trials
     assert t["value"].between(0, 1).all() and (t["state"] == "COMPLETE").all()
     assert t.loc[t["method"].isin(BASELINES), "acting"].isna().all()
+    assert t.loc[t["method"].isin(BASELINES), ["flip_share", "learned_flip_share"]].isna().all().all()
     fa = t[t["method"].isin(FA_METHODS)]
-    assert fa["flip_share"].between(0, 1).all()
-    assert (fa["acting"] == (fa["flip_share"] >= cfg.tuning.min_flip_share)).all()
+    assert fa["flip_share"].between(0, 1).all() and fa["learned_flip_share"].between(0, 1).all()
+    assert (fa["acting"] == (fa["learned_flip_share"] >= cfg.tuning.min_flip_share)).all()   # the learned share
     for m in METHOD_NAMES:                                  # each method's winner is its best (acting) trial
         best = res.best[m]
         pool = t[(t["method"] == m) & ((t["acting"] == True) | (m in BASELINES))]
@@ -126,7 +130,7 @@ def test_the_same_seed_gives_the_same_search(searched):
 
 def test_non_acting_trials_are_never_fa_winners(searched):
     a, strict = searched["a"][1], searched["strict"][1]
-    cols = [c for c in a.trials.columns if c.startswith("param_")] + ["value", "flip_share"]
+    cols = [c for c in a.trials.columns if c.startswith("param_")] + ["value", "flip_share", "learned_flip_share"]
     pd.testing.assert_frame_equal(a.trials[cols], strict.trials[cols])   # the threshold only labels trials
     t = strict.trials
     assert (~t.loc[t["method"].isin(FA_METHODS), "acting"].astype(bool)).any()
@@ -135,27 +139,33 @@ def test_non_acting_trials_are_never_fa_winners(searched):
         best = strict.best[m]
         assert best["acting"] == (not acting.empty) and best["no_acting_trial"] == acting.empty
         if not acting.empty:
-            assert best["value"] == acting["value"].max() and best["flip_share"] >= 0.2
+            assert best["value"] == acting["value"].max() and best["learned_flip_share"] >= 0.2
 
 
 def test_pick_winner_prefers_acting_trials_and_says_when_none_acts():
     def rec(n, value, acting, share):
-        return {"number": n, "value": value, "acting": acting, "flip_share": share, "params": {"lr": n}}
+        return {"number": n, "value": value, "acting": acting, "flip_share": share, "learned_flip_share": share,
+                "params": {"lr": n}}
 
     records = [rec(0, 0.9, False, 0.001), rec(1, 0.7, True, 0.05), rec(2, 0.8, True, 0.03), rec(3, None, None, None)]
     assert T.pick_winner(records, fa=True)["trial"] == 2
     assert T.pick_winner(records, fa=False)["trial"] == 0                  # baselines: acting plays no part
     none = T.pick_winner([rec(0, 0.6, False, 0.0), rec(1, 0.9, False, 0.01)], fa=True)
     assert none["trial"] == 1 and none["no_acting_trial"] and none["acting"] is False
+    assert none["learned_flip_share"] == 0.01
     assert T.pick_winner([rec(0, float("nan"), None, None)], fa=False) is None
     assert T.pick_winner([rec(0, 0.8, True, 0.1), rec(1, 0.8, True, 0.2)], fa=True)["trial"] == 0   # ties: earlier
 
 
-def test_the_cached_search_is_reused(searched):
+def test_the_cached_search_is_reused(searched, pairs):
     res = searched["a"][1]
     again, logs = searched["again"]
     assert again.folder == res.folder and any("reusing" in line for line in logs)
     pd.testing.assert_frame_equal(again.trials, res.trials)
+    receipt = json.loads((res.folder / RECEIPT).read_text())    # acting changed meaning: old caches are not reused
+    assert receipt["version"] == T.TUNING_VERSION != "1" and res.folder.name == receipt["key"]
+    settings = T._search_settings(searched["a"][0], pairs, "toxic")
+    assert receipt["key"] == stage_key("irl_tuning", settings, T.TUNING_VERSION) != stage_key("irl_tuning", settings, "1")
 
 
 def test_best_against_best_grid_is_evaluated_like_table1(searched, pairs):
@@ -190,7 +200,9 @@ def test_failure_path_summary_agrees_with_the_per_run_shares(searched, pairs):
         assert (s["flip_share_min"], s["flip_share_max"]) == (runs["pairs_flipped_by_R_F"].min(),
                                                                runs["pairs_flipped_by_R_F"].max())
         assert s["ratio_std_F_over_D_mean"] == pytest.approx(runs["ratio_std_F_over_D"].mean())
-        assert s["acts"] == (s["flip_share_mean"] >= 0.02) and s["n_runs"] == 2
+        learned = [flip_shares(out.rewards[(m, seed)], pairs.split("train"))["learned_flip_share"] for seed in (0, 1)]
+        assert s["learned_flip_share_mean"] == pytest.approx(np.mean(learned))
+        assert s["acts"] == (s["learned_flip_share_mean"] >= 0.02) and s["n_runs"] == 2
     assert failure_path_summary(out, pairs, min_flip_share=1.0)[FA_METHODS[0]]["acts"] is False
     base_only = out.rewards[("me_irl", 0)]
     assert flip_share(base_only, pairs) == 0.0

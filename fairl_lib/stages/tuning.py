@@ -24,19 +24,23 @@ search over the same kind of space, and its best configuration is then trained l
   because its seeded TPE sampler makes a search reproducible trial by trial and it is a widely used,
   well-kept package. It is imported inside the functions that search, so building a config (which
   imports this module for :class:`TuningConfig`) does not load it.
-- **Acting**: a trial of an FA method whose failure path changes the ranking of fewer than
+- **Acting**: a trial of an FA method whose failure path's *learned change* alters the ranking of fewer than
   ``min_flip_share`` (2%) of the tune-train pairs (mean over its seeds of the share with
-  sign(Delta_D) != sign(Delta_D + Delta_F), :func:`fairl_lib.analysis.failure_path.flip_share`) is
-  recorded with ``acting=False``: it is its baseline under another name. An FA method's winner is
-  its best *acting* trial; when none acts, its best trial, marked ``acting=False``
+  sign(Delta_D + Delta_F) != sign(Delta_D + Delta_F_init), Delta_F_init the margin of the run's
+  initial failure path, :func:`fairl_lib.analysis.failure_path.learned_flip_share`) is recorded with
+  ``acting=False``: it is its baseline under another name. R_F starts from a random init, so with the
+  penalty scale at 0 and early stopping an R_F that barely trained flips pairs by its init alone; the
+  learned share does not count those. The plain flip share, sign(Delta_D) != sign(Delta_D + Delta_F)
+  (:func:`fairl_lib.analysis.failure_path.flip_share`), is recorded beside it. An FA method's winner
+  is its best *acting* trial; when none acts, its best trial, marked ``acting=False``
   (``no_acting_trial=True``).
 
 Stages (both owned by notebook 04):
 
 - ``irl_tuning`` (:func:`tuning_stage`): the search, keyed by the pairs' fingerprint, the search
-  space, the budget, the trial seeds, ``cfg.irl`` and the Optuna version; every trial's params,
-  value, acting flag and flip share, and each method's best configuration, as JSON. A killed search
-  resumes method by method.
+  space, the budget, the trial seeds, ``cfg.irl``, the Optuna version and :data:`TUNING_VERSION`;
+  every trial's params, value, acting flag, flip share and learned flip share, and each method's
+  best configuration, as JSON. A killed search resumes method by method.
 - ``irl_best`` (:func:`best_stage`): each method's best configuration trained with ``best_seeds``
   seeds on the full training split (notebook 04's data), in the folder layout of notebook 04's grid,
   so :func:`fairl_lib.analysis.evaluate.evaluate_grid` evaluates it like Table 1.
@@ -61,7 +65,7 @@ from sklearn.metrics import roc_auc_score
 
 from fairl_lib.analysis import metrics as M
 from fairl_lib.analysis.evaluate import GridOutput
-from fairl_lib.analysis.failure_path import ACTING_FLIP_SHARE, flip_share
+from fairl_lib.analysis.failure_path import ACTING_FLIP_SHARE, flip_share, flip_shares  # noqa: F401 (flip_share: benchmarks)
 from fairl_lib.analysis.pairset import PairSet, pairset_fingerprint, preference_data, split_by_prompt
 from fairl_lib.artifacts import write_json
 from fairl_lib.cache import cached_stage
@@ -79,6 +83,8 @@ from fairl_lib.irl import (
 from fairl_lib.stages.irl_grid import load_grid
 
 TRIALS_FILE, BEST_FILE = "trials.json", "best.json"
+# version of stage irl_tuning: 2 = acting by the learned flip share (1: by the plain flip share)
+TUNING_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,8 @@ class TuningConfig:
         split_seed: seed of that split by prompt.
         max_epochs: epoch cap of the trials and of the best grids (0 = ``irl.max_epochs``).
         startup_trials: random trials before TPE models the results (Optuna's ``n_startup_trials``).
-        min_flip_share: a failure path acts when it flips at least this share of the tune-train pairs.
+        min_flip_share: a failure path acts when its learned change flips at least this share of the
+            tune-train pairs (:func:`fairl_lib.analysis.failure_path.learned_flip_share`).
         methods: the methods searched (default: all six of Table 1).
         threads: torch threads of every trial and best grid (0 = leave torch's setting). 1 by default:
             a grid of one method has GEMMs too small to share out, one thread was many times faster
@@ -223,11 +230,12 @@ class TuningResult:
 
     Attributes:
         folder: the stage folder.
-        trials: one row per (method, trial): number, state, value (mean validation AUC), acting, flip_share
-            (FA methods; None for the baselines), seconds and every param (``param_<name>`` columns).
+        trials: one row per (method, trial): number, state, value (mean validation AUC), acting,
+            flip_share and learned_flip_share (means over the trial's seeds; FA methods, None for the
+            baselines), seconds and every param (``param_<name>`` columns).
         best: per method, its winner: ``trial``, ``value``, ``params``, ``acting`` (None for baselines),
-            ``flip_share``, ``no_acting_trial`` and ``irl`` (the IRLConfig fields of the winner,
-            :meth:`best_config`).
+            ``flip_share``, ``learned_flip_share``, ``no_acting_trial`` and ``irl`` (the IRLConfig fields
+            of the winner, :meth:`best_config`).
         info: n_trials, trial_seeds, split sizes, the Optuna version.
     """
 
@@ -264,8 +272,8 @@ def _search_method(method: str, data_tr, tr: PairSet, va: PairSet, base: IRLConf
         irl = trial_config(base, params, max_epochs=tc.max_epochs, n_seeds=len(seeds))
         t0 = time.perf_counter()
         rec: dict[str, Any] = {"method": method, "number": trial.number, "params": params, "value": None,
-                               "acting": None, "flip_share": None, "auc_per_seed": [], "epochs_run": [],
-                               "error": ""}
+                               "acting": None, "flip_share": None, "learned_flip_share": None,
+                               "auc_per_seed": [], "epochs_run": [], "error": ""}
         try:
             grid = train_grid(data_tr, irl, methods=[method], seeds=seeds, threads=tc.threads or None)
         except FloatingPointError as err:                  # a diverging trial: recorded, valued NaN (failed)
@@ -275,16 +283,19 @@ def _search_method(method: str, data_tr, tr: PairSet, va: PairSet, base: IRLConf
             return float("nan")
         aucs = [validation_auc(r.reward, va) for r in grid.runs]
         rec.update(value=float(np.mean(aucs)), auc_per_seed=aucs, epochs_run=[r.epochs_run for r in grid.runs])
-        if fa:
-            share = float(np.mean([flip_share(r.reward, tr) for r in grid.runs]))
-            rec.update(flip_share=share, acting=bool(share >= tc.min_flip_share))
+        if fa:                                             # acting: by the learned change of R_F (its init aside)
+            shares = [flip_shares(r.reward, tr) for r in grid.runs]
+            share = float(np.mean([s["flip_share"] for s in shares]))
+            learned = float(np.mean([s["learned_flip_share"] for s in shares]))
+            rec.update(flip_share=share, learned_flip_share=learned, acting=bool(learned >= tc.min_flip_share))
             trial.set_user_attr("flip_share", share)
+            trial.set_user_attr("learned_flip_share", learned)
         trial.set_user_attr("acting", rec["acting"])
         rec["seconds"] = round(time.perf_counter() - t0, 2)
         records.append(rec)
         act = "" if not fa else (" acting" if rec["acting"] else " not acting")
         log(f"[tuning] {method} trial {trial.number + 1}/{tc.n_trials}: AUC {rec['value']:.4f}{act}"
-            + (f" (flips {rec['flip_share']:.1%})" if fa else ""))
+            + (f" (flips {rec['flip_share']:.1%}, learned {rec['learned_flip_share']:.1%})" if fa else ""))
         return rec["value"]
 
     sampler = optuna.samplers.TPESampler(seed=sampler_seed(seed, method), n_startup_trials=tc.startup_trials)
@@ -297,7 +308,8 @@ def _search_method(method: str, data_tr, tr: PairSet, va: PairSet, base: IRLConf
 
 def pick_winner(records: Sequence[Mapping[str, Any]], fa: bool) -> dict[str, Any] | None:
     """The best finished trial by value; for an FA method the best *acting* one (when none acts, the
-    best of all, with ``no_acting_trial=True``). None when no trial finished."""
+    best of all, with ``no_acting_trial=True``). None when no trial finished. ``acting`` is the records'
+    flag (:func:`tuning_stage`: by the learned flip share)."""
     done = [r for r in records if r.get("value") is not None and math.isfinite(r["value"])]
     if not done:
         return None
@@ -305,7 +317,8 @@ def pick_winner(records: Sequence[Mapping[str, Any]], fa: bool) -> dict[str, Any
     no_acting = fa and not pool
     best = max(pool or done, key=lambda r: (r["value"], -r["number"]))   # ties: the earlier trial
     return {"trial": best["number"], "value": best["value"], "params": dict(best["params"]),
-            "acting": best["acting"], "flip_share": best["flip_share"], "no_acting_trial": bool(no_acting)}
+            "acting": best["acting"], "flip_share": best["flip_share"],
+            "learned_flip_share": best.get("learned_flip_share"), "no_acting_trial": bool(no_acting)}
 
 
 def _search_settings(cfg, ps: PairSet, label_column: str) -> dict[str, Any]:
@@ -344,15 +357,15 @@ def tuning_stage(cfg, ps: PairSet, *, label_column: str = "toxic",
             if best[m] is not None:
                 best[m]["irl"] = dataclasses.asdict(trial_config(cfg.irl, best[m]["params"], max_epochs=tc.max_epochs))
             if best[m] is not None and best[m]["no_acting_trial"]:
-                log(f"[tuning] {m}: no trial's failure path acts (flips >= {tc.min_flip_share:.0%} of the "
-                    "tune-train pairs); its best trial is kept, marked acting=False")
+                log(f"[tuning] {m}: no trial's failure path acts (its learned change flips >= "
+                    f"{tc.min_flip_share:.0%} of the tune-train pairs); its best trial is kept, marked acting=False")
         write_json(workdir / TRIALS_FILE, trials)
         write_json(workdir / BEST_FILE, best)
         write_json(workdir / "info.json", {"n_trials": tc.n_trials, "trial_seeds": tc.trial_seeds,
                                            "methods": list(tc.methods), "n_tune_train": len(tr),
                                            "n_tune_val": len(va), "optuna": settings["optuna"]})
 
-    folder = cached_stage(cfg, "irl_tuning", settings, compute, log=log)
+    folder = cached_stage(cfg, "irl_tuning", settings, compute, version=TUNING_VERSION, log=log)
     return load_tuning(folder)
 
 
@@ -365,7 +378,8 @@ def load_tuning(folder: str | Path) -> TuningResult:
     for method in info.get("methods", trials):
         for r in trials[method]:
             rows.append({"method": method, "number": r["number"], "state": r.get("state", ""), "value": r["value"],
-                         "acting": r["acting"], "flip_share": r["flip_share"], "seconds": r.get("seconds"),
+                         "acting": r["acting"], "flip_share": r["flip_share"],
+                         "learned_flip_share": r.get("learned_flip_share"), "seconds": r.get("seconds"),
                          **{f"param_{k}": v for k, v in r["params"].items()}})
     return TuningResult(folder, pd.DataFrame(rows), json.loads((folder / BEST_FILE).read_text()), info)
 
