@@ -211,8 +211,12 @@ class SweepResult:
 
 def run_sweep(train: PairSet, plans: Sequence[MixPlan], irl: IRLConfig, methods: Sequence[str] = METHOD_NAMES,
               seeds: Sequence[int] | None = None, draw_seed: int = 0,
-              log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Train every method x seed on each kept mix; one row per run with its training STARC."""
+              log: Callable[[str], None] = print,
+              irl_by_method: Mapping[str, IRLConfig] | None = None) -> pd.DataFrame:
+    """Train every method x seed on each kept mix; one row per run with its training STARC.
+
+    ``irl_by_method`` trains each method with its own configuration (best against best, notebook 04's
+    tuning) instead of ``irl`` for all; the seeds are the same for every method either way."""
 
     seeds = list(range(irl.n_seeds) if seeds is None else seeds)
     rows = []
@@ -220,10 +224,15 @@ def run_sweep(train: PairSet, plans: Sequence[MixPlan], irl: IRLConfig, methods:
         if plan.status == SKIPPED:
             continue
         sub = train.subset(draw_mix(train.df, plan, draw_seed))
-        grid = train_grid(preference_data(sub, split=None), irl, methods=methods, seeds=seeds)
+        data = preference_data(sub, split=None)
+        if irl_by_method:
+            grids = [train_grid(data, irl_by_method[m], methods=[m], seeds=seeds) for m in methods]
+        else:
+            grids = [train_grid(data, irl, methods=methods, seeds=seeds)]
+        runs = [run for g in grids for run in g.runs]
         log(f"[pair_mix] fraction {plan.key}: {plan.n_t_nt} T->NT + {plan.n_nt_nt} NT->NT, "
-            f"{len(grid.runs)} runs in {grid.seconds:.1f} s")
-        for run in grid.runs:
+            f"{len(runs)} runs in {sum(g.seconds for g in grids):.1f} s")
+        for run in runs:
             rows.append({"fraction": plan.fraction, "method": run.method, "seed": run.seed,
                          "starc": training_starc(run.reward, sub), "n_t_nt": plan.n_t_nt, "n_nt_nt": plan.n_nt_nt,
                          "epochs_run": run.epochs_run, "best_epoch": run.best_epoch})
@@ -242,9 +251,11 @@ def available_counts(train: PairSet) -> dict[str, int]:
 
 
 def sweep_stage(cfg, ps: PairSet, policy: str = "common_total", min_total: int | None = None,
-                methods: Sequence[str] = METHOD_NAMES, log: Callable[[str], None] = print) -> SweepResult:
+                methods: Sequence[str] = METHOD_NAMES, log: Callable[[str], None] = print,
+                irl_by_method: Mapping[str, IRLConfig] | None = None) -> SweepResult:
     """Notebook 06's cached stage: plan the mixes from ``ps``'s train split and ``cfg.pairmix``, train,
-    score. Keyed by the pairs' fingerprint, the plan, ``cfg.irl``, methods, seeds and ``cfg.seed``."""
+    score. Keyed by the pairs' fingerprint, the plan, ``cfg.irl`` (or each method's configuration in
+    ``irl_by_method``), methods, seeds and ``cfg.seed``."""
 
     train = ps.split("train")
     avail = available_counts(train)
@@ -253,9 +264,11 @@ def sweep_stage(cfg, ps: PairSet, policy: str = "common_total", min_total: int |
     seeds = list(range(cfg.irl.n_seeds))
     settings = {"pairs": pairset_fingerprint(ps), "plans": [asdict(p) for p in plans], "irl": cfg.irl,
                 "methods": list(methods), "seeds": seeds, "draw_seed": cfg.seed}
+    if irl_by_method:
+        settings["irl_by_method"] = {m: irl_by_method[m] for m in methods}
 
     def compute(workdir: Path) -> None:
-        per_run = run_sweep(train, plans, cfg.irl, methods, seeds, cfg.seed, log)
+        per_run = run_sweep(train, plans, cfg.irl, methods, seeds, cfg.seed, log, irl_by_method)
         per_run.to_csv(workdir / "per_run.csv", index=False)
 
     folder = cached_stage(cfg, STAGE, settings, compute, version=STAGE_VERSION,

@@ -43,6 +43,7 @@ from fairl_lib.irl import method_spec
 from fairl_lib.stages import irl_grid
 from fairl_lib.stages.expert import expert_stage, load_expert
 from fairl_lib.stages.pairs import pairs_stage
+from fairl_lib.stages.tuning import merge_grids
 
 PAPER_SIZES = paper.SIZES_M
 FIG5_METRICS = ("accuracy", "starc")
@@ -172,8 +173,11 @@ class SizeResult:
     expert_tox: dict[str, float]
 
 
-def run_size(cfg, size_lm: str, log=print) -> SizeResult:
-    """Expert, pairs, IRL grid and in-domain evaluation of one base LM (each cached)."""
+def run_size(cfg, size_lm: str, log=print, irl_by_method: Mapping[str, Any] | None = None) -> SizeResult:
+    """Expert, pairs, IRL grid and in-domain evaluation of one base LM (each cached).
+
+    ``irl_by_method`` trains each of ``[sizes] methods`` at its own configuration (notebook 04's tuned
+    ones, found on the primary model's pairs) instead of ``cfg.irl`` for all; same seeds either way."""
 
     scfg = size_config(cfg, size_lm)
     log(f"[sizes] {size_lm}: expert")
@@ -181,7 +185,13 @@ def run_size(cfg, size_lm: str, log=print) -> SizeResult:
     log(f"[sizes] {size_lm}: pairs")
     ps = pairs_stage(scfg, base_lm=size_lm)
     log(f"[sizes] {size_lm}: IRL grid ({len(ps)} pairs)")
-    grid = irl_grid.grid_stage(scfg, ps, publish=False)  # publishing rewards is notebook 04's job
+    if irl_by_method:
+        grids = {m: irl_grid.grid_stage(scfg, ps, publish=False, methods=[m],
+                                        irl=dataclasses.replace(irl_by_method[m], n_seeds=scfg.irl.n_seeds))
+                 for m in sizes_config(cfg).methods}
+        grid = merge_grids(grids)
+    else:
+        grid = irl_grid.grid_stage(scfg, ps, publish=False)  # publishing rewards is notebook 04's job
     ev = evaluate.evaluate_grid(grid, ps)
     per_run = ev.per_run[ev.per_run["set"] == "in_domain"].copy()
     per_run.insert(0, "size_lm", size_lm)
