@@ -108,7 +108,7 @@ def emit(text: str, stream: TextIO | None = None) -> None:
 
 
 class Heartbeat:
-    """Print ``status()`` whenever ``every_seconds`` passed without any output (a daemon thread).
+    """Print ``status()`` whenever ``every_seconds`` (at most) passed without any output (a daemon thread).
 
     Call :meth:`touch` whenever something else was printed; the heartbeat then stays quiet, so a
     step that reports its own progress is not doubled. Use as a context manager.
@@ -126,8 +126,9 @@ class Heartbeat:
         self.last = time.monotonic()
 
     def _run(self) -> None:
-        while not self._stop.wait(min(1.0, self.every / 4)):
-            if time.monotonic() - self.last >= self.every:
+        poll = min(1.0, self.every / 4)
+        while not self._stop.wait(poll):
+            if time.monotonic() - self.last >= self.every - poll:  # checked every poll s: never later than every
                 with self.lock:
                     emit(self.status(), self.stream)
                 self.touch()
