@@ -83,7 +83,7 @@ def test_config_section_and_validation():
     assert isinstance(cfg.rerlhf, rerlhf.RerlhfConfig)
     with pytest.raises(ConfigError, match="normalize"):
         make_config("smoke", overrides='rerlhf.normalize="minmax"')
-    assert cfg.rerlhf.method_of("fa_irl") == "me_fa_margin" and cfg.rerlhf.method_of("ground_truth") is None
+    assert cfg.rerlhf.method_of("fa_irl") == "auto" and cfg.rerlhf.method_of("ground_truth") is None
     with pytest.raises(ValueError, match="valid"):
         cfg.rerlhf.method_of("oracle")
 

@@ -49,7 +49,7 @@ from scipy.stats import spearmanr
 from fairl_lib.analysis import paper
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
-from fairl_lib.irl import WEIGHT_FILE, load_reward, reward_folder
+from fairl_lib.irl import WEIGHT_FILE, baseline_of, load_reward, reward_folder
 from fairl_lib.llm import rlhf
 from fairl_lib.llm.models import Embedder, completion_nll, load_lm
 from fairl_lib.llm.parallel import run_jobs
@@ -70,6 +70,7 @@ from fairl_lib.stages.expert import (
     toxicity_eval_fn,
 )
 from fairl_lib.stages.pairs import pairs_stage
+from fairl_lib.stages.tuning import best_fa_config, best_stage
 
 STAGE, EVAL_STAGE = "rerlhf", "rerlhf_eval"
 STAGE_VERSION, EVAL_VERSION = "1", "1"
@@ -88,8 +89,15 @@ class RerlhfConfig:
             ``eval_every`` 0) run (i) is the expert stage itself and is reused; otherwise the
             ground-truth run is retrained with the same reduced steps, for a fair comparison.
         eval_every: held-out evaluation every this many steps (0 = ``[rlhf].eval_every``).
-        fa_method: the FA-IRL reward of run (ii) (a method of ``fairl_lib.irl.METHODS``).
-        irl_method: the standard IRL reward of run (iii).
+        fa_method: the FA-IRL reward of run (ii) (a method of ``fairl_lib.irl.METHODS``), or ``"auto"``:
+            the FA method whose tuned failure path acts and validates best (notebook 04's search,
+            :func:`fairl_lib.stages.tuning.best_fa_config`).
+        irl_method: the standard IRL reward of run (iii), or ``"auto"``: the baseline of the FA
+            method's loss family (Max-Margin or Max-Entropy IRL).
+        rewards: which trained rewards the learned runs use: ``"tuned"`` (each method at its tuned
+            configuration, notebook 04's best-against-best grid; with Eq. 3 as printed the failure path
+            collapses and the FA reward is its baseline) or ``"as_printed"`` (notebook 04's grid with
+            the paper's settings, the rewards published under ``results/<profile>/rewards/``).
         reward_seed: which saved reward seed to use (-1 = the run's ``SEED``).
         normalize: ``"match_gt"`` | ``"standardize"`` | ``"none"`` (see the module docstring).
         reuse_expert: allow run (i) to reuse the expert stage when the settings are identical.
@@ -105,12 +113,15 @@ class RerlhfConfig:
     fa_method: str = "me_fa_margin"
     irl_method: str = "me_irl"
     reward_seed: int = -1
+    rewards: str = "as_printed"
     normalize: str = "match_gt"
     reuse_expert: bool = True
     final_samples_per_prompt: int = 2
     workers: int = 1
 
     def __post_init__(self) -> None:
+        if self.rewards not in ("tuned", "as_printed"):
+            raise ValueError(f"rerlhf.rewards={self.rewards!r}; valid: tuned, as_printed")
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"rerlhf.normalize={self.normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
         if self.steps < 0 or self.eval_every < 0 or self.final_samples_per_prompt < 1 or self.workers < 1:
@@ -196,11 +207,24 @@ class LearnedTextReward:
         return (self.scale * self.raw(texts) + self.shift).tolist()
 
 
+def arm_method(cfg, kind: str) -> str | None:
+    """The IRL method behind a run kind, with ``"auto"`` resolved from notebook 04's search."""
+    rc = rerlhf_config(cfg)
+    method = rc.method_of(kind)
+    if method != "auto":
+        return method
+    fa, _ = best_fa_config(cfg, pairs_stage(cfg), log=lambda _: None)
+    return fa if kind == "fa_irl" else baseline_of(fa)
+
+
 def reward_dir(cfg, method: str, seed: int | None = None) -> Path:
-    """Where notebook 04 saved ``method``'s reward of ``seed`` (default: ``[rerlhf] reward_seed``)."""
+    """Where notebook 04 saved ``method``'s reward of ``seed`` (default: ``[rerlhf] reward_seed``):
+    its tuned grid's folder (``[rerlhf] rewards = "tuned"``) or the published as-printed rewards."""
 
     rc = rerlhf_config(cfg)
     seed = (cfg.seed if rc.reward_seed < 0 else rc.reward_seed) if seed is None else seed
+    if rc.rewards == "tuned":
+        return reward_folder(best_stage(cfg, pairs_stage(cfg), log=lambda _: None).folder, method, seed)
     return reward_folder(cfg.results_dir, method, seed)
 
 
@@ -304,7 +328,7 @@ def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
 
         reward = toxicity_reward(cfg.models.ground_truth, REWARD_KIND)
     else:
-        reward, info = learned_text_reward(cfg, rerlhf_config(cfg).method_of(kind), ps, embedder)
+        reward, info = learned_text_reward(cfg, arm_method(cfg, kind), ps, embedder)
     settings = run_settings(cfg, kind, info or None)
 
     def compute(work: Path) -> None:
