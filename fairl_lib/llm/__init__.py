@@ -8,4 +8,6 @@
 - :mod:`~fairl_lib.llm.rlhf`: RLOO / PPO for any ``text -> reward`` callable (the expert and re-RLHF),
   with its speed-ups: :mod:`~fairl_lib.llm.sampling`, :mod:`~fairl_lib.llm.prefix`,
   :mod:`~fairl_lib.llm.speedups`, and :mod:`~fairl_lib.llm.parallel` (worker processes).
+- :mod:`~fairl_lib.llm.progress`: progress lines (step k/N, rate, ETA) at least every 30 s for long steps.
+- :mod:`~fairl_lib.llm.unlearn`: unlearning training rollouts from a policy (the audit, notebook 10).
 """
