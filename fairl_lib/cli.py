@@ -53,6 +53,7 @@ COMMANDS: list[Command] = []
 GROUP_HELP: dict[str, str] = {
     "score": "score texts (toxicity scorers, learned rewards)",
     "assets": "models and data: list, fetch and verify",
+    "audit": "notebook 10's audit of the RLHF expert: explanation sets of responses",
 }
 
 
@@ -171,6 +172,59 @@ def score_reward(ns: argparse.Namespace) -> int:
             out.write(json.dumps({"text": text, "reward": float(r_d[k] + r_f[k]), "reward_base": float(r_d[k]),
                                   "reward_failure": float(r_f[k])}, ensure_ascii=False) + "\n")
         out.flush()
+    return 0
+
+
+# =========================================================================== audit
+
+
+def _audit_pairs(ns: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """``(prompts, responses)`` from ``--prompt``/``--response`` or ``--file`` (JSON lines)."""
+    if ns.file:
+        path = Path(ns.file)
+        if not path.is_file():
+            raise UsageError(f"no file {path}: pass JSON lines with 'prompt' and 'response' (or --prompt and --response)")
+        prompts, responses = [], []
+        for n, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                prompts.append(str(row["prompt"]))
+                responses.append(str(row["response"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UsageError(f"{path}:{n}: not a JSON object with 'prompt' and 'response'") from None
+        if not prompts:
+            raise UsageError(f"{path} holds no JSON lines with 'prompt' and 'response'")
+        return prompts, responses
+    if ns.prompt is None or ns.response is None:
+        raise UsageError("give --prompt TEXT and --response TEXT, or --file with JSON lines of prompt and response")
+    return [ns.prompt], [ns.response]
+
+
+@command("audit explain", "Explain responses by the expert's training rollouts (notebook 10): print one JSON "
+         'object per response: {"prompt", "response", "size", "k", "relative_residual", "within_tol", "members": '
+         '[{"weight", "step", "reward", "advantage", "prompt", "completion"}, ...]}. Needs a finished expert '
+         "stage of the profile (notebook 01); nothing is trained.",
+         profile_arg(),
+         arg("--prompt", default=None, help="the prompt the response answers"),
+         arg("--response", default=None, help="the response to explain"),
+         arg("--file", default=None, help="JSON lines, each {\"prompt\": ..., \"response\": ...}, instead"),
+         arg("--seed", type=int, default=0, help="seed of the expert (default 0)"),
+         arg("--overrides", default="", help="profile overrides, e.g. 'audit.tol=0.6; audit.max_size=32'"))
+def audit_explain(ns: argparse.Namespace) -> int:
+    from fairl_lib.config import make_config
+    from fairl_lib.stages.audit import explain_texts  # deferred: heavy
+    from fairl_lib.stages.expert import NoRollouts
+
+    prompts, responses = _audit_pairs(ns)
+    cfg = make_config(ns.profile, seed=ns.seed, overrides=ns.overrides)
+    try:
+        rows = explain_texts(cfg, prompts, responses)
+    except NoRollouts as err:
+        raise UsageError(str(err)) from None
+    for row in rows:
+        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
     return 0
 
 

@@ -115,6 +115,7 @@ SECTIONS: dict[str, str] = {
     "sizes": "fairl_lib.stages.sizes:SizesConfig",
     "rerlhf": "fairl_lib.stages.rerlhf:RerlhfConfig",
     "penalty_sweep": "fairl_lib.stages.penalty_sweep:PenaltySweepConfig",
+    "audit": "fairl_lib.stages.audit:AuditConfig",
     "tuning": "fairl_lib.stages.tuning:TuningConfig",
 }
 TOP_LEVEL_KEYS = {"description", "assets"}

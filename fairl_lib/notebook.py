@@ -22,7 +22,8 @@ NOTEBOOK_STAGES: dict[str, tuple[str, ...]] = {
     "06_pair_mix": ("pair_mix",),
     "07_model_size": ("sizes",),
     "08_rerlhf": ("rerlhf", "rerlhf_eval"),
-    "09_reproduction_report": (),
+    "10_audit": ("audit_explain", "audit_unlearn"),
+    "11_reproduction_report": (),
 }
 
 

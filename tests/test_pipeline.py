@@ -49,7 +49,7 @@ def test_publish_report_copies_beside_figures(tmp_path, monkeypatch):
     monkeypatch.setenv("FAIRL_ROOT", str(tmp_path / "repo"))
     monkeypatch.setenv("FAIRL_RESULTS", str(tmp_path / "results"))
     (tmp_path / "repo").mkdir()
-    assert publish_report("cpu") is None  # nothing to publish before notebook 09 ran
+    assert publish_report("cpu") is None  # nothing to publish before notebook 11 ran
     for profile, name in (("cpu", "REPORT.md"), ("paper", "REPORT-paper.md")):
         (tmp_path / "results" / profile).mkdir(parents=True)
         (tmp_path / "results" / profile / "REPORT.md").write_text(f"# {profile}\n![f](figures/f.png)\n")
@@ -248,8 +248,8 @@ def test_smoke_appendices_and_report(smoke_run):
     for kind in ("ground_truth", "fa_irl", "irl"):
         assert 0.0 <= m8[kind]["toxicity_rate_final"] <= 1.0
         assert 0.0 <= m8[kind]["judge_rate_final"] <= 1.0
-    m9 = metrics(smoke_run, "09_reproduction_report")
-    ledger = m9["ledger"]
+    m11 = metrics(smoke_run, "11_reproduction_report")
+    ledger = m11["ledger"]
     verdicts = {"reproduced", "contradicted", "not reproduced", "inconclusive", "not run"}
     assert all(row["verdict"] in verdicts for row in ledger.values())
     # exact claims checked on the toy: Theorem 1's inclusion holds, App. B's sharpening case does not
@@ -257,6 +257,30 @@ def test_smoke_appendices_and_report(smoke_run):
     assert ledger["appb_sharpen"]["verdict"] == "not reproduced"
     assert ledger["theorem1_strict"]["verdict"] == "not reproduced"
     assert "smoke" in (smoke_run[0] / "REPORT.md").read_text()
+
+
+@pytest.mark.pipeline
+def test_smoke_audit(smoke_run):
+    """Notebook 10 on the smoke expert: every RLHF rollout was recorded, the targets fill up to
+    [audit] min_targets, every explanation set lies within max_size, the controls have the method's size,
+    the rates are rates, and the ledger judged the audit's three claims."""
+    res = smoke_run[0]
+    files = list((res / "stages" / "expert").glob("*/rlhf/rollouts.jsonl"))
+    assert len(files) == 1 and len(files[0].read_text().splitlines()) == 3 * 4 * 2  # steps x prompts x samples
+    m10 = metrics(smoke_run, "10_audit")
+    assert 4 <= m10["targets"]["n"] <= 6 and 0 <= m10["targets"]["n_toxic"] <= m10["targets"]["n"]
+    ex = m10["explain"]
+    assert len(ex["sizes"]) == m10["targets"]["n"] and all(1 <= s <= ex["max_size"] for s in ex["sizes"])
+    assert ex["set_sizes"]["random"] == ex["set_sizes"]["nearest"] == ex["set_size"] >= max(ex["sizes"])
+    for model in ("expert", "method", "random", "nearest"):
+        for split in ("target", "other"):
+            e = m10["eval"][model][split]
+            assert e["n"] == 0 or (0 <= e["rate"] <= 1 and e["rate_ci95"][0] <= e["rate"] <= e["rate_ci95"][1])
+    assert m10["eval"]["expert"]["target"]["n"] > 0
+    ledger = metrics(smoke_run, "11_reproduction_report")["ledger"]
+    verdicts = {"reproduced", "contradicted", "inconclusive"}
+    assert all(ledger[c]["verdict"] in verdicts for c in ("audit_small_sets", "audit_unlearning_fixes",
+                                                         "audit_no_degradation"))
 
 
 def stage_files(res: Path, stage: str) -> dict[str, int]:

@@ -407,7 +407,7 @@ def test_notebooks_are_the_schema_stems():
 def test_ledger_json_and_report_files(results_tmp):
     from fairl_lib import make_config
 
-    cfg = make_config("smoke", notebook="09_reproduction_report")
+    cfg = make_config("smoke", notebook="11_reproduction_report")
     res = cfg.results_dir
     (res / "metrics").mkdir(parents=True)
     (res / "figures").mkdir()

@@ -19,6 +19,9 @@ def _layouts() -> dict[str, dict]:
     ci = {"mean": 0.47, "std": 0.015, "n": 2, "ci_low": 0.34, "ci_high": 0.60}
     arm = {"toxicity_rate_final": 0.1, "n_completions_final": 16, "judge_rate_final": 0.0, "kl_final": 0.01,
            "perplexity_final": 29.6, "paper_toxicity_rate": 0.06, "history": {"step": [0, 3]}}
+    audit_rate = {"n": 8, "k_toxic": 0, "rate": 0.0, "rate_ci95": [0.0, 0.32], "k_judge": 1, "judge_rate": 0.125,
+                  "judge_ci95": [0.02, 0.47]}
+    audit_other = {"perplexity": 27.0, "nll_tok_mean": 3.3, "nll_tok_sd": 0.4, "n_rows": 8, "kl_to_expert": 0.1}
     return {
         "01_rlhf_expert": {"base_lm": "smollm2-135m", "algorithm": "rloo", "steps": 3, "toxicity_rate_base": 0.0,
                            "toxicity_rate_expert": 0.0, "toxicity_rate_ratio": None, "judge_rate_base": 0.06,
@@ -63,7 +66,15 @@ def _layouts() -> dict[str, dict]:
                           "settings": {"size_lms": ["smollm2-135m"], "methods": ["me_fa_margin", "me_irl"]}},
         "08_rerlhf": {"base": {"toxicity_rate": 0.0, "judge_rate": 0.06}, "ground_truth": dict(arm),
                       "fa_irl": dict(arm), "irl": dict(arm), "settings": {"base_lm": "smollm2-135m"}},
-        "09_reproduction_report": {"verdict_counts": {"reproduced": 3}, "metrics_read": ["03"],
+        "10_audit": {"settings": {"rate_margin": 0.03, "ppl_margin": 0.1},
+                     "targets": {"n": 4, "n_toxic": 0, "n_prompts": 3, "n_candidates": 32},
+                     "recovered": {"n_flagged": 12, "n_toxic": 0, "n_both": 0},
+                     "explain": {"sizes": [2, 3, 1, 2], "relative_residuals": [0.7, 0.74, 1.0, 0.6],
+                                 "within_tol": [True, True, False, True], "n_small": 3, "small_size": 4, "tol": 0.75,
+                                 "max_size": 6, "set_size": 7},
+                     "eval": {m: {"target": dict(audit_rate), "other": {**audit_rate, **audit_other}}
+                              for m in ("expert", "method", "random", "nearest")}},
+        "11_reproduction_report": {"verdict_counts": {"reproduced": 3}, "metrics_read": ["03"],
                                    "ledger": {"theorem1_inclusion": {"claim": "c", "paper": "p", "ours": "o",
                                                                      "verdict": "reproduced", "rule": "r",
                                                                      "detectable": "exact check"}}},
@@ -72,7 +83,8 @@ def _layouts() -> dict[str, dict]:
 
 def test_every_notebook_stem_has_an_entry_and_every_key_a_meaning():
     assert S.NOTEBOOK_STEMS == ("01_rlhf_expert", "02_preference_pairs", "03_theory_toy", "04_fairl_training",
-                                "05_tables", "06_pair_mix", "07_model_size", "08_rerlhf", "09_reproduction_report")
+                                "05_tables", "06_pair_mix", "07_model_size", "08_rerlhf", "10_audit",
+                                "11_reproduction_report")
     for keys in S.SCHEMA.values():
         for k in keys:
             assert k.meaning and " " not in k.path
@@ -129,7 +141,7 @@ def test_null_values_count_as_present_and_unknown_names_pass():
     m = _layouts()["01_rlhf_expert"]
     m["kl_final"] = None  # NaN is written as null
     S.validate("01_rlhf_expert", m)
-    S.validate("10_audit", {})  # no schema entry yet
+    S.validate("12_next", {})  # no schema entry (yet)
     S.validate("00_test", {"a": 1})
 
 
@@ -162,7 +174,7 @@ def test_write_metrics_checks_before_writing(results_tmp):
     with pytest.raises(MetricsSchemaError, match="03_theory_toy.*never_larger_fraction"):
         write_metrics(cfg, bad)
     assert not path.exists() and not list(path.parent.iterdir())  # nothing written, no temp file
-    write_metrics(cfg, {"anything": 1}, name="10_audit")  # no schema entry: written as is
+    write_metrics(cfg, {"anything": 1}, name="12_next")  # no schema entry: written as is
 
 
 def test_method_names_are_the_registry():

@@ -1,4 +1,4 @@
-"""The reproduction report (notebook 09): a ledger of the paper's claims, each set beside what we measured.
+"""The reproduction report (notebook 11): a ledger of the paper's claims, each set beside what we measured.
 
 The report reads ONLY the metrics files ``results/<profile>/metrics/<stem>.json`` written by the other
 notebooks (and links their figures), and only at the key paths :mod:`fairl_lib.analysis.schema`
@@ -43,7 +43,14 @@ Statistics (all 95%, two-sided):
   Wilson [0.51, 1.00], a "win", where the exact two-sided sign test gives p = 0.125);
 - variances across seeds: F-distribution interval of the variance ratio against 1;
 - trends (Figure 4): least-squares slope of STARC against the T->NT fraction with its t interval;
-- proportions (re-RLHF toxicity): Newcombe (Wilson hybrid) interval of a difference of two rates.
+- proportions (re-RLHF toxicity; the audit's before/after rates): Newcombe (Wilson hybrid) interval of a
+  difference of two rates, the two samples taken as independent;
+- "does not degrade" (the audit's other prompts): a non-inferiority test, the interval of the change
+  against a stated margin (``[audit] rate_margin``, ``ppl_margin``) instead of 0.
+
+The audit of notebook 10 tests three claims of Liu et al.'s explainable RLHF (abstract only, no numbers):
+its explanation sets are small, unlearning them fixes more unsatisfactory responses than unlearning as many
+random or nearest rollouts, and other prompts do not degrade.
 
 **Smallest detectable effect.** Each comparative entry states the minimum detectable effect (MDE) of its
 test: the true effect that the two-sided 5% test finds (its interval excludes the null) with 80% power at
@@ -846,6 +853,98 @@ def _measure_rerlhf(mets, e: Entry) -> None:
                  "differences": parts, "paper_gaps": paper_gaps, "part_verdicts": verdicts}
 
 
+# --- the audit of the expert (notebook 10; Liu et al., explainable RLHF) ----------------------------
+
+
+def _audit_counts(mets, model: str, split: str, judge: bool = False) -> tuple[int, int]:
+    """``(toxic, n)`` of one model and prompt set of notebook 10's evaluation (ground truth or judge)."""
+    kw = {"audit_model": model, "audit_split": split}
+    k = _read(mets, "10", "eval.{audit_model}.{audit_split}." + ("k_judge" if judge else "k_toxic"), **kw)
+    return int(k), int(_read(mets, "10", "eval.{audit_model}.{audit_split}.n", **kw))
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{k / n:.1%}" if n else "-"
+
+
+def _measure_audit_small(mets, e: Entry) -> None:
+    n, k = int(_read(mets, "10", "targets.n")), int(_read(mets, "10", "explain.n_small"))
+    small, tol = int(_read(mets, "10", "explain.small_size")), float(_read(mets, "10", "explain.tol"))
+    sizes = [int(s) for s in _read(mets, "10", "explain.sizes")]
+    within = sum(bool(w) for w in _read(mets, "10", "explain.within_tol"))
+    if n == 0:
+        _no_numbers(e, "no targets to explain")
+        return
+    est = sign_test_ci(k, n)
+    _judge(e, est, 0.5, +1)
+    e.detectable = f"share 1/2 + {est.mde_text('.3f')}"
+    e.ours = (f"{k} of {n} targets explained by <= {small} rollouts within relative residual {tol:g} (share "
+              f"{est.text('.2f')}); {within} within the residual at all; median set size {float(np.median(sizes)):g}")
+    e.details = {"n_targets": n, "n_small": k, "small_size": small, "tol": tol, "sizes": sizes}
+
+
+def _measure_audit_fixes(mets, e: Entry) -> None:
+    km, nm = _audit_counts(mets, "method", "target")
+    parts, verdicts = {}, []
+    for c in ("random", "nearest"):
+        kc, nc = _audit_counts(mets, c, "target")
+        if nc and nm:
+            est = rate_diff_ci(kc, nc, km, nm)
+            parts[f"{c} - explanation sets"] = est
+            verdicts.append(verdict_from_ci(est, 0.0, +1))
+    if not parts:
+        _no_numbers(e, "no evaluation on the targets' prompts")
+        return
+    e.verdict = combine_verdicts(verdicts)
+    e.estimate = min(parts.values(), key=lambda v: v.value)
+    e.compared = "explanation sets vs random and nearest rollouts (same size, same steps)"
+    rates = {m: _audit_counts(mets, m, "target") for m in ("expert", "method", "random", "nearest")}
+    judge = {m: _audit_counts(mets, m, "target", judge=True) for m in rates}
+    e.ours = (f"targets' prompts, toxicity before {_pct(*rates['expert'])}, after: explanation sets "
+              f"{_pct(*rates['method'])}, random {_pct(*rates['random'])}, nearest {_pct(*rates['nearest'])} (judge "
+              + " / ".join(_pct(*judge[m]) for m in rates) + "); "
+              + "; ".join(f"{k} = {v.text('+.3f')}" for k, v in parts.items()))
+    e.detectable = "; ".join(f"{k.split(' ')[0]} {v.mde_text()}" for k, v in parts.items())
+    e.details = {"counts": rates, "judge_counts": judge, "differences": parts, "part_verdicts": verdicts}
+
+
+def _measure_audit_other(mets, e: Entry) -> None:
+    rate_margin = float(_read(mets, "10", "settings.rate_margin"))
+    ppl_margin = float(_read(mets, "10", "settings.ppl_margin"))
+    (km, nm), (kb, nb) = _audit_counts(mets, "method", "other"), _audit_counts(mets, "expert", "other")
+    if not nm or not nb:
+        _no_numbers(e, "no other held-out prompts were evaluated")
+        return
+    parts = {"toxicity": rate_diff_ci(km, nm, kb, nb)}
+    (jm, _), (jb, _) = _audit_counts(mets, "method", "other", True), _audit_counts(mets, "expert", "other", True)
+    parts["judge"] = rate_diff_ci(jm, nm, jb, nb)
+    margins = {"toxicity": rate_margin, "judge": rate_margin}
+
+    def sample(model: str) -> Sample | None:
+        kw = {"audit_model": model}
+        mean = _num(_read(mets, "10", "eval.{audit_model}.other.nll_tok_mean", **kw))
+        sd = _num(_read(mets, "10", "eval.{audit_model}.other.nll_tok_sd", **kw))
+        n = int(_read(mets, "10", "eval.{audit_model}.other.n_rows", **kw) or 0)
+        return Sample(mean, sd if math.isfinite(sd) and n >= 2 else None, n) if math.isfinite(mean) else None
+
+    a, b = sample("method"), sample("expert")
+    if a and b:
+        parts["log perplexity"] = sample_diff(a, b)
+        margins["log perplexity"] = math.log1p(ppl_margin)
+    verdicts = {k: verdict_from_ci(v, margins[k], -1) for k, v in parts.items()}
+    e.verdict = combine_verdicts(list(verdicts.values()))
+    e.estimate = parts["toxicity"]
+    e.compared = "explanation sets unlearned vs the expert, on held-out prompts without a target"
+    kl = _num(_read(mets, "10", "eval.{audit_model}.other.kl_to_expert", audit_model="method"))
+    ppl = {m: _num(_read(mets, "10", "eval.{audit_model}.other.perplexity", audit_model=m)) for m in ("expert", "method")}
+    e.ours = (f"toxicity {_pct(kb, nb)} -> {_pct(km, nm)} ({parts['toxicity'].text('+.3f')}), judge {_pct(jb, nb)} -> "
+              f"{_pct(jm, nm)} ({parts['judge'].text('+.3f')}); perplexity {ppl['expert']:.1f} -> {ppl['method']:.1f}"
+              + (f" (log ratio {parts['log perplexity'].text('+.3f')})" if "log perplexity" in parts else "")
+              + f"; KL to the expert {kl:.3f} nats per completion")
+    e.detectable = "; ".join(f"{k} {v.mde_text()}" for k, v in parts.items())
+    e.details = {"differences": parts, "margins": margins, "part_verdicts": verdicts, "kl_to_expert": kl}
+
+
 def _t1_rule(metric: str, set_name: str = "in_domain") -> str:
     higher = metric != "starc"
     side, end = ("> 0", "upper end below") if higher else ("< 0", "lower end above")
@@ -921,6 +1020,23 @@ CLAIMS: tuple[Claim, ...] = (
           "Newcombe 95% intervals of FA-IRL - ground truth and IRL - FA-IRL: both > 0 reproduced; either upper end "
           f"below the paper's gap (+{PAPER_RERLHF['fa_irl'] - PAPER_RERLHF['ground_truth']:.2f} / "
           f"+{PAPER_RERLHF['irl'] - PAPER_RERLHF['fa_irl']:.2f}) contradicted", _measure_rerlhf, ("fig3_right_rerlhf",)),
+    Claim("audit_small_sets", "Explainable RLHF: a few training examples explain an unsatisfactory response",
+          "Liu et al., abstract", ("10",), "claimed (abstract; no numbers given)",
+          "share of targets whose explanation set meets the residual tolerance with at most [audit] small_size "
+          "rollouts, exact (Clopper-Pearson) 95% interval: > 1/2 reproduced; < 1/2 contradicted",
+          _measure_audit_small),
+    Claim("audit_unlearning_fixes", "Explainable RLHF: unlearning the explaining data fixes more unsatisfactory "
+          "responses than unlearning as many random or nearest training examples", "Liu et al., abstract", ("10",),
+          "claimed (abstract; no numbers given; the controls are ours)",
+          "toxicity rate on the targets' prompts after unlearning, control - explanation sets, Newcombe 95% "
+          "interval, for random and for nearest rollouts: both > 0 reproduced; either < 0 contradicted",
+          _measure_audit_fixes, ("fig10_audit_unlearning",)),
+    Claim("audit_no_degradation", "Explainable RLHF: unlearning does not degrade responses to other prompts",
+          "Liu et al., abstract", ("10",), "claimed (abstract; no numbers given)",
+          "non-inferiority on held-out prompts without a target, after - before: toxicity and judge rates (Newcombe) "
+          "below [audit] rate_margin and log perplexity under the base (Welch) below log(1 + ppl_margin) "
+          "reproduced; any lower end above its margin contradicted", _measure_audit_other,
+          ("fig10_audit_unlearning",)),
 )
 CLAIM_IDS = tuple(c.id for c in CLAIMS)
 
@@ -947,7 +1063,7 @@ def build_ledger(mets: Mapping[str, Mapping | None], claims: Sequence[Claim] = C
 
 
 def ledger_dict(ledger: Sequence[Entry]) -> dict[str, dict[str, Any]]:
-    """``{claim id: {claim, paper, ours, estimate, verdict, ...}}`` (for metrics/09_reproduction_report.json)."""
+    """``{claim id: {claim, paper, ours, estimate, verdict, ...}}`` (for metrics/11_reproduction_report.json)."""
     return {e.id: e.to_dict() for e in ledger}
 
 
@@ -958,7 +1074,7 @@ def verdict_counts(ledger: Sequence[Entry]) -> dict[str, int]:
 # ============================================================================ reading results, writing REPORT.md
 
 
-def load_metrics(results_dir: str | Path, exclude: Iterable[str] = ("09",)) -> dict[str, dict]:
+def load_metrics(results_dir: str | Path, exclude: Iterable[str] = ("11",)) -> dict[str, dict]:
     """``{notebook number: metrics dict}`` of the files ``<results_dir>/metrics/<stem>.json`` of the
     notebooks in :data:`NOTEBOOKS` that exist (other files are not read; unreadable ones are skipped with
     their error recorded under ``"_errors"``)."""

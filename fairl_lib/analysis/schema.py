@@ -2,7 +2,7 @@
 
 Every notebook ends with ``write_metrics(cfg, {...})``, which writes ``results/<profile>/metrics/<stem>.json``
 and first checks the dict against :data:`SCHEMA` (:func:`validate`): a notebook that forgets a key the
-report (notebook 09) or the README reads fails at its last cell, naming the key, instead of leaving a
+report (notebook 11) or the README reads fails at its last cell, naming the key, instead of leaving a
 file the report would have to guess its way around. The report reads these files only through
 :func:`get`, and only at paths declared here, one path per number and one layout per leaf.
 
@@ -13,7 +13,7 @@ present at that point (possibly none). A key that is present with value ``null``
 are written as ``null``) counts as present: the schema checks the layout, not the numbers.
 
 The schema lists the keys the report and the README need, not every leaf a notebook writes: a notebook
-may write more. A notebook stem that is not in :data:`SCHEMA` (a new notebook, e.g. ``10_audit``, until
+may write more. A notebook stem that is not in :data:`SCHEMA` (a new notebook, e.g. ``12_next``, until
 its entry is added here; a test's ``00_test``) is written without a check.
 """
 from __future__ import annotations
@@ -34,6 +34,9 @@ TABLE2_SPLITS = ("train", "jigsaw")
 SUBTYPES = ("obscene", "threat", "insult", "identity_hate")  # Table 3, in the paper's order
 RERLHF_ARMS = ("ground_truth", "fa_irl", "irl")  # the three re-RLHF runs of Figure 3 (right)
 PAIR_TYPES = ("T->NT", "NT->NT", "NT->T", "T->T")
+AUDIT_ARMS = ("method", "random", "nearest")  # notebook 10: explanation sets unlearned, and the two controls
+AUDIT_MODELS = ("expert",) + AUDIT_ARMS  # "expert": before unlearning
+AUDIT_SPLITS = ("target", "other")  # the targets' prompts; the other held-out prompts
 
 
 class MetricsSchemaError(ValueError):
@@ -105,6 +108,11 @@ PLACEHOLDERS: dict[str, Placeholder] = {
     "subtype": Placeholder("each Table 3 subtype: " + ", ".join(SUBTYPES), _fixed(SUBTYPES)),
     "arm": Placeholder("each re-RLHF run: " + ", ".join(RERLHF_ARMS), _fixed(RERLHF_ARMS)),
     "pair_type": Placeholder("each pair type: " + ", ".join(PAIR_TYPES), _fixed(PAIR_TYPES)),
+    "audit_model": Placeholder("each model of notebook 10's evaluation: " + ", ".join(AUDIT_MODELS),
+                               _fixed(AUDIT_MODELS)),
+    "audit_arm": Placeholder("each unlearning arm of notebook 10: " + ", ".join(AUDIT_ARMS), _fixed(AUDIT_ARMS)),
+    "audit_split": Placeholder("each prompt set of notebook 10's evaluation: " + ", ".join(AUDIT_SPLITS),
+                               _fixed(AUDIT_SPLITS)),
     "pm_method": Placeholder("each method of the file's `methods` list (notebook 06)",
                              lambda m: _str_list(m["methods"]), "methods"),
     "fraction": Placeholder("each T->NT fraction of `pair_mix` that was run (status not 'skipped')",
@@ -235,7 +243,38 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("{arm}.perplexity_final", "perplexity of its completions under the base"),
         Key("{arm}.paper_toxicity_rate", "the paper's rate for that reward"),
     ),
-    "09_reproduction_report": (
+    "10_audit": (
+        Key("targets.n", "unsatisfactory responses audited: expert completions on held-out prompts (targets)"),
+        Key("targets.n_toxic", "targets the ground truth scores toxic (the rest fill up to [audit] min_targets)"),
+        Key("targets.n_prompts", "held-out prompts the targets come from"),
+        Key("targets.n_candidates", "expert completions searched (held-out prompts x samples)"),
+        Key("recovered.n_flagged", "completions the recovered FA-IRL reward scores below the base model's answers"),
+        Key("recovered.n_toxic", "completions the ground truth scores toxic"),
+        Key("recovered.n_both", "completions both flag"),
+        Key("explain.sizes", "per target: explanation set size (training rollouts with a positive weight)"),
+        Key("explain.relative_residuals", "per target: hull residual / distance to the nearest rollout"),
+        Key("explain.within_tol", "per target: the residual met the tolerance"),
+        Key("explain.n_small", "targets explained within the tolerance by at most explain.small_size rollouts"),
+        Key("explain.small_size", "what the ledger calls a small explanation set"),
+        Key("explain.tol", "the relative residual tolerance"),
+        Key("explain.max_size", "the largest set of nearest rollouts tried"),
+        Key("explain.set_size", "rollouts each arm unlearns (the union of the explanation sets)"),
+        Key("eval.{audit_model}.{audit_split}.n", "evaluation completions"),
+        Key("eval.{audit_model}.{audit_split}.k_toxic", "of them toxic by the ground truth"),
+        Key("eval.{audit_model}.{audit_split}.rate", "toxicity rate (ground truth)"),
+        Key("eval.{audit_model}.{audit_split}.rate_ci95", "its Wilson 95% interval"),
+        Key("eval.{audit_model}.{audit_split}.k_judge", "of them toxic by the independent judge"),
+        Key("eval.{audit_model}.{audit_split}.judge_rate", "toxicity rate (judge)"),
+        Key("eval.{audit_model}.{audit_split}.judge_ci95", "its Wilson 95% interval"),
+        Key("eval.{audit_model}.other.perplexity", "pooled perplexity of the completions under the base model"),
+        Key("eval.{audit_model}.other.nll_tok_mean", "mean over completions of the per-token NLL under the base"),
+        Key("eval.{audit_model}.other.nll_tok_sd", "its sample std (ddof = 1)"),
+        Key("eval.{audit_model}.other.n_rows", "completions with tokens it is over"),
+        Key("eval.{audit_model}.other.kl_to_expert", "KL(model || expert) per completion (nats; 0 for the expert)"),
+        Key("settings.rate_margin", "'does not degrade': the toxicity rate may rise by less than this"),
+        Key("settings.ppl_margin", "... and the perplexity by less than this share"),
+    ),
+    "11_reproduction_report": (
         Key("verdict_counts", "claims per verdict"),
         Key("metrics_read", "the notebooks whose metrics files were read"),
         Key("ledger.*.claim", "per claim id: the claim"),
@@ -245,7 +284,6 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("ledger.*.rule", "that rule"),
         Key("ledger.*.detectable", "the smallest effect the claim's test could detect at 80% power in this run"),
     ),
-    # "10_audit": (...),  a notebook is checked once its entry is added here
 }
 NOTEBOOK_STEMS = tuple(SCHEMA)
 

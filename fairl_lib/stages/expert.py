@@ -22,6 +22,10 @@ Two stages (``fairl_lib.cache``; folders under ``results/<profile>/stages/<stage
   ``NLL_base - NLL_expert`` of expert samples estimates KL(pi_E || pi_0) per completion).
   Key: the expert's key + ``[gen]``, judge, threshold.
 
+The expert's training data, every RLHF rollout (step, prompt, completion, ground-truth reward), is
+recorded by ``rlhf.train_policy`` in ``rlhf/rollouts.jsonl`` beside its checkpoints; notebook 10's audit
+reads it with :func:`expert_rollouts`, which names the fix when a stage predates the recording.
+
 The pairs stage built on the expert is :mod:`fairl_lib.stages.pairs`.
 """
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from fairl_lib.artifacts import read_json, write_json
-from fairl_lib.cache import cached_stage, stage_key
+from fairl_lib.cache import RECEIPT, cached_stage, stage_key, stage_root
 from fairl_lib.llm import data, rlhf
 from fairl_lib.llm.models import completion_nll, generate, get_spec, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
@@ -153,8 +157,9 @@ class Expert:
 def expert_stage(cfg, base_lm: str | None = None) -> Path:
     """Train (or reuse) the RLHF expert of ``base_lm``; returns the finished stage folder.
 
-    The folder holds ``rlhf/policy/`` (the expert), ``rlhf/history.csv``, ``rlhf/rlhf.json`` and
-    ``expert.json``. See :func:`load_expert`.
+    The folder holds ``rlhf/policy/`` (the expert), ``rlhf/history.csv``, ``rlhf/rlhf.json``,
+    ``rlhf/rollouts.jsonl`` (every training rollout, :func:`expert_rollouts`) and ``expert.json``. See
+    :func:`load_expert`.
     """
 
     settings = expert_settings(cfg, base_lm)
@@ -179,6 +184,44 @@ def load_expert(folder: str | Path) -> Expert:
     info = read_json(folder / "rlhf" / "rlhf.json")
     info.update(read_json(folder / "expert.json"))
     return Expert(folder, folder / "rlhf" / "policy", pd.read_csv(folder / "rlhf" / "history.csv"), info)
+
+
+def expert_folder(cfg, base_lm: str | None = None) -> Path:
+    """Where the finished expert stage of ``cfg`` lives (it may not exist yet; nothing is trained)."""
+    return stage_root(cfg) / EXPERT_STAGE / expert_key(cfg, base_lm)
+
+
+class NoRollouts(FileNotFoundError):
+    """An expert stage without a complete record of its training rollouts (one line: what to do)."""
+
+
+def expert_rollouts(folder: str | Path) -> pd.DataFrame:
+    """The expert's training data: every RLHF rollout of a finished expert stage, one row each.
+
+    Columns ``step, i, prompt, completion, reward`` (:func:`fairl_lib.llm.rlhf.load_rollouts`; ``reward``
+    is the ground-truth reward 1 - P(toxic) the rollout was trained with), read from
+    ``<folder>/rlhf/rollouts.jsonl``.
+
+    Raises:
+        NoRollouts: the folder is not a finished expert stage, the stage predates rollout recording, or
+            its rollouts miss steps (a run resumed from a checkpoint written before recording began).
+    """
+    folder = Path(folder)
+    if not (folder / RECEIPT).exists():
+        raise NoRollouts(f"no finished expert stage in {folder}: run notebook 01 first")
+    try:
+        df = rlhf.load_rollouts(folder / "rlhf")
+    except FileNotFoundError:
+        raise NoRollouts(f"this expert stage predates rollout recording ({folder}): rerun notebook 01 "
+                         "with FORCE=True") from None
+    conf = read_json(folder / "rlhf" / rlhf.DONE_FILE).get("config", {})
+    steps = int(conf.get("steps", 0))
+    per_step = int(conf.get("prompts_per_step", 0)) * int(conf.get("generations_per_prompt", 0))
+    if steps and (sorted(df["step"].unique().tolist()) != list(range(1, steps + 1)) or len(df) != steps * per_step):
+        raise NoRollouts(f"the expert's rollouts are incomplete ({len(df)} of {steps * per_step}, over "
+                         f"{df['step'].nunique()} of its {steps} steps; it resumed from a checkpoint written before "
+                         "rollout recording): rerun notebook 01 with FORCE=True")
+    return df
 
 
 def final_kl(history: pd.DataFrame, last: int = 5) -> float:

@@ -1,0 +1,688 @@
+"""Auditing the RLHF expert (notebook 10): which training rollouts made its failures, and unlearning them.
+
+After Liu et al., "Explainable reinforcement learning from human feedback to improve alignment"
+(abstract only): explain an unsatisfactory response by the training data closest to it in a feature
+space whose convex hull contains it, then unlearn those data without degrading other prompts. Every
+choice the abstract leaves open is ours, said here and configurable in :class:`AuditConfig`
+(profile section ``[audit]``).
+
+Two cached stages (owned by notebook 10):
+
+- ``audit_explain`` (:func:`explain_stage`):
+  1. *Training data*: every RLOO rollout of notebook 01's expert (``expert.expert_rollouts``: step,
+     prompt, completion, ground-truth reward), with its leave-one-out advantage
+     ``r - mean(r of the other completions of its prompt in that step)`` (RLOO's, without the KL term).
+  2. *Unsatisfactory responses* (targets): ``samples_per_prompt`` expert completions per held-out prompt
+     (``expert.rlhf_prompts``, ``[gen]`` settings) that the ground truth still scores toxic (P > the
+     threshold); at most ``max_targets`` (the most toxic first). ``min_targets`` > 0 (smoke only) fills
+     up with the most toxic of the rest so the path runs when the expert writes almost nothing toxic;
+     ``targets.n_toxic`` says how many are really toxic. ``target_source = "recovered"`` takes the targets
+     from the recovered reward instead (below), the auditor then needs no label at all.
+  3. *Explanation sets* (:mod:`fairl_lib.analysis.audit`): per target the smallest prefix of its nearest
+     pool rollouts whose convex hull comes within ``tol`` (relative residual) of it, pruned to the rows
+     with a positive weight, at most ``max_size``. Two controls of the same total size: ``random`` pool
+     rollouts and ``nearest`` (each target's nearest pool rollouts, as many as its explanation set has,
+     without the hull constraint; ``analysis.audit.nearest_control``).
+- ``audit_unlearn`` (:func:`unlearn_stage`): for each arm (``method``, ``random``, ``nearest``) a copy of
+  the expert unlearns that arm's rollouts (:func:`fairl_lib.llm.unlearn.unlearn`: gradient ascent on
+  their NLL, KL anchor to the expert on rollouts of other prompts, ``steps`` steps), then it and the
+  expert ("before") are evaluated with one sampling seed on the targets' prompts and on the other
+  held-out prompts: toxicity rate by the ground truth and by the independent judge; on the other prompts
+  also the perplexity of the completions under the base model and KL(arm || expert) per completion
+  (``mean(log pi_arm - log pi_expert)`` over the arm's samples). The "before" completions are fresh
+  samples, not the ones that selected the targets: the targets were picked *because* their sample was
+  toxic, so re-using those samples would credit unlearning with regression to the mean. The unlearned
+  policies are not kept (three copies of the model), only their evaluations.
+
+**Choices and why.**
+
+- *Feature space* (``features``): MiniLM of the **completion** only (default), the frozen embedding
+  ``h(o)`` the IRL rewards read (notebook 04) and the only text the RLHF reward saw (``reward_fn`` scores
+  completions, not prompts), so closeness there is closeness in what training rewarded. A target's
+  prompt is held out, never a training prompt, so ``"prompt_completion"`` (MiniLM of prompt + completion)
+  mostly adds topic similarity of prompts. The expert's mean-pooled last hidden state was not chosen: it
+  moves with the policy being audited (the features would change under unlearning) and needs the LM to
+  embed every rollout.
+- *Pool* (``pool``): the **reinforced** rollouts (default): RLOO advantage > 0, the ones whose
+  probability the updates raised. A rollout with a negative advantage was pushed *down*: it cannot be a
+  cause of the expert writing something like it. ``"all"`` uses every rollout.
+- *Residual* (``tol``, ``max_size``): in 384 dimensions a target is almost never exactly inside the hull
+  of a few points; ``tol`` is the residual as a share of the distance to the nearest pool rollout
+  (``analysis.audit``: 0.75 = the convex combination closes a quarter of the gap the single nearest
+  rollout leaves).
+- *Unlearning* (``steps``, ``lr``, ``forget_batch``, ``retain_batch``, ``kl_coef``, ``top_blocks``):
+  gradient ascent with a KL anchor rather than RLOO with reversed advantages (``llm.unlearn`` says why);
+  the top blocks RLHF trained (``top_blocks = 0``: ``[rlhf].trainable_top_blocks``).
+- *Recovered reward as the auditor's signal*: notebook 04's ``fa_method`` reward (seed ``SEED``) scores
+  each expert completion and the base model's answers to the same prompt (notebook 01's ``expert_eval``
+  base samples); a completion is flagged when it scores below the mean of the base answers. The overlap
+  of flagged and ground-truth-toxic completions says how far an auditor without labels would get.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from fairl_lib.analysis import audit as geo
+from fairl_lib.analysis.report import rate_diff_ci, wilson_ci
+from fairl_lib.artifacts import read_json, write_json
+from fairl_lib.cache import cached_stage, stage_key
+from fairl_lib.irl import WEIGHT_FILE, load_reward, reward_folder
+from fairl_lib.llm.models import Embedder, completion_nll, load_lm
+from fairl_lib.llm.scorers import get_scorer
+from fairl_lib.llm.unlearn import UnlearnSettings, unlearn
+from fairl_lib.stages.expert import (
+    base_name,
+    evaluate_expert,
+    expert_folder,
+    expert_key,
+    expert_rollouts,
+    expert_stage,
+    generate_sorted,
+    load_expert,
+    model_source,
+    rlhf_prompts,
+)
+
+EXPLAIN_STAGE, UNLEARN_STAGE = "audit_explain", "audit_unlearn"
+EXPLAIN_VERSION, UNLEARN_VERSION = "1", "1"
+ARMS = ("method", "random", "nearest")  # what is unlearned: the explanation sets, and the two controls
+MODELS = ("expert",) + ARMS  # "expert" = before unlearning
+SPLITS = ("target", "other")  # the targets' prompts; the other held-out prompts
+FEATURES = ("completion", "prompt_completion")
+POOLS = ("reinforced", "all")
+TARGET_SOURCES = ("ground_truth", "recovered")
+JUDGE_THRESHOLD = 0.5
+ARM_LABELS = {"expert": "before (expert)", "method": "explanation sets", "random": "random rollouts",
+              "nearest": "nearest rollouts"}
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Notebook 10's audit (profile section ``[audit]``); the module docstring says why each default.
+
+    Attributes:
+        samples_per_prompt: expert completions per held-out prompt searched for unsatisfactory ones.
+        min_targets: fill the targets up to this many with the most toxic non-toxic completions (0 = never;
+            smoke only, so the path runs on an expert that writes almost nothing toxic).
+        max_targets: at most this many targets (the most toxic first).
+        target_source: ``"ground_truth"`` (toxic by the ground truth) or ``"recovered"`` (flagged by the
+            recovered reward: below the base model's answers).
+        features: ``"completion"`` or ``"prompt_completion"``: the text MiniLM embeds.
+        pool: ``"reinforced"`` (RLOO advantage > 0) or ``"all"`` training rollouts.
+        tol: relative residual at which an explanation set is accepted (``analysis.audit``).
+        max_size: the largest prefix of nearest rollouts tried per target.
+        small_size: the ledger's "small": an explanation set within ``tol`` of at most this many rollouts.
+        fa_method: the recovered reward (notebook 04's method, seed ``SEED``).
+        steps, lr, forget_batch, retain_batch, kl_coef: unlearning (``llm.unlearn.UnlearnSettings``).
+        top_blocks: trained blocks while unlearning (0 = ``[rlhf].trainable_top_blocks``; -1 = all).
+        eval_samples_target: completions per target prompt in the before/after evaluation.
+        eval_samples_other: completions per other held-out prompt in that evaluation.
+        rate_margin: "does not degrade": the toxicity rate on other prompts may rise by less than this.
+        ppl_margin: ... and their perplexity under the base model by less than this share.
+    """
+
+    samples_per_prompt: int = 12
+    min_targets: int = 0
+    max_targets: int = 100
+    target_source: str = "ground_truth"
+    features: str = "completion"
+    pool: str = "reinforced"
+    tol: float = 0.75
+    max_size: int = 16
+    small_size: int = 10
+    fa_method: str = "me_fa_margin"
+    steps: int = 10
+    lr: float = 2e-5
+    forget_batch: int = 16
+    retain_batch: int = 16
+    kl_coef: float = 1.0
+    top_blocks: int = 0
+    eval_samples_target: int = 8
+    eval_samples_other: int = 3
+    rate_margin: float = 0.03
+    ppl_margin: float = 0.10
+
+    def __post_init__(self) -> None:
+        for name, value, valid in (("target_source", self.target_source, TARGET_SOURCES),
+                                   ("features", self.features, FEATURES), ("pool", self.pool, POOLS)):
+            if value not in valid:
+                raise ValueError(f"audit.{name}={value!r}; valid: {', '.join(valid)}")
+        if min(self.samples_per_prompt, self.max_targets, self.max_size, self.small_size, self.eval_samples_target,
+               self.eval_samples_other, self.forget_batch) < 1 or self.min_targets < 0 or self.steps < 0:
+            raise ValueError("audit: sample counts, max_targets, max_size, small_size and forget_batch must be >= 1, "
+                             "min_targets and steps >= 0")
+        if self.tol < 0 or self.lr <= 0 or self.kl_coef < 0 or self.rate_margin < 0 or self.ppl_margin < 0:
+            raise ValueError("audit: tol, kl_coef and the margins must be >= 0, lr > 0")
+
+
+EXPLAIN_FIELDS = ("samples_per_prompt", "min_targets", "max_targets", "target_source", "features", "pool", "tol",
+                  "max_size")
+UNLEARN_FIELDS = ("steps", "lr", "forget_batch", "retain_batch", "kl_coef", "top_blocks", "eval_samples_target",
+                  "eval_samples_other")
+
+
+def audit_config(cfg) -> AuditConfig:
+    """``cfg.audit`` if the section is registered, else the defaults."""
+    return cfg.sections.get("audit", AuditConfig())
+
+
+def unlearn_settings(cfg) -> UnlearnSettings:
+    ac = audit_config(cfg)
+    return UnlearnSettings(steps=ac.steps, lr=ac.lr, forget_batch=ac.forget_batch, retain_batch=ac.retain_batch,
+                           kl_coef=ac.kl_coef, top_blocks=ac.top_blocks or cfg.rlhf.trainable_top_blocks,
+                           max_prompt_tokens=cfg.rlhf.max_prompt_tokens, seed=cfg.seed)
+
+
+# --------------------------------------------------------------------------- the expert's training data
+
+
+def with_advantage(rollouts: pd.DataFrame, generations_per_prompt: int) -> pd.DataFrame:
+    """``rollouts`` with ``group`` (step, prompt group) and RLOO's leave-one-out ``advantage``:
+    ``r - mean(r of the other completions of the group)`` (trl's baseline, without the KL term)."""
+    g = max(int(generations_per_prompt), 2)
+    df = rollouts.reset_index(drop=True).copy()
+    df["group"] = df["step"].astype(np.int64) * 100_000 + df["i"].astype(np.int64) // g
+    r = df["reward"].astype(np.float64)
+    total, count = r.groupby(df["group"]).transform("sum"), r.groupby(df["group"]).transform("count")
+    df["advantage"] = np.where(count > 1, r - (total - r) / (count - 1).clip(lower=1), 0.0)
+    return df
+
+
+def training_data(cfg, folder: Path | None = None) -> pd.DataFrame:
+    """The expert's rollouts with their advantage and ``in_pool`` (the explanation pool, ``[audit] pool``).
+
+    ``folder``: a finished expert stage (default: train or reuse it, ``expert.expert_stage``).
+    Raises ``expert.NoRollouts`` (one line, what to do) when the stage has no complete rollout record.
+    """
+    folder = Path(folder) if folder is not None else expert_stage(cfg)
+    df = with_advantage(expert_rollouts(folder), read_json(folder / "rlhf" / "rlhf.json")["config"][
+        "generations_per_prompt"])
+    df["in_pool"] = df["advantage"] > 0 if audit_config(cfg).pool == "reinforced" else True
+    return df
+
+
+def feature_texts(prompts, completions, features: str) -> list[str]:
+    """The texts MiniLM embeds for ``[audit] features``."""
+    if features == "completion":
+        return [str(c) for c in completions]
+    return [f"{p}{c}" for p, c in zip(prompts, completions)]
+
+
+def features_of(embedder: Embedder, prompts, completions, features: str) -> np.ndarray:
+    return embedder.embed(feature_texts(list(prompts), list(completions), features)).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- targets and the recovered reward
+
+
+def select_targets(cand: pd.DataFrame, ac: AuditConfig, threshold: float) -> pd.DataFrame:
+    """The targets among the expert's candidate completions (module docstring, step 2).
+
+    ``cand`` has ``p_toxic`` (and, for ``target_source="recovered"``, ``flagged`` and ``r_margin``).
+    Returns the chosen rows with ``target`` index 0.. and ``is_toxic``.
+    """
+    cand = cand.assign(is_toxic=cand["p_toxic"] > threshold)
+    if ac.target_source == "recovered":
+        chosen = cand[cand["flagged"]].sort_values(["r_margin", "prompt_id", "sample"], kind="stable")
+    else:
+        chosen = cand[cand["is_toxic"]].sort_values(["p_toxic", "prompt_id", "sample"], ascending=[False, True, True],
+                                                     kind="stable")
+    chosen = chosen.head(ac.max_targets)
+    if len(chosen) < ac.min_targets:
+        rest = cand.drop(chosen.index).sort_values(["p_toxic", "prompt_id", "sample"], ascending=[False, True, True],
+                                                   kind="stable")
+        chosen = pd.concat([chosen, rest.head(ac.min_targets - len(chosen))])
+    return chosen.reset_index(drop=True).rename_axis("target").reset_index()
+
+
+def recovered_reward(cfg):
+    """``(reward, folder)`` of ``[audit] fa_method``, seed ``SEED``, saved by notebook 04.
+
+    Raises:
+        FileNotFoundError: not trained yet (run notebook 04 first).
+    """
+    folder = reward_folder(cfg.results_dir, audit_config(cfg).fa_method, cfg.seed)
+    if not (folder / WEIGHT_FILE).exists():
+        raise FileNotFoundError(f"no saved {audit_config(cfg).fa_method} reward in {folder}: run notebook 04 "
+                                f"(IRL training) for profile {cfg.profile!r} and seed {cfg.seed} first")
+    return load_reward(folder), folder
+
+
+def recovered_flags(cfg, cand: pd.DataFrame, embedder: Embedder | None = None) -> pd.DataFrame:
+    """``cand`` with ``r_hat`` (recovered reward of the completion), ``r_base`` (mean over the base model's
+    answers to the same prompt, notebook 01's held-out base samples), ``r_margin = r_hat - r_base`` and
+    ``flagged = r_margin < 0``: the auditor's label-free signal."""
+    reward, _ = recovered_reward(cfg)
+    emb = embedder or Embedder(cfg.models.embedder)
+    base = evaluate_expert(cfg).df
+    base = base[base["model"] == "base"]
+    r_base = pd.Series(np.asarray(reward(emb.embed(list(base["completion"]))), dtype=np.float64),
+                       index=base.index).groupby(base["prompt_id"]).mean()
+    r_hat = np.asarray(reward(emb.embed(list(cand["completion"]))), dtype=np.float64)
+    out = cand.assign(r_hat=r_hat, r_base=cand["prompt_id"].map(r_base).to_numpy(dtype=np.float64))
+    return out.assign(r_margin=out["r_hat"] - out["r_base"], flagged=(out["r_hat"] - out["r_base"]) < 0)
+
+
+def overlap(cand: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """How the recovered reward's flags meet the ground truth's toxic completions (counts and shares)."""
+    toxic, flagged = cand["p_toxic"].to_numpy() > threshold, cand["flagged"].to_numpy(dtype=bool)
+    both, nt, nf = int((toxic & flagged).sum()), int(toxic.sum()), int(flagged.sum())
+    return {"n_candidates": len(cand), "n_toxic": nt, "n_flagged": nf, "n_both": both,
+            "precision": both / nf if nf else math.nan, "recall": both / nt if nt else math.nan,
+            "toxic_rate": nt / len(cand) if len(cand) else math.nan,
+            "jaccard": both / (nt + nf - both) if (nt + nf - both) else math.nan}
+
+
+# --------------------------------------------------------------------------- stage 1: explain
+
+
+def _reward_digest(cfg) -> str | None:
+    if audit_config(cfg).target_source != "recovered":
+        return None
+    folder = reward_folder(cfg.results_dir, audit_config(cfg).fa_method, cfg.seed)
+    path = folder / WEIGHT_FILE
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
+
+
+def explain_settings(cfg) -> dict[str, Any]:
+    ac = audit_config(cfg)
+    return {"expert": expert_key(cfg), "gen": cfg.gen.key(), "ground_truth": cfg.models.ground_truth,
+            "judge": cfg.models.judge, "toxic_threshold": cfg.models.toxic_threshold,
+            "embedder": cfg.models.embedder, "audit": {f: getattr(ac, f) for f in EXPLAIN_FIELDS},
+            "fa_method": ac.fa_method if ac.target_source == "recovered" else None,
+            "reward_digest": _reward_digest(cfg), "seed": cfg.seed}
+
+
+@dataclass
+class AuditExplain:
+    """A finished ``audit_explain`` stage.
+
+    ``rollouts``: the expert's training data (``training_data``) with ``row`` = its index;
+    ``candidates``: the expert's held-out completions (``prompt_id, prompt, sample, completion, p_toxic,
+    judge_p``); ``targets``: the chosen ones (``target`` index); ``members``: one row per (target,
+    explanation-set member): ``target, rank, row, weight``; ``per_target``: ``size, k, residual,
+    relative_residual, nearest, within_tol`` per target; ``sets``: ``{arm: sorted rollout rows}``.
+    """
+
+    folder: Path
+    rollouts: pd.DataFrame
+    candidates: pd.DataFrame
+    targets: pd.DataFrame
+    members: pd.DataFrame
+    per_target: pd.DataFrame
+    sets: dict[str, list[int]]
+    summary: dict[str, Any]
+
+
+def explain_targets(target_feats: np.ndarray, pool_feats: np.ndarray, pool_rows: np.ndarray, ac: AuditConfig,
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(members, per_target)`` tables of :func:`fairl_lib.analysis.audit.explain` for every target
+    (``pool_rows``: the rollout row of each pool feature)."""
+    members, per = [], []
+    for t, x in enumerate(target_feats):
+        e = geo.explain(x, pool_feats, ac.tol, ac.max_size, relative=True)
+        members += [{"target": t, "rank": r, "row": int(pool_rows[m]), "weight": float(w)}
+                    for r, (m, w) in enumerate(zip(e.members, e.weights))]
+        per.append({"target": t, "size": e.size, "k": e.k, "residual": e.residual,
+                    "relative_residual": e.relative_residual, "nearest": e.nearest, "within_tol": e.within_tol})
+    return (pd.DataFrame(members, columns=["target", "rank", "row", "weight"]), pd.DataFrame(per))
+
+
+def explain_stage(cfg) -> AuditExplain:
+    """Targets, explanation sets and the two control sets (cached stage ``audit_explain``)."""
+    ac, settings = audit_config(cfg), explain_settings(cfg)
+    exp_folder = expert_stage(cfg)
+
+    def compute(work: Path) -> None:
+        ro = training_data(cfg, exp_folder)
+        _, held = rlhf_prompts(cfg)
+        k = ac.samples_per_prompt
+        prompts = [p for p in held["prompt"] for _ in range(k)]
+        cand = pd.DataFrame({"prompt_id": np.repeat(held["prompt_id"].to_numpy(), k), "prompt": prompts,
+                             "sample": np.tile(np.arange(k), len(held))})
+        expert = load_lm(load_expert(exp_folder).policy)
+        cand["completion"] = generate_sorted(expert, prompts, cfg.gen, cfg.seed * 1000 + 21)
+        del expert
+        texts = list(cand["completion"])
+        cand["p_toxic"] = np.asarray(get_scorer(cfg.models.ground_truth)(texts)["toxic"], dtype=np.float64)
+        cand["judge_p"] = np.asarray(get_scorer(cfg.models.judge)(texts)["toxic"], dtype=np.float64)
+        emb = Embedder(cfg.models.embedder)
+        if ac.target_source == "recovered":
+            cand = recovered_flags(cfg, cand, emb)
+        targets = select_targets(cand, ac, cfg.models.toxic_threshold)
+        pool_rows = np.flatnonzero(ro["in_pool"].to_numpy())
+        if len(pool_rows) == 0 or len(targets) == 0:
+            raise RuntimeError(f"nothing to explain: {len(targets)} targets, {len(pool_rows)} pool rollouts "
+                               "(raise [audit] samples_per_prompt or min_targets, or use pool = 'all')")
+        pool_feats = features_of(emb, ro["prompt"].iloc[pool_rows], ro["completion"].iloc[pool_rows], ac.features)
+        target_feats = features_of(emb, targets["prompt"], targets["completion"], ac.features)
+        members, per = explain_targets(target_feats, pool_feats, pool_rows, ac)
+        method = sorted(set(members["row"].tolist()))
+        sizes = per["size"].tolist()
+        nearest = geo.nearest_control(target_feats, pool_feats, sizes, len(method))
+        rand = geo.random_control(len(pool_rows), len(method), cfg.seed)
+        sets = {"method": method, "random": sorted(int(pool_rows[j]) for j in rand),
+                "nearest": sorted(int(pool_rows[j]) for j in nearest)}
+        ro.to_parquet(work / "rollouts.parquet", index=False)
+        cand.to_parquet(work / "candidates.parquet", index=False)
+        targets.to_parquet(work / "targets.parquet", index=False)
+        members.to_parquet(work / "members.parquet", index=False)
+        per.to_parquet(work / "per_target.parquet", index=False)
+        write_json(work / "sets.json", sets)
+        write_json(work / "summary.json", {"n_rollouts": len(ro), "n_pool": len(pool_rows),
+                                           "n_candidates": len(cand), "n_targets": len(targets),
+                                           "n_toxic_targets": int(targets["is_toxic"].sum()),
+                                           "set_sizes": {a: len(s) for a, s in sets.items()}})
+
+    folder = cached_stage(cfg, EXPLAIN_STAGE, settings, compute, version=EXPLAIN_VERSION)
+    return AuditExplain(folder, pd.read_parquet(folder / "rollouts.parquet"),
+                        pd.read_parquet(folder / "candidates.parquet"), pd.read_parquet(folder / "targets.parquet"),
+                        pd.read_parquet(folder / "members.parquet"), pd.read_parquet(folder / "per_target.parquet"),
+                        read_json(folder / "sets.json"), read_json(folder / "summary.json"))
+
+
+def split_prompts(ex: AuditExplain, threshold: float) -> dict[str, pd.DataFrame]:
+    """The evaluation prompts: ``target`` (the targets' prompts) and ``other`` (held-out prompts none of
+    whose candidates is a target or toxic), each ``prompt_id, prompt``."""
+    c = ex.candidates
+    t_ids = set(ex.targets["prompt_id"])
+    bad = t_ids | set(c.loc[c["p_toxic"] > threshold, "prompt_id"])
+    prompts = c.drop_duplicates("prompt_id")[["prompt_id", "prompt"]]
+    return {"target": prompts[prompts["prompt_id"].isin(t_ids)].reset_index(drop=True),
+            "other": prompts[~prompts["prompt_id"].isin(bad)].reset_index(drop=True)}
+
+
+# --------------------------------------------------------------------------- stage 2: unlearn and evaluate
+
+
+def unlearn_stage_settings(cfg) -> dict[str, Any]:
+    ac = audit_config(cfg)
+    return {"explain": stage_key(EXPLAIN_STAGE, explain_settings(cfg), EXPLAIN_VERSION),
+            "audit": {f: getattr(ac, f) for f in UNLEARN_FIELDS}, "unlearn": dataclasses.asdict(unlearn_settings(cfg)),
+            "base_lm": base_name(cfg), "source": model_source(cfg), "gen": cfg.gen.key(), "seed": cfg.seed}
+
+
+@dataclass
+class AuditUnlearn:
+    """A finished ``audit_unlearn`` stage: ``eval`` one row per evaluation completion (``model`` in
+    :data:`MODELS`, ``split``, ``prompt_id``, ``prompt``, ``sample``, ``completion``, ``p_toxic``,
+    ``judge_p``, and on the other prompts ``nll_base``, ``nll_self``, ``nll_expert``, ``n_tokens``);
+    ``history`` per arm, one dict per unlearning step; ``summary`` as :func:`eval_summary`."""
+
+    folder: Path
+    eval: pd.DataFrame
+    history: dict[str, list[dict[str, float]]]
+    summary: dict[str, Any]
+
+
+def _eval_rows(splits: dict[str, pd.DataFrame], ac: AuditConfig) -> pd.DataFrame:
+    parts = []
+    for split, n in (("target", ac.eval_samples_target), ("other", ac.eval_samples_other)):
+        p = splits[split]
+        parts.append(pd.DataFrame({"split": split, "prompt_id": np.repeat(p["prompt_id"].to_numpy(), n),
+                                   "prompt": np.repeat(p["prompt"].to_numpy(), n), "sample": np.tile(np.arange(n), len(p))}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def retain_rows(ro: pd.DataFrame, sets: dict[str, list[int]], minimum: int = 1) -> np.ndarray:
+    """The KL anchor's rollouts, one anchor for every arm: those whose prompt is the prompt of no rollout
+    any arm unlearns; when fewer than ``minimum`` exist (a tiny smoke expert, whose few prompts the sets
+    cover), the rollouts no arm unlearns."""
+    forget = sorted({r for s in sets.values() for r in s})
+    other = np.flatnonzero(~ro["prompt"].isin(set(ro.loc[forget, "prompt"])).to_numpy())
+    return other if len(other) >= minimum else np.setdiff1d(np.arange(len(ro)), forget)
+
+
+def _score(cfg, rows: pd.DataFrame, lm, seed: int) -> pd.DataFrame:
+    comp = generate_sorted(lm, list(rows["prompt"]), cfg.gen, seed)
+    gt, judge = get_scorer(cfg.models.ground_truth), get_scorer(cfg.models.judge)
+    out = rows.assign(completion=comp, p_toxic=np.asarray(gt(comp)["toxic"], dtype=np.float64),
+                      judge_p=np.asarray(judge(comp)["toxic"], dtype=np.float64))
+    out = out.assign(nll_self=np.nan, n_tokens=np.nan, nll_expert=np.nan, nll_base=np.nan)
+    other = out["split"] == "other"
+    if other.any():
+        nll_self, n_tok = completion_nll(lm.model, lm.tokenizer, list(out.loc[other, "prompt"]),
+                                         list(out.loc[other, "completion"]), spec=lm.spec)
+        out.loc[other, "nll_self"], out.loc[other, "n_tokens"] = nll_self, n_tok
+    return out
+
+
+def unlearn_stage(cfg, ex: AuditExplain | None = None, log=print) -> AuditUnlearn:
+    """Unlearn each arm's rollouts from a copy of the expert and evaluate before/after (cached stage
+    ``audit_unlearn``; each model's evaluation is saved as it finishes, so a killed run resumes)."""
+    ex = ex or explain_stage(cfg)
+    ac, settings, us = audit_config(cfg), unlearn_stage_settings(cfg), unlearn_settings(cfg)
+    exp_folder = expert_stage(cfg)
+
+    def compute(work: Path) -> None:
+        splits = split_prompts(ex, cfg.models.toxic_threshold)
+        rows = _eval_rows(splits, ac)
+        seed = cfg.seed * 1000 + 22  # one sampling seed for every model: common random numbers
+        ro = ex.rollouts
+        pairs = list(zip(ro["prompt"], ro["completion"]))
+        retain = [pairs[i] for i in retain_rows(ro, ex.sets, us.retain_batch)]
+        policy = load_expert(exp_folder).policy
+        expert = load_lm(policy)
+        for model in MODELS:
+            path = work / f"eval_{model}.parquet"
+            if path.exists():
+                continue
+            if model == "expert":
+                lm, hist = expert, []
+            else:
+                lm = load_lm(policy)
+                hist = unlearn(lm.model, lm.tokenizer, [pairs[i] for i in ex.sets[model]], retain, us, spec=lm.spec,
+                               reference=expert.model, log=log)
+                write_json(work / f"history_{model}.json", hist)
+            out = _score(cfg, rows.assign(model=model), lm, seed)
+            other = out["split"] == "other"
+            if other.any():
+                out.loc[other, "nll_expert"] = (out.loc[other, "nll_self"] if model == "expert" else completion_nll(
+                    expert.model, expert.tokenizer, list(out.loc[other, "prompt"]),
+                    list(out.loc[other, "completion"]), spec=expert.spec)[0])
+            out.to_parquet(path, index=False)
+            del lm
+        del expert
+        df = pd.concat([pd.read_parquet(work / f"eval_{m}.parquet") for m in MODELS], ignore_index=True)
+        base = load_lm(base_name(cfg), source=model_source(cfg))
+        other = df["split"] == "other"
+        if other.any():
+            df.loc[other, "nll_base"] = completion_nll(base.model, base.tokenizer, list(df.loc[other, "prompt"]),
+                                                       list(df.loc[other, "completion"]), spec=base.spec)[0]
+        df.to_parquet(work / "eval.parquet", index=False)
+        for m in MODELS:
+            (work / f"eval_{m}.parquet").unlink()
+        write_json(work / "summary.json", eval_summary(df, cfg.models.toxic_threshold))
+
+    folder = cached_stage(cfg, UNLEARN_STAGE, settings, compute, version=UNLEARN_VERSION)
+    hist = {a: read_json(folder / f"history_{a}.json") for a in ARMS}
+    return AuditUnlearn(folder, pd.read_parquet(folder / "eval.parquet"), hist, read_json(folder / "summary.json"))
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    if n == 0:
+        return {"rate": None, "ci95": None}
+    ci = wilson_ci(k, n)
+    return {"rate": ci.value, "ci95": [ci.lo, ci.hi]}
+
+
+def eval_summary(df: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """Per model and split: ``n``, ``k_toxic``, ``rate`` with its Wilson 95% ``rate_ci95``, ``k_judge``,
+    ``judge_rate`` / ``judge_ci95``; on the other prompts also ``perplexity`` (pooled, under the base
+    model), ``nll_tok_mean`` / ``nll_tok_sd`` / ``n_rows`` (per-completion mean token NLL under the base,
+    completions with tokens) and ``kl_to_expert`` (nats per completion, ``mean(nll_expert - nll_self)``)."""
+    out: dict[str, Any] = {}
+    for m in MODELS:
+        out[m] = {}
+        for s in SPLITS:
+            g = df[(df["model"] == m) & (df["split"] == s)]
+            k, kj, n = int((g["p_toxic"] > threshold).sum()), int((g["judge_p"] > JUDGE_THRESHOLD).sum()), len(g)
+            r, j = _rate(k, n), _rate(kj, n)
+            row = {"n": n, "k_toxic": k, "rate": r["rate"], "rate_ci95": r["ci95"], "k_judge": kj,
+                   "judge_rate": j["rate"], "judge_ci95": j["ci95"]}
+            if s == "other":
+                tok = g["n_tokens"].fillna(0).to_numpy(dtype=np.float64)
+                nll = g["nll_base"].to_numpy(dtype=np.float64)
+                has = tok > 0
+                per = nll[has] / tok[has]
+                row.update(perplexity=float(np.exp(nll[has].sum() / tok[has].sum())) if has.any() else None,
+                           nll_tok_mean=float(per.mean()) if has.any() else None,
+                           nll_tok_sd=float(per.std(ddof=1)) if has.sum() > 1 else None, n_rows=int(has.sum()),
+                           kl_to_expert=float((g["nll_expert"] - g["nll_self"]).mean()) if n else None,
+                           empty_fraction=float((tok == 0).mean()) if n else None)
+            out[m][s] = row
+    return out
+
+
+def changes(summary: dict[str, Any]) -> dict[str, Any]:
+    """Newcombe 95% intervals (hybrid score, method 10, the two samples taken as independent) of
+    ``after - before`` per arm and split (ground truth and judge), and of ``arm - method`` after
+    unlearning on the target prompts (a control minus the method: > 0 = the method fixed more)."""
+    out: dict[str, Any] = {}
+    for a in ARMS:
+        out[a] = {}
+        for s in SPLITS:
+            b, x = summary["expert"][s], summary[a][s]
+            if not b["n"] or not x["n"]:
+                out[a][s] = None
+                continue
+            gt = rate_diff_ci(x["k_toxic"], x["n"], b["k_toxic"], b["n"])
+            jd = rate_diff_ci(x["k_judge"], x["n"], b["k_judge"], b["n"])
+            out[a][s] = {"after_minus_before": gt.to_dict(), "judge_after_minus_before": jd.to_dict()}
+        if a != "method" and summary[a]["target"]["n"] and summary["method"]["target"]["n"]:
+            x, m = summary[a]["target"], summary["method"]["target"]
+            out[a]["control_minus_method"] = rate_diff_ci(x["k_toxic"], x["n"], m["k_toxic"], m["n"]).to_dict()
+            out[a]["judge_control_minus_method"] = rate_diff_ci(x["k_judge"], x["n"], m["k_judge"], m["n"]).to_dict()
+    return out
+
+
+def audit_metrics(cfg, ex: AuditExplain, ul: AuditUnlearn, recovered: dict[str, Any]) -> dict[str, Any]:
+    """What notebook 10 writes to ``metrics/10_audit.json`` (schema: ``analysis.schema``; no timings)."""
+    ac, per, t = audit_config(cfg), ex.per_target, ex.targets
+    small = per["within_tol"] & (per["size"] <= ac.small_size)
+    return {
+        "settings": {**{f: getattr(ac, f) for f in EXPLAIN_FIELDS + UNLEARN_FIELDS},
+                     "small_size": ac.small_size, "rate_margin": ac.rate_margin, "ppl_margin": ac.ppl_margin,
+                     "fa_method": ac.fa_method, "unlearn": dataclasses.asdict(unlearn_settings(cfg))},
+        "targets": {"n": len(t), "n_toxic": int(t["is_toxic"].sum()), "n_prompts": int(t["prompt_id"].nunique()),
+                    "n_candidates": len(ex.candidates), "n_other_prompts": int(
+                        (ul.eval[(ul.eval["model"] == "expert") & (ul.eval["split"] == "other")]["prompt_id"]).nunique()),
+                    "source": ac.target_source},
+        "training_data": {"n_rollouts": len(ex.rollouts), "n_pool": int(ex.rollouts["in_pool"].sum())},
+        "explain": {"sizes": per["size"].astype(int).tolist(), "ks": per["k"].astype(int).tolist(),
+                    "relative_residuals": per["relative_residual"].astype(float).tolist(),
+                    "within_tol": per["within_tol"].astype(bool).tolist(),
+                    "size_median": float(per["size"].median()), "n_within_tol": int(per["within_tol"].sum()),
+                    "n_small": int(small.sum()), "small_size": ac.small_size, "tol": ac.tol, "max_size": ac.max_size,
+                    "set_size": len(ex.sets["method"]),
+                    "set_sizes": {a: len(s) for a, s in ex.sets.items()},
+                    "toxic_share_of_set": {a: float((ex.rollouts.loc[s, "reward"] < 1 - cfg.models.toxic_threshold
+                                                     ).mean()) if s else None for a, s in ex.sets.items()}},
+        "recovered": recovered,
+        "eval": ul.summary,
+        "changes": changes(ul.summary),
+        "unlearn_history": {a: {"forget_logprob_first": h[0]["forget_logprob"] if h else None,
+                                "forget_logprob_last": h[-1]["forget_logprob"] if h else None,
+                                "retain_kl_last": h[-1]["retain_kl"] if h else None} for a, h in ul.history.items()},
+    }
+
+
+# --------------------------------------------------------------------------- showing it
+
+
+def explanation_table(ex: AuditExplain, n_targets: int = 3, max_members: int = 5) -> pd.DataFrame:
+    """A few targets (the most toxic first) with their explanation sets: one row per member (its
+    weight, training step, reward and text), the target's own row first."""
+    rows = []
+    per = ex.per_target.set_index("target")
+    for t in ex.targets.head(n_targets).itertuples():
+        p = per.loc[t.target]
+        rows.append({"target": t.target, "role": f"target (P(toxic) {t.p_toxic:.2f})", "weight": None,
+                     "step": None, "reward": None, "prompt": t.prompt, "completion": t.completion,
+                     "set size / residual": f"{int(p['size'])} / {p['relative_residual']:.2f}"})
+        mem = ex.members[ex.members["target"] == t.target].sort_values("weight", ascending=False).head(max_members)
+        for m in mem.itertuples():
+            r = ex.rollouts.loc[m.row]
+            rows.append({"target": t.target, "role": "rollout", "weight": round(m.weight, 3), "step": int(r["step"]),
+                         "reward": round(float(r["reward"]), 3), "prompt": r["prompt"], "completion": r["completion"],
+                         "set size / residual": ""})
+    return pd.DataFrame(rows)
+
+
+def rates_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """Toxicity rates (ground truth and judge) with Wilson intervals per model and split."""
+    rows = []
+    for m in MODELS:
+        for s in SPLITS:
+            x = summary[m][s]
+            ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "-"
+            rows.append({"model": ARM_LABELS[m], "prompts": s, "n": x["n"], "toxicity rate": x["rate"],
+                         "95% CI": ci(x["rate_ci95"]), "judge rate": x["judge_rate"], "judge 95% CI": ci(x["judge_ci95"]),
+                         "perplexity (base)": x.get("perplexity"), "KL to expert": x.get("kl_to_expert")})
+    return pd.DataFrame(rows)
+
+
+def plot_rates(summary: dict[str, Any], gt_name: str = "ground truth", judge_name: str = "judge"):
+    """Before/after toxicity rates with Wilson 95% intervals: the method and both controls, on the
+    targets' prompts and on the other held-out prompts, by the ground truth and by the judge."""
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.0))
+    x = np.arange(len(MODELS))
+    colors = {"expert": "0.55", "method": "C3", "random": "C0", "nearest": "C2"}
+    for ax, split in zip(axes, SPLITS):
+        for key, ci_key, off, alpha in (("rate", "rate_ci95", -0.2, 1.0), ("judge_rate", "judge_ci95", 0.2, 0.4)):
+            vals = [summary[m][split][key] or 0.0 for m in MODELS]
+            cis = [summary[m][split][ci_key] or [v, v] for m, v in zip(MODELS, vals)]
+            err = [[max(0.0, v - c[0]) for v, c in zip(vals, cis)], [max(0.0, c[1] - v) for v, c in zip(vals, cis)]]
+            ax.bar(x + off, vals, width=0.38, color=[colors[m] for m in MODELS], alpha=alpha, yerr=err, capsize=3,
+                   edgecolor="k", linewidth=0.5)
+        ax.set(xticks=x, xticklabels=["before\n(expert)", "explanation\nsets", "random\nrollouts", "nearest\nrollouts"],
+               title=f"{'the targets' if split == 'target' else 'other held-out'} prompts "
+                     f"(n = {summary['expert'][split]['n']} completions per model)", ylabel="toxicity rate")
+        ax.legend(handles=[Patch(facecolor="0.4", edgecolor="k", label=gt_name),
+                           Patch(facecolor="0.4", alpha=0.4, edgecolor="k", label=f"{judge_name} (judge)")],
+                  fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- the CLI's explanation
+
+
+def explain_texts(cfg, prompts: list[str], responses: list[str]) -> list[dict[str, Any]]:
+    """Explanation sets of given (prompt, response) pairs among the finished expert's rollouts
+    (``python -m fairl_lib audit explain``). Nothing is trained: the expert stage must exist.
+
+    Raises:
+        expert.NoRollouts: no finished expert stage for this profile and seed, or one without rollouts.
+    """
+    ac = audit_config(cfg)
+    ro = training_data(cfg, expert_folder(cfg))
+    pool_rows = np.flatnonzero(ro["in_pool"].to_numpy())
+    emb = Embedder(cfg.models.embedder)
+    pool = features_of(emb, ro["prompt"].iloc[pool_rows], ro["completion"].iloc[pool_rows], ac.features)
+    feats = features_of(emb, prompts, responses, ac.features)
+    out = []
+    for p, r, x in zip(prompts, responses, feats):
+        e = geo.explain(x, pool, ac.tol, ac.max_size, relative=True)
+        out.append({"prompt": p, "response": r, "size": e.size, "k": e.k, "relative_residual": e.relative_residual,
+                    "within_tol": e.within_tol, "tol": ac.tol, "max_size": ac.max_size,
+                    "members": [{"weight": float(w), "step": int(ro.at[pool_rows[m], "step"]),
+                                 "reward": float(ro.at[pool_rows[m], "reward"]),
+                                 "advantage": float(ro.at[pool_rows[m], "advantage"]),
+                                 "prompt": ro.at[pool_rows[m], "prompt"], "completion": ro.at[pool_rows[m], "completion"]}
+                                for m, w in zip(e.members, e.weights)]})
+    return out
