@@ -514,8 +514,8 @@ def unlearn_stage(cfg, ex: AuditExplain | None = None, log=print) -> AuditUnlear
 def _rate(k: int, n: int) -> dict[str, Any]:
     if n == 0:
         return {"rate": None, "ci95": None}
-    ci = wilson_ci(k, n)
-    return {"rate": ci.value, "ci95": [ci.lo, ci.hi]}
+    ci = wilson_ci(k, n)  # at k = 0 or n, float rounding can leave an end a hair past the rate itself
+    return {"rate": ci.value, "ci95": [min(ci.lo, ci.value), max(ci.hi, ci.value)]}
 
 
 def eval_summary(df: pd.DataFrame, threshold: float) -> dict[str, Any]:
