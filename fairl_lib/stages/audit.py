@@ -589,7 +589,9 @@ def audit_metrics(cfg, ex: AuditExplain, ul: AuditUnlearn, recovered: dict[str, 
                     "set_size": len(ex.sets["method"]),
                     "set_sizes": {a: len(s) for a, s in ex.sets.items()},
                     "toxic_share_of_set": {a: float((ex.rollouts.loc[s, "reward"] < 1 - cfg.models.toxic_threshold
-                                                     ).mean()) if s else None for a, s in ex.sets.items()}},
+                                                     ).mean()) if s else None for a, s in ex.sets.items()},
+                    "mean_reward_of_set": {a: float(ex.rollouts.loc[s, "reward"].mean()) if s else None
+                                           for a, s in ex.sets.items()}},
         "recovered": recovered,
         "eval": ul.summary,
         "changes": changes(ul.summary),
