@@ -1,6 +1,8 @@
 """The claims ledger (fairl_lib/analysis/report.py): verdict rules on small hand-made metrics dicts."""
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 
@@ -178,9 +180,10 @@ def _summary(values: list[float]) -> dict:
 
 
 def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsaw: dict | None = None,
-         table3_jigsaw: dict | None = None) -> dict:
+         table3_jigsaw: dict | None = None, best: dict | None = None, acting: dict | None = None) -> dict:
     """Notebook 05's metrics from per-seed values ``{method: {metric: [...]}}`` per set (default: no gain):
-    ``per_seed`` (what the ledger reads) and the ``table1`` summary beside it."""
+    ``per_seed`` (what the ledger reads) and the ``table1`` summary beside it; ``best`` (default: the same
+    values) is the best-against-best block, ``acting`` its FA methods' flags (default: all act)."""
     in_domain = in_domain or _per_seed_table1(0.0)
     n = len(in_domain["me_irl"]["f1"])
     sets = {"in_domain": in_domain, "jigsaw": jigsaw or _per_seed_table1(0.0, n=n, seed=2)}
@@ -194,7 +197,14 @@ def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsa
          "table2_seed": 0, "table2": {"train": dict(zero), "jigsaw": table2_jigsaw or dict(zero)},
          "table3": {"jigsaw": {sub: (table3_jigsaw or {}).get(sub, {"only_fa": 0, "only_irl": 0})
                                for sub in S.SUBTYPES}},
-         "penalty_sweep": {"scales": [1.0], "main_scale": 1.0, "by_scale": {}}}
+         "penalty_sweep": {"scales": [1.0], "main_scale": 1.0, "by_scale": {}},
+         "per_seed_best": {"seeds": list(range(n)), "in_domain": copy.deepcopy(best or in_domain),
+                           "jigsaw": copy.deepcopy(sets["jigsaw"]),
+                           "acting": acting or {fa: True for fa in S.METHODS if "_fa_" in fa}},
+         "tuning": {"trials_per_method": {meth: 4 for meth in S.METHODS}},
+         "in_domain_by_pair_type": {}, "fig3_left": {},
+         "jigsaw_learning_curve": {"n_tnt": [0, 10], "n_other": 5, "ground_truth_auc": 0.9,
+                                   "methods": {meth: {"mean": [0.5, 0.6]} for meth in S.METHODS}}}
     S.validate("05_tables", m)
     return m
 
@@ -217,6 +227,18 @@ def test_table1_is_paired_over_seeds():
     assert _ledger({"05": _m05(_per_seed_table1(-0.05))})["table1_auc"].verdict == CONTRADICTED
     e = _ledger({"05": _m05(_per_seed_table1(0.0, noise=0.03, n=4))})["table1_f1"]
     assert e.verdict == INCONCLUSIVE and e.estimate.lo < 0 and e.estimate.hi > 0.042 and e.estimate.mde > 0.042
+
+
+def test_best_against_best_counts_only_acting_fa_variants():
+    """Best against best: an FA variant whose tuned failure path does not act is its baseline under
+    another name and cannot carry the claim; with none acting the claim has no FA-IRL to test."""
+    gain = _per_seed_table1(+0.05)
+    only_gt = {fa: fa.endswith("_gt") for fa in S.METHODS if "_fa_" in fa}
+    e = _ledger({"05": _m05(best=gain, acting=only_gt)})["best_table1_f1"]
+    assert e.verdict == REPRODUCED and e.details["fa_method"].endswith("_gt")
+    none = {fa: False for fa in only_gt}
+    e = _ledger({"05": _m05(best=gain, acting=none)})["best_table1_f1"]
+    assert e.verdict != REPRODUCED and "acts" in e.ours + str(e.details)
 
 
 def test_table1_contradicted_by_a_tight_null_result():

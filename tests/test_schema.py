@@ -37,8 +37,13 @@ def _layouts() -> dict[str, dict]:
                           "mean_arc_width_base": 1.11, "mean_arc_width_fa": 0.86,
                           "maxent_upweight_inclusion_holds": True, "maxent_sharpen_inclusion_holds": False},
         "04_fairl_training": {"n_seeds": 2, "n_train": 65, "n_val": 7, "n_test": 24,
-                              "failure_path": {m: {"ratio_std_F_over_D": 0.28, "pairs_flipped_by_R_F": 0.07}
-                                               for m in M if "_fa_" in m},
+                              "failure_path_as_printed": {m: {"ratio_std_F_over_D": 0.28, "pairs_flipped_by_R_F": 0.07}
+                                                          for m in M if "_fa_" in m},
+                              "failure_path": {m: {"flip_share_mean": 0.1, "learned_flip_share_mean": 0.05,
+                                                   "acts": True} for m in M if "_fa_" in m},
+                              "tuning": {"trials_per_method": {m: 2 for m in M}, "best": {m: {"value": 0.6} for m in M},
+                                         "space": {m: {"lr": ["log", 3e-4, 3e-3]} for m in M},
+                                         "fa_configuration": {"method": "me_fa_margin", "irl": {"lr": 1e-3}}},
                               "methods": {m: {"epochs_trained": [7, 12]} for m in M}},
         "05_tables": {"n": {"seeds": 2, "jigsaw": 120},
                       "per_seed": {"seeds": [0, 1], **{st: {m: {k: [0.4, None] for k in ("f1", "auc", "starc")}
@@ -53,7 +58,16 @@ def _layouts() -> dict[str, dict]:
                                  for sp in ("train", "jigsaw")},
                       "penalty_sweep": {"scales": [1.0, 0.01], "main_scale": 1.0, "by_scale": {
                           c: {m: {"jigsaw_auc": dict(SUMMARY), "pairs_flipped_by_R_F": dict(SUMMARY)} for m in M}
-                          for c in ("1", "0.01")}}},
+                          for c in ("1", "0.01")}},
+                      "per_seed_best": {"seeds": [0, 1], "acting": {m: True for m in M if "_fa_" in m},
+                                        **{st: {m: {k: [0.4, 0.5] for k in ("f1", "auc", "starc")} for m in M}
+                                           for st in ("in_domain", "jigsaw")}},
+                      "tuning": {"trials_per_method": {m: 2 for m in M}},
+                      "in_domain_by_pair_type": {"T->NT": {m: {"pairwise_accuracy": 0.8, "gt_pairwise_accuracy": 1.0,
+                                                              "n_pairs": 3} for m in M}},
+                      "jigsaw_learning_curve": {"n_tnt": [0, 9], "n_other": 60, "ground_truth_auc": 0.95,
+                                                "methods": {m: {"mean": [0.5, 0.55]} for m in M}},
+                      "fig3_left": {}},
         "06_pair_mix": {"methods": M, "n_seeds": 2, "fractions_run": [0.0, 0.5], "fractions_skipped": [1.0],
                         "total_pairs_used": 14, "random_reward_starc": {"0": 1.37, "0.5": 1.38},
                         "pair_mix": {"0": {"status": "reduced", "methods": {m: {"per_seed": [1.5, 1.6]} for m in M}},

@@ -172,8 +172,20 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("n_train", "training pairs"),
         Key("n_val", "validation pairs (early stopping)"),
         Key("n_test", "test pairs"),
-        Key("failure_path.*.ratio_std_F_over_D", "per FA method: std(R_F) / std(R_D) on the training outputs"),
-        Key("failure_path.*.pairs_flipped_by_R_F", "per FA method: share of training pairs whose ranking R_F flips"),
+        Key("failure_path_as_printed.*.ratio_std_F_over_D",
+            "Eq. 3 as printed (notebook 04's grid), per FA method: std(R_F) / std(R_D) on the training outputs"),
+        Key("failure_path_as_printed.*.pairs_flipped_by_R_F",
+            "Eq. 3 as printed, per FA method: share of training pairs whose ranking R_F flips"),
+        Key("failure_path.{fa_method}.flip_share_mean", "the tuned FA configuration (best against best, the one "
+            "notebooks 05-08 use), per FA method: share of training pairs whose ranking R_F flips, mean over seeds"),
+        Key("failure_path.{fa_method}.learned_flip_share_mean", "share of training pairs whose ranking the learned "
+            "change of R_F (trained minus its random init) alters, mean over seeds"),
+        Key("failure_path.{fa_method}.acts", "whether that failure path acts (its learned flip share reaches 2%)"),
+        Key("tuning.trials_per_method.{method}", "trials of the search per method (the equal budget)"),
+        Key("tuning.best.{method}", "each method's winning trial: validation AUC, params, acting"),
+        Key("tuning.space.{method}", "each method's search space"),
+        Key("tuning.fa_configuration.method", "the FA method whose tuned configuration notebooks 06-08 use"),
+        Key("tuning.fa_configuration.irl", "that configuration (IRLConfig fields)"),
     ),
     "05_tables": (
         Key("n.seeds", "seeds per method (the n of every Table 1 summary)"),
@@ -183,6 +195,12 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
             "every method, and runs of one seed share init and minibatch order)"),
         Key("per_seed.{set}.{method}.{metric}", "Table 1 per seed: one value per entry of per_seed.seeds "
             "(null where the metric is undefined)"),
+        Key("per_seed_best.seeds", "best against best (each method's tuned configuration, notebook 04): the "
+            "seeds, in the order of every per-seed list of per_seed_best"),
+        Key("per_seed_best.acting.{fa_method}", "whether that FA method's tuned failure path acts (else it is its "
+            "baseline under another name and the report does not count it as FA-IRL)"),
+        Key("per_seed_best.{set}.{method}.{metric}", "Table 1 best against best, per seed"),
+        Key("tuning.trials_per_method.{method}", "trials of the search per method (the equal budget)"),
         Key("seed_dispersion.{method}", "Corollary 1, per method: std over seeds of F1 / AUC / STARC per set and the "
             "mean pairwise STARC between the rewards of different seeds"),
         Key("table2_seed", "the seed whose runs Tables 2-3 compare"),
