@@ -47,7 +47,8 @@ from fairl_lib.llm.models import completion_nll, generate, get_spec, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 
 EXPERT_STAGE, EVAL_STAGE = "expert", "expert_eval"
-EXPERT_VERSION, EVAL_VERSION = "1", "1"
+# version 2: the expert stage also keeps every RLOO rollout (rlhf/rollouts.jsonl) for the audit
+EXPERT_VERSION, EVAL_VERSION = "2", "1"
 REWARD_KIND = "one_minus_p"  # scorers.reward_from_scores: r = 1 - P(toxic) (bounded, paper: "rewards non-toxic")
 EVAL_SAMPLES_PER_PROMPT = 2  # held-out completions per prompt and model (halves the rate's sampling noise)
 
