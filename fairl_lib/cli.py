@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from fairl_lib.config import ConfigError
+from fairl_lib.config import ConfigError, make_config
 from fairl_lib.irl import WEIGHT_FILE, load_reward
 from fairl_lib.llm.assets import AssetError, describe_all, fetch_many, profile_assets
 
@@ -213,7 +213,6 @@ def _audit_pairs(ns: argparse.Namespace) -> tuple[list[str], list[str]]:
          arg("--seed", type=int, default=0, help="seed of the expert (default 0)"),
          arg("--overrides", default="", help="profile overrides, e.g. 'audit.tol=0.6; audit.max_size=32'"))
 def audit_explain(ns: argparse.Namespace) -> int:
-    from fairl_lib.config import make_config
     from fairl_lib.stages.audit import explain_texts  # deferred: heavy
     from fairl_lib.stages.expert import NoRollouts
 

@@ -54,7 +54,7 @@ from fairl_lib.llm import rlhf
 from fairl_lib.llm.models import Embedder, completion_nll, load_lm
 from fairl_lib.llm.parallel import run_jobs
 from fairl_lib.llm.progress import emit
-from fairl_lib.llm.scorers import get_scorer
+from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 from fairl_lib.stages.expert import (
     EVAL_SAMPLES_PER_PROMPT,
     REWARD_KIND,
@@ -324,8 +324,6 @@ def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
         return RerlhfRun(kind, ex.folder, ex.policy, ex.history, {"reused_expert": True, **ex.info}, True)
     info: dict[str, Any] = {}
     if kind == "ground_truth":
-        from fairl_lib.llm.scorers import toxicity_reward
-
         reward = toxicity_reward(cfg.models.ground_truth, REWARD_KIND)
     else:
         reward, info = learned_text_reward(cfg, arm_method(cfg, kind), ps, embedder)
@@ -400,8 +398,6 @@ def base_summary(cfg) -> dict[str, Any]:
 def final_summary(cfg, run: RerlhfRun) -> dict[str, Any]:
     """Final held-out numbers of a run; the reused expert takes notebook 01's evaluation (same protocol)."""
     if run.reused_expert and rerlhf_config(cfg).final_samples_per_prompt == _expert_samples():
-        from fairl_lib.stages.expert import evaluate_expert
-
         s = evaluate_expert(cfg).summary
         return {k: s[f"{k}_expert"] for k in ("toxicity_rate", "toxicity_mean", "judge_rate", "judge_mean",
                                                "perplexity", "empty_fraction", "n_completions")}
