@@ -50,18 +50,25 @@ from fairl_lib.llm.scorers import get_scorer, reward_from_scores
 
 # =========================================================================== training stage
 
-def _write_grid(workdir: Path, grid, extra: Mapping[str, Any]) -> None:
+def write_grid(workdir: Path, grids: Sequence[Any], extra: Mapping[str, Any]) -> None:
+    """Trained grids (:class:`fairl_lib.irl.GridResult`, one or several trained with different
+    configurations) in the grid stage's folder layout that :func:`load_grid` reads: every reward under
+    ``rewards/<method>/seed<k>/`` saved with its own grid's configuration, ``runs.csv``,
+    ``histories.json`` and ``info.json`` (training time summed over the grids, plus ``extra``)."""
+    grids = list(grids)
     rows, hists = [], {}
-    for run in grid.runs:
-        save_reward(reward_folder(workdir, run.method, run.seed), run.reward, grid.config, extra=extra)
-        hists[f"{run.method}/seed{run.seed}"] = run.history
-        rows.append({"method": run.method, "seed": run.seed, "epochs_run": run.epochs_run,
-                     "best_epoch": run.best_epoch, "best_val_loss": run.best_val_loss,
-                     "final_train_loss": run.history["train_loss"][-1] if run.history["train_loss"] else np.nan})
+    for grid in grids:
+        for run in grid.runs:
+            save_reward(reward_folder(workdir, run.method, run.seed), run.reward, grid.config, extra=extra)
+            hists[f"{run.method}/seed{run.seed}"] = run.history
+            rows.append({"method": run.method, "seed": run.seed, "epochs_run": run.epochs_run,
+                         "best_epoch": run.best_epoch, "best_val_loss": run.best_val_loss,
+                         "final_train_loss": run.history["train_loss"][-1] if run.history["train_loss"] else np.nan})
     pd.DataFrame(rows).to_csv(workdir / "runs.csv", index=False)
     (workdir / "histories.json").write_text(json.dumps(hists))
-    (workdir / "info.json").write_text(json.dumps({"n_train": grid.n_train, "n_val": grid.n_val,
-                                                   "seconds": round(grid.seconds, 2), **extra}, default=str))
+    (workdir / "info.json").write_text(json.dumps({"n_train": grids[0].n_train, "n_val": grids[0].n_val,
+                                                   "seconds": round(sum(g.seconds for g in grids), 2), **extra},
+                                                  default=str))
 
 
 def load_grid(folder: str | Path) -> GridOutput:
@@ -88,7 +95,7 @@ def train_stage(cfg, data: PreferenceData, irl: IRLConfig, *, name: str, setting
 
     def compute(workdir: Path) -> None:
         grid = train_grid(data, irl, methods=methods, seeds=seeds, progress=progress)
-        _write_grid(workdir, grid, meta)
+        write_grid(workdir, [grid], meta)
 
     folder = cached_stage(cfg, name, {**settings, "irl": irl, "methods": list(methods), "seeds": seeds}, compute,
                           log=log)

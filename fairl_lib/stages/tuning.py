@@ -76,11 +76,9 @@ from fairl_lib.irl import (
     IRLConfig,
     RewardModel,
     method_spec,
-    reward_folder,
-    save_reward,
     train_grid,
 )
-from fairl_lib.stages.irl_grid import load_grid
+from fairl_lib.stages.irl_grid import load_grid, write_grid
 
 TRIALS_FILE, BEST_FILE = "trials.json", "best.json"
 # version of stage irl_tuning: 2 = acting by the learned flip share (1: by the plain flip share)
@@ -387,24 +385,11 @@ def load_tuning(folder: str | Path) -> TuningResult:
 # =========================================================================== best against best
 
 def _write_best(workdir: Path, grids: Mapping[str, GridResult], extra: Mapping[str, Any]) -> None:
-    """Per-method grids in notebook 04's grid folder layout (rewards/<method>/seed<k>, runs.csv,
-    histories.json, info.json), each reward saved with its own method's configuration."""
-    rows, hists, configs = [], {}, {}
-    for m, grid in grids.items():
-        configs[m] = dataclasses.asdict(grid.config)
-        for run in grid.runs:
-            save_reward(reward_folder(workdir, run.method, run.seed), run.reward, grid.config, extra=extra)
-            hists[f"{run.method}/seed{run.seed}"] = run.history
-            rows.append({"method": run.method, "seed": run.seed, "epochs_run": run.epochs_run,
-                         "best_epoch": run.best_epoch, "best_val_loss": run.best_val_loss,
-                         "final_train_loss": run.history["train_loss"][-1] if run.history["train_loss"] else np.nan})
-    pd.DataFrame(rows).to_csv(workdir / "runs.csv", index=False)
-    (workdir / "histories.json").write_text(json.dumps(hists))
-    first = next(iter(grids.values()))
+    """Per-method grids in notebook 04's grid folder layout (:func:`fairl_lib.stages.irl_grid.write_grid`),
+    with the methods, seeds and each method's configuration in ``info.json``."""
     seeds = sorted({r.seed for g in grids.values() for r in g.runs})
-    (workdir / "info.json").write_text(json.dumps({
-        "n_train": first.n_train, "n_val": first.n_val, "seconds": round(sum(g.seconds for g in grids.values()), 2),
-        "methods": list(grids), "seeds": seeds, "configs": configs, **extra}, default=str))
+    configs = {m: dataclasses.asdict(g.config) for m, g in grids.items()}
+    write_grid(workdir, grids.values(), {"methods": list(grids), "seeds": seeds, "configs": configs, **extra})
 
 
 def merge_grids(outs: Mapping[str, GridOutput], folder: str | Path | None = None) -> GridOutput:
