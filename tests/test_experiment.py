@@ -266,3 +266,12 @@ def test_failure_path_share(trained, ps):
     fs = evaluate.failure_path_share(out, ps)
     assert set(fs["method"]) == {m for m in out.methods if "_fa_" in m} and len(fs) == 4 * 2
     assert (fs["ratio_std_F_over_D"] >= 0).all() and fs["pairs_flipped_by_R_F"].between(0, 1).all()
+
+
+def test_per_seed_table_lists_every_run_in_seed_order(trained):
+    _, out, ev, _ = trained
+    table = evaluate.per_seed_table(ev)
+    assert table["seeds"] == out.seeds
+    row = ev.per_run[(ev.per_run.set == "in_domain") & (ev.per_run.method == "me_irl")].set_index("seed")
+    assert table["in_domain"]["me_irl"]["auc"] == [float(row.loc[s, "auc"]) for s in out.seeds]
+    assert set(table["jigsaw"]) == set(out.methods)

@@ -242,6 +242,18 @@ def evaluate_grid(out: GridOutput, ps: PairSet, heldout: HeldOut | None = None, 
     return Evaluation(out, scores, pd.DataFrame(rows), train, test, heldout, threshold_labels, label_column)
 
 
+def per_seed_table(ev: Evaluation, metrics: Sequence[str] = TABLE1_METRICS) -> dict[str, Any]:
+    """Table 1 per seed: ``{"seeds": [...], set: {method: {metric: [one value per seed]}}}``, seeds in
+    the grid's order (runs of one seed share init and minibatch order, so the report compares methods
+    on same-seed differences); NaN where a metric is undefined (written as null)."""
+    seeds = list(ev.grid.seeds)
+    out: dict[str, Any] = {"seeds": seeds}
+    for (st, m), g in ev.per_run.groupby(["set", "method"], sort=False):
+        g = g.set_index("seed").reindex(seeds)
+        out.setdefault(st, {})[m] = {k: [float(v) for v in g[k]] for k in metrics}
+    return out
+
+
 def in_domain_by_pair_type(ev: Evaluation) -> pd.DataFrame:
     """Table 1's in-domain metrics restricted to each pair type of the test pairs, per run.
 
