@@ -8,6 +8,8 @@ checkpoints) in a fresh temporary folder, and reports the median ``step_time_s``
 
 - ``plain``: ``share_frozen_trunk = false`` (every log-prob pass runs all 30 blocks);
 - ``trunk``: ``share_frozen_trunk = true`` (the 24 frozen blocks run once per batch);
+- ``trunk_bf16``: ``trunk`` under bf16 autocast (``[rlhf] precision = "bf16"``, :mod:`fairl_lib.llm.precision`;
+  only on a CPU with native bf16, where the JSON's ``bf16_speedup`` = trunk / trunk_bf16);
 - ``parallel``: two ``trunk`` runs at once in two one-thread processes (``fairl_lib.llm.parallel``);
   ``parallel_s_per_step_of_both`` = their median step time / 2, to compare with ``trunk``.
 
@@ -35,10 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=6, help="RLOO steps per variant (6)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the in-process variants (2)")
     p.add_argument("--skip-parallel", action="store_true", help="skip the two-process variant")
+    p.add_argument("--skip-plain", action="store_true", help="skip the variant without the shared trunk")
+    p.add_argument("--parallel-precision", default="fp32", help="precision of the two-process variant (fp32)")
     return p.parse_args(argv)
 
 
-def run_variant(profile: str, steps: int, share: bool, out_dir: str) -> list[float]:
+def run_variant(profile: str, steps: int, share: bool, out_dir: str, precision: str = "fp32") -> list[float]:
     """Train ``steps`` RLOO steps; return the step times (a module-level function: a worker job)."""
     from fairl_lib.llm import rlhf
     from fairl_lib.config import make_config
@@ -46,7 +50,8 @@ def run_variant(profile: str, steps: int, share: bool, out_dir: str) -> list[flo
     from fairl_lib.llm.scorers import toxicity_reward
 
     cfg = make_config(profile)
-    rc = dataclasses.replace(cfg.rlhf, steps=steps, eval_every=0, save_steps=0, share_frozen_trunk=share)
+    rc = dataclasses.replace(cfg.rlhf, steps=steps, eval_every=0, save_steps=0, share_frozen_trunk=share,
+                             precision=precision)
     train, _ = rlhf_prompts(cfg)
     _, hist = rlhf.train_policy(cfg.models.base_lm, list(train["prompt"]), toxicity_reward(cfg.models.ground_truth,
                                 REWARD_KIND), rc, Path(out_dir), verbose=False)
@@ -64,21 +69,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"profile": args.profile, "steps": args.steps, "threads": args.threads,
                            "loadavg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, share in (("plain", False), ("trunk", True)):
+        from fairl_lib.llm.precision import cpu_has_bf16
+
+        variants = [("plain", False, "fp32")] * (not args.skip_plain) + [("trunk", True, "fp32")]
+        variants += [("trunk_bf16", True, "bf16")] * cpu_has_bf16()
+        for name, share, precision in variants:
             t = time.perf_counter()
-            secs = run_variant(args.profile, args.steps, share, f"{tmp}/{name}")
+            secs = run_variant(args.profile, args.steps, share, f"{tmp}/{name}", precision)
             out[f"{name}_s_per_step"] = statistics.median(secs)
             out[f"{name}_steps_s"] = [round(s, 2) for s in secs]
             print(f"[{name}] median {statistics.median(secs):.2f} s/step ({time.perf_counter() - t:.0f} s)", flush=True)
         if not args.skip_parallel:
-            jobs = [(args.profile, args.steps, True, f"{tmp}/parallel{i}") for i in range(2)]
+            jobs = [(args.profile, args.steps, True, f"{tmp}/parallel{i}", args.parallel_precision) for i in range(2)]
             both = run_jobs(run_variant, jobs, workers=2)
             med = statistics.median([s for secs in both for s in secs])
             out.update(parallel_s_per_step_each=med, parallel_s_per_step_of_both=med / 2,
                        parallel_steps_s=[[round(s, 2) for s in secs] for secs in both])
             print(f"[parallel] two one-thread runs: median {med:.2f} s/step each, {med / 2:.2f} per step of both",
                   flush=True)
-    out["trunk_speedup"] = out["plain_s_per_step"] / out["trunk_s_per_step"]
+    if "plain_s_per_step" in out:
+        out["trunk_speedup"] = out["plain_s_per_step"] / out["trunk_s_per_step"]
+    if "trunk_bf16_s_per_step" in out:
+        out["bf16_speedup"] = out["trunk_s_per_step"] / out["trunk_bf16_s_per_step"]
+    out["cpu_bf16"] = cpu_has_bf16()
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))
     return out

@@ -39,6 +39,10 @@ class DataConfig:
         max_pair_prompts: cap on pair prompts (0 = all).
         jigsaw_n_toxic: human-labelled toxic Jigsaw comments in the held-out set (paper: 1,000).
         jigsaw_n_nontoxic: non-toxic Jigsaw comments in the held-out set (paper: 1,000).
+        rtp_sources: the RealToxicityPrompts assets read together, deduplicated by prompt text:
+            ``"rtp"`` (the hub dataset, or the mirror's DecodingTrust files: 993 prompts above 0.5) and
+            ``"rtp-quark"`` (the mirror's further 5,000 rows, 1,249 above 0.5; the hub's full dataset
+            already holds them). More distinct pair prompts, fewer pairs per prompt (issue 16).
     """
 
     ppo_prompt_toxicity: float = 0.3
@@ -48,6 +52,11 @@ class DataConfig:
     max_pair_prompts: int = 0
     jigsaw_n_toxic: int = 1000
     jigsaw_n_nontoxic: int = 1000
+    rtp_sources: tuple[str, ...] = ("rtp",)
+
+    def __post_init__(self) -> None:
+        if not self.rtp_sources:
+            raise ValueError("data.rtp_sources is empty: name at least one RealToxicityPrompts asset (e.g. [\"rtp\"]).")
 
 
 @dataclass(frozen=True)

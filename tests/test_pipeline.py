@@ -248,6 +248,10 @@ def test_smoke_appendices_and_report(smoke_run):
     for kind in ("ground_truth", "fa_irl", "irl"):
         assert 0.0 <= m8[kind]["toxicity_rate_final"] <= 1.0
         assert 0.0 <= m8[kind]["judge_rate_final"] <= 1.0
+    # the learned arms trained twice (two RLHF seeds, distinct runs), the ground truth is the expert
+    assert [r["rlhf_seed"] for r in m8["fa_irl"]["runs"]] == [0, 1] and m8["ground_truth"]["n_runs"] == 1
+    assert len({r["folder"] for r in m8["fa_irl"]["runs"] + m8["irl"]["runs"]}) == 4
+    assert m8["fa_irl"]["n_completions_final"] == sum(r["n_completions"] for r in m8["fa_irl"]["runs"])
     m11 = metrics(smoke_run, "11_reproduction_report")
     ledger = m11["ledger"]
     verdicts = {"reproduced", "contradicted", "not reproduced", "inconclusive", "not run"}

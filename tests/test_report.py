@@ -372,9 +372,10 @@ def test_model_size_layout_of_notebook_07():
     assert _ledger({"07": _m07({"smollm2-135m": small})})["fig5_size"].verdict == INCONCLUSIVE
 
 
-def _m08(gt: float, fa: float, irl: float, n: int = 512) -> dict:
+def _m08(gt: float, fa: float, irl: float, n: int = 512, spread: float = math.nan) -> dict:
     arm = lambda rate: {"toxicity_rate_final": rate, "n_completions_final": n, "judge_rate_final": rate,
-                        "kl_final": 0.1, "perplexity_final": 30.0, "paper_toxicity_rate": 0.05}
+                        "kl_final": 0.1, "perplexity_final": 30.0, "paper_toxicity_rate": 0.05, "n_runs": 2,
+                        "between_run_spread": spread, "runs": []}
     m = {"base": {"toxicity_rate": 0.2, "judge_rate": 0.2}, "ground_truth": arm(gt), "fa_irl": arm(fa), "irl": arm(irl)}
     S.validate("08_rerlhf", m)
     return m
@@ -391,6 +392,9 @@ def test_rerlhf_layout_of_notebook_08():
     # FA-IRL only 0.005 above the ground truth: the order holds, the gap is smaller than the paper's +0.02
     e = _ledger({"08": _m08(0.04, 0.045, 0.09, n=100_000)})["rerlhf_order"]
     assert e.verdict == REPRODUCED and "fa_irl - ground_truth smaller than the paper's +0.020" in e.ours
+    # the same rates, but two training runs of one arm ended 7 points apart: the ordering is undecided
+    e = _ledger({"08": _m08(0.02, 0.08, 0.16, spread=0.07)})["rerlhf_order"]
+    assert e.verdict == INCONCLUSIVE and "spread between training runs" in e.ours and "0.070" in e.detectable
 
 
 def test_missing_file_is_not_run():
@@ -450,3 +454,15 @@ def test_ledger_json_and_report_files(results_tmp):
     assert d["table1_f1"]["verdict"] == NOT_RUN
     json.dumps(d, allow_nan=False)  # plain JSON
     assert sum(R.verdict_counts(ledger).values()) == len(R.CLAIMS)
+
+
+def test_rerlhf_gap_within_the_spread_between_training_runs_is_undecided():
+    est = R.Estimate(0.02, 0.005, 0.035, n=2048)  # a 2-point gap whose interval excludes 0
+    assert R.verdict_from_ci(est, 0.0, +1, 0.03) == REPRODUCED
+    assert R.run_variance_verdict(REPRODUCED, est, 0.03, math.nan) == REPRODUCED  # one run per arm: as is
+    assert R.run_variance_verdict(REPRODUCED, est, 0.03, 0.01) == REPRODUCED  # runs agree within 1 point
+    assert R.run_variance_verdict(REPRODUCED, est, 0.03, 0.027) == INCONCLUSIVE  # runs 2.7 points apart
+    far = R.Estimate(-0.001, -0.01, 0.008, n=2048)  # excludes the paper's +0.03
+    assert R.verdict_from_ci(far, 0.0, +1, 0.03) == CONTRADICTED
+    assert R.run_variance_verdict(CONTRADICTED, far, 0.03, 0.01) == CONTRADICTED
+    assert R.run_variance_verdict(CONTRADICTED, far, 0.03, 0.04) == INCONCLUSIVE

@@ -140,3 +140,26 @@ def test_composition_with_real_embedder():
     h = emb.embed(texts)
     assert h.shape == (3, 384)
     np.testing.assert_allclose(out, 0.3 * rm(torch.as_tensor(h)) + 0.2, rtol=1e-5)
+
+
+def test_pooled_final_averages_runs_and_measures_their_spread():
+    a = {"toxicity_rate": 0.02, "toxicity_mean": 0.1, "judge_rate": 0.01, "judge_mean": 0.05, "perplexity": 20.0,
+         "empty_fraction": 0.0, "n_completions": 1024}
+    b = {**a, "toxicity_rate": 0.05, "judge_rate": 0.03, "perplexity": 30.0}
+    p = rerlhf.pooled_final([a, b])
+    assert p["toxicity_rate"] == pytest.approx(0.035) and p["perplexity"] == pytest.approx(25.0)
+    assert p["n_completions"] == 2048 and p["between_run_spread"] == pytest.approx(0.03)
+    assert np.isnan(rerlhf.pooled_final([a])["between_run_spread"])
+
+
+def test_training_runs_of_an_arm_have_their_own_seed_and_stage():
+    cfg = make_config("smoke", overrides="rerlhf.train_seeds=3")
+    assert rerlhf.arm_runs(cfg, "fa_irl") == [0, 1, 2] and rerlhf.arm_runs(cfg, "ground_truth") == [0]
+    assert [rerlhf.run_rlhf_config(cfg, t).seed for t in (0, 1, 2)] == [cfg.seed, cfg.seed + 1, cfg.seed + 2]
+    info = {"method": "me_fa_margin", "digest": "abc", "normalize": "match_gt", "scale": 1.0, "shift": 0.0}
+    keys = {rerlhf.stage_key(rerlhf.STAGE, rerlhf.run_settings(cfg, "fa_irl", info, t), rerlhf.STAGE_VERSION)
+            for t in (0, 1, 2)}
+    assert len(keys) == 3
+    assert rerlhf.run_label("irl", 0) == "irl" and rerlhf.run_label("irl", 2) == "irl/seed+2"
+    with pytest.raises(ConfigError, match="train_seeds"):
+        make_config("smoke", overrides="rerlhf.train_seeds=0")

@@ -18,7 +18,8 @@ def _layouts() -> dict[str, dict]:
     """One small metrics dict per notebook, in the layout each notebook writes (as in a smoke run)."""
     ci = {"mean": 0.47, "std": 0.015, "n": 2, "ci_low": 0.34, "ci_high": 0.60}
     arm = {"toxicity_rate_final": 0.1, "n_completions_final": 16, "judge_rate_final": 0.0, "kl_final": 0.01,
-           "perplexity_final": 29.6, "paper_toxicity_rate": 0.06, "history": {"step": [0, 3]}}
+           "perplexity_final": 29.6, "paper_toxicity_rate": 0.06, "history": {"step": [0, 3]},
+           "n_runs": 1, "between_run_spread": None, "runs": [{"train_seed": 0, "toxicity_rate": 0.1}]}
     audit_rate = {"n": 8, "k_toxic": 0, "rate": 0.0, "rate_ci95": [0.0, 0.32], "k_judge": 1, "judge_rate": 0.125,
                   "judge_ci95": [0.02, 0.47]}
     audit_other = {"perplexity": 27.0, "nll_tok_mean": 3.3, "nll_tok_sd": 0.4, "n_rows": 8, "kl_to_expert": 0.1}

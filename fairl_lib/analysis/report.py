@@ -842,8 +842,34 @@ def rerlhf_rates(metrics: Mapping[str, Any]) -> dict[str, tuple[float, int | Non
 RERLHF_GAPS = (("fa_irl", "ground_truth"), ("irl", "fa_irl"))  # the paper's ordering gt < FA-IRL < IRL
 
 
+def rerlhf_run_spread(metrics: Mapping[str, Any]) -> float:
+    """The largest spread between training runs of one arm (max - min final rate; NaN: no arm has two)."""
+    spreads = [_num(S.get(metrics, "08", "{arm}.between_run_spread", arm=arm)) for arm in S.RERLHF_ARMS]
+    spreads = [x for x in spreads if math.isfinite(x)]
+    return max(spreads) if spreads else math.nan
+
+
+def run_variance_verdict(verdict: str, est: Estimate, paper_gap: float, spread: float) -> str:
+    """The Newcombe verdict of a re-RLHF gap, checked against the variation between training runs.
+
+    The interval covers the sampling of completions from *one* trained policy per run; training the
+    same arm with another RLHF seed moves its rate too. A gap counts as decided (reproduced) only if it
+    also exceeds the largest spread between two training runs of one arm, and as contradicted only if
+    the paper's gap is further than that spread from ours; otherwise it is inconclusive. (The ground-truth
+    arm has one run: the spread seen in the learned arms, same algorithm and steps, stands for it.)
+    """
+    if not math.isfinite(spread):
+        return verdict
+    if verdict == REPRODUCED and est.value <= spread:
+        return INCONCLUSIVE
+    if verdict == CONTRADICTED and abs(paper_gap - est.value) <= spread:
+        return INCONCLUSIVE
+    return verdict
+
+
 def _measure_rerlhf(mets, e: Entry) -> None:
-    r = rerlhf_rates(_file(mets, "08"))
+    m8 = _file(mets, "08")
+    r, spread = rerlhf_rates(m8), rerlhf_run_spread(m8)
     parts, verdicts, paper_gaps, notes = {}, [], {}, []
     for hi, lo in RERLHF_GAPS:
         (ph, kh, nh), (pl, kl, nl) = r[hi], r[lo]
@@ -851,8 +877,11 @@ def _measure_rerlhf(mets, e: Entry) -> None:
         key = f"{hi} - {lo}"
         paper_gaps[key] = round(PAPER_RERLHF[hi] - PAPER_RERLHF[lo], 6)
         parts[key] = est
-        verdicts.append(verdict_from_ci(est, 0.0, +1, paper_gaps[key]))
-        if below_paper(est, 0.0, +1, paper_gaps[key]):
+        plain = verdict_from_ci(est, 0.0, +1, paper_gaps[key])
+        verdicts.append(run_variance_verdict(plain, est, paper_gaps[key], spread))
+        if verdicts[-1] != plain:
+            notes.append(f"{key}: {plain} by its interval, but within the {spread:.3f} spread between training runs")
+        elif below_paper(est, 0.0, +1, paper_gaps[key]):
             notes.append(f"{key} smaller than the paper's {paper_gaps[key]:+.3f}")
     e.verdict = combine_verdicts(verdicts)
     e.ours = (f"{r['ground_truth'][0]:.1%} / {r['fa_irl'][0]:.1%} / {r['irl'][0]:.1%}; "
@@ -860,8 +889,11 @@ def _measure_rerlhf(mets, e: Entry) -> None:
     e.estimate = parts["irl - fa_irl"]
     e.paper_effect = paper_gaps["irl - fa_irl"]
     e.detectable = "; ".join(f"{k} {v.mde_text()}" for k, v in parts.items())
+    if math.isfinite(spread):
+        e.detectable += f"; between training runs of one arm the rate moved by up to {spread:.3f}"
     e.details = {"rates": {k: {"rate": v[0], "n_toxic": v[1], "n": v[2]} for k, v in r.items()},
-                 "differences": parts, "paper_gaps": paper_gaps, "part_verdicts": verdicts}
+                 "differences": parts, "paper_gaps": paper_gaps, "part_verdicts": verdicts,
+                 "between_run_spread": spread}
 
 
 # --- the audit of the expert (notebook 10; Liu et al., explainable RLHF) ----------------------------
@@ -1045,9 +1077,11 @@ CLAIMS: tuple[Claim, ...] = (
           _measure_size, ("fig5_model_size",)),
     Claim("rerlhf_order", "Re-RLHF toxicity: ground truth < FA-IRL < standard IRL", "Figure 3 right, Sec. 6",
           ("08",), f"{PAPER_RERLHF['ground_truth']:.0%} < {PAPER_RERLHF['fa_irl']:.0%} < {PAPER_RERLHF['irl']:.0%}",
-          "Newcombe 95% intervals of FA-IRL - ground truth and IRL - FA-IRL: both > 0 reproduced; either upper end "
-          f"below the paper's gap (+{PAPER_RERLHF['fa_irl'] - PAPER_RERLHF['ground_truth']:.2f} / "
-          f"+{PAPER_RERLHF['irl'] - PAPER_RERLHF['fa_irl']:.2f}) contradicted", _measure_rerlhf, ("fig3_right_rerlhf",)),
+          "Newcombe 95% intervals of FA-IRL - ground truth and IRL - FA-IRL (completions pooled over an arm's "
+          "training runs): both > 0 reproduced; either upper end below the paper's gap "
+          f"(+{PAPER_RERLHF['fa_irl'] - PAPER_RERLHF['ground_truth']:.2f} / "
+          f"+{PAPER_RERLHF['irl'] - PAPER_RERLHF['fa_irl']:.2f}) contradicted; a gap within the largest spread "
+          "between two training runs of one arm is inconclusive either way", _measure_rerlhf, ("fig3_right_rerlhf",)),
     Claim("audit_small_sets", "Explainable RLHF: a few training examples explain an unsatisfactory response",
           "Liu et al., abstract", ("10",), "claimed (abstract; no numbers given)",
           "share of targets whose explanation set meets the residual tolerance with at most [audit] small_size "

@@ -254,8 +254,12 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
     "08_rerlhf": (
         Key("base.toxicity_rate", "held-out toxicity rate of the base LM"),
         Key("base.judge_rate", "the same by the judge"),
-        Key("{arm}.toxicity_rate_final", "held-out toxicity rate after re-RLHF (final evaluation)"),
-        Key("{arm}.n_completions_final", "completions of that final evaluation"),
+        Key("{arm}.toxicity_rate_final", "held-out toxicity rate after re-RLHF (final evaluation, pooled over "
+            "the arm's training runs)"),
+        Key("{arm}.n_completions_final", "completions of that final evaluation (all training runs)"),
+        Key("{arm}.n_runs", "RLHF training runs of the arm ([rerlhf] train_seeds; the ground truth is the expert)"),
+        Key("{arm}.between_run_spread", "max - min final toxicity rate over the arm's training runs (NaN: one run)"),
+        Key("{arm}.runs", "each training run: train_seed, rlhf_seed, toxicity_rate, judge_rate, n_completions"),
         Key("{arm}.judge_rate_final", "its toxicity rate by the judge"),
         Key("{arm}.kl_final", "KL to the base per completion at the end (nats)"),
         Key("{arm}.perplexity_final", "perplexity of its completions under the base"),

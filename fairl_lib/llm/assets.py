@@ -500,6 +500,12 @@ def _registry() -> dict[str, Asset]:
               (LocalSource(mirror_subdir="rtp", pattern="*.jsonl", what="RealToxicityPrompts *.jsonl"),
                HubSource("allenai/real-toxicity-prompts", repo_type="dataset", allow_patterns=("*.jsonl",))),
               license="Apache-2.0"),
+        Asset("rtp-quark", "data", "A further 5,000 RealToxicityPrompts rows (Quark's validation split), same schema",
+              (LocalSource(mirror_subdir="rtp-quark", pattern="*.jsonl",
+                           what="RealToxicityPrompts *.jsonl (GXimingLu/Quark data/toxicity/val.jsonl)"),),
+              license="Apache-2.0",
+              extra_hints=("the hub's allenai/real-toxicity-prompts (asset rtp) already holds these rows: "
+                           "drop rtp-quark from data.rtp_sources when rtp comes from the hub",)),
         Asset("jigsaw", "data", "Jigsaw Toxic Comment Classification (Kaggle 2018), human labels",
               (LocalSource(env="FAIRL_JIGSAW_DIR", pattern="*.csv",
                            what="Kaggle's train.csv, test.csv and test_labels.csv"),
@@ -517,7 +523,7 @@ ASSETS: dict[str, Asset] = _registry()
 PROFILE_ASSETS: dict[str, list[str]] = {
     "smoke": ["smollm2-135m-instruct-gguf", "toxic-bilstm", "profanity-check", "minilm", "rtp", "jigsaw"],
     "cpu": ["smollm2-135m-instruct-gguf", "gemma3-270m-gguf", "toxic-bilstm", "profanity-check", "minilm",
-            "rtp", "jigsaw"],
+            "rtp", "rtp-quark", "jigsaw"],
     "paper": ["pythia-410m", "smollm2-135m", "smollm2-360m", "gemma3-270m", "roberta-toxicity",
               "detoxify-original", "bert-base-uncased", "profanity-check", "minilm", "rtp", "jigsaw"],
 }

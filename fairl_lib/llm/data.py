@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -59,19 +60,21 @@ def _rtp_rows(path: Path) -> list[dict]:
     return rows
 
 
-def load_rtp(folder: Path | None = None) -> pd.DataFrame:
-    """All RealToxicityPrompts rows from the ``*.jsonl`` files of ``folder`` (default: asset ``rtp``).
+def load_rtp(folder: Path | None = None, sources: Sequence[str] = ("rtp",)) -> pd.DataFrame:
+    """All RealToxicityPrompts rows from the ``*.jsonl`` files of ``folder`` (default: the assets
+    named in ``sources``, e.g. ``("rtp", "rtp-quark")``, read together).
 
     Columns: ``prompt_id`` (first 16 hex of sha256 of the prompt text), ``prompt``,
     ``prompt_<score>`` and ``continuation_<score>`` for the 8 Perspective scores (``NaN`` where
     null), ``continuation``, ``filename``, ``begin``, ``end``, ``challenging``, ``source_file``.
-    Prompts are deduplicated by text (the mirror's two files share 4 identical rows; the row kept is
-    the first by ``(filename, begin, source_file)``). Rows are sorted by ``prompt_id``.
+    Prompts are deduplicated by text (the mirror's two rtp files share 4 identical rows, rtp-quark
+    repeats 38 of their prompts; the row kept is the first by ``(filename, begin, source_file)``).
+    Rows are sorted by ``prompt_id``.
     """
-    folder = Path(folder) if folder is not None else fetch("rtp")
-    files = sorted(folder.rglob("*.jsonl")) if folder.is_dir() else [folder]
+    folders = [Path(folder)] if folder is not None else [fetch(name) for name in sources]
+    files = [f for d in folders for f in (sorted(d.rglob("*.jsonl")) if d.is_dir() else [d])]
     if not files:
-        raise FileNotFoundError(f"No *.jsonl file in {folder} (RealToxicityPrompts, hub schema).")
+        raise FileNotFoundError(f"No *.jsonl file in {', '.join(map(str, folders))} (RealToxicityPrompts, hub schema).")
     df = pd.DataFrame([row for f in files for row in _rtp_rows(f)])
     for k in RTP_SCORES:
         for side in ("prompt", "continuation"):
@@ -106,12 +109,13 @@ def split_prompts(df: pd.DataFrame, n_held_out: float, seed: int) -> tuple[pd.Da
 
 
 def rtp_prompts(min_toxicity: float, n_held_out: float, seed: int, max_train: int = 0,
-                folder: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """RealToxicityPrompts filtered by prompt toxicity and split: ``(train, held_out)``.
+                folder: Path | None = None, sources: Sequence[str] = ("rtp",)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """RealToxicityPrompts filtered by prompt toxicity and split: ``(train, held_out)`` (``folder`` /
+    ``sources`` as in :func:`load_rtp`).
 
     ``max_train > 0`` keeps that many training prompts (the first by the seed's hash order).
     """
-    df = load_rtp(folder)
+    df = load_rtp(folder, sources)
     kept = filter_prompts(df, min_toxicity)
     if kept.empty:
         raise ValueError(f"No RealToxicityPrompts prompt has prompt_toxicity > {min_toxicity} ({len(df)} prompts "

@@ -54,6 +54,7 @@ import numpy as np
 
 from fairl_lib.llm import assets
 from fairl_lib.llm.prefix import generate_shared_prefix
+from fairl_lib.llm.precision import autocast, resolve_precision
 from fairl_lib.paths import cache_dir
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
@@ -252,7 +253,8 @@ def load_lm(name_or_path: str | Path, source: str = "auto", dtype: str = "float3
         name_or_path: a key of :data:`BASE_LMS` or a folder written by :func:`save_lm` /
             ``rlhf.train_policy`` (any folder with ``config.json`` and a tokenizer also works).
         source: ``"auto"`` | ``"gguf"`` | ``"hub"`` (see the module docstring); ignored for folders.
-        dtype: torch dtype name; fp32 on CPU (bf16 matmuls are slow on most CPUs).
+        dtype: torch dtype name of the weights; fp32 (lower precision runs as autocast where it pays:
+            :mod:`fairl_lib.llm.precision`).
 
     Raises:
         ValueError: unknown name or source (the message lists the valid ones), or ``"gguf"`` for a
@@ -425,6 +427,9 @@ class GenSettings:
         share_prefix: run the prompt once per distinct prompt of a batch and share its key/value
             cache among the rows that repeat it (:mod:`fairl_lib.llm.prefix`; it pays off when prompts repeat several times and the
             output layer is small: ``benchmarks/README.md``). Same computation up to float rounding.
+        precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 where the CPU has native bf16
+            instructions; resolved when the settings are made, so keys and receipts name what ran):
+            :mod:`fairl_lib.llm.precision`. bf16 samples are other samples of nearly the same law.
     """
 
     max_new_tokens: int = 20
@@ -437,6 +442,7 @@ class GenSettings:
     workers: int = 1
     sampler: str = "inverse_cdf"
     share_prefix: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.workers < 1:
@@ -444,6 +450,7 @@ class GenSettings:
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0")
         check_sampler(self.sampler)
+        object.__setattr__(self, "precision", resolve_precision(self.precision))
 
     def key(self) -> dict[str, Any]:
         """The settings that decide the samples (a stage key): all but ``workers``."""
@@ -536,7 +543,7 @@ def generate(
     try:
         for b, start in enumerate(range(0, len(ids), settings.batch_size)):
             input_ids, mask = _left_pad(ids[start : start + settings.batch_size], tok.pad_token_id)
-            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            with torch.random.fork_rng(devices=[]), torch.inference_mode(), autocast(settings.precision):
                 torch.manual_seed(_batch_seed(seed, b))
                 seqs = run(model, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), **kw)
             out.extend(tok.batch_decode(seqs[:, input_ids.shape[1] :], skip_special_tokens=True))

@@ -22,7 +22,8 @@ Two algorithms (``RLHFConfig.algorithm``), both maximising ``E[r(o)] - beta * KL
   profile's budget fits an expert and the re-RLHF runs; RLOO optimises the same KL-regularised
   objective.
 
-CPU choices: fp32 (no bf16), no gradient checkpointing, constant learning rate, and optionally only
+CPU choices: fp32, or bf16 autocast where the CPU has native bf16 (``precision``,
+:mod:`fairl_lib.llm.precision`; RLOO only, trl's PPO stays fp32), no gradient checkpointing, constant learning rate, and optionally only
 the top ``trainable_top_blocks`` transformer blocks plus the final norm are trained (embeddings and
 the tied output head stay frozen), which halves the backward pass. With RLOO the frozen lower
 blocks run once per batch for all three log-prob passes (:mod:`fairl_lib.llm.speedups`).
@@ -63,6 +64,7 @@ from fairl_lib.llm.models import (
     save_lm,
     suppressed_token_ids,
 )
+from fairl_lib.llm.precision import autocast, full_precision, resolve_precision
 from fairl_lib.llm.prefix import generate_shared_prefix
 from fairl_lib.llm.progress import Progress, emit
 from fairl_lib.llm.sampling import generate_overrides
@@ -121,6 +123,9 @@ class RLHFConfig:
         share_prefix: RLOO rollouts and evaluation run each distinct prompt once and share its
             key/value cache among its ``generations_per_prompt`` rows (:mod:`fairl_lib.llm.prefix`;
             same computation up to float rounding).
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on a CPU with native bf16, resolved when
+            the config is made): RLOO's rollouts, log-prob passes and evaluation run under bf16
+            autocast; weights, gradients and Adam stay fp32 (:mod:`fairl_lib.llm.precision`).
     """
 
     algorithm: str = "ppo"
@@ -146,6 +151,7 @@ class RLHFConfig:
     share_frozen_trunk: bool = True
     sampler: str = "inverse_cdf"
     share_prefix: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -158,6 +164,7 @@ class RLHFConfig:
             raise ValueError("need beta >= 0, lr > 0, temperature > 0")
 
         check_sampler(self.sampler)
+        object.__setattr__(self, "precision", resolve_precision(self.precision))
 
     @property
     def completions_per_step(self) -> int:
@@ -176,6 +183,7 @@ class RLHFConfig:
             max_prompt_tokens=self.max_prompt_tokens,
             sampler=self.sampler,
             share_prefix=self.share_prefix,
+            precision=self.precision,
         )
 
 
@@ -486,7 +494,8 @@ class _Recorder:
         completions = generate(
             model, self.tok, self.eval_prompts, settings, seed=self.cfg.seed + 7919, spec=self.spec
         )
-        result = self.eval_fn(completions)
+        with full_precision():
+            result = self.eval_fn(completions)
         values = result if isinstance(result, dict) else {"score": result}
         row = {f"eval_{k}": float(v) for k, v in values.items()}
         row["eval_seconds"] = round(time.perf_counter() - t, 2)
@@ -688,7 +697,8 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     rollouts = RolloutLog(out_dir / ROLLOUTS_FILE)
 
     def rloo_reward(prompts=None, completions=None, trainer_state=None, **_: Any) -> list[float]:
-        values = as_float_list(reward_fn(list(completions)), len(completions))
+        with full_precision():  # the reward model computes as it does outside RLHF, whatever the policy's precision
+            values = as_float_list(reward_fn(list(completions)), len(completions))
         rollouts.add(trainer_state.global_step + 1 if trainer_state is not None else None, prompts, completions,
                      values)
         return values
@@ -745,7 +755,7 @@ def _fast_rloo_class() -> type:
             if cfg.share_frozen_trunk and cfg.trainable_top_blocks >= 0 and n_blocks and n_frozen > 0:
                 self._trunk = FrozenTrunk(n_frozen)
                 self._trunk.attach(policy, [self.ref_model] if self.ref_model is not None else [])
-            self._sampler, self._share_prefix = None, cfg.share_prefix
+            self._sampler, self._share_prefix, self._precision = None, cfg.share_prefix, cfg.precision
             if cfg.sampler == "inverse_cdf" and not getattr(self, "use_vllm", False):
                 # rollouts drawn by fairl_lib.llm.sampling: greedy decoding over its processors
                 over = generate_overrides(cfg.temperature, cfg.top_k, cfg.top_p)
@@ -754,6 +764,10 @@ def _fast_rloo_class() -> type:
                 self.generation_config = GenerationConfig(**self.generation_kwargs, disable_compile=True)
 
         def train(self, *args: Any, **kwargs: Any):
+            with autocast(self._precision):
+                return self._train(*args, **kwargs)
+
+        def _train(self, *args: Any, **kwargs: Any):
             if self._sampler is None and not self._share_prefix:
                 return super().train(*args, **kwargs)
             # trl calls model.generate(**inputs, generation_config=...): wrap that method

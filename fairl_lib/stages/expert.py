@@ -50,7 +50,9 @@ EXPERT_STAGE, EVAL_STAGE = "expert", "expert_eval"
 # version 2: the expert stage also keeps every RLOO rollout (rlhf/rollouts.jsonl) for the audit
 EXPERT_VERSION, EVAL_VERSION = "2", "1"
 REWARD_KIND = "one_minus_p"  # scorers.reward_from_scores: r = 1 - P(toxic) (bounded, paper: "rewards non-toxic")
-EVAL_SAMPLES_PER_PROMPT = 2  # held-out completions per prompt and model (halves the rate's sampling noise)
+# held-out completions per prompt and model: 128 prompts x 8 = 1,024 per model, so a rate near 5% has a
+# 95% interval of about +-1.4 points; notebook 08 reuses this evaluation for its ground-truth arm
+EVAL_SAMPLES_PER_PROMPT = 8
 
 
 # --------------------------------------------------------------------------- settings and keys
@@ -86,7 +88,7 @@ def expert_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
         "source": model_source(cfg, base_lm),
         "rlhf": dataclasses.asdict(expert_rlhf_config(cfg)),
         "prompts": {"ppo_prompt_toxicity": d.ppo_prompt_toxicity, "heldout_prompts": d.heldout_prompts,
-                    "max_ppo_prompts": d.max_ppo_prompts},
+                    "max_ppo_prompts": d.max_ppo_prompts, "rtp_sources": list(d.rtp_sources)},
         "ground_truth": cfg.models.ground_truth,
         "reward_kind": REWARD_KIND,
         "toxic_threshold": cfg.models.toxic_threshold,
@@ -110,7 +112,8 @@ def rlhf_prompts(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train, held_out)`` RealToxicityPrompts prompts of the expert (toxicity > ppo threshold)."""
 
     d = cfg.data
-    return data.rtp_prompts(d.ppo_prompt_toxicity, d.heldout_prompts, cfg.seed, max_train=d.max_ppo_prompts)
+    return data.rtp_prompts(d.ppo_prompt_toxicity, d.heldout_prompts, cfg.seed, max_train=d.max_ppo_prompts,
+                            sources=d.rtp_sources)
 
 
 # --------------------------------------------------------------------------- scoring helpers

@@ -52,7 +52,7 @@ def pairs_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
     return {"expert": expert_key(cfg, base_lm), "gen": cfg.gen.key(),
             "pairs": dataclasses.asdict(cfg.pairs),
             "prompts": {"pair_prompt_toxicity": cfg.data.pair_prompt_toxicity,
-                        "max_pair_prompts": cfg.data.max_pair_prompts},
+                        "max_pair_prompts": cfg.data.max_pair_prompts, "rtp_sources": list(cfg.data.rtp_sources)},
             "ground_truth": m.ground_truth, "subtypes": m.subtypes, "judge": m.judge, "embedder": m.embedder,
             "toxic_threshold": m.toxic_threshold, "reward_kind": REWARD_KIND, "seed": cfg.seed}
 
@@ -62,7 +62,7 @@ def pair_prompts(cfg) -> pd.DataFrame:
     (the first in the seed's hash order), in ``prompt_id`` order, with ``rlhf_heldout`` marking the
     prompts the expert never trained on."""
 
-    df = data.filter_prompts(data.load_rtp(), cfg.data.pair_prompt_toxicity)
+    df = data.filter_prompts(data.load_rtp(sources=cfg.data.rtp_sources), cfg.data.pair_prompt_toxicity)
     if df.empty:
         raise ValueError(f"No RealToxicityPrompts prompt has prompt_toxicity > {cfg.data.pair_prompt_toxicity}: "
                          f"lower data.pair_prompt_toxicity or check the RealToxicityPrompts files.")

@@ -101,8 +101,12 @@ class RerlhfConfig:
         reward_seed: which saved reward seed to use (-1 = the run's ``SEED``).
         normalize: ``"match_gt"`` | ``"standardize"`` | ``"none"`` (see the module docstring).
         reuse_expert: allow run (i) to reuse the expert stage when the settings are identical.
-        final_samples_per_prompt: completions per held-out prompt in the final evaluation (the
-            expert's evaluation protocol uses 2).
+        final_samples_per_prompt: completions per held-out prompt in the final evaluation (equal to
+            the expert's evaluation, ``expert.EVAL_SAMPLES_PER_PROMPT``, the ground-truth arm reuses it).
+        train_seeds: RLHF training runs per learned arm (RLHF seeds ``SEED``, ``SEED + 1``, ...; same
+            reward, same prompts): one training run's outcome moves by several points between seeds,
+            so the arms' ordering is judged against the spread between runs. The ground-truth arm is
+            the expert, one run (another expert seed costs a whole notebook 01).
         workers: train the runs that need training side by side in this many one-thread
             processes (:mod:`fairl_lib.llm.parallel`; on 2 cores two runs in parallel take 0.8x the
             time of one after the other). 1 = one after the other, in the notebook's process.
@@ -117,6 +121,7 @@ class RerlhfConfig:
     normalize: str = "match_gt"
     reuse_expert: bool = True
     final_samples_per_prompt: int = 2
+    train_seeds: int = 1
     workers: int = 1
 
     def __post_init__(self) -> None:
@@ -124,8 +129,10 @@ class RerlhfConfig:
             raise ValueError(f"rerlhf.rewards={self.rewards!r}; valid: tuned, as_printed")
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"rerlhf.normalize={self.normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
-        if self.steps < 0 or self.eval_every < 0 or self.final_samples_per_prompt < 1 or self.workers < 1:
-            raise ValueError("rerlhf.steps and eval_every must be >= 0, final_samples_per_prompt and workers >= 1")
+        if self.steps < 0 or self.eval_every < 0 or min(self.final_samples_per_prompt, self.workers,
+                                                         self.train_seeds) < 1:
+            raise ValueError("rerlhf.steps and eval_every must be >= 0, final_samples_per_prompt, train_seeds and "
+                             "workers >= 1")
 
     def method_of(self, kind: str) -> str | None:
         """The IRL method behind a run kind (None for the ground truth)."""
@@ -143,11 +150,20 @@ def rerlhf_config(cfg) -> RerlhfConfig:
     return cfg.sections.get("rerlhf", RerlhfConfig())
 
 
-def run_rlhf_config(cfg):
-    """The expert's RLHF settings (``expert.expert_rlhf_config``) with ``[rerlhf]``'s steps/eval_every."""
+def run_rlhf_config(cfg, train_seed: int = 0):
+    """The expert's RLHF settings (``expert.expert_rlhf_config``) with ``[rerlhf]``'s steps/eval_every;
+    training run ``train_seed`` (0, 1, ...) of an arm has RLHF seed ``SEED + train_seed``."""
 
     rc, base = rerlhf_config(cfg), expert_rlhf_config(cfg)
-    return dataclasses.replace(base, steps=rc.steps or base.steps, eval_every=rc.eval_every or base.eval_every)
+    return dataclasses.replace(base, steps=rc.steps or base.steps, eval_every=rc.eval_every or base.eval_every,
+                               seed=base.seed + train_seed)
+
+
+def arm_runs(cfg, kind: str) -> list[int]:
+    """The training runs (``train_seed`` 0, 1, ...) of an arm: ``[rerlhf] train_seeds`` for a learned
+    reward, one for the ground truth (the expert)."""
+    check_kind(kind)
+    return [0] if kind == "ground_truth" else list(range(rerlhf_config(cfg).train_seeds))
 
 
 def reuses_expert(cfg) -> bool:
@@ -288,12 +304,12 @@ def eval_fn_with_judge(cfg):
     return evaluate
 
 
-def run_settings(cfg, kind: str, reward_info: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_settings(cfg, kind: str, reward_info: dict[str, Any] | None = None, train_seed: int = 0) -> dict[str, Any]:
     """The stage key of one re-RLHF run: the expert's settings with this run's RLHF config and reward."""
 
     check_kind(kind)
     s = expert_settings(cfg)
-    s = {**s, "rlhf": dataclasses.asdict(run_rlhf_config(cfg)), "kind": kind, "judge": cfg.models.judge}
+    s = {**s, "rlhf": dataclasses.asdict(run_rlhf_config(cfg, train_seed)), "kind": kind, "judge": cfg.models.judge}
     if kind != "ground_truth":
         if reward_info is None:
             raise ValueError(f"run {kind!r} needs reward_info (from learned_text_reward)")
@@ -313,13 +329,15 @@ class RerlhfRun:
     history: pd.DataFrame
     info: dict[str, Any]
     reused_expert: bool = False
+    train_seed: int = 0
 
 
-def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
-    """Train (or reuse) re-RLHF run ``kind`` (``ground_truth`` | ``fa_irl`` | ``irl``)."""
+def rerlhf_stage(cfg, kind: str, ps=None, embedder=None, train_seed: int = 0) -> RerlhfRun:
+    """Train (or reuse) re-RLHF run ``kind`` (``ground_truth`` | ``fa_irl`` | ``irl``), training run
+    ``train_seed`` of its arm (:func:`arm_runs`)."""
 
     check_kind(kind)
-    if kind == "ground_truth" and reuses_expert(cfg):
+    if kind == "ground_truth" and train_seed == 0 and reuses_expert(cfg):
         ex = load_expert(expert_stage(cfg))
         return RerlhfRun(kind, ex.folder, ex.policy, ex.history, {"reused_expert": True, **ex.info}, True)
     info: dict[str, Any] = {}
@@ -327,19 +345,25 @@ def rerlhf_stage(cfg, kind: str, ps=None, embedder=None) -> RerlhfRun:
         reward = toxicity_reward(cfg.models.ground_truth, REWARD_KIND)
     else:
         reward, info = learned_text_reward(cfg, arm_method(cfg, kind), ps, embedder)
-    settings = run_settings(cfg, kind, info or None)
+    settings = run_settings(cfg, kind, info or None, train_seed)
 
     def compute(work: Path) -> None:
         train, held = rlhf_prompts(cfg)
-        rlhf.train_policy(settings["base_lm"], list(train["prompt"]), reward, run_rlhf_config(cfg), work / "rlhf",
-                          eval_prompts=list(held["prompt"]), eval_fn=eval_fn_with_judge(cfg),
-                          source=settings["source"], label=f"rerlhf {kind}")
+        rlhf.train_policy(settings["base_lm"], list(train["prompt"]), reward, run_rlhf_config(cfg, train_seed),
+                          work / "rlhf", eval_prompts=list(held["prompt"]), eval_fn=eval_fn_with_judge(cfg),
+                          source=settings["source"], label=f"rerlhf {run_label(kind, train_seed)}")
         write_json(work / "rerlhf.json", {"settings": settings, "reward": info, "n_train_prompts": len(train),
                                           "n_heldout_prompts": len(held)})
 
     folder = cached_stage(cfg, STAGE, settings, compute, version=STAGE_VERSION)
     meta = {**read_json(folder / "rlhf" / "rlhf.json"), **read_json(folder / "rerlhf.json")}
-    return RerlhfRun(kind, folder, folder / "rlhf" / "policy", pd.read_csv(folder / "rlhf" / "history.csv"), meta)
+    return RerlhfRun(kind, folder, folder / "rlhf" / "policy", pd.read_csv(folder / "rlhf" / "history.csv"), meta,
+                     train_seed=train_seed)
+
+
+def run_label(kind: str, train_seed: int) -> str:
+    """``fa_irl`` for an arm's first training run, ``fa_irl/seed+1`` for the next ones."""
+    return kind if train_seed == 0 else f"{kind}/seed+{train_seed}"
 
 
 def evaluate_policy(cfg, run: RerlhfRun) -> dict[str, Any]:
@@ -421,8 +445,9 @@ def history_curves(history: pd.DataFrame) -> dict[str, list]:
             "judge_rate": col("eval_judge_rate")}
 
 
-def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, RerlhfRun]:
-    """The re-RLHF runs (cached), sharing one pair set and one embedder.
+def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, list[RerlhfRun]]:
+    """The re-RLHF runs (cached), sharing one pair set and one embedder: ``{arm: [run of train seed
+    0, 1, ...]}`` (:func:`arm_runs`).
 
     With ``[rerlhf] workers`` > 1 the runs that train (all but a reused expert) first train side by
     side in worker processes (:func:`fairl_lib.llm.parallel.run_jobs`), each followed by its final
@@ -432,50 +457,79 @@ def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, RerlhfRun]:
     """
 
     rc = rerlhf_config(cfg)
-    train = [k for k in kinds if not (k == "ground_truth" and reuses_expert(cfg))]
-    if rc.workers > 1 and len(train) > 1:
-        print(f"[rerlhf] training {', '.join(train)} in {min(rc.workers, len(train))} worker processes", flush=True)
-        run_jobs(_train_run, [(cfg, k) for k in train], rc.workers,
-                 lambda i, _: print(f"[rerlhf] {train[i]} finished", flush=True))
+    jobs = [(k, t) for t in range(max(len(arm_runs(cfg, k)) for k in kinds)) for k in kinds
+            if t in arm_runs(cfg, k) and not (k == "ground_truth" and t == 0 and reuses_expert(cfg))]
+    if rc.workers > 1 and len(jobs) > 1:
+        names = [run_label(k, t) for k, t in jobs]
+        print(f"[rerlhf] training {', '.join(names)} in {min(rc.workers, len(jobs))} worker processes", flush=True)
+        run_jobs(_train_run, [(cfg, k, t) for k, t in jobs], rc.workers,
+                 lambda i, _: print(f"[rerlhf] {names[i]} finished", flush=True))
     ps, emb = None, None
     if any(k != "ground_truth" for k in kinds):
         ps, emb = pairs_stage(cfg), Embedder(cfg.models.embedder)
-    return {k: rerlhf_stage(cfg, k, ps, emb) for k in kinds}
+    return {k: [rerlhf_stage(cfg, k, ps, emb, t) for t in arm_runs(cfg, k)] for k in kinds}
 
 
-def _train_run(cfg, kind: str) -> None:
+def _train_run(cfg, kind: str, train_seed: int = 0) -> None:
     """Worker job of :func:`run_all`: train (or find) one run's stage, then its final evaluation.
 
     Its progress lines (``[rerlhf KIND] step k/N ...``, from ``rlhf.train_policy``) are flushed as
     they are printed, so both workers' progress reaches the notebook's output (and the runner's log)
     while they train, not when they exit.
     """
-    emit(f"[rerlhf {kind}] started in a worker process")
-    run = rerlhf_stage(cfg, kind)
+    label = run_label(kind, train_seed)
+    emit(f"[rerlhf {label}] started in a worker process")
+    run = rerlhf_stage(cfg, kind, train_seed=train_seed)
     if not run.reused_expert:
-        emit(f"[rerlhf {kind}] final held-out evaluation")
+        emit(f"[rerlhf {label}] final held-out evaluation")
         evaluate_policy(cfg, run)
 
 
-def rerlhf_metrics(cfg, runs: dict[str, RerlhfRun], finals: dict[str, dict[str, Any]],
+def final_summaries(cfg, runs: dict[str, list[RerlhfRun]]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`final_summary` of every training run of every arm (the same shape as ``runs``)."""
+    return {kind: [final_summary(cfg, run) for run in arm] for kind, arm in runs.items()}
+
+
+def pooled_final(finals: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """An arm's final numbers over its training runs: rates and means averaged over runs (every run
+    has the same number of completions, so this is the pooled rate), completions summed, and the
+    spread between runs (max - min toxicity rate; NaN with one run)."""
+    rates = [f["toxicity_rate"] for f in finals]
+    out = {k: float(np.mean([f[k] for f in finals])) for k in ("toxicity_rate", "toxicity_mean", "judge_rate",
+                                                                 "judge_mean", "perplexity", "empty_fraction")}
+    out["n_completions"] = int(sum(f["n_completions"] for f in finals))
+    out["between_run_spread"] = float(max(rates) - min(rates)) if len(rates) > 1 else math.nan
+    return out
+
+
+def rerlhf_metrics(cfg, runs: dict[str, list[RerlhfRun]], finals: dict[str, list[dict[str, Any]]],
                    base: dict[str, Any]) -> dict[str, Any]:
-    """``metrics/08_rerlhf.json``: per run the final rates (final evaluation), the paper's rate, the
-    last in-training evaluation, the history, the reward's description; plus the base rates."""
+    """``metrics/08_rerlhf.json``: per arm the final rates pooled over its training runs (final
+    evaluation), each run's own numbers (``runs``), the spread between runs, the paper's rate, the first
+    run's history and last in-training evaluation, the reward's description; plus the base rates."""
     rc = rerlhf_config(cfg)
     out: dict[str, Any] = {"base": {k: base[k] for k in ("toxicity_rate", "judge_rate", "toxicity_mean", "perplexity")}}
-    for kind, run in runs.items():
-        f, curves = finals[kind], history_curves(run.history)
-        reward = run.info.get("reward", {}) if kind != "ground_truth" else {"method": "ground_truth",
-                                                                            "scorer": cfg.models.ground_truth}
+    for kind, arm in runs.items():
+        f, first = pooled_final(finals[kind]), arm[0]
+        curves = history_curves(first.history)
+        reward = first.info.get("reward", {}) if kind != "ground_truth" else {"method": "ground_truth",
+                                                                              "scorer": cfg.models.ground_truth}
         out[kind] = {
             "toxicity_rate_final": f["toxicity_rate"], "judge_rate_final": f["judge_rate"],
             "toxicity_mean_final": f["toxicity_mean"], "perplexity_final": f["perplexity"],
             "empty_fraction_final": f["empty_fraction"], "n_completions_final": f["n_completions"],
+            "n_runs": len(arm), "between_run_spread": f["between_run_spread"],
+            "runs": [{"train_seed": run.train_seed, "rlhf_seed": cfg.seed + run.train_seed,
+                      "toxicity_rate": g["toxicity_rate"], "judge_rate": g["judge_rate"],
+                      "n_completions": g["n_completions"], "perplexity": g["perplexity"],
+                      "kl_final": _last_mean(run.history, "kl"), "folder": run.folder.name}
+                     for run, g in zip(arm, finals[kind])],
             "paper_toxicity_rate": PAPER_RATES[kind],
             "train_eval_tox_rate_last": curves["tox_rate"][-1] if curves["step"] else math.nan,
             "history": curves,
-            "kl_final": _last_mean(run.history, "kl"), "reward_final": _last_mean(run.history, "reward"),
-            "reused_expert": run.reused_expert, "reward": reward,
+            "kl_final": float(np.mean([_last_mean(run.history, "kl") for run in arm])),
+            "reward_final": float(np.mean([_last_mean(run.history, "reward") for run in arm])),
+            "reused_expert": first.reused_expert, "reward": reward,
         }
     out["settings"] = {"rlhf": dataclasses.asdict(run_rlhf_config(cfg)), "rerlhf": dataclasses.asdict(rc),
                        "base_lm": cfg.models.base_lm, "ground_truth": cfg.models.ground_truth,
@@ -494,21 +548,25 @@ def _last_mean(history: pd.DataFrame, col: str, last: int = 5) -> float:
 LABELS = {"ground_truth": "ground-truth reward", "fa_irl": "FA-IRL reward", "irl": "standard IRL reward"}
 
 
-def plot_toxicity_over_training(runs: dict[str, RerlhfRun], finals: dict[str, dict[str, Any]],
+def plot_toxicity_over_training(runs: dict[str, list[RerlhfRun]], finals: dict[str, list[dict[str, Any]]],
                                 base: dict[str, Any], gt_name: str = "ground truth", judge_name: str = "judge"):
     """Figure 3 (right): held-out toxicity rate over re-RLHF steps, by the ground truth (left) and the
-    independent judge (middle); final rates beside the paper's (right)."""
+    independent judge (middle), one line per training run; final rates (pooled over an arm's runs, each
+    run a dot) beside the paper's (right)."""
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
     colors = {"ground_truth": "C0", "fa_irl": "C2", "irl": "C3"}
-    for kind, run in runs.items():
-        c = history_curves(run.history)
-        axes[0].plot(c["step"], c["tox_rate"], marker="o", color=colors[kind], label=LABELS[kind])
-        if not all(math.isnan(v) for v in c["judge_rate"]):
-            axes[1].plot(c["step"], c["judge_rate"], marker="o", color=colors[kind], label=LABELS[kind])
-        elif run.reused_expert:
-            axes[1].scatter([c["step"][-1]], [finals[kind]["judge_rate"]], marker="*", s=120, color=colors[kind],
-                            label=f"{LABELS[kind]} (final only)")
+    for kind, arm in runs.items():
+        for run, fin in zip(arm, finals[kind]):
+            c = history_curves(run.history)
+            label = LABELS[kind] if run.train_seed == 0 else None
+            style = {"marker": "o", "color": colors[kind], "alpha": 1.0 if run.train_seed == 0 else 0.5}
+            axes[0].plot(c["step"], c["tox_rate"], label=label, **style)
+            if not all(math.isnan(v) for v in c["judge_rate"]):
+                axes[1].plot(c["step"], c["judge_rate"], label=label, **style)
+            elif run.reused_expert:
+                axes[1].scatter([c["step"][-1]], [fin["judge_rate"]], marker="*", s=120, color=colors[kind],
+                                label=f"{LABELS[kind]} (final only)")
     for ax, key, who in ((axes[0], "toxicity_rate", gt_name), (axes[1], "judge_rate", judge_name)):
         ax.axhline(base[key], color="k", ls="--", lw=1, label="base model (final eval.)")
         ax.set(xlabel="re-RLHF step", ylabel="held-out toxicity rate", ylim=(0, None),
@@ -517,8 +575,13 @@ def plot_toxicity_over_training(runs: dict[str, RerlhfRun], finals: dict[str, di
     kinds = list(runs)
     x = np.arange(len(kinds))
     for i, (key, lab) in enumerate((("toxicity_rate", gt_name), ("judge_rate", judge_name))):
-        bars = axes[2].bar(x + (i - 1) * 0.27, [finals[k][key] for k in kinds], width=0.27, label=f"here, {lab}")
+        pooled = [pooled_final(finals[k])[key] for k in kinds]
+        bars = axes[2].bar(x + (i - 1) * 0.27, pooled, width=0.27, label=f"here, {lab}")
         axes[2].bar_label(bars, fmt="%.3f", fontsize=7)
+        for j, k in enumerate(kinds):
+            if len(finals[k]) > 1:
+                axes[2].scatter([x[j] + (i - 1) * 0.27] * len(finals[k]), [f[key] for f in finals[k]], s=12,
+                                color="k", zorder=3, label="one training run" if (i, j) == (0, 1) else None)
     bars = axes[2].bar(x + 0.27, [PAPER_RATES[k] for k in kinds], width=0.27, color="0.6", label="paper (RoBERTa)")
     axes[2].bar_label(bars, fmt="%.2f", fontsize=7)
     axes[2].set(xticks=x, xticklabels=[LABELS[k].replace(" reward", "") for k in kinds], ylabel="final toxicity rate",
@@ -532,13 +595,17 @@ def final_table(metrics: dict[str, Any]) -> pd.DataFrame:
     """One row per run (and the base): final rates by both scorers, perplexity, KL, the paper's rate."""
     rows = [{"run": "base model", "toxicity_rate": metrics["base"]["toxicity_rate"],
              "judge_rate": metrics["base"]["judge_rate"], "perplexity": metrics["base"]["perplexity"],
-             "kl_final": 0.0, "paper_toxicity_rate": math.nan}]
+             "kl_final": 0.0, "paper_toxicity_rate": math.nan, "training_runs": 0, "completions": math.nan,
+             "run_rates": "", "between_run_spread": math.nan}]
     for kind in KINDS:
         if kind in metrics:
             m = metrics[kind]
             rows.append({"run": LABELS[kind], "toxicity_rate": m["toxicity_rate_final"],
                          "judge_rate": m["judge_rate_final"], "perplexity": m["perplexity_final"],
-                         "kl_final": m["kl_final"], "paper_toxicity_rate": m["paper_toxicity_rate"]})
+                         "kl_final": m["kl_final"], "paper_toxicity_rate": m["paper_toxicity_rate"],
+                         "training_runs": m["n_runs"], "completions": m["n_completions_final"],
+                         "run_rates": " / ".join(f"{r['toxicity_rate']:.3f}" for r in m["runs"]),
+                         "between_run_spread": m["between_run_spread"]})
     return pd.DataFrame(rows).set_index("run")
 
 

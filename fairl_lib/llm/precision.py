@@ -1,0 +1,72 @@
+"""Numeric precision of the language models' forward passes: fp32, or bf16 autocast where the CPU has it.
+
+Issue 19 / ``benchmarks/README.md``: on a CPU with AVX-512-BF16 (or AMX-BF16) the GEMMs of
+SmolLM2 / Gemma-3 run in bfloat16 at about twice the fp32 rate, so RLHF steps and batched
+generation get cheaper. ``torch.autocast("cpu", dtype=torch.bfloat16)`` runs the matrix products in
+bf16 while the weights, the optimiser state, the residual stream's additions, the norms and the
+log-softmax stay in fp32 (autocast's fp32 op list). On a CPU without bf16 instructions bf16 GEMMs are
+emulated and slower than fp32, so ``"auto"`` picks bf16 only where the flags say the CPU has them.
+
+The cost is rounding: a completion's log-probability differs from the fp32 one by about a tenth of a
+nat (the measured spread is in ``benchmarks/README.md``); samples drawn under bf16 are other samples
+from nearly the same distribution. Which precision ran is part of every stage key that depends on it
+(a bf16 result is never read back as an fp32 one) and is written in the receipts.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+from typing import Any
+
+PRECISIONS = ("fp32", "bf16", "auto")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags Linux reports (empty where /proc/cpuinfo is missing)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 dot products natively (AVX-512-BF16 or AMX-BF16)."""
+    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
+def check_precision(name: str) -> None:
+    if name not in PRECISIONS:
+        raise ValueError(f"Unknown precision {name!r}. Valid: {', '.join(PRECISIONS)}.")
+
+
+def resolve_precision(name: str) -> str:
+    """``"auto"`` -> ``"bf16"`` on a CPU with native bf16, else ``"fp32"``; other names unchanged."""
+    check_precision(name)
+    if name == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return name
+
+
+def autocast(precision: str) -> Any:
+    """A context in which the LM's forward passes run at ``precision`` (``"fp32"``: nothing changes)."""
+    precision = resolve_precision(precision)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def full_precision() -> Any:
+    """A context that turns autocast off again: rewards, scorers and embedders called from inside an
+    autocast RLHF step compute in fp32, exactly as they do outside it."""
+    import torch
+
+    return torch.autocast("cpu", enabled=False)

@@ -1,0 +1,58 @@
+"""bf16 autocast (``fairl_lib.llm.precision``): chosen from the CPU's flags, recorded in the settings,
+close to fp32 on the real SmolLM2, and never applied to the rewards and scorers an RLHF step calls."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fairl_lib.config import ConfigError, make_config
+from fairl_lib.llm import precision as P
+from fairl_lib.llm.models import GenSettings
+from fairl_lib.llm.rlhf import RLHFConfig
+
+
+def test_auto_resolves_from_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert P.resolve_precision("auto") == "bf16"
+    assert GenSettings(precision="auto").precision == "bf16" and RLHFConfig(precision="auto").precision == "bf16"
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert P.resolve_precision("auto") == "fp32" and GenSettings(precision="auto").precision == "fp32"
+    assert P.resolve_precision("bf16") == "bf16"  # asked for explicitly: honoured anywhere
+    assert GenSettings(precision="fp32").key()["precision"] == "fp32"  # part of every generation key
+
+
+def test_unknown_precision_is_a_config_error():
+    with pytest.raises(ConfigError, match="precision"):
+        make_config("smoke", overrides='rlhf.precision="fp8"')
+    assert make_config("smoke").rlhf.precision == "fp32"  # the smoke profile's pinned numbers stay fp32
+
+
+def test_autocast_runs_matmuls_in_bf16_and_full_precision_undoes_it():
+    a, w = torch.randn(4, 8), torch.randn(3, 8)
+    with P.autocast("bf16"):
+        assert torch.nn.functional.linear(a, w).dtype == torch.bfloat16
+        with P.full_precision():
+            assert torch.nn.functional.linear(a, w).dtype == torch.float32
+    with P.autocast("fp32"):
+        assert torch.nn.functional.linear(a, w).dtype == torch.float32
+
+
+@pytest.mark.assets
+def test_bf16_log_probs_stay_close_to_fp32_on_smollm2():
+    """The tolerance the cpu profile accepts for bf16: per-token log-probabilities of real text within
+    0.1 nat at the median and the greedy next token the same at >= 90% of positions."""
+    from fairl_lib.llm.models import load_lm
+
+    lm = load_lm("smollm2-135m")
+    text = ["The committee met on Tuesday to discuss the budget, and after a long debate the members agreed "
+            "to postpone the vote until the next session."]
+    ids = lm.tokenizer(text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        lp32 = torch.log_softmax(lm.model(ids).logits.float(), -1)
+        with P.autocast("bf16"):
+            lp16 = torch.log_softmax(lm.model(ids).logits.float(), -1)
+    tgt = ids[:, 1:, None]
+    d = (lp16[:, :-1].gather(-1, tgt) - lp32[:, :-1].gather(-1, tgt)).abs()
+    assert float(d.median()) < 0.1
+    agree = (lp16.argmax(-1) == lp32.argmax(-1)).float().mean()
+    assert float(agree) >= 0.9
