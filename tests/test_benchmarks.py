@@ -1,4 +1,4 @@
-"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py, irl_grid.py and irl_step.py run end to end and report what they promise (no timing
+"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py, precision.py, irl_grid.py and irl_step.py run end to end and report what they promise (no timing
 thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ lm_throughput = _load_benchmark("lm_throughput")
 rlhf_step = _load_benchmark("rlhf_step")
 sampler = _load_benchmark("sampler")
 prefix = _load_benchmark("prefix")
+precision = _load_benchmark("precision")
 irl_grid = _load_benchmark("irl_grid")
 irl_step = _load_benchmark("irl_step")
 
@@ -109,6 +110,17 @@ def test_prefix_benchmark_reports_every_case(one_thread):
     assert [(c["repeats_per_prompt"], c["batch"]) for c in out["cases"]] == [(2, 4), (3, 3)]
     for c in out["cases"]:
         assert all(math.isfinite(c[k]) and c[k] > 0 for k in ("plain_s", "shared_s", "speedup", "prompt_width"))
+
+
+@needs_mirror
+def test_precision_benchmark_times_both_and_measures_the_drift(one_thread):
+    out = precision.main(["--models", "smollm2-135m", "--batch", "3", "--repeats", "1", "--threads", "1",
+                          "--profile", "smoke"])
+    m = out["smollm2-135m"]
+    assert m["speedup"] == pytest.approx(m["fp32_s"] / m["bf16_s"]) and len(m["bf16_runs_s"]) == 1
+    drift = m["logprob_drift"]
+    assert drift["n_completions"] >= 1 and drift["n_tokens"] >= drift["n_completions"]
+    assert 0 <= drift["token_abs_median"] <= drift["token_abs_p95"] < 1.0  # rounding, not another model
 
 
 def test_irl_grid_benchmark_reports_repeats_and_matching_rewards(one_thread):

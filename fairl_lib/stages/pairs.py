@@ -8,7 +8,7 @@ Pairs (o_pre, o_post) on prompts with toxicity > 0.5, o_post preferred; the arti
   Generation is written in chunks inside ``.partial`` so a killed run resumes.
 
 The pair prompts (toxicity > ``pair_prompt_toxicity``) overlap the expert's held-out prompts (about
-100 of the 128 held-out prompts of the cpu profile are above 0.5): the paper draws pairs from all
+90 of the 128 held-out prompts of the cpu profile are above 0.5): the paper draws pairs from all
 prompts above 0.5, and pairs measure what the expert *does*, not how it generalises. The column
 ``rlhf_heldout`` marks those prompts; the expert's own toxicity numbers use only held-out prompts.
 """
