@@ -1,6 +1,6 @@
 """Run the numbered notebooks in order with papermill (what ``run_all.sh`` calls).
 
-    python -m fairl_lib.pipeline [PROFILE] [--from NN] [--only NN] [--seed S] [--force]
+    python -m fairl_lib.pipeline [PROFILE] [--from NN] [--only NN] [--seed S] [--force] [--overrides TEXT]
 
 - Executed copies go to ``results/<profile>/notebooks/``; a failing notebook stops the run with a
   non-zero exit naming the notebook and the failing cell, and its partial executed copy is kept.
@@ -44,7 +44,8 @@ from papermill.engines import NBClientEngine, papermill_engines
 
 from fairl_lib.analysis.site import build_site
 from fairl_lib.artifacts import read_json, write_json
-from fairl_lib.config import available_profiles, load_profile
+from fairl_lib.config import available_profiles, load_profile, make_config
+from fairl_lib.llm.precision import cpu_flags, cpu_has_bf16
 from fairl_lib.llm.progress import EVERY_SECONDS, Heartbeat, PrefixedLines, fmt_duration
 from fairl_lib.paths import repo_root, results_dir
 
@@ -118,6 +119,19 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def machine() -> dict[str, object]:
+    """The CPU a run's times and precision belong to: model name, core count, native bf16."""
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    except OSError:
+        pass
+    flags = cpu_flags()
+    return {"cpu_model": model, "cpus": os.cpu_count(), "bf16": cpu_has_bf16(),
+            "avx512": "avx512f" in flags, "avx2": "avx2" in flags}
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -180,7 +194,7 @@ class _CellWatch:
 
 
 def run_notebook(path: Path, profile: str, seed: int, force: bool, out_dir: Path,
-                 every_seconds: float = EVERY_SECONDS) -> Path:
+                 every_seconds: float = EVERY_SECONDS, overrides: str = "") -> Path:
     """Execute one notebook with papermill; raise :class:`PipelineError` naming the failing cell.
 
     The kernel's stdout and stderr are forwarded line by line, prefixed ``[NN]`` (papermill's
@@ -191,7 +205,7 @@ def run_notebook(path: Path, profile: str, seed: int, force: bool, out_dir: Path
     The kernel process's own stdout and stderr go to ``logs/NN_name.kernel.log`` beside ``out_dir``
     (:func:`_kernel_logging_to`).
     """
-    params = {"PROFILE": profile, "SEED": seed, "FORCE": force}
+    params = {"PROFILE": profile, "SEED": seed, "FORCE": force, **({"OVERRIDES": overrides} if overrides else {})}
     check_parameters(path, params)
     out = out_dir / path.name
     kernel_log = out_dir.parent / "logs" / f"{path.stem}.kernel.log"
@@ -327,6 +341,11 @@ def summary_table(run: dict) -> str:
                      f"{_cell(None if seconds is None else seconds / 60, '.1f')} | {_cell(peak, ',.0f')} |")
     lines.append(f"| **total** | {run.get('status') or '-'} | **{total:,.0f}** | **{total / 60:.1f}** | "
                  f"{_cell(max(peaks) if peaks else None, ',.0f')} |")
+    cpu, prec = run.get("machine"), run.get("precision")
+    if isinstance(cpu, dict) and isinstance(prec, dict):
+        lines.append(f"\nMachine: {cpu.get('cpu_model') or 'unknown CPU'}, {cpu.get('cpus')} cores, native bf16: "
+                     f"{'yes' if cpu.get('bf16') else 'no'}; precision of the last run: generation "
+                     f"{prec.get('gen')}, RLHF {prec.get('rlhf')}.")
     return "\n".join(lines)
 
 
@@ -358,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--only", metavar="NN", help="run only notebook NN")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="recompute cached stages")
+    parser.add_argument("--overrides", default="", metavar="TEXT",
+                        help="profile overrides for every notebook, e.g. 'rlhf.precision=\"fp32\"; "
+                             "gen.precision=\"fp32\"' (syntax in the README)")
     parser.add_argument("--summary", metavar="RUN_JSON",
                         help="print the runtime table of a finished run (e.g. results/cpu/run.json) and exit")
     parser.add_argument("--site", metavar="PROFILE",
@@ -371,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         load_profile(args.profile)
+        cfg = make_config(args.profile, seed=args.seed, overrides=args.overrides)
         books = discover(args.only, args.start)
     except Exception as err:  # noqa: BLE001 - one clear line for the user
         print(f"error: {err}", file=sys.stderr)
@@ -385,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     run_file = res / "run.json"
     record = read_json(run_file) if run_file.exists() else {"notebooks": {}}
     record.update({"profile": args.profile, "seed": args.seed, "git_commit": _git_commit(),
-                   "packages": _versions(), "started": _now(), "finished": None, "status": "running"})
+                   "packages": _versions(), "started": _now(), "finished": None, "status": "running",
+                   "overrides": args.overrides, "machine": machine(),
+                   "precision": {"gen": cfg.gen.precision, "rlhf": cfg.rlhf.precision}})
     write_json(run_file, record)
 
     started = time.time()
@@ -393,11 +418,11 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     for i, book in enumerate(books, 1):
         t0 = time.time()
-        entry = {"start": _now()}
+        entry = {"start": _now(), "precision": record["precision"]["rlhf"]}
         print(f"[{i}/{len(books)}] {book.name} ...", flush=True)
         try:
             with PeakRSS() as mem:
-                run_notebook(book, args.profile, args.seed, args.force, out_dir)
+                run_notebook(book, args.profile, args.seed, args.force, out_dir, overrides=args.overrides)
         except Exception as err:  # noqa: BLE001
             entry.update(end=_now(), seconds=round(time.time() - t0, 1), status="failed")
             record["notebooks"][book.stem] = entry

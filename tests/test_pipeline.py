@@ -83,6 +83,22 @@ def test_summary_table_rows_and_total():
     assert peak == "3,501" and status == "failed in 03_theory_toy.ipynb"
 
 
+def test_summary_table_names_the_machine_and_precision():
+    run = {**HAND_RUN, "machine": {"cpu_model": "AMD EPYC", "cpus": 2, "bf16": True},
+           "precision": {"gen": "bf16", "rlhf": "bf16"}}
+    table, _, note = summary_table(run).partition("\n\n")
+    assert table == summary_table(HAND_RUN)  # the rows do not change
+    assert note == "Machine: AMD EPYC, 2 cores, native bf16: yes; precision of the last run: generation bf16, RLHF bf16."
+
+
+def test_machine_record_matches_this_machine():
+    from fairl_lib.llm.precision import cpu_has_bf16
+    from fairl_lib.pipeline import machine
+
+    m = machine()
+    assert m["cpus"] == os.cpu_count() and m["bf16"] == cpu_has_bf16() and isinstance(m["cpu_model"], str)
+
+
 def test_summary_table_refuses_what_is_not_a_run():
     with pytest.raises(ValueError, match="not a run.json"):
         summary_table({"profile": "cpu"})
@@ -126,6 +142,7 @@ def test_smoke_pipeline_writes_everything(smoke_run):
     res, proc = smoke_run
     run = json.loads((res / "run.json").read_text())
     assert run["status"] == "ok" and run["profile"] == "smoke"
+    assert run["precision"] == {"gen": "fp32", "rlhf": "fp32"} and run["machine"]["cpus"] == os.cpu_count()
     assert set(run["notebooks"]) == {b.stem for b in BOOKS}
     assert all(v["seconds"] > 0 for v in run["notebooks"].values())
     # each notebook's own peak (not a running maximum): the pairs stage (two LMs, a worker process)
