@@ -37,6 +37,23 @@ def test_autocast_runs_matmuls_in_bf16_and_full_precision_undoes_it():
         assert torch.nn.functional.linear(a, w).dtype == torch.float32
 
 
+def test_a_weight_updated_inside_one_autocast_block_is_used_by_the_next_forward():
+    """An RLHF run trains inside one autocast block: after an optimiser step the next forward must see
+    the new weights (autocast's weight cache would hand it the step-0 copy)."""
+    torch.manual_seed(0)
+    lin, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
+    opt = torch.optim.SGD(lin.parameters(), lr=1.0)
+    with P.autocast("bf16"):
+        y0 = lin(x).float()
+        y0.sum().backward()
+        opt.step()
+        y1 = lin(x).float()
+    with torch.no_grad():
+        expected = torch.nn.functional.linear(x, lin.weight, lin.bias)
+    assert not torch.allclose(y0, y1)
+    torch.testing.assert_close(y1, expected, atol=0.05, rtol=0.02)  # the updated weights, to bf16 rounding
+
+
 @pytest.mark.assets
 def test_bf16_log_probs_stay_close_to_fp32_on_smollm2():
     """The tolerance the cpu profile accepts for bf16: per-token log-probabilities of real text within

@@ -572,13 +572,15 @@ def completion_nll(
     tok: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     completions: Sequence[str],
-    batch_size: int = 16,
+    batch_size: int = 32,
     spec: ModelSpec | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed negative log-likelihood (nats) of each completion given its prompt, and its token count.
 
     The prompt is tokenized as in generation (bos first where needed); the completion is tokenized
     on its own without special tokens and appended. Completions with no tokens get NLL 0, count 0.
+    Rows are batched by length (less padding) and the output layer runs only over the positions that
+    predict completion tokens (``logits_to_keep``), not over the prompts: the same numbers, less work.
     """
     import torch
 
@@ -589,23 +591,32 @@ def completion_nll(
     c_ids = tok(list(completions), add_special_tokens=False)["input_ids"]
     nll = np.zeros(len(p_ids), dtype=np.float64)
     count = np.array([len(c) for c in c_ids], dtype=np.int64)
+    order = sorted(range(len(p_ids)), key=lambda i: (len(p_ids[i]) + len(c_ids[i]), i))
     model.eval()
-    for start in range(0, len(p_ids), batch_size):
-        rows = [(p, c) for p, c in zip(p_ids[start : start + batch_size], c_ids[start : start + batch_size])]
-        seqs = [p + c for p, c in rows]
+    for start in range(0, len(order), batch_size):
+        idx = [i for i in order[start : start + batch_size] if c_ids[i]]
+        if not idx:
+            continue
+        seqs = [p_ids[i] + c_ids[i] for i in idx]
         width = max(len(s) for s in seqs)
+        keep = width - (min(len(p_ids[i]) for i in idx) - 1)  # the last `keep` positions predict every target
         input_ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(input_ids)
-        target_mask = torch.zeros_like(input_ids, dtype=torch.bool)
-        for i, ((p, c), s) in enumerate(zip(rows, seqs)):  # right padding: positions stay 0..n-1
-            input_ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
-            target_mask[i, len(p) : len(s)] = True
+        target_mask = torch.zeros((len(seqs), keep), dtype=torch.bool)
+        targets = torch.zeros((len(seqs), keep), dtype=torch.long)
+        for r, (i, s) in enumerate(zip(idx, seqs)):  # right padding: positions stay 0..n-1
+            input_ids[r, : len(s)] = torch.tensor(s)
+            mask[r, : len(s)] = 1
+            # logits column j is position width - keep + j, which predicts token width - keep + j + 1
+            first = len(p_ids[i]) - 1 - (width - keep)
+            target_mask[r, first : first + len(c_ids[i])] = True
+            targets[r, first : first + len(c_ids[i])] = torch.tensor(c_ids[i])
         with torch.inference_mode():
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        tok_lp = logp.gather(-1, input_ids[:, 1:, None].to(logp.device)).squeeze(-1).cpu()
-        nll[start : start + len(seqs)] = -(tok_lp * target_mask[:, 1:]).sum(1).double().numpy()
+            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                           logits_to_keep=keep).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        tok_lp = logp.gather(-1, targets[:, :, None].to(logp.device)).squeeze(-1).cpu()
+        nll[idx] = -(tok_lp * target_mask).sum(1).double().numpy()
     return nll, count
 
 

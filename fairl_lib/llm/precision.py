@@ -55,13 +55,19 @@ def resolve_precision(name: str) -> str:
 
 
 def autocast(precision: str) -> Any:
-    """A context in which the LM's forward passes run at ``precision`` (``"fp32"``: nothing changes)."""
+    """A context in which the LM's forward passes run at ``precision`` (``"fp32"``: nothing changes).
+
+    Autocast's weight cache is off: it keeps the bf16 copy of every trainable weight until the
+    outermost autocast block ends, and an RLHF run's block spans all its optimiser steps, so with the
+    cache every training forward would use the weights of step 0 (the policy's log-probs would stay
+    at the reference's and the KL term would read about 0 while the policy drifts).
+    """
     precision = resolve_precision(precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     import torch
 
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False)
 
 
 def full_precision() -> Any:

@@ -47,8 +47,9 @@ from fairl_lib.llm.models import completion_nll, generate, get_spec, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 
 EXPERT_STAGE, EVAL_STAGE = "expert", "expert_eval"
-# version 2: the expert stage also keeps every RLOO rollout (rlhf/rollouts.jsonl) for the audit
-EXPERT_VERSION, EVAL_VERSION = "2", "1"
+# version 2: the expert stage also keeps every RLOO rollout (rlhf/rollouts.jsonl) for the audit;
+# version 3: bf16 RLHF without autocast's weight cache (a version-2 bf16 expert trained on stale weights)
+EXPERT_VERSION, EVAL_VERSION = "3", "1"
 REWARD_KIND = "one_minus_p"  # scorers.reward_from_scores: r = 1 - P(toxic) (bounded, paper: "rewards non-toxic")
 # held-out completions per prompt and model: 128 prompts x 8 = 1,024 per model, so a rate near 5% has a
 # 95% interval of about +-1.4 points; notebook 08 reuses this evaluation for its ground-truth arm
