@@ -1,4 +1,4 @@
-"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py, precision.py, irl_grid.py and irl_step.py run end to end and report what they promise (no timing
+"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py, precision.py, completion_nll.py, irl_grid.py and irl_step.py run end to end and report what they promise (no timing
 thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ rlhf_step = _load_benchmark("rlhf_step")
 sampler = _load_benchmark("sampler")
 prefix = _load_benchmark("prefix")
 precision = _load_benchmark("precision")
+completion_nll = _load_benchmark("completion_nll")
 irl_grid = _load_benchmark("irl_grid")
 irl_step = _load_benchmark("irl_step")
 
@@ -121,6 +122,15 @@ def test_precision_benchmark_times_both_and_measures_the_drift(one_thread):
     drift = m["logprob_drift"]
     assert drift["n_completions"] >= 1 and drift["n_tokens"] >= drift["n_completions"]
     assert 0 <= drift["token_abs_median"] <= drift["token_abs_p95"] < 1.0  # rounding, not another model
+
+
+@needs_mirror
+def test_completion_nll_benchmark_gives_the_plain_numbers(one_thread):
+    out = completion_nll.main(["--prompts", "3", "--samples", "2", "--repeats", "1", "--threads", "1",
+                               "--profile", "smoke"])
+    m = out["smollm2-135m"]
+    assert out["rows"] == 6 and m["speedup"] == pytest.approx(m["plain_s"] / m["library_s"])
+    assert m["max_abs_diff_nats"] < 1e-3  # the same NLLs: only float rounding differs
 
 
 def test_irl_grid_benchmark_reports_repeats_and_matching_rewards(one_thread):

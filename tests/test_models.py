@@ -149,6 +149,12 @@ def test_perplexity_matches_manual_and_ignores_padding(tiny):
         logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1], -1)
     nll = -(logp[1, ids[2]] + logp[2, ids[3]]) / 2
     assert math.isclose(ppl[0], math.exp(nll.item()), rel_tol=1e-5)
+    # the longer prompt of the batch: its targets sit further right in the kept output positions
+    ids = tok("you are a very nice dog")["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1], -1)
+    nll, count = models.completion_nll(model, tok, prompts, comps, batch_size=2)
+    assert count[1] == 1 and math.isclose(nll[1], -logp[len(ids) - 2, ids[-1]].item(), rel_tol=1e-5)
 
 
 def test_perplexity_empty_completion_is_nan_and_pooled(tiny):

@@ -1,0 +1,99 @@
+"""Seconds of ``models.completion_nll`` against the plain way it replaced (issue 19): the same NLLs.
+
+The plain way (kept here as :func:`plain_nll`) ran prompts and completions in the given order in batches
+of 16 and applied the output layer and the log-softmax to every position, prompt included. The library's
+version batches rows by length (less padding) and keeps only the positions that predict completion tokens
+(``logits_to_keep``). Both run in this process, alternating, on the held-out prompts of the profile with
+completions the model samples (``--samples`` per prompt); the JSON gives median seconds, the ratio, and
+the largest NLL difference (float rounding only).
+
+    python benchmarks/completion_nll.py                     # SmolLM2-135M, 2 samples per prompt, ~2 minutes
+    python benchmarks/completion_nll.py --models smollm2-135m gemma3-270m --repeats 3
+
+Needs the data mirror (FAIRL_DATA_MIRROR). Prints one line per model, then ONE JSON line last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["smollm2-135m"])
+    p.add_argument("--samples", type=int, default=2, help="completions per held-out prompt")
+    p.add_argument("--prompts", type=int, default=0, help="use only this many held-out prompts (0 = all)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--profile", default="cpu")
+    return p.parse_args(argv)
+
+
+def plain_nll(model, tok, prompts, completions, spec, batch_size: int = 16):
+    """The previous ``completion_nll``: input order, full logits at every position."""
+    import numpy as np
+    import torch
+
+    from fairl_lib.llm.models import encode
+
+    p_ids = encode(tok, prompts, spec)
+    c_ids = tok(list(completions), add_special_tokens=False)["input_ids"]
+    nll = np.zeros(len(p_ids), dtype=np.float64)
+    for start in range(0, len(p_ids), batch_size):
+        rows = list(zip(p_ids[start:start + batch_size], c_ids[start:start + batch_size]))
+        seqs = [p + c for p, c in rows]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+        mask, tmask = torch.zeros_like(ids), torch.zeros_like(ids, dtype=torch.bool)
+        for i, ((p, _), s) in enumerate(zip(rows, seqs)):
+            ids[i, :len(s)], mask[i, :len(s)], tmask[i, len(p):len(s)] = torch.tensor(s), 1, True
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+        tok_lp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        nll[start:start + len(seqs)] = -(tok_lp * tmask[:, 1:]).sum(1).double().numpy()
+    return nll
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import numpy as np
+    import torch
+
+    from fairl_lib.config import make_config
+    from fairl_lib.llm.models import completion_nll, load_lm
+    from fairl_lib.stages.expert import generate_sorted, rlhf_prompts
+
+    torch.set_num_threads(args.threads)
+    os.environ["FAIRL_THREADS"] = str(args.threads)
+    cfg = make_config(args.profile)
+    held = rlhf_prompts(cfg)[1]["prompt"]
+    held = list(held[: args.prompts] if args.prompts else held)
+    prompts = [p for p in held for _ in range(args.samples)]
+    out: dict = {"profile": args.profile, "rows": len(prompts), "threads": args.threads,
+                 "loadavg_start": os.getloadavg()}
+    for name in args.models:
+        lm = load_lm(name)
+        comps = generate_sorted(lm, prompts, cfg.gen, 1)
+        times: dict[str, list[float]] = {"plain": [], "library": []}
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            a = plain_nll(lm.model, lm.tokenizer, prompts, comps, lm.spec)
+            times["plain"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            b = completion_nll(lm.model, lm.tokenizer, prompts, comps, spec=lm.spec)[0]
+            times["library"].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        out[name] = {"plain_s": med["plain"], "library_s": med["library"], "speedup": med["plain"] / med["library"],
+                     "max_abs_diff_nats": float(np.abs(a - b).max())}
+        print(f"[{name}] {len(prompts)} completions: plain {med['plain']:.1f} s, library {med['library']:.1f} s "
+              f"({med['plain'] / med['library']:.2f}x); max |NLL difference| {np.abs(a - b).max():.1e} nats", flush=True)
+    out["loadavg_end"] = os.getloadavg()
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()
