@@ -16,6 +16,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+from fairl_lib.paths import repo_root
 from fairl_lib.pipeline import declared_parameters, discover, promised_outputs, publish_report, summary_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,6 +171,25 @@ def test_smoke_run_builds_its_site(smoke_run):
         assert (res / "notebooks" / book.name).exists()
         assert f'href="notebooks/{book.stem}.html"' in contents, f"the contents page does not link {book.stem}"
         assert (res / "site" / "notebooks" / f"{book.stem}.html").exists()
+
+
+@pytest.mark.pipeline
+def test_smoke_site_in_a_real_browser(smoke_run, tmp_path):
+    """The smoke run's own site in headless Chromium (tests/browser.py): every page the contents page
+    links loads, with its images, internal links and math; screenshots of the contents page and of
+    notebook 05 (also to results/site-screenshots/ when FAIRL_SITE_SCREENSHOTS is set)."""
+    from browser import browse
+
+    res, _ = smoke_run
+    out = (res / "site").resolve()
+    folders = (repo_root() / "results" / "site-screenshots",) if os.environ.get("FAIRL_SITE_SCREENSHOTS") else ()
+    state = browse(out / "index.html", tmp_path, {"index.html": "smoke-contents.png",
+                                                  "05_tables.html": "smoke-05.png"}, folders)
+    assert {out / "notebooks" / f"{b.stem}.html" for b in BOOKS} | {out / "report.html"} <= set(state)
+    assert state[out / "notebooks" / "05_tables.html"]["imgs"], "notebook 05's figures are missing"
+    report = state[out / "report.html"]
+    assert report["tex"] == 0 or len(report["math"]) >= report["tex"]
+    assert (tmp_path / "smoke-05.png").stat().st_size > 10_000
 
 
 # Pinned smoke numbers (recommenders style): values of the smoke profile at seed 0, checked with a

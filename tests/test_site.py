@@ -5,12 +5,10 @@ nbclient (a markdown cell with $E = mc^2$, a code cell that saves a PNG figure t
 shows it), a second notebook placed earlier in the paper's order, a table, a ``REPORT.md`` with
 math, the figure and a link to a notebook, and a ``run.json``.
 
-The browser is driven with selenium through the system's chromedriver (``/usr/bin/chromedriver``,
-Debian's ``chromium-driver``, built from the same source as ``chromium``, so the two always match):
-W3C WebDriver gives what a plain ``chromium --headless --dump-dom`` cannot, namely running
-JavaScript in the loaded page (image ``naturalWidth``, MathJax's rendered elements, the
-resources the page actually loaded) and waiting for MathJax to finish, with screenshots from the
-same session. It skips, saying why, when no browser is installed; CI installs one (``.ci/run``).
+The browser (``tests/browser.py``: selenium and Debian's chromium + chromium-driver) skips, saying why,
+when no browser is installed; CI installs one (``.ci/run``). Besides the demo site, the committed
+reference site of the last cpu run (``docs/site/``) is opened the same way; the smoke run's own site
+is opened by ``tests/test_pipeline.py``.
 
 Screenshots of the contents page and of the notebook page go to the test's temporary folder, and
 also to ``results/site-screenshots/`` when ``FAIRL_SITE_SCREENSHOTS`` is set.
@@ -20,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import urllib.parse
 from pathlib import Path
 
 import nbformat
@@ -30,10 +27,7 @@ from nbclient import NotebookClient
 from fairl_lib.analysis.site import PAPER_ORDER, build_site, paper_entries, rewrite_report_links, site_size
 from fairl_lib.paths import repo_root
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1280,1600")
+from browser import browse
 
 DEMO = "01_rlhf_expert"  # a stem the paper order knows (Sec. 5) ...
 EARLIER = "03_theory_toy"  # ... and one it puts before it (Sec. 4.4)
@@ -110,113 +104,39 @@ def test_paper_order_and_links_without_a_browser(site):
     assert site_size(out) < 6_000_000  # MathJax (the bulk) trimmed to what rendering needs
 
 
-def _driver(tmp_path: Path):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip(f"no browser: {CHROMIUM} and {CHROMEDRIVER} are needed "
-                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements.txt)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in FLAGS + (f"--user-data-dir={tmp_path / 'chromium-profile'}",):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-
-
-MATHJAX_DONE = """
-return document.readyState === 'complete' && !!window.MathJax && !!MathJax.Hub && MathJax.isReady === true
-    && MathJax.Hub.queue.pending === 0 && !MathJax.Hub.queue.running;
-"""
-PAGE_STATE = """
-const imgs = Array.from(document.images).map(i => [i.getAttribute('src').slice(0, 80), i.complete, i.naturalWidth]);
-const links = Array.from(document.links).map(a => a.href);
-const math = Array.from(document.querySelectorAll('.MathJax, .MathJax_Display'))
-    .map(e => e.getBoundingClientRect().width);
-const tex = document.querySelectorAll('script[type^="math/tex"]').length;
-const errors = document.querySelectorAll('.MathJax_Error, merror, .merror').length;
-return {imgs, links, math, tex, errors, text: document.body.innerText};
-"""
-
-
-def requests(driver) -> list[str]:
-    """URLs the browser requested since the last call (Chrome's performance log)."""
-    out = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            out.append(message["params"]["request"]["url"])
-    return out
-
-
-def _local(url: str) -> tuple[Path, str]:
-    parts = urllib.parse.urlsplit(url)
-    return Path(urllib.parse.unquote(parts.path)), parts.fragment
-
-
 def test_site_in_a_real_browser(site, tmp_path):
-    from selenium.webdriver.support.ui import WebDriverWait
-
     _run, index = site
     out = index.parent.resolve()
-    shots = [tmp_path]
-    if os.environ.get("FAIRL_SITE_SCREENSHOTS"):
-        shots.append(repo_root() / "results" / "site-screenshots")
-    driver = _driver(tmp_path)
-    try:
-        def visit(page: Path) -> dict:
-            driver.get(page.as_uri())
-            WebDriverWait(driver, 60, poll_frequency=0.2).until(lambda d: d.execute_script(MATHJAX_DONE))
-            state = driver.execute_script(PAGE_STATE)
-            state["requests"] = requests(driver)
-            return state
-
-        state = {index: visit(index)}
-        for folder in shots:
-            folder.mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(folder / "site-contents.png"))
-        pages, anchors = [], []
-        for url in state[index]["links"]:
-            assert url.startswith("file://"), f"the contents page links outside the site: {url}"
-            path, fragment = _local(url)
-            assert path.exists() and out in path.parents, f"broken link on the contents page: {url}"
-            if path.suffix == ".html" and path not in pages:
-                pages.append(path)
-            if fragment:
-                anchors.append((path, fragment))
-        assert out / "notebooks" / f"{DEMO}.html" in pages and out / "report.html" in pages
-        assert out / "tables.html" in pages
-        for page in pages:
-            state[page] = visit(page)
-            if page.name == f"{DEMO}.html":
-                for folder in shots:
-                    driver.save_screenshot(str(folder / "site-notebook.png"))
-            for fragment in [f for p, f in anchors if p == page]:
-                assert driver.execute_script("return !!document.getElementById(arguments[0])", fragment), \
-                    f"{page.name} has no #{fragment}"
-        for page, s in state.items():
-            name = page.relative_to(out)
-            # every image loads; every link inside the site resolves to a file the site has
-            assert all(complete and width > 0 for _, complete, width in s["imgs"]), (name, s["imgs"])
-            for url in s["links"]:
-                if url.startswith("file://"):
-                    path, _ = _local(url)
-                    assert path.exists() and out in path.parents, f"{name}: broken link {url}"
-            # nothing was fetched from the network: every request is for a file (or inline data)
-            assert s["requests"] and all(r.split(":", 1)[0] in ("file", "data", "about") for r in s["requests"]), \
-                (name, [r for r in s["requests"] if not r.startswith(("file:", "data:", "about:"))])
-            assert s["errors"] == 0, f"{name}: MathJax error"
-        for page in (out / "notebooks" / f"{DEMO}.html", out / "report.html"):
-            s = state[page]
-            assert s["tex"] >= 1 and len(s["math"]) >= s["tex"] and all(w > 0 for w in s["math"]), (page, s["math"])
-            assert "$" not in s["text"], f"{page.name}: math left as raw TeX"
-        assert len(state[out / "notebooks" / f"{DEMO}.html"]["imgs"]) >= 1  # the figure, embedded
-        assert len(state[out / "report.html"]["imgs"]) == 1 and len(state[index]["imgs"]) == 1
-        assert any("/_static/mathjax/" in r for r in state[out / "report.html"]["requests"])  # the local copy
-    finally:
-        driver.quit()
+    folders = (repo_root() / "results" / "site-screenshots",) if os.environ.get("FAIRL_SITE_SCREENSHOTS") else ()
+    state = browse(index, tmp_path, {"index.html": "site-contents.png", f"{DEMO}.html": "site-notebook.png"},
+                   folders)
+    assert {out / "notebooks" / f"{DEMO}.html", out / "report.html", out / "tables.html"} <= set(state)
+    for page in (out / "notebooks" / f"{DEMO}.html", out / "report.html"):
+        s = state[page]
+        assert s["tex"] >= 1 and len(s["math"]) >= s["tex"] and all(w > 0 for w in s["math"]), (page, s["math"])
+        assert "$" not in s["text"], f"{page.name}: math left as raw TeX"
+    assert len(state[out / "notebooks" / f"{DEMO}.html"]["imgs"]) >= 1  # the figure, embedded
+    assert len(state[out / "report.html"]["imgs"]) == 1 and len(state[index]["imgs"]) == 1
+    assert any("/_static/mathjax/" in r for r in state[out / "report.html"]["requests"])  # the local copy
     assert (tmp_path / "site-contents.png").stat().st_size > 10_000
+
+
+REFERENCE_SITE = repo_root() / "docs" / "site" / "index.html"
+
+
+@pytest.mark.skipif(not REFERENCE_SITE.exists(), reason="no committed reference site (docs/site/): a cpu run makes it")
+def test_reference_site_in_a_real_browser(tmp_path):
+    """The committed site of the last cpu run, as a reader opens it from a clone: every notebook of the
+    paper's order has its page, every page loads, its images and links resolve and its math renders."""
+    out = REFERENCE_SITE.parent.resolve()
+    state = browse(REFERENCE_SITE, tmp_path, {"index.html": "reference-contents.png",
+                                              "05_tables.html": "reference-05.png"})
+    books = sorted(p.stem for p in (repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert {out / "notebooks" / f"{b}.html" for b in books} <= set(state)
+    assert len(state[out / "notebooks" / "05_tables.html"]["imgs"]) >= 3  # Table 1's figures, embedded
+    s = state[out / "report.html"]
+    assert len(s["math"]) >= s["tex"] and "$" not in s["text"].replace("US$", "")
+    assert (tmp_path / "reference-05.png").stat().st_size > 10_000
 
 
 def test_a_run_without_notebooks_is_refused(tmp_path):
