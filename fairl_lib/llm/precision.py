@@ -1,15 +1,15 @@
 """Numeric precision of the language models' forward passes: fp32, or bf16 autocast where the CPU has it.
 
-Issue 19 / ``benchmarks/README.md``: on a CPU with AVX-512-BF16 (or AMX-BF16) the GEMMs of
-SmolLM2 / Gemma-3 run in bfloat16 at about twice the fp32 rate, so RLHF steps and batched
-generation get cheaper. ``torch.autocast("cpu", dtype=torch.bfloat16)`` runs the matrix products in
+Issue 19: on a CPU with AVX-512-BF16 (or AMX-BF16) the GEMMs of SmolLM2 / Gemma-3 run faster in
+bfloat16 than in fp32, so RLHF steps and batched generation get cheaper (how much:
+``benchmarks/README.md``). ``torch.autocast("cpu", dtype=torch.bfloat16)`` runs the matrix products in
 bf16 while the weights, the optimiser state, the residual stream's additions, the norms and the
 log-softmax stay in fp32 (autocast's fp32 op list). On a CPU without bf16 instructions bf16 GEMMs are
 emulated and slower than fp32, so ``"auto"`` picks bf16 only where the flags say the CPU has them.
 
-The cost is rounding: a completion's log-probability differs from the fp32 one by about a tenth of a
-nat (the measured spread is in ``benchmarks/README.md``); samples drawn under bf16 are other samples
-from nearly the same distribution. Which precision ran is part of every stage key that depends on it
+The cost is rounding: a completion's log-probability differs slightly from the fp32 one (the measured
+spread is in ``benchmarks/README.md``; ``tests/test_precision.py`` bounds it per token); samples drawn
+under bf16 are other samples from nearly the same distribution. Which precision ran is part of every stage key that depends on it
 (a bf16 result is never read back as an fp32 one) and is written in the receipts.
 """
 from __future__ import annotations
