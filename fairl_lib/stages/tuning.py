@@ -461,8 +461,9 @@ def best_fa_config(cfg, ps: PairSet, *, label_column: str = "toxic", require_act
     ``tuning.best_seeds`` seeds on the full training split, :func:`best_stage`), whose failure path must
     change the ranking of at least ``tuning.min_flip_share`` of the training pairs
     (:func:`fairl_lib.analysis.failure_path.failure_path_summary`). A winner that acted in its search trials
-    but not in that grid does not count (it happens: README, results). When no FA method acts there, the best one that acted in its trials, then the best FA
-    trial, each with a log line; ``require_acting`` raises instead.
+    but not in that grid does not count (it happens: README, results). When no FA method acts there,
+    the best one that acted in its trials, then the best FA trial, each with a log line;
+    ``require_acting`` raises instead.
     """
     tuned = tuning_stage(cfg, ps, label_column=label_column, log=log)
     fa = {m: b for m, b in tuned.best.items() if m in FA_METHODS and b is not None}
