@@ -43,7 +43,9 @@ def test_text_reward_equals_reward_on_embeddings(head, failure):
     assert isinstance(out, list) and len(out) == 4 and all(isinstance(v, float) for v in out)
     np.testing.assert_allclose(out, rm(emb.embed(texts)), rtol=1e-6)
     scaled = rerlhf.LearnedTextReward(rm, emb, scale=2.5, shift=-1.0)
-    np.testing.assert_allclose(scaled(texts), 2.5 * rm(emb.embed(texts)) - 1.0, rtol=1e-6)
+    # the affine map is applied in float64 to the float32 reward (a value near 0 would fail a float32 rtol)
+    raw = np.asarray(rm(emb.embed(texts)), dtype=np.float64)
+    np.testing.assert_allclose(scaled(texts), 2.5 * raw - 1.0, rtol=1e-6, atol=1e-7)
     assert fn([]) == []
 
 
