@@ -45,7 +45,7 @@ from papermill.engines import NBClientEngine, papermill_engines
 from fairl_lib.analysis.site import build_site
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.config import available_profiles, load_profile, make_config
-from fairl_lib.llm.precision import cpu_flags, cpu_has_bf16
+from fairl_lib.llm.precision import cpu_flags, cpu_has_bf16, cpu_model
 from fairl_lib.llm.progress import EVERY_SECONDS, Heartbeat, PrefixedLines, fmt_duration
 from fairl_lib.paths import repo_root, results_dir
 
@@ -121,14 +121,8 @@ def _versions() -> dict[str, str]:
 
 def machine() -> dict[str, object]:
     """The CPU a run's times and precision belong to: model name, core count, native bf16."""
-    model = ""
-    try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
-    except OSError:
-        pass
     flags = cpu_flags()
-    return {"cpu_model": model, "cpus": os.cpu_count(), "bf16": cpu_has_bf16(),
+    return {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "bf16": cpu_has_bf16(),
             "avx512": "avx512f" in flags, "avx2": "avx2" in flags}
 
 

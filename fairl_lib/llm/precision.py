@@ -24,16 +24,23 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags Linux reports (empty where /proc/cpuinfo is missing)."""
+def _cpuinfo(field: str) -> str:
+    """The first ``field`` line of /proc/cpuinfo, its value ("" where the file or field is missing)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(field)), "")
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags Linux reports (empty where /proc/cpuinfo is missing)."""
+    return frozenset(_cpuinfo("flags").split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it ("" where unknown)."""
+    return _cpuinfo("model name")
 
 
 def cpu_has_bf16() -> bool:

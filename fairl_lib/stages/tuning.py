@@ -453,6 +453,7 @@ def best_stage(cfg, ps: PairSet, tuned: TuningResult | None = None, *, label_col
 
 
 def best_fa_config(cfg, ps: PairSet, *, label_column: str = "toxic", require_acting: bool = False,
+                   paths: Mapping[str, Mapping[str, Any]] | None = None,
                    log: Callable[[str], None] = print) -> tuple[str, IRLConfig]:
     """(method, IRLConfig) of the best acting FA configuration by validation AUC over the FA methods
     searched: the configuration notebooks 06-08 use. Its ``n_seeds`` is ``cfg.irl``'s.
@@ -464,13 +465,15 @@ def best_fa_config(cfg, ps: PairSet, *, label_column: str = "toxic", require_act
     but not in that grid does not count (it happens: README, results). When no FA method acts there,
     the best one that acted in its trials, then the best FA trial, each with a log line;
     ``require_acting`` raises instead.
+    ``paths``: that grid's ``failure_path_summary`` when the caller has it already (notebook 04).
     """
     tuned = tuning_stage(cfg, ps, label_column=label_column, log=log)
     fa = {m: b for m, b in tuned.best.items() if m in FA_METHODS and b is not None}
     if not fa:
         raise RuntimeError(f"No FA method was searched or finished a trial ({tuned.folder}).")
-    grid = best_stage(cfg, ps, tuned, label_column=label_column, log=log)
-    paths = failure_path_summary(grid, ps, min_flip_share=tuning_config(cfg).min_flip_share)
+    if paths is None:
+        grid = best_stage(cfg, ps, tuned, label_column=label_column, log=log)
+        paths = failure_path_summary(grid, ps, min_flip_share=tuning_config(cfg).min_flip_share)
     acting = {m: b for m, b in fa.items() if paths.get(m, {}).get("acts")}
     if not acting:
         if require_acting:
