@@ -2,8 +2,10 @@
 per ``generate`` call and how far bf16 log-probabilities move, on the cpu profile's real models and prompts.
 
 For each model: ``--repeats`` calls of ``models.generate`` on ``--batch`` pair prompts (notebook 02's,
-20 new tokens, the profile's ``[gen]`` settings), fp32 and bf16 alternating in one process after one
-warm-up each (median seconds and the ratio); then the fp32 samples are scored token by token under
+20 new tokens, the profile's ``[gen]`` settings), fp32, bf16 as autocast alone does it (``bf16_recast``:
+every fp32 weight cast again at every token) and bf16 as the library does it (``bf16``: the linear
+weights cast once per call, ``precision.bf16_weights``), alternating in one process after one warm-up
+each (median seconds, the ratios, and whether the two bf16 ways wrote the same text); then the fp32 samples are scored token by token under
 both precisions: the median and 95th percentile of |log p_bf16 - log p_fp32| per token and of their
 sum per completion (the size of the rounding RLHF's KL term and the samples see).
 
@@ -16,6 +18,7 @@ records ``cpu_bf16``). Prints one line per model, then ONE JSON line last. Run i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from fairl_lib.config import make_config
+    from fairl_lib.llm import models
     from fairl_lib.llm.models import generate, load_lm
     from fairl_lib.llm.precision import cpu_has_bf16
     from fairl_lib.stages.pairs import pair_prompts
@@ -81,28 +85,36 @@ def main(argv: list[str] | None = None) -> dict:
     prompts = list(pair_prompts(cfg)["prompt"][: args.batch])
     out: dict = {"profile": args.profile, "batch": args.batch, "threads": args.threads, "cpu_bf16": cpu_has_bf16(),
                  "loadavg_start": os.getloadavg()}
+    copies = models.bf16_weights
     for name in args.models:
         lm = load_lm(name)
-        settings = {p: dataclasses.replace(cfg.gen, batch_size=args.batch, precision=p) for p in ("fp32", "bf16")}
-        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-        samples = None
+        variants = ("fp32", "bf16_recast", "bf16")
+        settings = {v: dataclasses.replace(cfg.gen, batch_size=args.batch, precision=v[:4]) for v in variants}
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        samples, same_text = None, True
         for r in range(args.repeats + 1):
-            for p in ("fp32", "bf16"):
+            texts = {}
+            for v in variants:
+                # bf16_recast: without the per-call weight copies, autocast casts every weight at every token
+                models.bf16_weights = (lambda m, p: contextlib.nullcontext(m)) if v == "bf16_recast" else copies
                 t = time.perf_counter()
-                comp = generate(lm.model, lm.tokenizer, prompts, settings[p], seed=r, spec=lm.spec)
+                texts[v] = generate(lm.model, lm.tokenizer, prompts, settings[v], seed=r, spec=lm.spec)
                 if r:
-                    times[p].append(time.perf_counter() - t)
-                if p == "fp32" and samples is None:
-                    samples = comp
-        med = {p: statistics.median(v) for p, v in times.items()}
+                    times[v].append(time.perf_counter() - t)
+            models.bf16_weights = copies
+            samples = samples or texts["fp32"]
+            same_text = same_text and texts["bf16"] == texts["bf16_recast"]
+        med = {v: statistics.median(x) for v, x in times.items()}
         drift = logprob_drift(lm, prompts, samples)
-        out[name] = {"fp32_s": med["fp32"], "bf16_s": med["bf16"], "speedup": med["fp32"] / med["bf16"],
-                     "fp32_runs_s": [round(x, 2) for x in times["fp32"]],
-                     "bf16_runs_s": [round(x, 2) for x in times["bf16"]], "logprob_drift": drift}
+        out[name] = {"fp32_s": med["fp32"], "bf16_recast_s": med["bf16_recast"], "bf16_s": med["bf16"],
+                     "speedup": med["fp32"] / med["bf16"], "copies_speedup": med["bf16_recast"] / med["bf16"],
+                     "bf16_same_text_as_recast": same_text,
+                     **{f"{v}_runs_s": [round(x, 2) for x in times[v]] for v in variants}, "logprob_drift": drift}
         print(f"[{name}] generate {args.batch} x {cfg.gen.max_new_tokens} tokens: fp32 {med['fp32']:.2f} s, "
-              f"bf16 {med['bf16']:.2f} s ({med['fp32'] / med['bf16']:.2f}x); |dlogp| per token median "
-              f"{drift['token_abs_median']:.4f}, per completion median {drift['completion_abs_median']:.3f}",
-              flush=True)
+              f"bf16 recast at every token {med['bf16_recast']:.2f} s, bf16 with weight copies {med['bf16']:.2f} s "
+              f"({med['fp32'] / med['bf16']:.2f}x fp32, {med['bf16_recast'] / med['bf16']:.2f}x recast; same text: "
+              f"{same_text}); |dlogp| per token median {drift['token_abs_median']:.4f}, per completion median "
+              f"{drift['completion_abs_median']:.3f}", flush=True)
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))
     return out

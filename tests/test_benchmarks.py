@@ -119,6 +119,8 @@ def test_precision_benchmark_times_both_and_measures_the_drift(one_thread):
                           "--profile", "smoke"])
     m = out["smollm2-135m"]
     assert m["speedup"] == pytest.approx(m["fp32_s"] / m["bf16_s"]) and len(m["bf16_runs_s"]) == 1
+    assert m["copies_speedup"] == pytest.approx(m["bf16_recast_s"] / m["bf16_s"]) and len(m["bf16_recast_runs_s"]) == 1
+    assert m["bf16_same_text_as_recast"] is True  # the weight copies change the time, not the samples
     drift = m["logprob_drift"]
     assert drift["n_completions"] >= 1 and drift["n_tokens"] >= drift["n_completions"]
     assert 0 <= drift["token_abs_median"] <= drift["token_abs_p95"] < 1.0  # rounding, not another model

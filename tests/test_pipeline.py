@@ -310,6 +310,8 @@ def test_smoke_audit(smoke_run):
     assert len(files) == 1 and len(files[0].read_text().splitlines()) == 3 * 4 * 2  # steps x prompts x samples
     m10 = metrics(smoke_run, "10_audit")
     assert 4 <= m10["targets"]["n"] <= 6 and 0 <= m10["targets"]["n_toxic"] <= m10["targets"]["n"]
+    # 4 fresh samples + notebook 01's 8 evaluation samples ([audit] reuse_expert_eval) per held-out prompt
+    assert m10["targets"]["n_candidates"] == (4 + 8) * 8
     ex = m10["explain"]
     assert len(ex["sizes"]) == m10["targets"]["n"] and all(1 <= s <= ex["max_size"] for s in ex["sizes"])
     assert ex["set_sizes"]["random"] == ex["set_sizes"]["nearest"] == ex["set_size"] >= max(ex["sizes"])

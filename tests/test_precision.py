@@ -73,3 +73,36 @@ def test_bf16_log_probs_stay_close_to_fp32_on_smollm2():
     assert float(d.median()) < 0.1
     agree = (lp16.argmax(-1) == lp32.argmax(-1)).float().mean()
     assert float(agree) >= 0.9
+
+
+def _tiny_llama(tie: bool):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=tie)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_bf16_weight_copies_give_autocasts_numbers_and_put_the_weights_back(tie):
+    """Holding the linear weights as bf16 copies while generating is what autocast computes anyway (the
+    logits are bit-identical), the embedding lookup keeps fp32 (also when the output layer is tied to
+    it), and on exit the model holds its own fp32 Parameter objects again; fp32 leaves the model alone."""
+    model = _tiny_llama(tie)
+    params = {n: p for n, p in model.named_parameters()}
+    ids = torch.randint(0, 40, (3, 7), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode(), P.autocast("bf16"):
+        want = model(ids).logits
+    with P.bf16_weights(model, "bf16"):
+        assert model.lm_head.weight.dtype == torch.bfloat16
+        assert model.get_input_embeddings().weight.dtype == torch.float32
+        with torch.inference_mode(), P.autocast("bf16"):
+            got = model(ids).logits
+    assert torch.equal(got, want)
+    assert {n: p for n, p in model.named_parameters()} == params
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.lm_head.weight is params.get("lm_head.weight", params["model.embed_tokens.weight"])
+    with P.bf16_weights(model, "fp32"):
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+

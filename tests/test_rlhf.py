@@ -362,6 +362,88 @@ def test_frozen_trunk_leaves_generation_alone_and_refuses_other_weights(tiny_lla
         FrozenTrunk(n_frozen=3).attach(pol)  # the top block is trainable
 
 
+def test_completion_nll_of_several_models_shares_their_equal_lower_layers(tiny_llama):
+    """Base, an 'expert' and an 'unlearned expert' that differ only in the top block: one call gives each
+    model's own NLLs (as one call per model does), runs the two equal lower blocks once per batch, and
+    leaves the models as they were. A model whose embedding differs shares nothing."""
+    from fairl_lib.llm.models import completion_nll, completion_nll_models
+    from fairl_lib.llm.speedups import shared_lower_layers
+
+    base, expert, unlearned = (load_lm(tiny_llama) for _ in range(3))
+    with torch.no_grad():
+        expert.model.model.layers[2].mlp.up_proj.weight.mul_(1.5)
+        unlearned.model.model.layers[2].self_attn.q_proj.weight.add_(0.05)
+    models = [base.model, expert.model, unlearned.model]
+    assert shared_lower_layers(models) == 2 and shared_lower_layers(models[:1]) == 0
+    prompts = PROMPTS * 3
+    comps = ["good day", "", "very nice dog", "cat", "the the", "is", "not a", "good", "you", "day is nice"] * 2
+    comps = comps[: len(prompts)]
+    want = [completion_nll(m, base.tokenizer, prompts, comps, batch_size=4) for m in models]
+    calls = []
+    for i, m in enumerate(models):
+        layer = m.model.layers[0]
+        orig = layer.forward
+        layer.forward = lambda *a, _orig=orig, _i=i, **k: (calls.append(_i), _orig(*a, **k))[1]
+    nlls, count = completion_nll_models(models, base.tokenizer, prompts, comps, batch_size=4)
+    n_batches = len(calls)
+    assert n_batches > 0 and set(calls) == {0}  # only the first model ran the shared lower blocks
+    for (w, c), got in zip(want, nlls):
+        np.testing.assert_array_equal(count, c)
+        np.testing.assert_allclose(got, w, rtol=0, atol=1e-9)
+    assert len({tuple(np.round(n, 6)) for n in nlls}) == 3  # three different models, three answers
+    calls.clear()  # detached: each model runs its own lower blocks again
+    again = completion_nll(expert.model, base.tokenizer, prompts, comps, batch_size=4)[0]
+    np.testing.assert_allclose(again, want[1][0], rtol=0, atol=1e-9)
+    assert set(calls) == {1}
+    with torch.no_grad():
+        unlearned.model.get_input_embeddings().weight.add_(0.01)
+    assert shared_lower_layers(models) == 0
+
+
+def test_generation_with_bf16_weight_copies_writes_the_same_text(tiny_llama, monkeypatch):
+    """models.generate under bf16 holds the linear weights as bf16 copies for the call (cast once, not at
+    every token) and writes exactly what it wrote with autocast casting every weight at every token."""
+    import contextlib
+
+    from fairl_lib.llm import models
+
+    lm = load_lm(tiny_llama)
+    settings = models.GenSettings(max_new_tokens=6, batch_size=4, max_prompt_tokens=0, precision="bf16",
+                                  share_prefix=False)
+    casts = []
+    real = models.bf16_weights
+
+    def counting(m, p):
+        casts.append(p)
+        return real(m, p)
+
+    monkeypatch.setattr(models, "bf16_weights", counting)
+    with_copies = models.generate(lm.model, lm.tokenizer, PROMPTS, settings, seed=5, spec=lm.spec)
+    assert casts == ["bf16"]  # one cast for the whole call (two batches)
+    monkeypatch.setattr(models, "bf16_weights", lambda m, p: contextlib.nullcontext(m))
+    without = models.generate(lm.model, lm.tokenizer, PROMPTS, settings, seed=5, spec=lm.spec)
+    assert with_copies == without and len(with_copies) == len(PROMPTS)
+    assert all(p.dtype == torch.float32 for p in lm.model.parameters())
+
+
+def test_bf16_rloo_with_weight_copies_for_rollouts_trains_the_same_policy(tiny_llama, tmp_path, monkeypatch):
+    """A bf16 RLOO run decodes its rollouts with bf16 weight copies (precision.bf16_weights): the rollouts
+    are the ones autocast writes anyway, so the trained policy is bit-identical to a run without the
+    copies, every saved weight is fp32, and the optimiser trained the model's own parameters."""
+    import contextlib
+
+    from safetensors.torch import load_file
+
+    cfg = _cfg(steps=2, eval_every=0, precision="bf16")
+    a, _ = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / "copies", verbose=False)
+    monkeypatch.setattr(rlhf, "bf16_weights", lambda m, p: contextlib.nullcontext(m))
+    b, _ = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / "plain", verbose=False)
+    wa, wb, w0 = (load_file(p / "model.safetensors") for p in (a, b, tiny_llama))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert all(v.dtype == torch.float32 for v in wa.values())
+    assert any(not torch.equal(wa[k], w0[k]) for k in wa)  # it trained
+
+
 def test_rloo_with_frozen_trunk_matches_plain_rloo(tiny_llama, tmp_path):
     runs = {}
     for share in (True, False):

@@ -37,6 +37,7 @@ prompts are sentence beginnings (Gehman et al. 2020) and the paper continues the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -54,7 +55,7 @@ import numpy as np
 
 from fairl_lib.llm import assets
 from fairl_lib.llm.prefix import generate_shared_prefix
-from fairl_lib.llm.precision import autocast, resolve_precision
+from fairl_lib.llm.precision import autocast, bf16_weights, resolve_precision
 from fairl_lib.paths import cache_dir
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
@@ -537,20 +538,29 @@ def generate(
     prompts = list(prompts)
     ids = prompt_ids(tok, prompts, spec, settings.max_prompt_tokens)
     kw = generation_kwargs(tok, settings)
-    out: list[str] = []
     was_training = model.training
     model.eval()
     try:
-        for b, start in enumerate(range(0, len(ids), settings.batch_size)):
-            input_ids, mask = _left_pad(ids[start : start + settings.batch_size], tok.pad_token_id)
-            with torch.random.fork_rng(devices=[]), torch.inference_mode(), autocast(settings.precision):
-                torch.manual_seed(_batch_seed(seed, b))
-                seqs = run(model, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), **kw)
-            out.extend(tok.batch_decode(seqs[:, input_ids.shape[1] :], skip_special_tokens=True))
-            if progress:
-                print(f"generated {len(out)}/{len(ids)}", flush=True)
+        with bf16_weights(model, settings.precision):  # cast once per call, not once per token (bit-identical)
+            out = _generate_batches(model, tok, ids, settings, seed, run, kw, progress)
     finally:
         model.train(was_training)
+    return out
+
+
+def _generate_batches(model, tok, ids, settings, seed, run, kw, progress) -> list[str]:
+    """:func:`generate`'s loop: one seeded batch of left-padded prompts at a time."""
+    import torch
+
+    out: list[str] = []
+    for b, start in enumerate(range(0, len(ids), settings.batch_size)):
+        input_ids, mask = _left_pad(ids[start : start + settings.batch_size], tok.pad_token_id)
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(), autocast(settings.precision):
+            torch.manual_seed(_batch_seed(seed, b))
+            seqs = run(model, input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), **kw)
+        out.extend(tok.batch_decode(seqs[:, input_ids.shape[1] :], skip_special_tokens=True))
+        if progress:
+            print(f"generated {len(out)}/{len(ids)}", flush=True)
     return out
 
 
@@ -582,42 +592,78 @@ def completion_nll(
     Rows are batched by length (less padding) and the output layer runs only over the positions that
     predict completion tokens (``logits_to_keep``), not over the prompts: the same numbers, less work.
     """
+    nlls, count = completion_nll_models([model], tok, prompts, completions, batch_size, spec)
+    return nlls[0], count
+
+
+def completion_nll_models(
+    models: Sequence[PreTrainedModel],
+    tok: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    batch_size: int = 32,
+    spec: ModelSpec | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`completion_nll` of the same texts under several models of one family (one tokenizer).
+
+    Models fine-tuned from one base share their lower layers: the expert trains only its top blocks
+    (``[rlhf] trainable_top_blocks``) and the audit's unlearning the same ones, so base, expert and an
+    unlearned expert hold equal weights below. Those layers then run once per batch for all models
+    (``speedups.FrozenTrunk``, found by :func:`speedups.shared_lower_layers`), and each model runs
+    only its own upper layers: the same numbers as one :func:`completion_nll` call per model (the
+    skipped layers would compute bit-identical activations), less work. Returns one NLL array per
+    model (in ``models``' order) and the token counts.
+    """
     import torch
+
+    from fairl_lib.llm.speedups import FrozenTrunk, shared_lower_layers
 
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-    spec = spec or _spec_of(model)
+    if not models:
+        raise ValueError("completion_nll_models needs at least one model")
+    spec = spec or _spec_of(models[0])
     p_ids = encode(tok, prompts, spec)
     c_ids = tok(list(completions), add_special_tokens=False)["input_ids"]
-    nll = np.zeros(len(p_ids), dtype=np.float64)
+    nlls = [np.zeros(len(p_ids), dtype=np.float64) for _ in models]
     count = np.array([len(c) for c in c_ids], dtype=np.int64)
     order = sorted(range(len(p_ids)), key=lambda i: (len(p_ids[i]) + len(c_ids[i]), i))
-    model.eval()
-    for start in range(0, len(order), batch_size):
-        idx = [i for i in order[start : start + batch_size] if c_ids[i]]
-        if not idx:
-            continue
-        seqs = [p_ids[i] + c_ids[i] for i in idx]
-        width = max(len(s) for s in seqs)
-        keep = width - (min(len(p_ids[i]) for i in idx) - 1)  # the last `keep` positions predict every target
-        input_ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        target_mask = torch.zeros((len(seqs), keep), dtype=torch.bool)
-        targets = torch.zeros((len(seqs), keep), dtype=torch.long)
-        for r, (i, s) in enumerate(zip(idx, seqs)):  # right padding: positions stay 0..n-1
-            input_ids[r, : len(s)] = torch.tensor(s)
-            mask[r, : len(s)] = 1
-            # logits column j is position width - keep + j, which predicts token width - keep + j + 1
-            first = len(p_ids[i]) - 1 - (width - keep)
-            target_mask[r, first : first + len(c_ids[i])] = True
-            targets[r, first : first + len(c_ids[i])] = torch.tensor(c_ids[i])
-        with torch.inference_mode():
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                           logits_to_keep=keep).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        tok_lp = logp.gather(-1, targets[:, :, None].to(logp.device)).squeeze(-1).cpu()
-        nll[idx] = -(tok_lp * target_mask).sum(1).double().numpy()
-    return nll, count
+    n_shared = shared_lower_layers(models)
+    trunk = FrozenTrunk(n_shared, capacity=batch_size) if n_shared else None
+    if trunk is not None:
+        trunk.attach(models[0], models[1:], require_frozen=False)
+    try:
+        for m in models:
+            m.eval()
+        for start in range(0, len(order), batch_size):
+            idx = [i for i in order[start : start + batch_size] if c_ids[i]]
+            if not idx:
+                continue
+            seqs = [p_ids[i] + c_ids[i] for i in idx]
+            width = max(len(s) for s in seqs)
+            keep = width - (min(len(p_ids[i]) for i in idx) - 1)  # the last `keep` positions predict every target
+            input_ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(input_ids)
+            target_mask = torch.zeros((len(seqs), keep), dtype=torch.bool)
+            targets = torch.zeros((len(seqs), keep), dtype=torch.long)
+            for r, (i, s) in enumerate(zip(idx, seqs)):  # right padding: positions stay 0..n-1
+                input_ids[r, : len(s)] = torch.tensor(s)
+                mask[r, : len(s)] = 1
+                # logits column j is position width - keep + j, which predicts token width - keep + j + 1
+                first = len(p_ids[i]) - 1 - (width - keep)
+                target_mask[r, first : first + len(c_ids[i])] = True
+                targets[r, first : first + len(c_ids[i])] = torch.tensor(c_ids[i])
+            for m, nll in zip(models, nlls):
+                with torch.inference_mode(), trunk.active() if trunk is not None else contextlib.nullcontext():
+                    logits = m(input_ids=input_ids.to(m.device), attention_mask=mask.to(m.device),
+                               logits_to_keep=keep, use_cache=False).logits
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                tok_lp = logp.gather(-1, targets[:, :, None].to(logp.device)).squeeze(-1).cpu()
+                nll[idx] = -(tok_lp * target_mask).sum(1).double().numpy()
+    finally:
+        if trunk is not None:
+            trunk.detach()
+    return nlls, count
 
 
 def perplexity(

@@ -77,6 +77,37 @@ def autocast(precision: str) -> Any:
     return torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False)
 
 
+@contextlib.contextmanager
+def bf16_weights(model: Any, precision: str) -> Any:
+    """While the weights cannot change (generation), hold each ``nn.Linear`` weight as a bf16 copy.
+
+    Under autocast (cache off, see :func:`autocast`) every forward pass casts every fp32 weight to bf16
+    again: one cast per generated token, a large share of a decoding step (the 49k- and 262k-token
+    output layers most of all; ``benchmarks/README.md``). The copies made here are what autocast would
+    make, so the outputs are bit-identical; they are dropped on exit and the model's own fp32
+    ``Parameter`` objects (which an optimiser may hold) are put back. Only the linear layers' weights:
+    an embedding lookup is not autocast, so an output layer tied to the embedding gets its own copy
+    and the lookup keeps reading fp32. Does nothing unless ``precision`` resolves to bf16.
+    """
+    if resolve_precision(precision) != "bf16":
+        yield model
+        return
+    import torch
+
+    swapped = []
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.float32:
+                original = module.weight
+                module.weight = torch.nn.Parameter(original.detach().to(torch.bfloat16), requires_grad=False)
+                swapped.append((module, original))
+    try:
+        yield model
+    finally:
+        for module, original in swapped:
+            module.weight = original
+
+
 def full_precision() -> Any:
     """A context that turns autocast off again: rewards, scorers and embedders called from inside an
     autocast RLHF step compute in fp32, exactly as they do outside it."""

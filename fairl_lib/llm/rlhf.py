@@ -64,7 +64,7 @@ from fairl_lib.llm.models import (
     save_lm,
     suppressed_token_ids,
 )
-from fairl_lib.llm.precision import autocast, full_precision, resolve_precision
+from fairl_lib.llm.precision import autocast, bf16_weights, full_precision, resolve_precision
 from fairl_lib.llm.prefix import generate_shared_prefix
 from fairl_lib.llm.progress import Progress, emit
 from fairl_lib.llm.sampling import generate_overrides
@@ -768,16 +768,23 @@ def _fast_rloo_class() -> type:
                 return self._train(*args, **kwargs)
 
         def _train(self, *args: Any, **kwargs: Any):
-            if self._sampler is None and not self._share_prefix:
-                return super().train(*args, **kwargs)
-            # trl calls model.generate(**inputs, generation_config=...): wrap that method
+            # trl calls model.generate(**inputs, generation_config=...): wrap that method (our sampler,
+            # the shared prompt prefix, and bf16 weight copies for the rollouts' decoding: the policy
+            # cannot change while it writes them, so its weights are cast once per batch of rollouts,
+            # not at every token; precision.bf16_weights)
             policy = self.model
             plain = policy.generate
             extra = {"logits_processor": self._sampler} if self._sampler is not None else {}
             if self._share_prefix:
-                policy.generate = functools.partial(generate_shared_prefix, policy, generate=plain, **extra)
+                run = functools.partial(generate_shared_prefix, policy, generate=plain, **extra)
             else:
-                policy.generate = functools.partial(plain, **extra)
+                run = functools.partial(plain, **extra)
+
+            def rollouts(*a: Any, **k: Any):
+                with bf16_weights(policy, self._precision):
+                    return run(*a, **k)
+
+            policy.generate = rollouts
             try:
                 return super().train(*args, **kwargs)
             finally:

@@ -71,21 +71,26 @@ class FrozenTrunk:
         self._on = False
         self.hits = self.misses = 0
         self.n_models = 0
+        self._handles: list[Any] = []
+        self._models: list[Any] = []
 
-    def attach(self, model: PreTrainedModel, others: Sequence[PreTrainedModel] = ()) -> None:
+    def attach(self, model: PreTrainedModel, others: Sequence[PreTrainedModel] = (), require_frozen: bool = True) -> None:
         """Wrap the lower layers of ``model`` and of each of ``others`` whose lower layers equal its.
 
-        ``others`` with different lower-layer weights (or layer counts) are left alone (they run
-        their own layers as before). ``n_models`` counts the models sharing the trunk.
+        ``others`` with different lower-layer or input-embedding weights (or layer counts) are left
+        alone (they run their own layers as before). ``n_models`` counts the models sharing the trunk.
+        ``require_frozen``: refuse a ``model`` whose lower layers are trainable (a training run must
+        not share activations that its gradients would change); inference-only callers pass False.
         """
         import torch
 
         ref = list(model.model.layers[: self.n_frozen].parameters())
-        if any(p.requires_grad for p in ref):
+        if require_frozen and any(p.requires_grad for p in ref):
             raise ValueError("FrozenTrunk: the lower layers must be frozen (requires_grad False).")
+        ref += list(model.get_input_embeddings().parameters())
 
         def same(m: PreTrainedModel) -> bool:
-            other = list(m.model.layers[: self.n_frozen].parameters())
+            other = list(m.model.layers[: self.n_frozen].parameters()) + list(m.get_input_embeddings().parameters())
             return len(other) == len(ref) and all(torch.equal(a, b) for a, b in zip(ref, other))
 
         models = [model] + [m for m in others if same(m)]
@@ -95,7 +100,19 @@ class FrozenTrunk:
                 if not hasattr(layer, "_fairl_forward"):
                     layer._fairl_forward = layer.forward
                 layer.forward = _TrunkLayer(self, layer, last=i == self.n_frozen - 1)
-            m.model.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+            self._handles.append(m.model.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+            self._models.append(m)
+
+    def detach(self) -> None:
+        """Undo :meth:`attach`: every wrapped model runs its own layers again and the store is emptied."""
+        for h in self._handles:
+            h.remove()
+        for m in self._models:
+            for layer in m.model.layers[: self.n_frozen]:
+                if isinstance(layer.forward, _TrunkLayer) and layer.forward.trunk is self:
+                    layer.forward = layer._fairl_forward
+        self._handles, self._models = [], []
+        self.store.clear()
 
     def _pre_hook(self, module: Any, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -127,3 +144,27 @@ class FrozenTrunk:
             yield
         finally:
             self._on, self.current, self.hit = False, None, False
+
+
+def shared_lower_layers(models: Sequence[PreTrainedModel]) -> int:
+    """How many lower decoder layers (and the input embedding) all ``models`` hold with equal weights:
+    0 when they differ anywhere below the first layer, or when ``models`` has fewer than two."""
+    import torch
+
+    if len(models) < 2 or not all(hasattr(getattr(m, "model", None), "layers") for m in models):
+        return 0
+    first = models[0]
+    emb = list(first.get_input_embeddings().parameters())
+    if not all(all(torch.equal(a, b) for a, b in zip(emb, m.get_input_embeddings().parameters())) for m in models[1:]):
+        return 0
+    n = 0
+    for i, layer in enumerate(first.model.layers):
+        ps = list(layer.parameters())
+        for m in models[1:]:
+            if i >= len(m.model.layers):
+                return n
+            qs = list(m.model.layers[i].parameters())
+            if len(qs) != len(ps) or not all(torch.equal(a, b) for a, b in zip(ps, qs)):
+                return n
+        n += 1
+    return n

@@ -14,7 +14,10 @@ Two cached stages (owned by notebook 10):
      ``r - mean(r of the other completions of its prompt in that step)`` (RLOO's, without the KL term).
   2. *Unsatisfactory responses* (targets): ``samples_per_prompt`` expert completions per held-out prompt
      (``expert.rlhf_prompts``, ``[gen]`` settings) that the ground truth still scores toxic (P > the
-     threshold); at most ``max_targets`` (the most toxic first). ``min_targets`` > 0 (smoke only) fills
+     threshold); at most ``max_targets`` (the most toxic first). ``reuse_expert_eval`` adds notebook 01's
+     evaluation samples of the expert on the same prompts (``expert.evaluate_expert``, already generated
+     and scored with the same ``[gen]`` settings and scorers) to the candidates: more targets for the
+     generation the pipeline has already paid for. ``min_targets`` > 0 (smoke only) fills
      up with the most toxic of the rest so the path runs when the expert writes almost nothing toxic;
      ``targets.n_toxic`` says how many are really toxic. ``target_source = "recovered"`` takes the targets
      from the recovered reward instead (below), the auditor then needs no label at all.
@@ -76,10 +79,12 @@ from fairl_lib.analysis.report import rate_diff_ci, wilson_ci
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
 from fairl_lib.irl import WEIGHT_FILE, load_reward, reward_folder
-from fairl_lib.llm.models import Embedder, completion_nll, load_lm
+from fairl_lib.llm.models import Embedder, completion_nll_models, load_lm
 from fairl_lib.llm.scorers import get_scorer
 from fairl_lib.llm.unlearn import UnlearnSettings, unlearn
 from fairl_lib.stages.expert import (
+    EVAL_SAMPLES_PER_PROMPT,
+    EVAL_VERSION,
     base_name,
     evaluate_expert,
     expert_folder,
@@ -93,7 +98,7 @@ from fairl_lib.stages.expert import (
 )
 
 EXPLAIN_STAGE, UNLEARN_STAGE = "audit_explain", "audit_unlearn"
-EXPLAIN_VERSION, UNLEARN_VERSION = "1", "1"
+EXPLAIN_VERSION, UNLEARN_VERSION = "1", "2"
 ARMS = ("method", "random", "nearest")  # what is unlearned: the explanation sets, and the two controls
 MODELS = ("expert",) + ARMS  # "expert" = before unlearning
 SPLITS = ("target", "other")  # the targets' prompts; the other held-out prompts
@@ -111,6 +116,8 @@ class AuditConfig:
 
     Attributes:
         samples_per_prompt: expert completions per held-out prompt searched for unsatisfactory ones.
+        reuse_expert_eval: also search notebook 01's evaluation completions of the expert (its
+            ``EVAL_SAMPLES_PER_PROMPT`` per held-out prompt, another sampling seed).
         min_targets: fill the targets up to this many with the most toxic non-toxic completions (0 = never;
             smoke only, so the path runs on an expert that writes almost nothing toxic).
         max_targets: at most this many targets (the most toxic first).
@@ -131,6 +138,7 @@ class AuditConfig:
     """
 
     samples_per_prompt: int = 12
+    reuse_expert_eval: bool = False
     min_targets: int = 0
     max_targets: int = 100
     target_source: str = "ground_truth"
@@ -164,7 +172,7 @@ class AuditConfig:
             raise ValueError("audit: tol, kl_coef and the margins must be >= 0, lr > 0")
 
 
-EXPLAIN_FIELDS = ("samples_per_prompt", "min_targets", "max_targets", "target_source", "features", "pool", "tol",
+EXPLAIN_FIELDS = ("samples_per_prompt", "reuse_expert_eval", "min_targets", "max_targets", "target_source", "features", "pool", "tol",
                   "max_size")
 UNLEARN_FIELDS = ("steps", "lr", "forget_batch", "retain_batch", "kl_coef", "top_blocks", "eval_samples_target",
                   "eval_samples_other")
@@ -222,6 +230,16 @@ def features_of(embedder: Embedder, prompts, completions, features: str) -> np.n
 
 
 # --------------------------------------------------------------------------- targets and the recovered reward
+
+
+def expert_eval_candidates(cfg, first_sample: int = 0) -> pd.DataFrame:
+    """Notebook 01's evaluation completions of the expert as audit candidates (``prompt_id, prompt, sample,
+    completion, p_toxic, judge_p``), numbered from ``first_sample`` so they follow the audit's own."""
+    ev = evaluate_expert(cfg).df
+    e = ev[ev["model"] == "expert"]
+    return pd.DataFrame({"prompt_id": e["prompt_id"].to_numpy(), "prompt": e["prompt"].to_numpy(),
+                         "sample": e["sample"].to_numpy() + first_sample, "completion": e["completion"].to_numpy(),
+                         "p_toxic": e["p_toxic"].to_numpy(np.float64), "judge_p": e["judge_p"].to_numpy(np.float64)})
 
 
 def select_targets(cand: pd.DataFrame, ac: AuditConfig, threshold: float) -> pd.DataFrame:
@@ -299,7 +317,8 @@ def explain_settings(cfg) -> dict[str, Any]:
             "judge": cfg.models.judge, "toxic_threshold": cfg.models.toxic_threshold,
             "embedder": cfg.models.embedder, "audit": {f: getattr(ac, f) for f in EXPLAIN_FIELDS},
             "fa_method": ac.fa_method if ac.target_source == "recovered" else None,
-            "reward_digest": _reward_digest(cfg), "seed": cfg.seed}
+            "reward_digest": _reward_digest(cfg), "seed": cfg.seed,
+            "expert_eval": [EVAL_SAMPLES_PER_PROMPT, EVAL_VERSION] if ac.reuse_expert_eval else None}
 
 
 @dataclass
@@ -355,6 +374,8 @@ def explain_stage(cfg) -> AuditExplain:
         texts = list(cand["completion"])
         cand["p_toxic"] = np.asarray(get_scorer(cfg.models.ground_truth)(texts)["toxic"], dtype=np.float64)
         cand["judge_p"] = np.asarray(get_scorer(cfg.models.judge)(texts)["toxic"], dtype=np.float64)
+        if ac.reuse_expert_eval:
+            cand = pd.concat([cand, expert_eval_candidates(cfg, first_sample=k)], ignore_index=True)
         emb = Embedder(cfg.models.embedder)
         if ac.target_source == "recovered":
             cand = recovered_flags(cfg, cand, emb)
@@ -442,7 +463,9 @@ def retain_rows(ro: pd.DataFrame, sets: dict[str, list[int]], minimum: int = 1) 
     return other if len(other) >= minimum else np.setdiff1d(np.arange(len(ro)), forget)
 
 
-def _score(cfg, rows: pd.DataFrame, lm, seed: int) -> pd.DataFrame:
+def _score(cfg, rows: pd.DataFrame, lm, seed: int, expert, base) -> pd.DataFrame:
+    """``lm``'s completions for ``rows``, both scorers, and on the ``other`` split the completions' NLL
+    under ``lm`` itself, the expert and the base model (one pass of the frozen blocks they share)."""
     comp = generate_sorted(lm, list(rows["prompt"]), cfg.gen, seed)
     gt, judge = get_scorer(cfg.models.ground_truth), get_scorer(cfg.models.judge)
     out = rows.assign(completion=comp, p_toxic=np.asarray(gt(comp)["toxic"], dtype=np.float64),
@@ -450,9 +473,11 @@ def _score(cfg, rows: pd.DataFrame, lm, seed: int) -> pd.DataFrame:
     out = out.assign(nll_self=np.nan, n_tokens=np.nan, nll_expert=np.nan, nll_base=np.nan)
     other = out["split"] == "other"
     if other.any():
-        nll_self, n_tok = completion_nll(lm.model, lm.tokenizer, list(out.loc[other, "prompt"]),
-                                         list(out.loc[other, "completion"]), spec=lm.spec)
-        out.loc[other, "nll_self"], out.loc[other, "n_tokens"] = nll_self, n_tok
+        scorers = [lm.model, base.model] + ([expert.model] if lm is not expert else [])
+        nlls, n_tok = completion_nll_models(scorers, lm.tokenizer, list(out.loc[other, "prompt"]),
+                                            list(out.loc[other, "completion"]), spec=lm.spec)
+        out.loc[other, "nll_self"], out.loc[other, "nll_base"], out.loc[other, "n_tokens"] = nlls[0], nlls[1], n_tok
+        out.loc[other, "nll_expert"] = nlls[-1] if lm is not expert else nlls[0]
     return out
 
 
@@ -472,6 +497,7 @@ def unlearn_stage(cfg, ex: AuditExplain | None = None, log=print) -> AuditUnlear
         retain = [pairs[i] for i in retain_rows(ro, ex.sets, us.retain_batch)]
         policy = load_expert(exp_folder).policy
         expert = load_lm(policy)
+        base = load_lm(base_name(cfg), source=model_source(cfg))
         for model in MODELS:
             path = work / f"eval_{model}.parquet"
             if path.exists():
@@ -483,21 +509,10 @@ def unlearn_stage(cfg, ex: AuditExplain | None = None, log=print) -> AuditUnlear
                 hist = unlearn(lm.model, lm.tokenizer, [pairs[i] for i in ex.sets[model]], retain, us, spec=lm.spec,
                                reference=expert.model, log=log)
                 write_json(work / f"history_{model}.json", hist)
-            out = _score(cfg, rows.assign(model=model), lm, seed)
-            other = out["split"] == "other"
-            if other.any():
-                out.loc[other, "nll_expert"] = (out.loc[other, "nll_self"] if model == "expert" else completion_nll(
-                    expert.model, expert.tokenizer, list(out.loc[other, "prompt"]),
-                    list(out.loc[other, "completion"]), spec=expert.spec)[0])
-            out.to_parquet(path, index=False)
+            _score(cfg, rows.assign(model=model), lm, seed, expert, base).to_parquet(path, index=False)
             del lm
-        del expert
+        del expert, base
         df = pd.concat([pd.read_parquet(work / f"eval_{m}.parquet") for m in MODELS], ignore_index=True)
-        base = load_lm(base_name(cfg), source=model_source(cfg))
-        other = df["split"] == "other"
-        if other.any():
-            df.loc[other, "nll_base"] = completion_nll(base.model, base.tokenizer, list(df.loc[other, "prompt"]),
-                                                       list(df.loc[other, "completion"]), spec=base.spec)[0]
         df.to_parquet(work / "eval.parquet", index=False)
         for m in MODELS:
             (work / f"eval_{m}.parquet").unlink()

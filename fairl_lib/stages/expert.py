@@ -43,7 +43,7 @@ import pandas as pd
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import RECEIPT, cached_stage, stage_key, stage_root
 from fairl_lib.llm import data, rlhf
-from fairl_lib.llm.models import completion_nll, generate, get_spec, load_lm
+from fairl_lib.llm.models import completion_nll_models, generate, get_spec, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 
 EXPERT_STAGE, EVAL_STAGE = "expert", "expert_eval"
@@ -273,9 +273,10 @@ def evaluate_expert(cfg, base_lm: str | None = None) -> ExpertEval:
         parts = []
         for name, lm, seed in (("base", base, cfg.seed * 1000 + 11), ("expert", expert, cfg.seed * 1000 + 12)):
             comp = generate_sorted(lm, prompts, cfg.gen, seed)
-            nll_b, n_tok = completion_nll(base.model, base.tokenizer, prompts, comp, spec=base.spec)
-            nll_s = nll_b if name == "base" else completion_nll(lm.model, lm.tokenizer, prompts, comp,
-                                                                 spec=lm.spec)[0]
+            # the expert's completions under base and expert in one pass of their shared frozen blocks
+            scorers = [base.model] if name == "base" else [base.model, lm.model]
+            nlls, n_tok = completion_nll_models(scorers, base.tokenizer, prompts, comp, spec=base.spec)
+            nll_b, nll_s = nlls[0], nlls[-1]
             p = np.asarray(gt(comp)["toxic"], dtype=np.float64)
             parts.append(rows.assign(model=name, completion=comp, p_toxic=p, toxic=p > cfg.models.toxic_threshold,
                                      judge_p=np.asarray(judge(comp)["toxic"], dtype=np.float64),
