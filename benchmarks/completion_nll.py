@@ -7,6 +7,12 @@ version batches rows by length (less padding) and keeps only the positions that 
 completions the model samples (``--samples`` per prompt); the JSON gives median seconds, the ratio, and
 the largest NLL difference (float rounding only).
 
+Then the same completions under three models of one family, as notebook 10 scores them (the unlearned
+model, the expert and the base) and notebook 01 (expert and base): one ``completion_nll`` call per model
+against one ``completion_nll_models`` call, which runs the lower blocks the models share once per batch.
+The stand-ins for the expert and the unlearned model are the base with its top ``--top-blocks`` blocks
+perturbed (the expert trains exactly those; the time does not depend on the weights' values).
+
     python benchmarks/completion_nll.py                     # SmolLM2-135M, 2 samples per prompt, ~2 minutes
     python benchmarks/completion_nll.py --models smollm2-135m gemma3-270m --repeats 3
 
@@ -29,7 +35,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--profile", default="cpu")
+    p.add_argument("--top-blocks", type=int, default=6, help="blocks the stand-in models change (the expert's 6)")
     return p.parse_args(argv)
+
+
+def stand_ins(name: str, top_blocks: int, n: int = 2) -> list:
+    """``n`` copies of model ``name`` whose top ``top_blocks`` blocks are perturbed (seeded noise)."""
+    import torch
+
+    from fairl_lib.llm.models import load_lm
+
+    out = []
+    for i in range(n):
+        m = load_lm(name).model
+        g = torch.Generator().manual_seed(i)
+        with torch.no_grad():
+            for layer in m.model.layers[len(m.model.layers) - top_blocks:]:
+                for p in layer.parameters():
+                    p.add_(torch.randn(p.shape, generator=g) * 1e-3)
+        out.append(m)
+    return out
 
 
 def plain_nll(model, tok, prompts, completions, spec, batch_size: int = 16):
@@ -63,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from fairl_lib.config import make_config
-    from fairl_lib.llm.models import completion_nll, load_lm
+    from fairl_lib.llm.models import completion_nll, completion_nll_models, load_lm
     from fairl_lib.stages.expert import generate_sorted, rlhf_prompts
 
     torch.set_num_threads(args.threads)
@@ -85,11 +110,27 @@ def main(argv: list[str] | None = None) -> dict:
             t = time.perf_counter()
             b = completion_nll(lm.model, lm.tokenizer, prompts, comps, spec=lm.spec)[0]
             times["library"].append(time.perf_counter() - t)
+        trio = [lm.model] + stand_ins(name, args.top_blocks)
+        times.update({"three_separate": [], "three_shared": []})
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            sep = [completion_nll(m, lm.tokenizer, prompts, comps, spec=lm.spec)[0] for m in trio]
+            times["three_separate"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            shared = completion_nll_models(trio, lm.tokenizer, prompts, comps, spec=lm.spec)[0]
+            times["three_shared"].append(time.perf_counter() - t)
         med = {k: statistics.median(v) for k, v in times.items()}
+        trio_diff = max(float(np.abs(x - y).max()) for x, y in zip(sep, shared))
         out[name] = {"plain_s": med["plain"], "library_s": med["library"], "speedup": med["plain"] / med["library"],
-                     "max_abs_diff_nats": float(np.abs(a - b).max())}
+                     "max_abs_diff_nats": float(np.abs(a - b).max()),
+                     "three_separate_s": med["three_separate"], "three_shared_s": med["three_shared"],
+                     "shared_speedup": med["three_separate"] / med["three_shared"],
+                     "shared_max_abs_diff_nats": trio_diff}
         print(f"[{name}] {len(prompts)} completions: plain {med['plain']:.1f} s, library {med['library']:.1f} s "
               f"({med['plain'] / med['library']:.2f}x); max |NLL difference| {np.abs(a - b).max():.1e} nats", flush=True)
+        print(f"[{name}] three models: one call each {med['three_separate']:.1f} s, one call with the shared lower "
+              f"blocks {med['three_shared']:.1f} s ({med['three_separate'] / med['three_shared']:.2f}x); max |NLL "
+              f"difference| {trio_diff:.1e} nats", flush=True)
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))
     return out

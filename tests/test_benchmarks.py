@@ -133,6 +133,8 @@ def test_completion_nll_benchmark_gives_the_plain_numbers(one_thread):
     m = out["smollm2-135m"]
     assert out["rows"] == 6 and m["speedup"] == pytest.approx(m["plain_s"] / m["library_s"])
     assert m["max_abs_diff_nats"] < 1e-3  # the same NLLs: only float rounding differs
+    assert m["shared_speedup"] == pytest.approx(m["three_separate_s"] / m["three_shared_s"])
+    assert m["shared_max_abs_diff_nats"] == 0.0  # the shared blocks compute what each model's own would
 
 
 def test_irl_grid_benchmark_reports_repeats_and_matching_rewards(one_thread):
