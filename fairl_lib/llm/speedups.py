@@ -9,6 +9,10 @@ The old and reference log-probs are bit-identical; the training pass is equal to
 (trl shuffles its rows, and a GEMM's rounding depends on row order) (tested, with the gradients
 and a whole RLOO run). How much time it saves: ``benchmarks/rlhf_step.py``, results in
 ``benchmarks/README.md``.
+
+Evaluation uses the same trunk: ``models.completion_nll_models`` scores completions under base, expert
+and unlearned expert, which share their lower blocks (:func:`shared_lower_layers`), and
+:meth:`FrozenTrunk.detach` puts the models back afterwards.
 """
 from __future__ import annotations
 
