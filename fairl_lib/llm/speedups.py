@@ -86,18 +86,9 @@ class FrozenTrunk:
         ``require_frozen``: refuse a ``model`` whose lower layers are trainable (a training run must
         not share activations that its gradients would change); inference-only callers pass False.
         """
-        import torch
-
-        ref = list(model.model.layers[: self.n_frozen].parameters())
-        if require_frozen and any(p.requires_grad for p in ref):
+        if require_frozen and any(p.requires_grad for p in model.model.layers[: self.n_frozen].parameters()):
             raise ValueError("FrozenTrunk: the lower layers must be frozen (requires_grad False).")
-        ref += list(model.get_input_embeddings().parameters())
-
-        def same(m: PreTrainedModel) -> bool:
-            other = list(m.model.layers[: self.n_frozen].parameters()) + list(m.get_input_embeddings().parameters())
-            return len(other) == len(ref) and all(torch.equal(a, b) for a, b in zip(ref, other))
-
-        models = [model] + [m for m in others if same(m)]
+        models = [model] + [m for m in others if shared_lower_layers([model, m], self.n_frozen) == self.n_frozen]
         self.n_models = len(models)
         for m in models:
             for i, layer in enumerate(m.model.layers[: self.n_frozen]):
@@ -150,25 +141,25 @@ class FrozenTrunk:
             self._on, self.current, self.hit = False, None, False
 
 
-def shared_lower_layers(models: Sequence[PreTrainedModel]) -> int:
-    """How many lower decoder layers (and the input embedding) all ``models`` hold with equal weights:
-    0 when they differ anywhere below the first layer, or when ``models`` has fewer than two."""
+def _same_weights(a: Any, b: Any) -> bool:
     import torch
 
+    pa, pb = list(a.parameters()), list(b.parameters())
+    return len(pa) == len(pb) and all(torch.equal(x, y) for x, y in zip(pa, pb))
+
+
+def shared_lower_layers(models: Sequence[PreTrainedModel], limit: int | None = None) -> int:
+    """How many lower decoder layers (and the input embedding) all ``models`` hold with equal weights
+    (counting stops at ``limit``): 0 when they differ anywhere below the first layer, or when ``models``
+    has fewer than two."""
     if len(models) < 2 or not all(hasattr(getattr(m, "model", None), "layers") for m in models):
         return 0
-    first = models[0]
-    emb = list(first.get_input_embeddings().parameters())
-    if not all(all(torch.equal(a, b) for a, b in zip(emb, m.get_input_embeddings().parameters())) for m in models[1:]):
+    first, rest = models[0], models[1:]
+    if not all(_same_weights(first.get_input_embeddings(), m.get_input_embeddings()) for m in rest):
         return 0
     n = 0
-    for i, layer in enumerate(first.model.layers):
-        ps = list(layer.parameters())
-        for m in models[1:]:
-            if i >= len(m.model.layers):
-                return n
-            qs = list(m.model.layers[i].parameters())
-            if len(qs) != len(ps) or not all(torch.equal(a, b) for a, b in zip(ps, qs)):
-                return n
+    for i, layer in enumerate(first.model.layers[:limit]):
+        if not all(i < len(m.model.layers) and _same_weights(layer, m.model.layers[i]) for m in rest):
+            break
         n += 1
     return n
