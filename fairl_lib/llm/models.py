@@ -54,8 +54,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fairl_lib.llm import assets
-from fairl_lib.llm.prefix import generate_shared_prefix
 from fairl_lib.llm.precision import autocast, bf16_weights, resolve_precision
+from fairl_lib.llm.prefix import generate_shared_prefix
 from fairl_lib.paths import cache_dir
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
@@ -529,9 +529,6 @@ def generate(
     untouched), so a batch's samples do not depend on earlier batches and the same call gives the
     same completions. They do depend on ``batch_size`` (batch composition), so keep it fixed.
     """
-    import torch
-
-
     if spec is None:
         spec = _spec_of(model)
     run = generate_shared_prefix if settings.share_prefix else (lambda m, **kw_: m.generate(**kw_))
