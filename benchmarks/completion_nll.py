@@ -13,6 +13,11 @@ against one ``completion_nll_models`` call, which runs the lower blocks the mode
 The stand-ins for the expert and the unlearned model are the base with its top ``--top-blocks`` blocks
 perturbed (the expert trains exactly those; the time does not depend on the weights' values).
 
+Last, one model with several completions per prompt (``--prefix-samples``, as the evaluations of notebooks
+01 and 08 draw 8): ``completion_nll`` with ``share_prefix=False`` (every row runs its prompt) against the
+default ``share_prefix=True`` (each distinct prompt once per batch, the rows continue from its key/value
+cache); the NLLs agree to float rounding.
+
     python benchmarks/completion_nll.py                     # SmolLM2-135M, 2 samples per prompt, ~2 minutes
     python benchmarks/completion_nll.py --models smollm2-135m gemma3-270m --repeats 3
 
@@ -31,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["smollm2-135m"])
     p.add_argument("--samples", type=int, default=2, help="completions per held-out prompt")
+    p.add_argument("--prefix-samples", type=int, default=8,
+                   help="completions per held-out prompt of the shared-prefix comparison (0 = skip it)")
     p.add_argument("--prompts", type=int, default=0, help="use only this many held-out prompts (0 = all)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
@@ -82,6 +89,36 @@ def plain_nll(model, tok, prompts, completions, spec, batch_size: int = 16):
     return nll
 
 
+def prefix_phase(lm, held: list[str], cfg, args) -> dict:
+    """``completion_nll`` without and with the shared prompt prefix, ``args.prefix_samples`` completions
+    per prompt (alternating, ``args.repeats`` times each)."""
+    import numpy as np
+
+    from fairl_lib.llm.models import completion_nll
+    from fairl_lib.stages.expert import generate_sorted
+
+    prompts = [p for p in held for _ in range(args.prefix_samples)]
+    comps = generate_sorted(lm, prompts, cfg.gen, 2)
+    times: dict[str, list[float]] = {"rows": [], "prefix": []}
+    for _ in range(args.repeats):
+        for key, share in (("rows", False), ("prefix", True)):
+            t = time.perf_counter()
+            nll = completion_nll(lm.model, lm.tokenizer, prompts, comps, spec=lm.spec, share_prefix=share)[0]
+            times[key].append(time.perf_counter() - t)
+            if share:
+                got = nll
+            else:
+                want = nll
+    med = {k: statistics.median(v) for k, v in times.items()}
+    diff = float(np.abs(got - want).max())
+    print(f"[{lm.spec.name}] {len(prompts)} completions ({args.prefix_samples} per prompt): every row its prompt "
+          f"{med['rows']:.1f} s, each prompt once {med['prefix']:.1f} s ({med['rows'] / med['prefix']:.2f}x); max "
+          f"|NLL difference| {diff:.1e} nats", flush=True)
+    return {"prefix_rows": len(prompts), "rows_s": med["rows"], "prefix_s": med["prefix"],
+            "prefix_speedup": med["rows"] / med["prefix"], "prefix_max_abs_diff_nats": diff,
+            "prefix_max_rel_diff": float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-9)))}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import numpy as np
@@ -108,13 +145,13 @@ def main(argv: list[str] | None = None) -> dict:
             a = plain_nll(lm.model, lm.tokenizer, prompts, comps, lm.spec)
             times["plain"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            b = completion_nll(lm.model, lm.tokenizer, prompts, comps, spec=lm.spec)[0]
+            b = completion_nll(lm.model, lm.tokenizer, prompts, comps, spec=lm.spec, share_prefix=False)[0]
             times["library"].append(time.perf_counter() - t)
         trio = [lm.model] + stand_ins(name, args.top_blocks)
         times.update({"three_separate": [], "three_shared": []})
         for _ in range(args.repeats):
             t = time.perf_counter()
-            sep = [completion_nll(m, lm.tokenizer, prompts, comps, spec=lm.spec)[0] for m in trio]
+            sep = [completion_nll(m, lm.tokenizer, prompts, comps, spec=lm.spec, share_prefix=False)[0] for m in trio]
             times["three_separate"].append(time.perf_counter() - t)
             t = time.perf_counter()
             shared = completion_nll_models(trio, lm.tokenizer, prompts, comps, spec=lm.spec)[0]
@@ -131,6 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[{name}] three models: one call each {med['three_separate']:.1f} s, one call with the shared lower "
               f"blocks {med['three_shared']:.1f} s ({med['three_separate'] / med['three_shared']:.2f}x); max |NLL "
               f"difference| {trio_diff:.1e} nats", flush=True)
+        if args.prefix_samples:
+            out[name].update(prefix_phase(lm, held, cfg, args))
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))
     return out

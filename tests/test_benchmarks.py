@@ -135,6 +135,8 @@ def test_completion_nll_benchmark_gives_the_plain_numbers(one_thread):
     assert m["max_abs_diff_nats"] < 1e-3  # the same NLLs: only float rounding differs
     assert m["shared_speedup"] == pytest.approx(m["three_separate_s"] / m["three_shared_s"])
     assert m["shared_max_abs_diff_nats"] == 0.0  # the shared blocks compute what each model's own would
+    assert m["prefix_rows"] == 3 * 8 and m["prefix_speedup"] == pytest.approx(m["rows_s"] / m["prefix_s"])
+    assert m["prefix_max_rel_diff"] < 1e-4  # each prompt once: the same NLLs up to float rounding
 
 
 def test_irl_grid_benchmark_reports_repeats_and_matching_rewards(one_thread):

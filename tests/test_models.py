@@ -323,3 +323,34 @@ def test_both_samplers_draw_the_models_next_token_distribution(tiny):
         freq = torch.bincount(torch.tensor(drawn), minlength=len(p)).double() / n
         tv = 0.5 * (freq - p).abs().sum().item()
         assert tv < 0.05, (sampler, tv)
+
+
+def test_completion_nll_runs_each_repeated_prompt_once_with_the_same_numbers(tiny):
+    """Several completions per prompt (as every evaluation draws them): the shared-prefix path runs each
+    distinct prompt once per batch and gives the full-sequence NLLs to float rounding, with prompts of
+    different lengths (left padding, positions), empty completions, and a prompt group larger than a
+    batch (split across batches)."""
+    model, tok = tiny.model, tiny.tokenizer
+    prompts = ["the cat is", "you are a very", "the day is not a", "you are a very"] * 3 + ["the cat is"] * 5
+    comps = ["good", "nice dog is", "", "cat", "the the day", "is", "not a", "good cat", "you", "day is nice",
+             "a", "dog dog", "very", "the", "is a cat", "nice", "dog"]
+    want, count = models.completion_nll(model, tok, prompts, comps, batch_size=4, share_prefix=False)
+    rows_seen = []
+    orig = model.forward
+    model.forward = lambda *a, **k: (rows_seen.append(k["input_ids"].shape[0]), orig(*a, **k))[1]
+    try:
+        got, got_count = models.completion_nll(model, tok, prompts, comps, batch_size=4)
+    finally:
+        del model.forward
+    np.testing.assert_array_equal(got_count, count)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert got[2] == 0 and count[2] == 0 and (want[count > 0] > 0).all()
+    # one prefill row per distinct prompt of a batch, then one row per completion: 16 non-empty rows
+    # in batches of at most 4 rows, so 4 batches (the 8-row "the cat is" group split in two)
+    prefill, rows = rows_seen[0::2], rows_seen[1::2]
+    assert sum(rows) == 16 and max(rows) <= 4 and len(rows) == 4
+    assert sum(prefill) < sum(rows)
+    # a prompt of one token leaves nothing to share: the full-sequence path, the same numbers exactly
+    one = models.completion_nll(model, tok, ["dog", "dog"], ["is", "cat"], share_prefix=True)[0]
+    np.testing.assert_array_equal(one, models.completion_nll(model, tok, ["dog", "dog"], ["is", "cat"],
+                                                             share_prefix=False)[0])

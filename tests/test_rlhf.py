@@ -378,7 +378,7 @@ def test_completion_nll_of_several_models_shares_their_equal_lower_layers(tiny_l
     prompts = PROMPTS * 3
     comps = ["good day", "", "very nice dog", "cat", "the the", "is", "not a", "good", "you", "day is nice"] * 2
     comps = comps[: len(prompts)]
-    want = [completion_nll(m, base.tokenizer, prompts, comps, batch_size=4) for m in models]
+    want = [completion_nll(m, base.tokenizer, prompts, comps, batch_size=4, share_prefix=False) for m in models]
     calls = []
     for i, m in enumerate(models):
         layer = m.model.layers[0]
@@ -392,7 +392,7 @@ def test_completion_nll_of_several_models_shares_their_equal_lower_layers(tiny_l
         np.testing.assert_allclose(got, w, rtol=0, atol=1e-9)
     assert len({tuple(np.round(n, 6)) for n in nlls}) == 3  # three different models, three answers
     calls.clear()  # detached: each model runs its own lower blocks again
-    again = completion_nll(expert.model, base.tokenizer, prompts, comps, batch_size=4)[0]
+    again = completion_nll(expert.model, base.tokenizer, prompts, comps, batch_size=4, share_prefix=False)[0]
     np.testing.assert_allclose(again, want[1][0], rtol=0, atol=1e-9)
     assert set(calls) == {1}
     with torch.no_grad():

@@ -581,6 +581,7 @@ def completion_nll(
     completions: Sequence[str],
     batch_size: int = 32,
     spec: ModelSpec | None = None,
+    share_prefix: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed negative log-likelihood (nats) of each completion given its prompt, and its token count.
 
@@ -588,8 +589,10 @@ def completion_nll(
     on its own without special tokens and appended. Completions with no tokens get NLL 0, count 0.
     Rows are batched by length (less padding) and the output layer runs only over the positions that
     predict completion tokens (``logits_to_keep``), not over the prompts: the same numbers, less work.
+    When prompts repeat (an evaluation draws several completions per prompt), each distinct prompt
+    runs once (``share_prefix``, :func:`_nll_shared_prefix`): equal to float rounding.
     """
-    nlls, count = completion_nll_models([model], tok, prompts, completions, batch_size, spec)
+    nlls, count = completion_nll_models([model], tok, prompts, completions, batch_size, spec, share_prefix)
     return nlls[0], count
 
 
@@ -600,6 +603,7 @@ def completion_nll_models(
     completions: Sequence[str],
     batch_size: int = 32,
     spec: ModelSpec | None = None,
+    share_prefix: bool = True,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """:func:`completion_nll` of the same texts under several models of one family (one tokenizer).
 
@@ -608,8 +612,10 @@ def completion_nll_models(
     unlearned expert hold equal weights below. Those layers then run once per batch for all models
     (``speedups.FrozenTrunk``, found by :func:`speedups.shared_lower_layers`), and each model runs
     only its own upper layers: the same numbers as one :func:`completion_nll` call per model (the
-    skipped layers would compute bit-identical activations), less work. Returns one NLL array per
-    model (in ``models``' order) and the token counts.
+    skipped layers would compute bit-identical activations), less work. Models that share no lower
+    layers (or a single model) run their prompts once per distinct prompt instead when prompts repeat
+    and ``share_prefix`` is on (:func:`_nll_shared_prefix`). Returns one NLL array per model (in
+    ``models``' order) and the token counts.
     """
     import torch
 
@@ -626,6 +632,8 @@ def completion_nll_models(
     count = np.array([len(c) for c in c_ids], dtype=np.int64)
     order = sorted(range(len(p_ids)), key=lambda i: (len(p_ids[i]) + len(c_ids[i]), i))
     n_shared = shared_lower_layers(models)
+    if not n_shared and share_prefix and _prompts_repeat(p_ids, c_ids):
+        return [_nll_shared_prefix(m, tok.pad_token_id, p_ids, c_ids, batch_size) for m in models], count
     trunk = FrozenTrunk(n_shared, capacity=batch_size) if n_shared else None
     if trunk is not None:
         trunk.attach(models[0], models[1:], require_frozen=False)
@@ -661,6 +669,79 @@ def completion_nll_models(
         if trunk is not None:
             trunk.detach()
     return nlls, count
+
+
+def _prompts_repeat(p_ids: list[list[int]], c_ids: list[list[int]]) -> bool:
+    """True when some prompt with a non-empty completion occurs twice and every prompt has at least two
+    tokens (a one-token prompt leaves nothing to share)."""
+    rows = [tuple(p) for p, c in zip(p_ids, c_ids) if c]
+    return len(set(rows)) < len(rows) and all(len(p) >= 2 for p in p_ids)
+
+
+def _nll_shared_prefix(model: PreTrainedModel, pad_id: int, p_ids: list[list[int]], c_ids: list[list[int]],
+                       batch_size: int) -> np.ndarray:
+    """Summed NLL of each completion under ``model``, each distinct prompt run once per batch.
+
+    The rows of a batch (at most ``batch_size``, grouped by prompt) share a key/value cache: all but
+    the last token of each distinct prompt are run once (left padded, positions as ``generate`` makes
+    them, :func:`prefix.prefill_positions`), the cache is copied to the prompt's rows, and each row
+    then runs ``[last prompt token] + completion[:-1]`` (right padded) on top of it; the logits at
+    those positions predict the completion's tokens. The same conditional probabilities as one pass
+    over ``prompt + completion``; only the rounding differs (GEMMs of other shapes).
+    """
+    import torch
+    from transformers import DynamicCache
+
+    from fairl_lib.llm.prefix import prefill_positions
+
+    nll = np.zeros(len(p_ids), dtype=np.float64)
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, c in enumerate(c_ids):
+        if c:
+            by_prompt.setdefault(tuple(p_ids[i]), []).append(i)
+    chunks = [rows[s : s + batch_size] for rows in by_prompt.values() for s in range(0, len(rows), batch_size)]
+    chunks.sort(key=lambda rows: (len(p_ids[rows[0]]), max(len(c_ids[i]) for i in rows), rows[0]))
+    batches: list[list[list[int]]] = [[]]
+    for rows in chunks:  # whole prompt groups per batch, at most batch_size rows
+        if batches[-1] and sum(map(len, batches[-1])) + len(rows) > batch_size:
+            batches.append([])
+        batches[-1].append(rows)
+    model.eval()
+    for groups in batches:
+        prompts = [p_ids[rows[0]] for rows in groups]
+        width = max(map(len, prompts))
+        ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for g, p in enumerate(prompts):  # left padding, as in generation
+            ids[g, width - len(p):] = torch.tensor(p)
+            mask[g, width - len(p):] = 1
+        idx = [i for rows in groups for i in rows]
+        group_of = torch.tensor([g for g, rows in enumerate(groups) for _ in rows])
+        n_new = max(len(c_ids[i]) for i in idx)
+        new = torch.full((len(idx), n_new), pad_id, dtype=torch.long)
+        new_mask = torch.zeros_like(new)
+        targets = torch.zeros_like(new)
+        for r, i in enumerate(idx):  # right padding: [last prompt token] + completion[:-1]
+            c = c_ids[i]
+            new[r, : len(c)] = torch.tensor([p_ids[i][-1], *c[:-1]])
+            new_mask[r, : len(c)] = 1
+            targets[r, : len(c)] = torch.tensor(c)
+        dev = model.device
+        with torch.inference_mode():
+            cache = DynamicCache(config=model.config)
+            prefix_mask = mask[:, :-1]
+            model(input_ids=ids[:, :-1].to(dev), attention_mask=prefix_mask.to(dev),
+                  position_ids=prefill_positions(prefix_mask).to(dev), past_key_values=cache, use_cache=True,
+                  logits_to_keep=1)
+            cache.batch_select_indices(group_of.to(dev))
+            lengths = torch.tensor([len(p_ids[i]) for i in idx])
+            positions = lengths[:, None] - 1 + torch.arange(n_new)[None, :]
+            logits = model(input_ids=new.to(dev), attention_mask=torch.cat([prefix_mask[group_of], new_mask], 1).to(dev),
+                           position_ids=positions.to(dev), past_key_values=cache, use_cache=True).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        tok_lp = logp.gather(-1, targets[:, :, None].to(logp.device)).squeeze(-1).cpu()
+        nll[idx] = -(tok_lp * new_mask).sum(1).double().numpy()
+    return nll
 
 
 def perplexity(
