@@ -447,7 +447,7 @@ def test_bf16_rloo_with_weight_copies_for_rollouts_trains_the_same_policy(tiny_l
 def test_rloo_with_frozen_trunk_matches_plain_rloo(tiny_llama, tmp_path):
     runs = {}
     for share in (True, False):
-        cfg = _cfg(steps=3, eval_every=0, share_frozen_trunk=share)
+        cfg = _cfg(steps=3, eval_every=0, share_frozen_trunk=share, reuse_old_pass=False)
         path, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / str(share),
                                        verbose=False)
         info = json.loads((tmp_path / str(share) / rlhf.DONE_FILE).read_text())["speedups"]
@@ -459,6 +459,53 @@ def test_rloo_with_frozen_trunk_matches_plain_rloo(tiny_llama, tmp_path):
     np.testing.assert_allclose(runs[True][0][cols].to_numpy(), runs[False][0][cols].to_numpy(), rtol=1e-4, atol=1e-6)
     for k in runs[False][1]:
         torch.testing.assert_close(runs[True][1][k], runs[False][1][k], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_rloo_loss_reusing_the_old_pass_matches_a_second_forward(tiny_llama, tmp_path, precision):
+    """``reuse_old_pass``: the loss backpropagates through the old-log-prob pass of its step instead of
+    running the policy again (trl shuffles the rows in between; they are matched by content). The
+    runs agree step for step (rewards, KL, loss, trained weights) up to float rounding, the policy
+    runs one full-sequence forward per step instead of two, and the trunk serves one pass fewer."""
+    from fairl_lib.llm.precision import cpu_has_bf16
+
+    if precision == "bf16" and not cpu_has_bf16():
+        pytest.skip("bf16 autocast is only used on a CPU with native bf16")
+    runs = {}
+    for reuse in (True, False):
+        forwards = []
+        cls = rlhf._fast_rloo_class()
+        orig = cls._logps
+
+        def counting(self, model, *a, _orig=orig, **k):
+            forwards.append(model is self.model)
+            return _orig(self, model, *a, **k)
+
+        cls._logps = counting
+        try:
+            cfg = _cfg(steps=3, eval_every=0, reuse_old_pass=reuse, precision=precision)
+            path, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / str(reuse),
+                                           verbose=False)
+        finally:
+            cls._logps = orig
+        info = json.loads((tmp_path / str(reuse) / rlhf.DONE_FILE).read_text())["speedups"]
+        runs[reuse] = (hist, load_lm(path).model.state_dict(), info, forwards)
+    assert runs[True][2]["old_pass_reused"] == 3 and runs[False][2]["old_pass_reused"] == 0
+    assert sum(runs[True][3]) == 3 and sum(runs[False][3]) == 6  # policy passes: one a step instead of two
+    assert runs[True][2]["trunk_hits"] == 3 and runs[False][2]["trunk_hits"] == 6  # the reference's only
+    cols = ["reward", "kl", "loss"]
+    tol = {"rtol": 1e-4, "atol": 1e-6} if precision == "fp32" else {"rtol": 1e-2, "atol": 1e-3}
+    np.testing.assert_allclose(runs[True][0][cols].to_numpy(), runs[False][0][cols].to_numpy(), **tol)
+    moved = 0
+    for k, v in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][k], v, **tol)
+        moved += not torch.equal(v, load_lm(tiny_llama).model.state_dict()[k])
+    assert moved > 0  # both trained
+
+
+def test_same_rows_finds_the_reordering_or_none():
+    assert rlhf.same_rows(["a", "b", "a", "c"], ["c", "a", "b", "a"]).tolist() in ([3, 2, 1, 0], [3, 0, 1, 2])
+    assert rlhf.same_rows(["a", "b"], ["a", "c"]) is None and rlhf.same_rows(["a"], ["a", "a"]) is None
 
 
 def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, monkeypatch):

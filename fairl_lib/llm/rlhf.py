@@ -26,7 +26,8 @@ CPU choices: fp32, or bf16 autocast where the CPU has native bf16 (``precision``
 :mod:`fairl_lib.llm.precision`; RLOO only, trl's PPO stays fp32), no gradient checkpointing, constant learning rate, and optionally only
 the top ``trainable_top_blocks`` transformer blocks plus the final norm are trained (embeddings and
 the tied output head stay frozen), which halves the backward pass. With RLOO the frozen lower
-blocks run once per batch for all three log-prob passes (:mod:`fairl_lib.llm.speedups`).
+blocks run once per batch for all the log-prob passes (:mod:`fairl_lib.llm.speedups`), and the
+policy's old-log-prob pass is also the loss's forward pass (``RLHFConfig.reuse_old_pass``).
 
 Output folder (``out_dir``): ``policy/`` (the aligned model, loadable with ``models.load_lm``),
 ``history.csv``, ``rlhf.json`` (settings and timings, written last: its presence means "complete").
@@ -68,10 +69,9 @@ from fairl_lib.llm.precision import autocast, bf16_weights, full_precision, reso
 from fairl_lib.llm.prefix import generate_shared_prefix
 from fairl_lib.llm.progress import Progress, emit
 from fairl_lib.llm.sampling import generate_overrides
-from fairl_lib.llm.speedups import FrozenTrunk
+from fairl_lib.llm.speedups import FrozenTrunk, row_keys
 
 if TYPE_CHECKING:
-    import pandas as pd
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -123,6 +123,12 @@ class RLHFConfig:
         share_prefix: RLOO rollouts and evaluation run each distinct prompt once and share its
             key/value cache among its ``generations_per_prompt`` rows (:mod:`fairl_lib.llm.prefix`;
             same computation up to float rounding).
+        reuse_old_pass: RLOO: the policy's forward pass that gives the old log-probs (trl's
+            ``old_per_token_logps``, for the KL penalty) keeps its autograd graph, and the loss of the
+            same step uses it instead of running the policy again. With one optimisation pass per batch
+            of rollouts (trl's ``num_iterations = 1``, one gradient step per generation) the weights
+            are the same in both passes, so this is the same computation with one forward fewer per
+            step; the importance ratio is then exactly 1 (it was 1 up to float rounding).
         precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on a CPU with native bf16, resolved when
             the config is made): RLOO's rollouts, log-prob passes and evaluation run under bf16
             autocast; weights, gradients and Adam stay fp32 (:mod:`fairl_lib.llm.precision`).
@@ -152,6 +158,7 @@ class RLHFConfig:
     sampler: str = "inverse_cdf"
     share_prefix: bool = True
     precision: str = "fp32"
+    reuse_old_pass: bool = True
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -731,15 +738,34 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     return recorder.frame(), info
 
 
+def same_rows(old: Sequence[str], new: Sequence[str]) -> Any:
+    """Indices ``order`` with ``old[order[j]] == new[j]`` for every row ``j`` (a torch tensor), or None
+    when ``new`` is not a reordering of ``old`` (trl shuffles the rows between its passes)."""
+    import torch
+
+    if len(old) != len(new):
+        return None
+    where: dict[str, list[int]] = {}
+    for i, key in enumerate(old):
+        where.setdefault(key, []).append(i)
+    order = []
+    for key in new:
+        if not where.get(key):
+            return None
+        order.append(where[key].pop())
+    return torch.tensor(order, dtype=torch.long)
+
+
 @functools.cache
 def _fast_rloo_class() -> type:
     """trl's ``RLOOTrainer`` whose log-prob passes share the frozen trunk (:mod:`fairl_lib.llm.speedups`).
 
-    Two methods are wrapped around trl's own code: every log-prob pass runs inside the trunk's
-    ``active()`` block, and ``train`` wraps the rollouts' ``generate``: it hands it the inverse-CDF
-    sampler's processors (``[rlhf] sampler``, :mod:`fairl_lib.llm.sampling`; trl's generation config
-    becomes greedy decoding over them) and runs each distinct prompt once (``[rlhf] share_prefix``,
-    :mod:`fairl_lib.llm.prefix`).
+    Two methods are wrapped around trl's own code. Every log-prob pass runs inside the trunk's
+    ``active()`` block, and the policy's old-log-prob pass keeps its graph for the loss of the same
+    step (``[rlhf] reuse_old_pass``). ``train`` wraps the rollouts' ``generate``: it hands it the
+    inverse-CDF sampler's processors (``[rlhf] sampler``, :mod:`fairl_lib.llm.sampling`; trl's
+    generation config becomes greedy decoding over them) and runs each distinct prompt once
+    (``[rlhf] share_prefix``, :mod:`fairl_lib.llm.prefix`).
     """
     from transformers import GenerationConfig
     from trl import RLOOTrainer
@@ -756,6 +782,11 @@ def _fast_rloo_class() -> type:
                 self._trunk = FrozenTrunk(n_frozen)
                 self._trunk.attach(policy, [self.ref_model] if self.ref_model is not None else [])
             self._sampler, self._share_prefix, self._precision = None, cfg.share_prefix, cfg.precision
+            # the old pass's graph serves the loss only when the loss comes right after it, at the same weights
+            self._reuse_old = (cfg.reuse_old_pass and self.num_iterations == 1
+                               and self.args.steps_per_generation == 1)
+            self._old_pass: tuple | None = None
+            self.old_pass_reused = 0
             if cfg.sampler == "inverse_cdf" and not getattr(self, "use_vllm", False):
                 # rollouts drawn by fairl_lib.llm.sampling: greedy decoding over its processors
                 over = generate_overrides(cfg.temperature, cfg.top_k, cfg.top_p)
@@ -790,7 +821,27 @@ def _fast_rloo_class() -> type:
             finally:
                 del policy.generate
 
-        def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               *args: Any, **kwargs: Any):
+            import torch
+
+            if not (self._reuse_old and model is self.model):
+                return self._logps(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+            if not torch.is_grad_enabled():  # trl's old-policy pass (inside torch.no_grad)
+                with torch.enable_grad():
+                    logps, ent, aux = self._logps(model, input_ids, attention_mask, logits_to_keep, *args,
+                                                  **{**kwargs, "compute_entropy": True})
+                self._old_pass = (row_keys(input_ids, attention_mask), logits_to_keep, logps, ent, aux)
+                return (logps.detach(), ent if kwargs.get("compute_entropy") else None,
+                        None if aux is None else aux.detach())
+            old, self._old_pass = self._old_pass, None
+            order = same_rows(old[0], row_keys(input_ids, attention_mask)) if old is not None else None
+            if order is None or old[1] != logits_to_keep:
+                return self._logps(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+            self.old_pass_reused += 1
+            return old[2][order], old[3][order], old[4]
+
+        def _logps(self, *args: Any, **kwargs: Any):
             if self._trunk is None:
                 return super()._get_per_token_logps_and_entropies(*args, **kwargs)
             with self._trunk.active():
@@ -800,7 +851,8 @@ def _fast_rloo_class() -> type:
             trunk = self._trunk
             return {"frozen_trunk_layers": trunk.n_frozen if trunk else 0,
                     "frozen_trunk_models": trunk.n_models if trunk else 0,
-                    "trunk_hits": trunk.hits if trunk else 0, "trunk_misses": trunk.misses if trunk else 0}
+                    "trunk_hits": trunk.hits if trunk else 0, "trunk_misses": trunk.misses if trunk else 0,
+                    "old_pass_reused": self.old_pass_reused}
 
     return FastRLOOTrainer
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-def _row_keys(ids: torch.Tensor, mask: torch.Tensor | None) -> list[str]:
+def row_keys(ids: torch.Tensor, mask: torch.Tensor | None) -> list[str]:
     """One content key per row (its token ids, attention mask and width): rows may come reordered."""
     import torch
 
@@ -113,7 +113,7 @@ class FrozenTrunk:
         ids = kwargs.get("input_ids", args[0] if args else None)
         mask = kwargs.get("attention_mask")
         usable = self._on and ids is not None and kwargs.get("past_key_values") is None
-        self.current = _row_keys(ids, mask) if usable else None
+        self.current = row_keys(ids, mask) if usable else None
         self.hit = self.current is not None and all(k in self.store for k in self.current)
         if self.current is not None:
             self.hits += self.hit
