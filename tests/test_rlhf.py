@@ -342,6 +342,56 @@ def test_frozen_trunk_is_exact_for_logits_and_gradients(tiny_llama):
     assert (trunk.misses, trunk.hits) == (2, 2)
 
 
+def _rollout_batch(prompts=3, generations=3, prompt_width=6, completion_width=4, seed=2):
+    """An RLOO-shaped batch: each prompt (left padded) repeated ``generations`` times in a row, then
+    each row's own completion (right padded after an early stop)."""
+    g = torch.Generator().manual_seed(seed)
+    p_ids = torch.randint(4, 18, (prompts, prompt_width), generator=g)
+    p_mask = torch.ones_like(p_ids)
+    p_mask[1, :2] = 0
+    p_mask[2, :4] = 0
+    rows = prompts * generations
+    c_ids = torch.randint(4, 18, (rows, completion_width), generator=g)
+    c_mask = torch.ones_like(c_ids)
+    c_mask[1, 2:] = 0
+    c_mask[5, 1:] = 0
+    ids = torch.cat([p_ids.repeat_interleave(generations, 0), c_ids], 1)
+    mask = torch.cat([p_mask.repeat_interleave(generations, 0), c_mask], 1)
+    return ids, mask, prompt_width
+
+
+def test_frozen_trunk_runs_a_repeated_prompt_once_with_the_same_logits(tiny_llama):
+    """``prefix_width``: the trunk runs each distinct prompt once and the rows' completions on its
+    key/value cache. Logits at the positions that matter (every real token) equal the full pass's to
+    float rounding; the reference pass then hits the stored trunk, and rows that do not repeat (or a
+    width of 0) take the plain path."""
+    from fairl_lib.llm.speedups import FrozenTrunk
+
+    ids, mask, width = _rollout_batch()
+    plain_pol, plain_ref = _policy_and_ref(tiny_llama)
+    pol, ref = _policy_and_ref(tiny_llama)
+    trunk = FrozenTrunk(n_frozen=2)
+    trunk.attach(pol, [ref])
+    with torch.no_grad():
+        want = plain_pol(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        want_ref = plain_ref(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        trunk.prefix_width = width
+        with trunk.active():
+            got = pol(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            got_ref = ref(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    real = mask.bool()
+    assert (trunk.misses, trunk.hits, trunk.prefix_hits) == (1, 1, 1)
+    torch.testing.assert_close(got[real], want[real], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_ref[real], want_ref[real], rtol=1e-5, atol=1e-5)
+    assert len(pol.model.layers) == 3 and not isinstance(pol.model.norm, torch.nn.Identity)  # put back
+    # no repeated rows: nothing to share, the plain trunk (bit-identical to the plain pass)
+    ids2, mask2 = _batch(seed=3)
+    with torch.no_grad(), trunk.active():
+        alone = pol(input_ids=ids2, attention_mask=mask2, use_cache=False).logits
+    assert trunk.prefix_hits == 1
+    assert torch.equal(alone, plain_pol(input_ids=ids2, attention_mask=mask2, use_cache=False).logits.detach())
+
+
 def test_frozen_trunk_leaves_generation_alone_and_refuses_other_weights(tiny_llama):
     from fairl_lib.llm.models import GenSettings, generate
     from fairl_lib.llm.speedups import FrozenTrunk
@@ -509,8 +559,9 @@ def test_same_rows_finds_the_reordering_or_none():
 
 
 def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, monkeypatch):
-    """``share_prefix`` (one prefill per prompt for its G rollouts) draws the same completions from
-    the same random stream as plain generate, so the runs agree step for step."""
+    """``share_prefix`` (one prefill per prompt for its G rollouts, and one trunk pass per prompt in the
+    log-prob passes) draws the same completions from the same random stream as plain generate, so the
+    runs agree step for step."""
     import transformers
 
     prefills = []
@@ -528,8 +579,8 @@ def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, mo
                                     tmp_path / str(share), verbose=False)
         runs[share] = (reward.calls, hist)
         if share:
-            assert len(prefills) == 2  # one per rollout batch
-    assert len(prefills) == 2
+            assert len(prefills) == 2 * 2  # per step: the rollouts' prefill and the frozen trunk's prompts
+    assert len(prefills) == 2 * 2
     assert runs[True][0] == runs[False][0]
     cols = ["reward", "kl", "loss"]
     np.testing.assert_allclose(runs[True][1][cols].to_numpy(), runs[False][1][cols].to_numpy(), rtol=1e-4, atol=1e-6)

@@ -122,7 +122,8 @@ class RLHFConfig:
             ``"multinomial"``. The same distribution either way; the samples differ.
         share_prefix: RLOO rollouts and evaluation run each distinct prompt once and share its
             key/value cache among its ``generations_per_prompt`` rows (:mod:`fairl_lib.llm.prefix`;
-            same computation up to float rounding).
+            same computation up to float rounding); so does the frozen trunk's pass over the rollouts
+            (:meth:`fairl_lib.llm.speedups.FrozenTrunk.shared_prefix`).
         reuse_old_pass: RLOO: the policy's forward pass that gives the old log-probs (trl's
             ``old_per_token_logps``, for the KL penalty) keeps its autograd graph, and the loss of the
             same step uses it instead of running the policy again. With one optimisation pass per batch
@@ -841,17 +842,25 @@ def _fast_rloo_class() -> type:
             self.old_pass_reused += 1
             return old[2][order], old[3][order], old[4]
 
-        def _logps(self, *args: Any, **kwargs: Any):
+        def _logps(self, model, input_ids, attention_mask, logits_to_keep, *args: Any, **kwargs: Any):
             if self._trunk is None:
-                return super()._get_per_token_logps_and_entropies(*args, **kwargs)
-            with self._trunk.active():
-                return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+                return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                                  *args, **kwargs)
+            # the prompt columns: the trunk runs each prompt once for its generations_per_prompt rows
+            self._trunk.prefix_width = input_ids.shape[1] - logits_to_keep if self._share_prefix else 0
+            try:
+                with self._trunk.active():
+                    return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
+                                                                      logits_to_keep, *args, **kwargs)
+            finally:
+                self._trunk.prefix_width = 0
 
         def speedup_info(self) -> dict[str, Any]:
             trunk = self._trunk
             return {"frozen_trunk_layers": trunk.n_frozen if trunk else 0,
                     "frozen_trunk_models": trunk.n_models if trunk else 0,
                     "trunk_hits": trunk.hits if trunk else 0, "trunk_misses": trunk.misses if trunk else 0,
+                    "trunk_prefix_hits": trunk.prefix_hits if trunk else 0,
                     "old_pass_reused": self.old_pass_reused}
 
     return FastRLOOTrainer

@@ -10,6 +10,12 @@ The old and reference log-probs are bit-identical; the training pass is equal to
 and a whole RLOO run). How much time it saves: ``benchmarks/rlhf_step.py``, results in
 ``benchmarks/README.md``.
 
+Within the pass that computes the trunk, the rows' shared prompt can run once too: an RLOO batch
+holds each prompt ``generations_per_prompt`` times, left padded to one width, so the trunk runs the
+distinct prompts once into a key/value cache and each row's completion on top of it
+(:meth:`FrozenTrunk.shared_prefix`, what :mod:`fairl_lib.llm.prefix` does for generation); the
+completion's activations are the same up to float rounding.
+
 Evaluation uses the same trunk: ``models.completion_nll_models`` scores completions under base, expert
 and unlearned expert, which share their lower blocks (:func:`shared_lower_layers`), and
 :meth:`FrozenTrunk.detach` puts the models back afterwards.
@@ -77,6 +83,8 @@ class FrozenTrunk:
         self.n_models = 0
         self._handles: list[Any] = []
         self._models: list[Any] = []
+        self.prefix_width = 0  # columns shared by repeated rows in the next pass (0: none; shared_prefix)
+        self.prefix_hits = 0
 
     def attach(self, model: PreTrainedModel, others: Sequence[PreTrainedModel] = (), require_frozen: bool = True) -> None:
         """Wrap the lower layers of ``model`` and of each of ``others`` whose lower layers equal its.
@@ -118,6 +126,47 @@ class FrozenTrunk:
         if self.current is not None:
             self.hits += self.hit
             self.misses += not self.hit
+        if self.current is not None and not self.hit and self.prefix_width and mask is not None:
+            keys = self.current
+            hidden = self.shared_prefix(module, ids, mask, self.prefix_width)
+            self.current = keys
+            if hidden is not None:  # stored like a computed trunk: the layers below now pass through
+                self.remember(hidden)
+                self.hit = True
+                self.prefix_hits += 1
+
+    def shared_prefix(self, decoder: Any, ids: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor | None:
+        """The trunk's output for ``ids`` (what the lower ``n_frozen`` layers of ``decoder`` compute on
+        the whole rows), with the first ``width`` columns run once per run of adjacent equal rows.
+
+        The distinct prefixes go through the lower layers into a ``DynamicCache`` (positions
+        ``0..width-1``, as the full pass numbers them), the cache is copied to every row, and the
+        rows' remaining columns run on top of it. Returns None (nothing saved) when no rows repeat.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        from fairl_lib.llm.prefix import distinct_rows
+
+        first, groups = distinct_rows(ids[:, :width], mask[:, :width])
+        if bool(first.all()) or not 0 < width < ids.shape[1]:
+            return None
+        layers, norm, on = decoder.layers, decoder.norm, self._on
+        decoder.layers = torch.nn.ModuleList(list(layers)[: self.n_frozen])
+        decoder.norm = torch.nn.Identity()  # the trunk's output is the last frozen layer's, before the final norm
+        self._on, self.current = False, None  # the calls below run the plain layers
+        try:
+            cache = DynamicCache(config=decoder.config)
+            pos = torch.arange(ids.shape[1], device=ids.device)
+            n = int(first.sum())
+            head = decoder(input_ids=ids[first, :width], attention_mask=mask[first, :width],
+                           position_ids=pos[:width].expand(n, -1), past_key_values=cache, use_cache=True).last_hidden_state
+            cache.batch_select_indices(groups.to(ids.device))
+            tail = decoder(input_ids=ids[:, width:], attention_mask=mask, position_ids=pos[width:].expand(len(ids), -1),
+                           past_key_values=cache, use_cache=True).last_hidden_state
+        finally:
+            decoder.layers, decoder.norm, self._on = layers, norm, on
+        return torch.cat([head[groups.to(ids.device)], tail], 1).detach()
 
     def recall(self) -> torch.Tensor:
         import torch
