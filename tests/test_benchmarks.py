@@ -1,4 +1,5 @@
-"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py, precision.py, completion_nll.py, irl_grid.py and irl_step.py run end to end and report what they promise (no timing
+"""benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py, precision.py, completion_nll.py, precision_verdicts.py,
+irl_grid.py and irl_step.py run end to end and report what they promise (no timing
 thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ precision = _load_benchmark("precision")
 completion_nll = _load_benchmark("completion_nll")
 irl_grid = _load_benchmark("irl_grid")
 irl_step = _load_benchmark("irl_step")
+precision_verdicts = _load_benchmark("precision_verdicts")
 
 
 def needs_mirror(test):
@@ -159,3 +161,47 @@ def test_irl_step_benchmark_times_each_width(one_thread):
     assert set(out["ms_per_step"]) == {"30", "2"} and all(v > 0 for v in out["ms_per_step"].values())
     with pytest.raises(ValueError, match="width must be in 1..30"):
         irl_step.run(irl_step.parse_args(["--pairs", "300", "--dim", "8", "--widths", "31"]))
+
+
+def _fake_run(root, expert_rate, fa_rate, verdicts, pairs):
+    """A results folder holding the four metrics files precision_verdicts.py reads (hand-made numbers)."""
+    m = root / "metrics"
+    m.mkdir(parents=True)
+    (m / "01_rlhf_expert.json").write_text(json.dumps({
+        "toxicity_rate_base": 0.05, "n_completions_base": 1000, "toxicity_rate_expert": expert_rate,
+        "n_completions_expert": 1000, "toxicity_rate_ratio": expert_rate / 0.05, "kl_heldout": 0.25,
+        "perplexity_base": 39.0, "perplexity_expert": 38.5}))
+    (m / "02_preference_pairs.json").write_text(json.dumps({f"n_{t}": n for t, n in zip(precision_verdicts.PAIR_TYPES, pairs)}))
+    (m / "08_rerlhf.json").write_text(json.dumps({arm: {"toxicity_rate_final": r, "n_completions_final": 2000,
+                                                        "kl_final": 0.7} for arm, r in (("fa_irl", fa_rate), ("irl", 0.02))}))
+    (m / "11_reproduction_report.json").write_text(json.dumps({"ledger": {
+        key: {"verdict": v, "estimate": None if value is None else {"value": value, "ci95": ci}}
+        for key, (v, value, ci) in verdicts.items()}}))
+    return root
+
+
+def test_precision_verdicts_compares_claims_rates_and_pairs(tmp_path, capsys):
+    """Hand-worked: one verdict differs, one bf16 estimate leaves the fp32 interval; the expert's rates
+    0.020 vs 0.020 do not differ, FA-IRL's 0.100 vs 0.020 (n = 2,000 each) do; identical pair counts
+    give chi2 = 0."""
+    bf = _fake_run(tmp_path / "bf16", 0.02, 0.10, {"a": ("reproduced", 0.5, [0.4, 0.6]),
+                                                   "b": ("inconclusive", 0.9, [0.1, 1.0]),
+                                                   "c": ("reproduced", None, None)}, [3500, 130, 330, 40])
+    fp = _fake_run(tmp_path / "fp32", 0.02, 0.02, {"a": ("reproduced", 0.45, [0.41, 0.55]),
+                                                   "b": ("contradicted", 0.2, [0.1, 0.3]),
+                                                   "c": ("reproduced", None, None)}, [3500, 130, 330, 40])
+    out = precision_verdicts.main(["--bf16", str(bf), "--fp32", str(fp)])
+    assert out["claims"] == 3 and out["same_verdicts"] == 2 and out["verdicts_differ"] == ["b"]
+    assert out["with_fp32_ci"] == 2 and out["inside_fp32_ci"] == 1  # a inside, b outside, c has no interval
+    rates = {r["what"]: r for r in out["headlines"]["rates"]}
+    assert rates["01 toxicity rate, expert"]["difference"] == 0 and not rates["01 toxicity rate, expert"]["differs"]
+    fa = rates["08 toxicity rate, fa_irl"]
+    assert math.isclose(fa["difference"], 0.08) and fa["differs"] and fa["test"] == "Newcombe"
+    pairs = out["headlines"]["pairs"]
+    assert pairs["chi2"] == pytest.approx(0.0) and pairs["p_value"] == pytest.approx(1.0)
+    assert "**(differs)**" in capsys.readouterr().out
+
+
+def test_precision_verdicts_refuses_a_folder_without_metrics(tmp_path):
+    with pytest.raises(SystemExit, match="no metrics/ folder"):
+        precision_verdicts.main(["--bf16", str(tmp_path), "--fp32", str(tmp_path)])
