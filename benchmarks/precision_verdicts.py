@@ -136,8 +136,8 @@ def markdown(ledger: list[dict[str, Any]], head: dict[str, Any]) -> str:
     lines += [f"| {r['what']} | {_fmt(r['bf16'])} | {_fmt(r['fp32'])} |" for r in head["values"]]
     if "pairs" in head:
         p = head["pairs"]
-        lines += ["", f"Pairs ({', '.join(p['types'])}): bf16 {p['bf16']}, fp32 {p['fp32']}; {p['test']} "
-                      f"chi2 = {p['chi2']:.2f}, dof {p['dof']}, p = {p['p_value']:.3f}"]
+        lines += ["", (f"Pairs ({', '.join(p['types'])}): bf16 {p['bf16']}, fp32 {p['fp32']}; {p['test']} "
+                       f"chi2 = {p['chi2']:.2f}, dof {p['dof']}, p = {p['p_value']:.3f}")]
     return "\n".join(lines)
 
 
