@@ -13,6 +13,13 @@ checkpoints) in a fresh temporary folder, and reports the median ``step_time_s``
 - ``parallel``: two ``trunk`` runs at once in two one-thread processes (``fairl_lib.llm.parallel``);
   ``parallel_s_per_step_of_both`` = their median step time / 2, to compare with ``trunk``.
 
+The trunk variants run the library's defaults: the old-log-prob pass serves the loss (``[rlhf]
+reuse_old_pass``) and the trunk runs each repeated prompt once (``[rlhf] share_prefix``,
+``FrozenTrunk.shared_prefix``). On a CPU with native bf16 two more variants undo them, to measure each
+(issue 19, third round): ``trunk_bf16_before`` (neither: the step of the second round) and
+``trunk_bf16_reuse`` (the old pass reused, the trunk over every row); the JSON's ``reuse_speedup`` =
+before / reuse, ``trunk_prefix_speedup`` = reuse / trunk_bf16. ``--skip-before`` skips them.
+
     python benchmarks/rlhf_step.py                # 6 steps per variant, about 8 minutes
     python benchmarks/rlhf_step.py --steps 2 --skip-parallel
 
@@ -39,22 +46,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-parallel", action="store_true", help="skip the two-process variant")
     p.add_argument("--skip-plain", action="store_true", help="skip the variant without the shared trunk")
     p.add_argument("--parallel-precision", default="fp32", help="precision of the two-process variant (fp32)")
+    p.add_argument("--skip-before", action="store_true",
+                   help="skip the bf16 variants without the old-pass reuse and the trunk's shared prompts")
     return p.parse_args(argv)
 
 
-def run_variant(profile: str, steps: int, share: bool, out_dir: str, precision: str = "fp32") -> list[float]:
-    """Train ``steps`` RLOO steps; return the step times (a module-level function: a worker job)."""
-    from fairl_lib.llm import rlhf
+def run_variant(profile: str, steps: int, share: bool, out_dir: str, precision: str = "fp32",
+                reuse_old_pass: bool = True, trunk_prefix: bool = True) -> list[float]:
+    """Train ``steps`` RLOO steps; return the step times (a module-level function: a worker job).
+    ``trunk_prefix=False`` makes the trunk run every row in full (``FrozenTrunk.shared_prefix`` off)."""
     from fairl_lib.config import make_config
-    from fairl_lib.stages.expert import REWARD_KIND, rlhf_prompts
+    from fairl_lib.llm import rlhf
     from fairl_lib.llm.scorers import toxicity_reward
+    from fairl_lib.llm.speedups import FrozenTrunk
+    from fairl_lib.stages.expert import REWARD_KIND, rlhf_prompts
 
     cfg = make_config(profile)
     rc = dataclasses.replace(cfg.rlhf, steps=steps, eval_every=0, save_steps=0, share_frozen_trunk=share,
-                             precision=precision)
+                             precision=precision, reuse_old_pass=reuse_old_pass)
     train, _ = rlhf_prompts(cfg)
-    _, hist = rlhf.train_policy(cfg.models.base_lm, list(train["prompt"]), toxicity_reward(cfg.models.ground_truth,
-                                REWARD_KIND), rc, Path(out_dir), verbose=False)
+    shared_prefix = FrozenTrunk.shared_prefix
+    if not trunk_prefix:
+        FrozenTrunk.shared_prefix = lambda *a, **k: None
+    try:
+        _, hist = rlhf.train_policy(cfg.models.base_lm, list(train["prompt"]),
+                                    toxicity_reward(cfg.models.ground_truth, REWARD_KIND), rc, Path(out_dir), verbose=False)
+    finally:
+        FrozenTrunk.shared_prefix = shared_prefix
     return [float(x) for x in hist.loc[hist.step > 0, "step_time_s"]]
 
 
@@ -71,11 +89,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         from fairl_lib.llm.precision import cpu_has_bf16
 
-        variants = [("plain", False, "fp32")] * (not args.skip_plain) + [("trunk", True, "fp32")]
-        variants += [("trunk_bf16", True, "bf16")] * cpu_has_bf16()
-        for name, share, precision in variants:
+        variants = [("plain", False, "fp32", True, True)] * (not args.skip_plain) + [("trunk", True, "fp32", True, True)]
+        if cpu_has_bf16():
+            variants += [("trunk_bf16_before", True, "bf16", False, False),
+                         ("trunk_bf16_reuse", True, "bf16", True, False)] * (not args.skip_before)
+            variants += [("trunk_bf16", True, "bf16", True, True)]
+        for name, share, precision, reuse, trunk_prefix in variants:
             t = time.perf_counter()
-            secs = run_variant(args.profile, args.steps, share, f"{tmp}/{name}", precision)
+            secs = run_variant(args.profile, args.steps, share, f"{tmp}/{name}", precision, reuse, trunk_prefix)
             out[f"{name}_s_per_step"] = statistics.median(secs)
             out[f"{name}_steps_s"] = [round(s, 2) for s in secs]
             print(f"[{name}] median {statistics.median(secs):.2f} s/step ({time.perf_counter() - t:.0f} s)", flush=True)
@@ -91,6 +112,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["trunk_speedup"] = out["plain_s_per_step"] / out["trunk_s_per_step"]
     if "trunk_bf16_s_per_step" in out:
         out["bf16_speedup"] = out["trunk_s_per_step"] / out["trunk_bf16_s_per_step"]
+    if "trunk_bf16_before_s_per_step" in out:
+        out["reuse_speedup"] = out["trunk_bf16_before_s_per_step"] / out["trunk_bf16_reuse_s_per_step"]
+        out["trunk_prefix_speedup"] = out["trunk_bf16_reuse_s_per_step"] / out["trunk_bf16_s_per_step"]
+        out["third_round_speedup"] = out["trunk_bf16_before_s_per_step"] / out["trunk_bf16_s_per_step"]
     out["cpu_bf16"] = cpu_has_bf16()
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))
