@@ -1,5 +1,5 @@
 """benchmarks/lm_throughput.py, rlhf_step.py, sampler.py, prefix.py, precision.py, completion_nll.py, precision_verdicts.py,
-irl_grid.py and irl_step.py run end to end and report what they promise (no timing
+trunk_prefix.py, irl_grid.py and irl_step.py run end to end and report what they promise (no timing
 thresholds: speed targets live in benchmarks/, docs/CONVENTIONS.md)."""
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ completion_nll = _load_benchmark("completion_nll")
 irl_grid = _load_benchmark("irl_grid")
 irl_step = _load_benchmark("irl_step")
 precision_verdicts = _load_benchmark("precision_verdicts")
+trunk_prefix = _load_benchmark("trunk_prefix")
 
 
 def needs_mirror(test):
@@ -208,3 +209,13 @@ def test_precision_verdicts_compares_claims_rates_and_pairs(tmp_path, capsys):
 def test_precision_verdicts_refuses_a_folder_without_metrics(tmp_path):
     with pytest.raises(SystemExit, match="no metrics/ folder"):
         precision_verdicts.main(["--bf16", str(tmp_path), "--fp32", str(tmp_path)])
+
+
+@needs_mirror
+def test_trunk_prefix_benchmark_gives_the_full_rows_log_probs(one_thread):
+    out = trunk_prefix.main(["--profile", "smoke", "--repeats", "1", "--threads", "1"])
+    assert [c["precision"] for c in out["cases"]] == ["fp32"] + ["bf16"] * out["cpu_bf16"]
+    fp32 = out["cases"][0]
+    assert fp32["prefix_hits"] == 2 and 0 < fp32["prompt_width"] < fp32["width"]  # warm-up and timed round
+    assert fp32["speedup"] == pytest.approx(fp32["rows_s"] / fp32["prefix_s"])
+    assert fp32["max_abs_logp_diff"] < 1e-3  # each prompt once: the same log-probs up to float rounding
