@@ -126,7 +126,8 @@ class FrozenTrunk:
         if self.current is not None:
             self.hits += self.hit
             self.misses += not self.hit
-        if self.current is not None and not self.hit and self.prefix_width and mask is not None:
+        if (self.current is not None and not self.hit and self.prefix_width and mask is not None
+                and kwargs.get("position_ids") is None):  # shared_prefix numbers positions as such a pass does
             keys = self.current
             hidden = self.shared_prefix(module, ids, mask, self.prefix_width)
             self.current = keys
@@ -140,8 +141,9 @@ class FrozenTrunk:
         the whole rows), with the first ``width`` columns run once per run of adjacent equal rows.
 
         The distinct prefixes go through the lower layers into a ``DynamicCache`` (positions
-        ``0..width-1``, as the full pass numbers them), the cache is copied to every row, and the
-        rows' remaining columns run on top of it. Returns None (nothing saved) when no rows repeat.
+        ``0..width-1``, as a pass without ``position_ids`` numbers them; trl's log-prob passes are such
+        passes), the cache is copied to every row, and the rows' remaining columns run on top of it.
+        Returns None (nothing saved) when no rows repeat.
         """
         import torch
         from transformers import DynamicCache
@@ -149,7 +151,7 @@ class FrozenTrunk:
         from fairl_lib.llm.prefix import distinct_rows
 
         first, groups = distinct_rows(ids[:, :width], mask[:, :width])
-        if bool(first.all()) or not 0 < width < ids.shape[1]:
+        if bool(first.all()) or not 0 < width < ids.shape[1] or not hasattr(decoder, "norm"):
             return None
         layers, norm, on = decoder.layers, decoder.norm, self._on
         decoder.layers = torch.nn.ModuleList(list(layers)[: self.n_frozen])
