@@ -630,10 +630,10 @@ def completion_nll_models(
     c_ids = tok(list(completions), add_special_tokens=False)["input_ids"]
     nlls = [np.zeros(len(p_ids), dtype=np.float64) for _ in models]
     count = np.array([len(c) for c in c_ids], dtype=np.int64)
-    order = sorted(range(len(p_ids)), key=lambda i: (len(p_ids[i]) + len(c_ids[i]), i))
     n_shared = shared_lower_layers(models)
     if not n_shared and share_prefix and _prompts_repeat(p_ids, c_ids):
         return [_nll_shared_prefix(m, tok.pad_token_id, p_ids, c_ids, batch_size) for m in models], count
+    order = sorted(range(len(p_ids)), key=lambda i: (len(p_ids[i]) + len(c_ids[i]), i))
     trunk = FrozenTrunk(n_shared, capacity=batch_size) if n_shared else None
     if trunk is not None:
         trunk.attach(models[0], models[1:], require_frozen=False)
@@ -690,9 +690,8 @@ def _nll_shared_prefix(model: PreTrainedModel, pad_id: int, p_ids: list[list[int
     over ``prompt + completion``; only the rounding differs (GEMMs of other shapes).
     """
     import torch
-    from transformers import DynamicCache
 
-    from fairl_lib.llm.prefix import prefill_positions
+    from fairl_lib.llm.prefix import prefill_positions, shared_cache
 
     nll = np.zeros(len(p_ids), dtype=np.float64)
     by_prompt: dict[tuple[int, ...], list[int]] = {}
@@ -728,12 +727,9 @@ def _nll_shared_prefix(model: PreTrainedModel, pad_id: int, p_ids: list[list[int
             targets[r, : len(c)] = torch.tensor(c)
         dev = model.device
         with torch.inference_mode():
-            cache = DynamicCache(config=model.config)
             prefix_mask = mask[:, :-1]
-            model(input_ids=ids[:, :-1].to(dev), attention_mask=prefix_mask.to(dev),
-                  position_ids=prefill_positions(prefix_mask).to(dev), past_key_values=cache, use_cache=True,
-                  logits_to_keep=1)
-            cache.batch_select_indices(group_of.to(dev))
+            _, cache = shared_cache(model, ids[:, :-1].to(dev), prefix_mask.to(dev),
+                                    prefill_positions(prefix_mask).to(dev), group_of, logits_to_keep=1)
             lengths = torch.tensor([len(p_ids[i]) for i in idx])
             positions = lengths[:, None] - 1 + torch.arange(n_new)[None, :]
             logits = model(input_ids=new.to(dev), attention_mask=torch.cat([prefix_mask[group_of], new_mask], 1).to(dev),

@@ -54,6 +54,21 @@ def prefill_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return pos.masked_fill(attention_mask == 0, 1)
 
 
+def shared_cache(module, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                 rows: torch.Tensor, **kwargs: Any):
+    """Run ``module`` once over distinct prefixes into a fresh ``DynamicCache``, then copy the cache's
+    rows to the batch: row ``i`` gets the keys and values of prefix ``rows[i]``. Returns
+    ``(output, cache)``; ``output`` is the module's output over the distinct prefixes. The one place
+    where a prompt runs once for the rows that repeat it (generation, the frozen trunk, the NLL)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=module.config)
+    out = module(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                 past_key_values=cache, use_cache=True, **kwargs)
+    cache.batch_select_indices(rows.to(input_ids.device))
+    return out, cache
+
+
 def generate_shared_prefix(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                            generate: Callable[..., Any] | None = None, **kwargs: Any):
     """``model.generate(input_ids=..., attention_mask=..., **kwargs)`` with one prefill per distinct prompt.
@@ -65,16 +80,11 @@ def generate_shared_prefix(model, input_ids: torch.Tensor, attention_mask: torch
     plain ``model.generate``. ``generate`` replaces ``model.generate`` (e.g. the original method
     when ``model.generate`` itself is wrapped to call this function).
     """
-    from transformers import DynamicCache
-
     generate = generate or model.generate
     first, groups = distinct_rows(input_ids, attention_mask)
     if bool(first.all()) or input_ids.shape[1] < 2 or "past_key_values" in kwargs:
         return generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     ids, mask = input_ids[first, :-1], attention_mask[first, :-1]
-    cache = DynamicCache(config=model.config)
     with torch.no_grad():
-        model(input_ids=ids, attention_mask=mask, position_ids=prefill_positions(mask), past_key_values=cache,
-              use_cache=True, logits_to_keep=1)
-    cache.batch_select_indices(groups.to(ids.device))
+        _, cache = shared_cache(model, ids, mask, prefill_positions(mask), groups, logits_to_keep=1)
     return generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kwargs)

@@ -128,9 +128,7 @@ class FrozenTrunk:
             self.misses += not self.hit
         if (self.current is not None and not self.hit and self.prefix_width and mask is not None
                 and kwargs.get("position_ids") is None):  # shared_prefix numbers positions as such a pass does
-            keys = self.current
             hidden = self.shared_prefix(module, ids, mask, self.prefix_width)
-            self.current = keys
             if hidden is not None:  # stored like a computed trunk: the layers below now pass through
                 self.remember(hidden)
                 self.hit = True
@@ -146,28 +144,25 @@ class FrozenTrunk:
         Returns None (nothing saved) when no rows repeat.
         """
         import torch
-        from transformers import DynamicCache
 
-        from fairl_lib.llm.prefix import distinct_rows
+        from fairl_lib.llm.prefix import distinct_rows, shared_cache
 
         first, groups = distinct_rows(ids[:, :width], mask[:, :width])
         if bool(first.all()) or not 0 < width < ids.shape[1] or not hasattr(decoder, "norm"):
             return None
-        layers, norm, on = decoder.layers, decoder.norm, self._on
+        layers, norm, on, current = decoder.layers, decoder.norm, self._on, self.current
         decoder.layers = torch.nn.ModuleList(list(layers)[: self.n_frozen])
         decoder.norm = torch.nn.Identity()  # the trunk's output is the last frozen layer's, before the final norm
         self._on, self.current = False, None  # the calls below run the plain layers
         try:
-            cache = DynamicCache(config=decoder.config)
             pos = torch.arange(ids.shape[1], device=ids.device)
-            n = int(first.sum())
-            head = decoder(input_ids=ids[first, :width], attention_mask=mask[first, :width],
-                           position_ids=pos[:width].expand(n, -1), past_key_values=cache, use_cache=True).last_hidden_state
-            cache.batch_select_indices(groups.to(ids.device))
+            out, cache = shared_cache(decoder, ids[first, :width], mask[first, :width],
+                                      pos[:width].expand(int(first.sum()), -1), groups)
+            head = out.last_hidden_state
             tail = decoder(input_ids=ids[:, width:], attention_mask=mask, position_ids=pos[width:].expand(len(ids), -1),
                            past_key_values=cache, use_cache=True).last_hidden_state
         finally:
-            decoder.layers, decoder.norm, self._on = layers, norm, on
+            decoder.layers, decoder.norm, self._on, self.current = layers, norm, on, current
         return torch.cat([head[groups.to(ids.device)], tail], 1).detach()
 
     def recall(self) -> torch.Tensor:
