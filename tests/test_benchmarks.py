@@ -196,7 +196,7 @@ def test_precision_verdicts_compares_claims_rates_and_pairs(tmp_path, capsys):
                                                    "c": ("reproduced", None, None)}, [3500, 130, 330, 40])
     out = precision_verdicts.main(["--bf16", str(bf), "--fp32", str(fp)])
     assert out["claims"] == 3 and out["same_verdicts"] == 2 and out["verdicts_differ"] == ["b"]
-    assert out["with_fp32_ci"] == 2 and out["inside_fp32_ci"] == 1  # a inside, b outside, c has no interval
+    assert out["with_ref_ci"] == 2 and out["inside_ref_ci"] == 1  # a inside, b outside, c has no interval
     rates = {r["what"]: r for r in out["headlines"]["rates"]}
     assert rates["01 toxicity rate, expert"]["difference"] == 0 and not rates["01 toxicity rate, expert"]["differs"]
     fa = rates["08 toxicity rate, fa_irl"]
@@ -204,6 +204,16 @@ def test_precision_verdicts_compares_claims_rates_and_pairs(tmp_path, capsys):
     pairs = out["headlines"]["pairs"]
     assert pairs["chi2"] == pytest.approx(0.0) and pairs["p_value"] == pytest.approx(1.0)
     assert "**(differs)**" in capsys.readouterr().out
+
+
+def test_precision_verdicts_labels_two_runs_of_one_precision(tmp_path, capsys):
+    """Two bf16 runs: the columns carry the given names, and a run against itself agrees everywhere."""
+    run = _fake_run(tmp_path / "a", 0.02, 0.03, {"a": ("reproduced", 0.5, [0.4, 0.6])}, [3500, 130, 330, 40])
+    out = precision_verdicts.main(["--run", str(run), "--ref", str(run), "--names", "bf16 new", "bf16 old"])
+    text = capsys.readouterr().out
+    assert "| claim | verdict bf16 new | verdict bf16 old |" in text and "verdict fp32" not in text
+    assert out["names"] == ["bf16 new", "bf16 old"] and out["same_verdicts"] == out["claims"] == 1
+    assert out["inside_ref_ci"] == 1 and not any(r["differs"] for r in out["headlines"]["rates"])
 
 
 def test_precision_verdicts_refuses_a_folder_without_metrics(tmp_path):
