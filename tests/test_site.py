@@ -22,12 +22,18 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser import browse
 from nbclient import NotebookClient
 
-from fairl_lib.analysis.site import PAPER_ORDER, build_site, paper_entries, rewrite_report_links, site_size
+from fairl_lib.analysis.site import (
+    PAPER_ORDER,
+    build_site,
+    paper_entries,
+    rewrite_report_links,
+    site_figure_links,
+    site_size,
+)
 from fairl_lib.paths import repo_root
-
-from browser import browse
 
 DEMO = "01_rlhf_expert"  # a stem the paper order knows (Sec. 5) ...
 EARLIER = "03_theory_toy"  # ... and one it puts before it (Sec. 4.4)
@@ -44,6 +50,11 @@ fig.savefig(FIGURES + "/fig_demo.png")
 display(Image(filename=FIGURES + "/fig_demo.png"))
 print("figure saved")
 """
+# as notebook 11 shows the report: a markdown image by its absolute path in the run folder
+REPORT_CODE = """\
+from IPython.display import Markdown, display
+display(Markdown(f"![fig_demo]({FIGURES}/fig_demo.png)"))
+"""
 
 
 def make_run(root: Path) -> Path:
@@ -58,6 +69,7 @@ def make_run(root: Path) -> Path:
                                       "$$\\int_0^1 x \\, dx = \\frac{1}{2}.$$"),
         nbformat.v4.new_code_cell(f"FIGURES = {str(run / 'figures')!r}"),
         nbformat.v4.new_code_cell(FIGURE_CODE),
+        nbformat.v4.new_code_cell(REPORT_CODE),
     ]
     NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(root)}}).execute()
     nbformat.write(nb, run / "notebooks" / f"{DEMO}.ipynb")
@@ -97,6 +109,13 @@ def test_paper_order_and_links_without_a_browser(site):
     assert (out / "figures" / "fig_demo.png").exists() and not list(out.rglob("*.pdf"))
     assert rewrite_report_links("[x](notebooks/01_a.ipynb) ![f](figures/f.png)") == \
         "[x](notebooks/01_a.html) ![f](figures/f.png)"
+    # a figure shown by its absolute path in the run folder points at the site's copy, not the machine that ran
+    page = (out / "notebooks" / f"{DEMO}.html").read_text()
+    assert 'src="../figures/fig_demo.png"' in page and f'src="{_run / "figures"}' not in page
+    assert site_figure_links('<img src="/r/cpu/figures/a.png"> <a href="file:///r/figures/b.png">', {"a", "b"}, "..") == \
+        '<img src="../figures/a.png"> <a href="../figures/b.png">'
+    assert site_figure_links('<img src="/r/figures/c.png"> <img src="figures/a.png">', {"a"}, ".") == \
+        '<img src="/r/figures/c.png"> <img src="figures/a.png">'  # not in the site / already relative: kept
     # no page asks the network for anything: no http(s) script, style sheet or image
     for page in out.rglob("*.html"):
         body = page.read_text()

@@ -207,6 +207,21 @@ def rewrite_report_links(text: str) -> str:
     return LINK.sub(fix, text)
 
 
+FIGURE_FILE = re.compile(r'\b(src|href)="(?:file://)?/[^"]*/figures/([^/"]+)\.png"')
+
+
+def site_figure_links(body: str, names: set[str] | dict, prefix: str) -> str:
+    """A page's links to a figure by its absolute path in the run folder (notebook 11 shows the report
+    with such links, so that Jupyter finds the images) -> the site's copy ``{prefix}/figures/NAME.png``,
+    for every NAME the site holds. Absolute paths name the machine that ran; the site must work
+    wherever it is opened, so nothing in it may point outside it."""
+
+    def fix(m: re.Match) -> str:
+        return f'{m.group(1)}="{prefix}/figures/{m.group(2)}.png"' if m.group(2) in names else m.group(0)
+
+    return FIGURE_FILE.sub(fix, body)
+
+
 def local_targets(text: str) -> set[str]:
     """Relative link and image targets of a markdown/HTML text (no scheme, no anchor-only)."""
     out = set()
@@ -254,11 +269,12 @@ def build_site(run_dir: str | Path, out: str | Path | None = None) -> Path:
     copy_mathjax(work / "_static" / "mathjax")
 
     def export(nb, path: Path, nav: str) -> None:
-        static = "../_static" if path.parent.name == "notebooks" else "_static"
+        up = ".." if path.parent.name == "notebooks" else "."
+        static = "../_static" if up == ".." else "_static"
         exporter.mathjax_url = f"{static}/mathjax/MathJax.js?config={MATHJAX_CONFIG}&locale=en"
         body, _ = exporter.from_notebook_node(nb, resources={"fairl_static": static, "fairl_nav": nav,
                                                              "fairl_thumb": THUMB_HEIGHT})
-        atomic_write_text(path, body)
+        atomic_write_text(path, site_figure_links(body, figures, up))  # figures: the copies made below
 
     # figures: the PNGs the contents (promised by the notebooks) and the report show, copied once
     figures = {name: run_dir / "figures" / f"{name}.png"
