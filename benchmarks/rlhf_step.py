@@ -18,10 +18,17 @@ reuse_old_pass``) and the trunk runs each repeated prompt once (``[rlhf] share_p
 ``FrozenTrunk.shared_prefix``). On a CPU with native bf16 two more variants undo them, to measure each
 (issue 19, third round): ``trunk_bf16_before`` (neither: the step of the second round) and
 ``trunk_bf16_reuse`` (the old pass reused, the trunk over every row); the JSON's ``reuse_speedup`` =
-before / reuse, ``trunk_prefix_speedup`` = reuse / trunk_bf16. ``--skip-before`` skips them.
+before / reuse, ``trunk_prefix_speedup`` = reuse / trunk_bf16. ``--skip-before`` skips them. The
+default also takes the frozen trunk from the rollouts' decoding (``[rlhf] trunk_from_rollouts``,
+``FrozenTrunk.from_rollouts``; issue 19, fourth round); ``trunk_bf16_computed`` computes it as before, and
+``rollouts_speedup`` = trunk_bf16_computed / trunk_bf16. ``--only-rollouts`` runs just those two bf16
+variants. Variants train from the same seed, so step *k* of each sees the same prompts: the JSON's
+``*_paired`` entries give the median of the step-by-step ratios and in how many steps the default was
+faster.
 
     python benchmarks/rlhf_step.py                # 6 steps per variant, about 8 minutes
     python benchmarks/rlhf_step.py --steps 2 --skip-parallel
+    python benchmarks/rlhf_step.py --steps 8 --threads 1 --only-rollouts --skip-parallel
 
 Prints progress, then ONE JSON line last. The machine is shared: the JSON records the load average.
 """
@@ -48,13 +55,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parallel-precision", default="fp32", help="precision of the two-process variant (fp32)")
     p.add_argument("--skip-before", action="store_true",
                    help="skip the bf16 variants without the old-pass reuse and the trunk's shared prompts")
+    p.add_argument("--only-rollouts", action="store_true",
+                   help="only the bf16 default and the same without the trunk taken from the rollouts")
     return p.parse_args(argv)
 
 
 def run_variant(profile: str, steps: int, share: bool, out_dir: str, precision: str = "fp32",
-                reuse_old_pass: bool = True, trunk_prefix: bool = True) -> list[float]:
+                reuse_old_pass: bool = True, trunk_prefix: bool = True, from_rollouts: bool = True) -> list[float]:
     """Train ``steps`` RLOO steps; return the step times (a module-level function: a worker job).
-    ``trunk_prefix=False`` makes the trunk run every row in full (``FrozenTrunk.shared_prefix`` off)."""
+    ``trunk_prefix=False`` makes the trunk run every row in full (``FrozenTrunk.shared_prefix`` off);
+    ``from_rollouts=False`` computes the trunk instead of taking it from the rollouts."""
     from fairl_lib.config import make_config
     from fairl_lib.llm import rlhf
     from fairl_lib.llm.scorers import toxicity_reward
@@ -63,7 +73,7 @@ def run_variant(profile: str, steps: int, share: bool, out_dir: str, precision: 
 
     cfg = make_config(profile)
     rc = dataclasses.replace(cfg.rlhf, steps=steps, eval_every=0, save_steps=0, share_frozen_trunk=share,
-                             precision=precision, reuse_old_pass=reuse_old_pass)
+                             precision=precision, reuse_old_pass=reuse_old_pass, trunk_from_rollouts=from_rollouts)
     train, _ = rlhf_prompts(cfg)
     shared_prefix = FrozenTrunk.shared_prefix
     if not trunk_prefix:
@@ -89,14 +99,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         from fairl_lib.llm.precision import cpu_has_bf16
 
-        variants = [("plain", False, "fp32", True, True)] * (not args.skip_plain) + [("trunk", True, "fp32", True, True)]
+        variants = [("plain", False, "fp32", True, True, True)] * (not args.skip_plain) + [
+            ("trunk", True, "fp32", True, True, True)]
         if cpu_has_bf16():
-            variants += [("trunk_bf16_before", True, "bf16", False, False),
-                         ("trunk_bf16_reuse", True, "bf16", True, False)] * (not args.skip_before)
-            variants += [("trunk_bf16", True, "bf16", True, True)]
-        for name, share, precision, reuse, trunk_prefix in variants:
+            variants += [("trunk_bf16_before", True, "bf16", False, False, False),
+                         ("trunk_bf16_reuse", True, "bf16", True, False, False)] * (not args.skip_before)
+            variants += [("trunk_bf16_computed", True, "bf16", True, True, False), ("trunk_bf16", True, "bf16", True, True, True)]
+        if args.only_rollouts:
+            variants = [v for v in variants if v[0] in ("trunk_bf16_computed", "trunk_bf16")]
+        for name, share, precision, reuse, trunk_prefix, from_rollouts in variants:
             t = time.perf_counter()
-            secs = run_variant(args.profile, args.steps, share, f"{tmp}/{name}", precision, reuse, trunk_prefix)
+            secs = run_variant(args.profile, args.steps, share, f"{tmp}/{name}", precision, reuse, trunk_prefix,
+                               from_rollouts)
             out[f"{name}_s_per_step"] = statistics.median(secs)
             out[f"{name}_steps_s"] = [round(s, 2) for s in secs]
             print(f"[{name}] median {statistics.median(secs):.2f} s/step ({time.perf_counter() - t:.0f} s)", flush=True)
@@ -110,12 +124,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   flush=True)
     if "plain_s_per_step" in out:
         out["trunk_speedup"] = out["plain_s_per_step"] / out["trunk_s_per_step"]
-    if "trunk_bf16_s_per_step" in out:
+    if "trunk_bf16_s_per_step" in out and "trunk_s_per_step" in out:
         out["bf16_speedup"] = out["trunk_s_per_step"] / out["trunk_bf16_s_per_step"]
     if "trunk_bf16_before_s_per_step" in out:
         out["reuse_speedup"] = out["trunk_bf16_before_s_per_step"] / out["trunk_bf16_reuse_s_per_step"]
         out["trunk_prefix_speedup"] = out["trunk_bf16_reuse_s_per_step"] / out["trunk_bf16_s_per_step"]
         out["third_round_speedup"] = out["trunk_bf16_before_s_per_step"] / out["trunk_bf16_s_per_step"]
+    if "trunk_bf16_computed_s_per_step" in out:
+        out["rollouts_speedup"] = out["trunk_bf16_computed_s_per_step"] / out["trunk_bf16_s_per_step"]
+    for before in ("trunk_bf16_before", "trunk_bf16_reuse", "trunk_bf16_computed"):
+        if f"{before}_steps_s" in out and "trunk_bf16_steps_s" in out:
+            ratios = [a / b for a, b in zip(out[f"{before}_steps_s"], out["trunk_bf16_steps_s"])]
+            out[f"{before}_paired"] = {"median_ratio": statistics.median(ratios),
+                                       "default_faster_steps": sum(r > 1 for r in ratios), "steps": len(ratios)}
     out["cpu_bf16"] = cpu_has_bf16()
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))

@@ -101,6 +101,10 @@ def test_rlhf_step_benchmark_one_step(capsys, one_thread):
     if out["cpu_bf16"]:  # the third round's changes, one at a time
         assert out["reuse_speedup"] == pytest.approx(out["trunk_bf16_before_s_per_step"] / out["trunk_bf16_reuse_s_per_step"])
         assert out["third_round_speedup"] == pytest.approx(out["reuse_speedup"] * out["trunk_prefix_speedup"])
+        assert out["rollouts_speedup"] == pytest.approx(out["trunk_bf16_computed_s_per_step"] / out["trunk_bf16_s_per_step"])
+        paired = out["trunk_bf16_computed_paired"]
+        assert paired["steps"] == 1 and paired["default_faster_steps"] in (0, 1)
+        assert paired["median_ratio"] == pytest.approx(out["trunk_bf16_computed_steps_s"][0] / out["trunk_bf16_steps_s"][0])
 
 
 def test_sampler_benchmark_reports_every_case(one_thread):
@@ -229,3 +233,13 @@ def test_trunk_prefix_benchmark_gives_the_full_rows_log_probs(one_thread):
     assert fp32["prefix_hits"] == 2 and 0 < fp32["prompt_width"] < fp32["width"]  # warm-up and timed round
     assert fp32["speedup"] == pytest.approx(fp32["rows_s"] / fp32["prefix_s"])
     assert fp32["max_abs_logp_diff"] < 1e-3  # each prompt once: the same log-probs up to float rounding
+
+
+@needs_mirror
+def test_trunk_prefix_benchmark_takes_the_trunk_from_the_rollouts(one_thread):
+    out = trunk_prefix.main(["--profile", "smoke", "--repeats", "1", "--threads", "1", "--rollouts"])
+    assert [c["precision"] for c in out["cases"]] == ["fp32"] + ["bf16"] * out["cpu_bf16"]
+    for c in out["cases"]:
+        assert c["rows_kept"] == c["rows"] and c["rollout_hits"] == 2  # warm-up and timed round
+        assert c["speedup"] == pytest.approx(c["computed_s"] / c["rollouts_s"]) and c["n_tokens"] > 0
+    assert out["cases"][0]["max_abs_logp_diff"] < 1e-3  # fp32: the same log-probs up to float rounding

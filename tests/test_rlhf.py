@@ -392,6 +392,61 @@ def test_frozen_trunk_runs_a_repeated_prompt_once_with_the_same_logits(tiny_llam
     assert torch.equal(alone, plain_pol(input_ids=ids2, attention_mask=mask2, use_cache=False).logits.detach())
 
 
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_frozen_trunk_from_the_rollouts_decoding_matches_the_computed_trunk(tiny_llama, share_prefix):
+    """``trunk_from_rollouts``: the last frozen layer's outputs kept while decoding RLOO rollouts (each
+    prompt repeated, left padded; prefilled once or per row) give the log-prob pass over trl's rows
+    (completions cut after the first end-of-sequence token and right padded) the logits of the
+    computed trunk at every position whose logits are kept; the reference pass then hits the store,
+    and a row the rollouts did not write takes the computed trunk."""
+    from fairl_lib.llm.prefix import generate_shared_prefix
+    from fairl_lib.llm.speedups import FrozenTrunk
+
+    tok = load_lm(tiny_llama).tokenizer
+    plain_pol, _ = _policy_and_ref(tiny_llama)
+    pol, ref = _policy_and_ref(tiny_llama)
+    trunk = FrozenTrunk(n_frozen=2)
+    trunk.attach(pol, [ref])
+    enc = [tok(p)["input_ids"] for p in ["the cat is", "you are a", "the dog"] for _ in range(3)]
+    width = max(map(len, enc))
+    p_ids = torch.tensor([[tok.pad_token_id] * (width - len(e)) + e for e in enc])
+    p_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc])
+    gen = generate_shared_prefix if share_prefix else (lambda m, **k: m.generate(**k))
+    torch.manual_seed(0)
+    with torch.no_grad(), trunk.capturing() as steps:
+        seqs = gen(pol, input_ids=p_ids, attention_mask=p_mask, max_new_tokens=6, do_sample=True,
+                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    seqs[1, width + 2] = tok.eos_token_id  # one row ends early, as trl then masks it
+    assert trunk.keep_rollouts(p_ids, p_mask, seqs, steps, tok.eos_token_id) == len(enc)
+    comp = seqs[:, width:]
+    is_eos = (comp == tok.eos_token_id).int()
+    c_mask = ((is_eos.cumsum(1) - is_eos) == 0).long()  # trl's mask: up to and including the first eos
+    assert c_mask[1, 3:].sum() == 0
+    comp = comp.masked_fill(c_mask == 0, tok.pad_token_id)
+    ids, mask = torch.cat([p_ids, comp], 1), torch.cat([p_mask, c_mask], 1)
+    keep = comp.shape[1]
+    with torch.no_grad():
+        want = plain_pol(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        trunk.completion_width = keep
+        with trunk.active():
+            got = pol(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            again = ref(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        trunk.completion_width = 0
+    assert (trunk.rollout_hits, trunk.hits, trunk.misses) == (1, 1, 1)
+    # the kept logits (trl's logits_to_keep + 1, minus the last column) where their target is unmasked
+    used = c_mask.bool()
+    torch.testing.assert_close(got[:, -keep - 1:-1][used], want[:, -keep - 1:-1][used], rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(again).all()
+    other = ids.clone()
+    other[0, -1] = (other[0, -1] + 1) % 18  # a completion the rollouts did not write
+    with torch.no_grad():
+        trunk.completion_width = keep
+        with trunk.active():
+            pol(input_ids=other, attention_mask=mask, use_cache=False)
+        trunk.completion_width = 0
+    assert trunk.rollout_hits == 1 and trunk.misses == 2
+
+
 def test_frozen_trunk_leaves_generation_alone_and_refuses_other_weights(tiny_llama):
     from fairl_lib.llm.models import GenSettings, generate
     from fairl_lib.llm.speedups import FrozenTrunk
@@ -511,6 +566,27 @@ def test_rloo_with_frozen_trunk_matches_plain_rloo(tiny_llama, tmp_path):
         torch.testing.assert_close(runs[True][1][k], runs[False][1][k], rtol=1e-4, atol=1e-6)
 
 
+def test_rloo_taking_the_trunk_from_the_rollouts_matches_computing_it(tiny_llama, tmp_path):
+    """``trunk_from_rollouts``: an RLOO run whose log-prob passes take the frozen trunk from the rollouts'
+    decoding agrees step for step with one that computes it (rewards, KL, loss, trained weights) up to
+    float rounding, and takes it from the rollouts at every step."""
+    runs = {}
+    for keep in (True, False):
+        cfg = _cfg(steps=3, eval_every=2, trunk_from_rollouts=keep)
+        path, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / str(keep),
+                                       verbose=False, eval_prompts=PROMPTS[:4], eval_fn=lambda c: {"n": len(c)})
+        info = json.loads((tmp_path / str(keep) / rlhf.DONE_FILE).read_text())["speedups"]
+        runs[keep] = (hist, load_lm(path).model.state_dict(), info)
+    assert runs[True][2]["trunk_rollout_hits"] == 3 and runs[False][2]["trunk_rollout_hits"] == 0
+    assert runs[True][2]["trunk_prefix_hits"] == 0 and runs[False][2]["trunk_prefix_hits"] == 3
+    cols = ["reward", "kl", "loss"]
+    train = runs[False][0]["reward"].notna()
+    np.testing.assert_allclose(runs[True][0].loc[train, cols].to_numpy(), runs[False][0].loc[train, cols].to_numpy(),
+                               rtol=1e-4, atol=1e-6)
+    for k, v in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][k], v, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_rloo_loss_reusing_the_old_pass_matches_a_second_forward(tiny_llama, tmp_path, precision):
     """``reuse_old_pass``: the loss backpropagates through the old-log-prob pass of its step instead of
@@ -575,8 +651,8 @@ def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, mo
     runs = {}
     for share in (True, False):
         reward = CountingReward()
-        _, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, reward, _cfg(steps=2, eval_every=0, share_prefix=share),
-                                    tmp_path / str(share), verbose=False)
+        cfg = _cfg(steps=2, eval_every=0, share_prefix=share, trunk_from_rollouts=False)  # the trunk's own prompts
+        _, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, reward, cfg, tmp_path / str(share), verbose=False)
         runs[share] = (reward.calls, hist)
         if share:
             assert len(prefills) == 2 * 2  # per step: the rollouts' prefill and the frozen trunk's prompts

@@ -130,6 +130,11 @@ class RLHFConfig:
             of rollouts (trl's ``num_iterations = 1``, one gradient step per generation) the weights
             are the same in both passes, so this is the same computation with one forward fewer per
             step; the importance ratio is then exactly 1 (it was 1 up to float rounding).
+        trunk_from_rollouts: RLOO with the shared frozen trunk: the rollouts' decoding keeps the last
+            frozen block's output at every position, and the first log-prob pass over the rollouts takes
+            the trunk from there instead of running the frozen blocks again
+            (:meth:`fairl_lib.llm.speedups.FrozenTrunk.from_rollouts`; the same activations computed one
+            token at a time, so equal up to float rounding).
         precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on a CPU with native bf16, resolved when
             the config is made): RLOO's rollouts, log-prob passes and evaluation run under bf16
             autocast; weights, gradients and Adam stay fp32 (:mod:`fairl_lib.llm.precision`).
@@ -160,6 +165,7 @@ class RLHFConfig:
     share_prefix: bool = True
     precision: str = "fp32"
     reuse_old_pass: bool = True
+    trunk_from_rollouts: bool = True
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -783,6 +789,7 @@ def _fast_rloo_class() -> type:
                 self._trunk = FrozenTrunk(n_frozen)
                 self._trunk.attach(policy, [self.ref_model] if self.ref_model is not None else [])
             self._sampler, self._share_prefix, self._precision = None, cfg.share_prefix, cfg.precision
+            self._from_rollouts = cfg.trunk_from_rollouts and self._trunk is not None
             # the old pass's graph serves the loss only when the loss comes right after it, at the same weights
             self._reuse_old = (cfg.reuse_old_pass and self.num_iterations == 1
                                and self.args.steps_per_generation == 1)
@@ -813,8 +820,19 @@ def _fast_rloo_class() -> type:
                 run = functools.partial(plain, **extra)
 
             def rollouts(*a: Any, **k: Any):
+                import torch
+
+                # trl's rollouts run under no_grad; evaluation's generate under inference_mode, whose
+                # tensors could not feed a training pass, so only the rollouts leave their trunk behind
+                keep = self._from_rollouts and "input_ids" in k and not torch.is_inference_mode_enabled()
                 with bf16_weights(policy, self._precision):
-                    return run(*a, **k)
+                    if not keep:
+                        return run(*a, **k)
+                    with self._trunk.capturing() as steps:
+                        seqs = run(*a, **k)
+                self._trunk.keep_rollouts(k["input_ids"], k.get("attention_mask", torch.ones_like(k["input_ids"])),
+                                          seqs, steps, getattr(self.processing_class, "eos_token_id", None))
+                return seqs
 
             policy.generate = rollouts
             try:
@@ -848,12 +866,14 @@ def _fast_rloo_class() -> type:
                                                                   *args, **kwargs)
             # the prompt columns: the trunk runs each prompt once for its generations_per_prompt rows
             self._trunk.prefix_width = input_ids.shape[1] - logits_to_keep if self._share_prefix else 0
+            # the rollouts' own trunk, when these rows are the ones just decoded
+            self._trunk.completion_width = logits_to_keep if self._from_rollouts else 0
             try:
                 with self._trunk.active():
                     return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
                                                                       logits_to_keep, *args, **kwargs)
             finally:
-                self._trunk.prefix_width = 0
+                self._trunk.prefix_width = self._trunk.completion_width = 0
 
         def speedup_info(self) -> dict[str, Any]:
             trunk = self._trunk
@@ -861,6 +881,7 @@ def _fast_rloo_class() -> type:
                     "frozen_trunk_models": trunk.n_models if trunk else 0,
                     "trunk_hits": trunk.hits if trunk else 0, "trunk_misses": trunk.misses if trunk else 0,
                     "trunk_prefix_hits": trunk.prefix_hits if trunk else 0,
+                    "trunk_rollout_hits": trunk.rollout_hits if trunk else 0,
                     "old_pass_reused": self.old_pass_reused}
 
     return FastRLOOTrainer

@@ -16,6 +16,14 @@ distinct prompts once into a key/value cache and each row's completion on top of
 (:meth:`FrozenTrunk.shared_prefix`, what :mod:`fairl_lib.llm.prefix` does for generation); the
 completion's activations are the same up to float rounding.
 
+The rollouts themselves already ran the trunk: decoding a completion computes the last frozen
+block's output at every prompt and completion position the log-prob passes need. With
+:meth:`FrozenTrunk.capturing` around the rollouts' ``generate`` and :meth:`FrozenTrunk.keep_rollouts`
+after it, the first log-prob pass over those rows takes the trunk from the rollouts
+(:meth:`FrozenTrunk.from_rollouts`) instead of running the frozen blocks again. Decoding computed the
+same activations one token at a time (other GEMM shapes), so they agree to float rounding; rows the
+rollouts did not write (or an unexpected call pattern) take the computed trunk.
+
 Evaluation uses the same trunk: ``models.completion_nll_models`` scores completions under base, expert
 and unlearned expert, which share their lower blocks (:func:`shared_lower_layers`), and
 :meth:`FrozenTrunk.detach` puts the models back afterwards.
@@ -52,7 +60,10 @@ class _TrunkLayer:
     def __call__(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         trunk = self.trunk
         if trunk.current is None:
-            return self.layer._fairl_forward(hidden_states, *args, **kwargs)
+            out = self.layer._fairl_forward(hidden_states, *args, **kwargs)
+            if self.last and trunk.capture is not None:  # rollouts being decoded: keep the trunk's output
+                trunk.capture.append(out.detach())
+            return out
         if trunk.hit:
             return trunk.recall() if self.last else hidden_states
         out = self.layer._fairl_forward(hidden_states, *args, **kwargs)
@@ -85,6 +96,10 @@ class FrozenTrunk:
         self._models: list[Any] = []
         self.prefix_width = 0  # columns shared by repeated rows in the next pass (0: none; shared_prefix)
         self.prefix_hits = 0
+        self.completion_width = 0  # completion columns of the next pass (0: do not look in the rollouts)
+        self.capture: list[torch.Tensor] | None = None  # the last frozen layer's outputs while decoding
+        self.rollouts: dict[bytes, tuple[torch.Tensor, int, int]] = {}  # from keep_rollouts
+        self.rollout_hits = 0
 
     def attach(self, model: PreTrainedModel, others: Sequence[PreTrainedModel] = (), require_frozen: bool = True) -> None:
         """Wrap the lower layers of ``model`` and of each of ``others`` whose lower layers equal its.
@@ -126,6 +141,12 @@ class FrozenTrunk:
         if self.current is not None:
             self.hits += self.hit
             self.misses += not self.hit
+        if self.current is not None and not self.hit and self.completion_width and self.rollouts and mask is not None:
+            hidden = self.from_rollouts(ids, mask, ids.shape[1] - self.completion_width)
+            if hidden is not None:  # the rollouts' decoding already ran the trunk over these rows
+                self.remember(hidden)
+                self.hit = True
+                self.rollout_hits += 1
         if (self.current is not None and not self.hit and self.prefix_width and mask is not None
                 and kwargs.get("position_ids") is None):  # shared_prefix numbers positions as such a pass does
             hidden = self.shared_prefix(module, ids, mask, self.prefix_width)
@@ -165,6 +186,83 @@ class FrozenTrunk:
             decoder.layers, decoder.norm, self._on, self.current = layers, norm, on, current
         return torch.cat([head[groups.to(ids.device)], tail], 1).detach()
 
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator[list[torch.Tensor]]:
+        """Within this block every forward pass outside :meth:`active` (generation) appends the last
+        frozen layer's output to the yielded list, for :meth:`keep_rollouts`."""
+        self.capture = []
+        try:
+            yield self.capture
+        finally:
+            self.capture = None
+
+    def keep_rollouts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sequences: torch.Tensor,
+                      steps: Sequence[torch.Tensor], eos_token_id: int | None) -> int:
+        """Keep the trunk's output over the rollouts ``generate`` just wrote; returns the rows kept.
+
+        ``input_ids``/``attention_mask``: the left-padded prompts (width ``P``) given to ``generate``;
+        ``sequences``: what it returned (``P + T`` columns); ``steps``: the outputs :meth:`capturing`
+        collected, in call order: the prefill (``P`` columns, or ``P - 1`` over one row per run of equal
+        prompts when the prompts ran once, :func:`fairl_lib.llm.prefix.generate_shared_prefix`), then one
+        column per decoding step. Together they cover columns ``0 .. P + T - 2`` (the last token is never
+        fed back). Each row is kept under its prompt's real tokens and its completion up to and including
+        the first ``eos_token_id`` (the tokens trl's log-prob passes leave unmasked). A call pattern
+        that does not add up to those columns keeps nothing (the log-prob passes then compute the trunk).
+        """
+        import torch
+
+        from fairl_lib.llm.prefix import distinct_rows
+
+        self.rollouts = {}
+        n_rows, width = input_ids.shape
+        new = sequences.shape[1] - width
+        if not steps or new < 1 or any(s.ndim != 3 for s in steps):
+            return 0
+        first = steps[0]
+        if first.shape[0] != n_rows:
+            first = first[distinct_rows(input_ids, attention_mask)[1].to(first.device)]
+        if any(s.shape[0] != n_rows for s in steps[1:]):
+            return 0
+        hidden = torch.cat([first, *steps[1:]], dim=1)
+        if hidden.shape[1] != width + new - 1:
+            return 0
+        for i in range(n_rows):
+            completion = sequences[i, width:]
+            if eos_token_id is not None:
+                eos = (completion == eos_token_id).nonzero()
+                if len(eos):
+                    completion = completion[: int(eos[0]) + 1]
+            prompt = input_ids[i][attention_mask[i].bool()]
+            self.rollouts[_rollout_key(prompt, completion)] = (hidden[i], width, len(prompt))
+        return n_rows
+
+    def from_rollouts(self, ids: torch.Tensor, mask: torch.Tensor, prompt_width: int) -> torch.Tensor | None:
+        """The trunk's output for a log-prob pass over rollouts kept by :meth:`keep_rollouts`, or None
+        when a row was not among them.
+
+        ``ids``/``mask``: the pass's rows, ``prompt_width`` left-padded prompt columns, then the completion
+        (unmasked up to its first end-of-sequence token). Each row's real prompt and completion columns
+        get the decoded activations of the same tokens; columns no position that matters attends to
+        (left padding, positions after the end of the completion, the last column, whose logits
+        trl drops) are zero.
+        """
+        rows = []
+        for i in range(len(ids)):
+            real = mask[i].bool()
+            key = _rollout_key(ids[i, :prompt_width][real[:prompt_width]], ids[i, prompt_width:][real[prompt_width:]])
+            kept = self.rollouts.get(key)
+            if kept is None:
+                return None
+            hidden, width, n_prompt = kept
+            row = hidden.new_zeros(ids.shape[1], hidden.shape[-1])
+            shift = prompt_width - width
+            lo, hi = width - n_prompt, min(hidden.shape[0], width + ids.shape[1] - prompt_width)
+            row[lo + shift : hi + shift] = hidden[lo:hi]
+            rows.append(row)
+        import torch
+
+        return torch.stack(rows)
+
     def recall(self) -> torch.Tensor:
         import torch
 
@@ -185,6 +283,13 @@ class FrozenTrunk:
             yield
         finally:
             self._on, self.current, self.hit = False, None, False
+
+
+def _rollout_key(prompt: torch.Tensor, completion: torch.Tensor) -> bytes:
+    import torch
+
+    prompt, completion = prompt.to("cpu", torch.int64), completion.to("cpu", torch.int64)
+    return torch.tensor([len(prompt)]).numpy().tobytes() + prompt.numpy().tobytes() + completion.numpy().tobytes()
 
 
 def _same_weights(a: Any, b: Any) -> bool:
