@@ -242,9 +242,10 @@ class FrozenTrunk:
 
         ``ids``/``mask``: the pass's rows, ``prompt_width`` left-padded prompt columns, then the completion
         (unmasked up to its first end-of-sequence token). Each row's real prompt and completion columns
-        get the decoded activations of the same tokens; columns no position that matters attends to
-        (left padding, positions after the end of the completion, the last column, whose logits
-        trl drops) are zero.
+        get the decoded activations of the same tokens. The left padding and the last column (whose
+        logits trl drops; decoding never fed that token back) are zero, and masked columns after the end
+        of a completion hold what decoding computed there: no position whose log-prob counts attends to
+        any of them.
         """
         rows = []
         for i in range(len(ids)):
