@@ -22,7 +22,8 @@ before / reuse, ``trunk_prefix_speedup`` = reuse / trunk_bf16. ``--skip-before``
 default also takes the frozen trunk from the rollouts' decoding (``[rlhf] trunk_from_rollouts``,
 ``FrozenTrunk.from_rollouts``; issue 19, fourth round); ``trunk_bf16_computed`` computes it as before, and
 ``rollouts_speedup`` = trunk_bf16_computed / trunk_bf16. ``--only-rollouts`` runs just those two bf16
-variants. Variants train from the same seed, so step *k* of each sees the same prompts: the JSON's
+variants and the same pair in fp32 (``trunk_computed``, ``trunk``; ``rollouts_speedup_fp32``), the
+precision an AVX2 machine runs. Variants train from the same seed, so step *k* of each sees the same prompts: the JSON's
 ``*_paired`` entries give the median of the step-by-step ratios and in how many steps the default was
 faster.
 
@@ -56,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-before", action="store_true",
                    help="skip the bf16 variants without the old-pass reuse and the trunk's shared prompts")
     p.add_argument("--only-rollouts", action="store_true",
-                   help="only the bf16 default and the same without the trunk taken from the rollouts")
+                   help="only the default and the same without the trunk taken from the rollouts "
+                        "(fp32, and bf16 on a CPU with native bf16)")
     return p.parse_args(argv)
 
 
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          ("trunk_bf16_reuse", True, "bf16", True, False, False)] * (not args.skip_before)
             variants += [("trunk_bf16_computed", True, "bf16", True, True, False), ("trunk_bf16", True, "bf16", True, True, True)]
         if args.only_rollouts:
-            variants = [v for v in variants if v[0] in ("trunk_bf16_computed", "trunk_bf16")]
+            variants = [("trunk_computed", True, "fp32", True, True, False)] + [
+                v for v in variants if v[0] in ("trunk", "trunk_bf16_computed", "trunk_bf16")]
         for name, share, precision, reuse, trunk_prefix, from_rollouts in variants:
             t = time.perf_counter()
             secs = run_variant(args.profile, args.steps, share, f"{tmp}/{name}", precision, reuse, trunk_prefix,
@@ -132,9 +135,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["third_round_speedup"] = out["trunk_bf16_before_s_per_step"] / out["trunk_bf16_s_per_step"]
     if "trunk_bf16_computed_s_per_step" in out:
         out["rollouts_speedup"] = out["trunk_bf16_computed_s_per_step"] / out["trunk_bf16_s_per_step"]
-    for before in ("trunk_bf16_before", "trunk_bf16_reuse", "trunk_bf16_computed"):
-        if f"{before}_steps_s" in out and "trunk_bf16_steps_s" in out:
-            ratios = [a / b for a, b in zip(out[f"{before}_steps_s"], out["trunk_bf16_steps_s"])]
+    if "trunk_computed_s_per_step" in out:
+        out["rollouts_speedup_fp32"] = out["trunk_computed_s_per_step"] / out["trunk_s_per_step"]
+    for before, after in (("trunk_bf16_before", "trunk_bf16"), ("trunk_bf16_reuse", "trunk_bf16"),
+                          ("trunk_bf16_computed", "trunk_bf16"), ("trunk_computed", "trunk")):
+        if f"{before}_steps_s" in out and f"{after}_steps_s" in out:
+            ratios = [a / b for a, b in zip(out[f"{before}_steps_s"], out[f"{after}_steps_s"])]
             out[f"{before}_paired"] = {"median_ratio": statistics.median(ratios),
                                        "default_faster_steps": sum(r > 1 for r in ratios), "steps": len(ratios)}
     out["cpu_bf16"] = cpu_has_bf16()

@@ -107,6 +107,15 @@ def test_rlhf_step_benchmark_one_step(capsys, one_thread):
         assert paired["median_ratio"] == pytest.approx(out["trunk_bf16_computed_steps_s"][0] / out["trunk_bf16_steps_s"][0])
 
 
+@needs_mirror
+def test_rlhf_step_benchmark_only_the_trunk_from_the_rollouts(one_thread):
+    out = rlhf_step.main(["--profile", "smoke", "--steps", "1", "--threads", "1", "--skip-parallel", "--only-rollouts"])
+    assert "plain_s_per_step" not in out and "trunk_bf16_before_s_per_step" not in out
+    assert out["rollouts_speedup_fp32"] == pytest.approx(out["trunk_computed_s_per_step"] / out["trunk_s_per_step"])
+    assert out["trunk_computed_paired"]["steps"] == 1
+    assert ("rollouts_speedup" in out) == out["cpu_bf16"]
+
+
 def test_sampler_benchmark_reports_every_case(one_thread):
     out = sampler.main(["--batches", "2", "--repeats", "1", "--threads", "1"])
     assert [(c["model"], c["batch"]) for c in out["cases"]] == [("smollm2-135m", 2), ("gemma3-270m", 2)]
