@@ -43,24 +43,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def rollout_batch(lm, cfg, seed: int):
-    """``(input_ids, attention_mask, prompt_width)`` of one RLOO-shaped batch: the profile's first
-    ``prompts_per_step`` training prompts from ``seed``, each repeated, and the model's own samples."""
+def prompt_batch(tok, cfg, seed: int):
+    """``(prompts, encoded)``: the profile's ``prompts_per_step`` training prompts drawn by ``seed``, each
+    ``generations_per_prompt`` times in a row (as an RLOO batch holds them), left padded and cut to
+    ``max_prompt_tokens``."""
     import random
 
-    import torch
-
-    from fairl_lib.llm.models import generate
     from fairl_lib.stages.expert import rlhf_prompts
 
     rc = cfg.rlhf
     train = list(rlhf_prompts(cfg)[0]["prompt"])
     prompts = [p for p in random.Random(seed).sample(train, rc.prompts_per_step) for _ in range(rc.generations_per_prompt)]
-    settings = dataclasses.replace(rc.gen_settings(), batch_size=len(prompts), precision="fp32")
-    comps = generate(lm.model, lm.tokenizer, prompts, settings, seed=seed, spec=lm.spec)
-    tok = lm.tokenizer
     enc = tok(prompts, padding=True, return_tensors="pt", padding_side="left", truncation=True,
               max_length=rc.max_prompt_tokens)
+    return prompts, enc
+
+
+def rollout_batch(lm, cfg, seed: int):
+    """``(input_ids, attention_mask, prompt_width)`` of one RLOO-shaped batch: :func:`prompt_batch` and
+    the model's own samples."""
+    import torch
+
+    from fairl_lib.llm.models import generate
+
+    rc, tok = cfg.rlhf, lm.tokenizer
+    prompts, enc = prompt_batch(tok, cfg, seed)
+    settings = dataclasses.replace(rc.gen_settings(), batch_size=len(prompts), precision="fp32")
+    comps = generate(lm.model, tok, prompts, settings, seed=seed, spec=lm.spec)
     c = tok(comps, add_special_tokens=False, padding=True, return_tensors="pt", padding_side="right",
             truncation=True, max_length=rc.max_new_tokens)
     ids = torch.cat([enc.input_ids, c.input_ids], 1)
@@ -105,21 +114,15 @@ def one_case(lm, ids, mask, width: int, precision: str, repeats: int) -> dict:
 def rollouts_case(lm, cfg, seed: int, precision: str, repeats: int) -> dict:
     """Decode one RLOO batch keeping the trunk, then time the log-prob pass that takes the trunk from
     the rollouts against the one that computes it (each prompt once); compare their log-probs."""
-    import random
-
     import torch
 
     from fairl_lib.llm import rlhf
     from fairl_lib.llm.precision import autocast, bf16_weights
     from fairl_lib.llm.prefix import generate_shared_prefix
-    from fairl_lib.llm.speedups import FrozenTrunk
-    from fairl_lib.stages.expert import rlhf_prompts
+    from fairl_lib.llm.speedups import FrozenTrunk, completion_mask
 
     rc, model, tok = cfg.rlhf, lm.model, lm.tokenizer
-    train = list(rlhf_prompts(cfg)[0]["prompt"])
-    prompts = [p for p in random.Random(seed).sample(train, rc.prompts_per_step) for _ in range(rc.generations_per_prompt)]
-    enc = tok(prompts, padding=True, return_tensors="pt", padding_side="left", truncation=True,
-              max_length=rc.max_prompt_tokens)
+    _, enc = prompt_batch(tok, cfg, seed)
     rlhf.freeze_lower_blocks(model, 6)
     trunk = FrozenTrunk(len(model.model.layers) - 6)
     trunk.attach(model, [])
@@ -132,8 +135,7 @@ def rollouts_case(lm, cfg, seed: int, precision: str, repeats: int) -> dict:
         width = enc.input_ids.shape[1]
         kept = trunk.keep_rollouts(enc.input_ids, enc.attention_mask, seqs, steps, tok.eos_token_id)
         comp = seqs[:, width:]
-        is_eos = (comp == tok.eos_token_id).int()
-        c_mask = ((is_eos.cumsum(1) - is_eos) == 0).long()  # trl's: up to and including the first eos
+        c_mask = completion_mask(comp, tok.eos_token_id)  # trl's: up to and including the first eos
         ids = torch.cat([enc.input_ids, comp.masked_fill(c_mask == 0, tok.pad_token_id)], 1)
         mask = torch.cat([enc.attention_mask, c_mask], 1)
         keep = comp.shape[1]

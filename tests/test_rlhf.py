@@ -400,7 +400,7 @@ def test_frozen_trunk_from_the_rollouts_decoding_matches_the_computed_trunk(tiny
     computed trunk at every position whose logits are kept; the reference pass then hits the store,
     and a row the rollouts did not write takes the computed trunk."""
     from fairl_lib.llm.prefix import generate_shared_prefix
-    from fairl_lib.llm.speedups import FrozenTrunk
+    from fairl_lib.llm.speedups import FrozenTrunk, completion_mask
 
     tok = load_lm(tiny_llama).tokenizer
     plain_pol, _ = _policy_and_ref(tiny_llama)
@@ -419,8 +419,7 @@ def test_frozen_trunk_from_the_rollouts_decoding_matches_the_computed_trunk(tiny
     seqs[1, width + 2] = tok.eos_token_id  # one row ends early, as trl then masks it
     assert trunk.keep_rollouts(p_ids, p_mask, seqs, steps, tok.eos_token_id) == len(enc)
     comp = seqs[:, width:]
-    is_eos = (comp == tok.eos_token_id).int()
-    c_mask = ((is_eos.cumsum(1) - is_eos) == 0).long()  # trl's mask: up to and including the first eos
+    c_mask = completion_mask(comp, tok.eos_token_id)  # trl's mask: up to and including the first eos
     assert c_mask[1, 3:].sum() == 0
     comp = comp.masked_fill(c_mask == 0, tok.pad_token_id)
     ids, mask = torch.cat([p_ids, comp], 1), torch.cat([p_mask, c_mask], 1)
@@ -445,6 +444,14 @@ def test_frozen_trunk_from_the_rollouts_decoding_matches_the_computed_trunk(tiny
             pol(input_ids=other, attention_mask=mask, use_cache=False)
         trunk.completion_width = 0
     assert trunk.rollout_hits == 1 and trunk.misses == 2
+
+
+def test_completion_mask_keeps_up_to_the_first_eos():
+    from fairl_lib.llm.speedups import completion_mask
+
+    comp = torch.tensor([[5, 2, 7, 2], [5, 6, 7, 8], [2, 2, 3, 4]])
+    assert completion_mask(comp, 2).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert completion_mask(comp, None).tolist() == [[1] * 4] * 3
 
 
 def test_frozen_trunk_leaves_generation_alone_and_refuses_other_weights(tiny_llama):

@@ -226,14 +226,11 @@ class FrozenTrunk:
         hidden = torch.cat([first, *steps[1:]], dim=1)
         if hidden.shape[1] != width + new - 1:
             return 0
+        completions = sequences[:, width:]
+        kept = completion_mask(completions, eos_token_id).bool()
         for i in range(n_rows):
-            completion = sequences[i, width:]
-            if eos_token_id is not None:
-                eos = (completion == eos_token_id).nonzero()
-                if len(eos):
-                    completion = completion[: int(eos[0]) + 1]
             prompt = input_ids[i][attention_mask[i].bool()]
-            self.rollouts[_rollout_key(prompt, completion)] = (hidden[i], width, len(prompt))
+            self.rollouts[_rollout_key(prompt, completions[i][kept[i]])] = (hidden[i], width, len(prompt))
         return n_rows
 
     def from_rollouts(self, ids: torch.Tensor, mask: torch.Tensor, prompt_width: int) -> torch.Tensor | None:
@@ -247,6 +244,8 @@ class FrozenTrunk:
         of a completion hold what decoding computed there: no position whose log-prob counts attends to
         any of them.
         """
+        import torch
+
         rows = []
         for i in range(len(ids)):
             real = mask[i].bool()
@@ -260,8 +259,6 @@ class FrozenTrunk:
             lo, hi = width - n_prompt, min(hidden.shape[0], width + ids.shape[1] - prompt_width)
             row[lo + shift : hi + shift] = hidden[lo:hi]
             rows.append(row)
-        import torch
-
         return torch.stack(rows)
 
     def recall(self) -> torch.Tensor:
@@ -284,6 +281,17 @@ class FrozenTrunk:
             yield
         finally:
             self._on, self.current, self.hit = False, None, False
+
+
+def completion_mask(completions: torch.Tensor, eos_token_id: int | None) -> torch.Tensor:
+    """trl's mask of generated completions: 1 up to and including each row's first ``eos_token_id``,
+    0 after it (all 1 without one); ``(B, T)`` int64."""
+    import torch
+
+    if eos_token_id is None:
+        return torch.ones_like(completions, dtype=torch.long)
+    is_eos = (completions == eos_token_id).long()
+    return ((is_eos.cumsum(1) - is_eos) == 0).long()
 
 
 def _rollout_key(prompt: torch.Tensor, completion: torch.Tensor) -> bytes:
