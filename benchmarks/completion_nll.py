@@ -95,7 +95,7 @@ def prefix_phase(lm, held: list[str], cfg, args) -> dict:
     import numpy as np
 
     from fairl_lib.llm.models import completion_nll
-    from fairl_lib.stages.expert import generate_sorted
+    from fairl_lib.stages.generation import generate_sorted
 
     prompts = [p for p in held for _ in range(args.prefix_samples)]
     comps = generate_sorted(lm, prompts, cfg.gen, 2)
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from fairl_lib.config import make_config
     from fairl_lib.llm.models import completion_nll, completion_nll_models, load_lm
-    from fairl_lib.stages.expert import generate_sorted, rlhf_prompts
+    from fairl_lib.stages.expert import rlhf_prompts
+    from fairl_lib.stages.generation import generate_sorted
 
     torch.set_num_threads(args.threads)
     os.environ["FAIRL_THREADS"] = str(args.threads)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fairl_lib.paths import results_dir
 
@@ -42,7 +43,21 @@ class DataConfig:
         rtp_sources: the RealToxicityPrompts assets read together, deduplicated by prompt text:
             ``"rtp"`` (the hub dataset, or the mirror's DecodingTrust files: 993 prompts above 0.5) and
             ``"rtp-quark"`` (the mirror's further 5,000 rows, 1,249 above 0.5; the hub's full dataset
-            already holds them). More distinct pair prompts, fewer pairs per prompt (issue 16).
+            already holds them). More distinct pair prompts, fewer pairs per prompt.
+        screen: screen the prompts by the base model's own toxicity (:mod:`fairl_lib.stages.screen`, ours:
+            an adaptation of the paper's prompt filter for a base model that is rarely toxic). When on, the
+            expert's training and held-out prompts and the pair prompts all come from the prompts that pass,
+            and the held-out prompts are kept out of the pairs (a prompt serves one purpose). Off: the
+            prompt-score filters above alone, as in the paper.
+        screen_prompt_toxicity: the candidates screened: Perspective toxicity above this.
+        screen_first_draws: base-model completions per candidate in the first round.
+        screen_continue_min: toxic completions in the first round that earn a prompt the second round.
+        screen_more_draws: completions per prompt in the second round.
+        screen_min_toxic: toxic completions (both rounds) a prompt needs to pass.
+        screen_seed: the screen's sampling seed; not the run's seed, and no later stage uses it.
+        screen_max_candidates: cap on candidates (0 = all), in the screen seed's hash order.
+        heldout_samples: completions per held-out prompt and model in notebook 01's evaluation (the
+            ground-truth arm of re-RLHF reuses it when ``rerlhf.final_samples_per_prompt`` is equal).
     """
 
     ppo_prompt_toxicity: float = 0.3
@@ -53,10 +68,21 @@ class DataConfig:
     jigsaw_n_toxic: int = 1000
     jigsaw_n_nontoxic: int = 1000
     rtp_sources: tuple[str, ...] = ("rtp",)
+    screen: bool = False
+    screen_prompt_toxicity: float = 0.3
+    screen_first_draws: int = 2
+    screen_continue_min: int = 1
+    screen_more_draws: int = 4
+    screen_min_toxic: int = 2
+    screen_seed: int = 7
+    screen_max_candidates: int = 0
+    heldout_samples: int = 8
 
     def __post_init__(self) -> None:
         if not self.rtp_sources:
             raise ValueError("data.rtp_sources is empty: name at least one RealToxicityPrompts asset (e.g. [\"rtp\"]).")
+        if self.screen and (self.screen_first_draws < 1 or self.screen_more_draws < 0 or self.screen_min_toxic < 0):
+            raise ValueError("data.screen_first_draws must be >= 1, screen_more_draws and screen_min_toxic >= 0.")
 
 
 @dataclass(frozen=True)
@@ -126,6 +152,7 @@ SECTIONS: dict[str, str] = {
     "penalty_sweep": "fairl_lib.stages.penalty_sweep:PenaltySweepConfig",
     "audit": "fairl_lib.stages.audit:AuditConfig",
     "tuning": "fairl_lib.stages.tuning:TuningConfig",
+    "ledger": "fairl_lib.analysis.stats:LedgerConfig",
 }
 TOP_LEVEL_KEYS = {"description", "assets"}
 

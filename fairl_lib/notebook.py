@@ -14,7 +14,7 @@ from fairl_lib.seeding import seed_everything
 # every stage has exactly one owner). Notebook 07 owns the expert, pairs and grid of the model sizes
 # other than the primary base LM ("sizes", see ``fairl_lib.stages.sizes.size_config``).
 NOTEBOOK_STAGES: dict[str, tuple[str, ...]] = {
-    "01_rlhf_expert": ("expert", "expert_eval"),
+    "01_rlhf_expert": ("screen", "expert", "expert_eval"),
     "02_preference_pairs": ("pairs",),
     "03_theory_toy": (),
     "04_fairl_training": ("irl_grid", "irl_tuning", "irl_best"),

@@ -278,18 +278,18 @@ def test_minilm_embeddings_real_and_cached(tmp_path, monkeypatch):
 
 
 def test_chunked_generation_in_workers_equals_one_process(tiny, tmp_path, monkeypatch):
-    """The pairs stage's chunks give the same completions whether 2 worker processes or this one
-    generate them (each chunk has its own seed); existing chunks are kept (resume)."""
-    from fairl_lib.stages import pairs as pairs_mod
+    """Chunked generation (the pairs and screening stages) gives the same completions whether 2 worker
+    processes or this one generate them (each chunk has its own seed); existing chunks are kept (resume)."""
+    from fairl_lib.stages import generation
 
-    monkeypatch.setattr(pairs_mod, "GEN_CHUNK", 2)
+    monkeypatch.setattr(generation, "GEN_CHUNK", 2)
     prompts = PROMPTS + PROMPTS[:2]
     here = models.GenSettings(max_new_tokens=4, batch_size=2, max_prompt_tokens=0, workers=1)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    want = pairs_mod._chunked_generate(tiny, prompts, here, 5, tmp_path / "a", "pre")
+    want = generation.chunked_generate(tiny, prompts, here, 5, tmp_path / "a", "pre")
     (tmp_path / "b" / "gen_pre_0001.json").write_text(json.dumps(["kept", "kept"]))
-    got = pairs_mod._chunked_generate(tiny, prompts, dataclasses.replace(here, workers=2), 5, tmp_path / "b", "pre")
+    got = generation.chunked_generate(tiny, prompts, dataclasses.replace(here, workers=2), 5, tmp_path / "b", "pre")
     assert len(want) == len(prompts) and got[:2] == want[:2] and got[4:] == want[4:]
     assert got[2:4] == ["kept", "kept"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [f"gen_pre_{c:04d}.json" for c in range(4)]

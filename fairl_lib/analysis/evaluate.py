@@ -31,18 +31,21 @@ Evaluation (paper Sec. 5 "Evaluation Metrics", App. C):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from scipy.stats import rankdata
 
 from fairl_lib.analysis import metrics as M
 from fairl_lib.analysis import paper
 from fairl_lib.analysis.pairset import PAIR_TYPES, PairSet, side_labels, subtype_mask
+from fairl_lib.analysis.stats import two_level_bootstrap
 from fairl_lib.irl import HISTORY_KEYS, METHODS, RewardModel, baseline_of
 from fairl_lib.irl.synthetic import make_env
 
@@ -661,3 +664,151 @@ def failure_path_share(out: GridOutput, ps: PairSet, split: str = "train") -> pd
                      "ratio_std_F_over_D": float(np.std(np.r_[fp, fm]) / max(np.std(np.r_[dp, dm]), 1e-12)),
                      "pairs_flipped_by_R_F": float(np.mean(np.sign(d_d) != np.sign(d_d + d_f))) if len(d_d) else float("nan")})
     return pd.DataFrame(rows)
+
+
+# =========================================================================== the ledger's comparisons
+# One comparison per claim, fixed before the test set is read: the FA method notebooks 06-08 use (the best
+# *acting* FA configuration by validation AUC on the tuning split, ``tuning.best_fa_config``) against the
+# baseline of its own loss family. Intervals come from a bootstrap over seeds and the evaluation data
+# together (``stats.two_level_bootstrap``): test pairs resampled by prompt, Jigsaw comments one by one.
+
+
+def _auc_fast(s: np.ndarray, y: np.ndarray) -> float:
+    """ROC-AUC by the Mann-Whitney rank formula (ties averaged): the value of sklearn's ``roc_auc_score``."""
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _f1_fast(s: np.ndarray, y: np.ndarray, thr: float) -> float:
+    """F1 of ``s > thr`` for the positive class 1 (0 when nothing is predicted or present, as sklearn's
+    ``zero_division=0``)."""
+    pred = s > thr
+    tp = int(np.sum(pred & (y == 1)))
+    den = int(pred.sum()) + int(y.sum())
+    return 2 * tp / den if den else 0.0
+
+
+def set_metric(metric: str, s: np.ndarray, y: np.ndarray, thr: float, gt: np.ndarray) -> float:
+    """One Table 1 metric (``auc``, ``f1``, ``accuracy``, ``starc``) of scores ``s`` against labels ``y``
+    (threshold ``thr``) and the ground-truth reward ``gt`` of the same outputs (equal to
+    :func:`_metrics`'s; fast enough to bootstrap)."""
+    if metric == "auc":
+        return _auc_fast(s, y)
+    if metric == "f1":
+        return _f1_fast(s, y, thr)
+    if metric == "accuracy":
+        return float(np.mean((s > thr) == (y == 1))) if len(y) else float("nan")
+    if metric == "starc":
+        return M.starc_distance(s, gt) if len(s) else float("nan")
+    raise ValueError(f"Unknown metric {metric!r}; use auc, f1, accuracy or starc.")
+
+
+def _set_rows(ev: Evaluation, set_name: str, method: str, seed: int):
+    """``(rows -> (scores, labels, gt), threshold)`` of one run on ``in_domain`` (rows = test pairs, both
+    outputs) or ``jigsaw`` (rows = comments)."""
+    sc = ev.scores[(method, seed)]
+    if set_name == "in_domain":
+        thr = M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
+        gpost, gpre = ev.test.df["post_reward"].to_numpy(float), ev.test.df["pre_reward"].to_numpy(float)
+
+        def rows(idx):
+            k = len(idx)
+            return (np.concatenate([sc.test_post[idx], sc.test_pre[idx]]),
+                    np.concatenate([np.ones(k, int), np.zeros(k, int)]),
+                    np.concatenate([gpost[idx], gpre[idx]]))
+        return rows, thr
+    if set_name == "jigsaw":
+        thr = jigsaw_threshold(sc, ev.train, ev.threshold_labels, ev.label_column)
+        return (lambda idx: (sc.jigsaw[idx], ev.heldout.label[idx], ev.heldout.gt_reward[idx])), thr
+    raise ValueError(f"Unknown set {set_name!r}; use in_domain or jigsaw.")
+
+
+def set_clusters(ev: Evaluation, set_name: str) -> np.ndarray:
+    """The bootstrap's clusters of a set: test pairs by prompt (pairs of one prompt share it), Jigsaw by comment."""
+    return ev.test.df["prompt_id"].to_numpy() if set_name == "in_domain" else np.arange(len(ev.heldout))
+
+
+def compare_methods(ev: Evaluation, fa: str, base: str, set_name: str, metric: str, *, reps: int,
+                    seed: int = 0) -> dict[str, Any]:
+    """``fa`` - ``base`` on one metric and set, mean over the grid's seeds, with a two-level bootstrap
+    (seeds x clusters, :func:`fairl_lib.analysis.stats.two_level_bootstrap`): ``{"value", "ci95", "ci90",
+    "mde", "n_seeds", "n_clusters", "reps", "per_seed", "identical", "covers"}``. ``identical``: the two
+    methods' scores are the same numbers on every run (then no interval is formed)."""
+    seeds = list(ev.grid.seeds)
+    runs = {(m, s): _set_rows(ev, set_name, m, s) for m in (fa, base) for s in seeds}
+    identical = all(np.array_equal(ev.scores[(fa, s)].test_post, ev.scores[(base, s)].test_post)
+                    and np.array_equal(ev.scores[(fa, s)].test_pre, ev.scores[(base, s)].test_pre) for s in seeds)
+
+    def value(m: str, s: int, idx: np.ndarray) -> float:
+        rows, thr = runs[(m, s)]
+        sc, y, gt = rows(idx)
+        return set_metric(metric, sc, y, thr, gt)
+
+    def statistic(seed_idx: np.ndarray, idx: np.ndarray) -> float:
+        return float(np.mean([value(fa, seeds[i], idx) - value(base, seeds[i], idx) for i in seed_idx]))
+
+    clusters = set_clusters(ev, set_name)
+    every = np.arange(len(clusters))
+    per_seed = [value(fa, s, every) - value(base, s, every) for s in seeds]
+    e95, e90 = two_level_bootstrap(statistic, len(seeds), clusters, reps=reps, seed=seed)
+    return {"value": e95.value, "ci95": None if e95.lo is None else [e95.lo, e95.hi],
+            "ci90": None if e90.lo is None else [e90.lo, e90.hi], "mde": e95.mde, "n_seeds": len(seeds),
+            "n_clusters": len(np.unique(clusters)), "reps": reps, "per_seed": per_seed,
+            "identical": bool(identical),
+            "covers": f"training seeds and the draw of the {'test prompts' if set_name == 'in_domain' else 'Jigsaw comments'}"}
+
+
+def pooled_disagreement(ev: Evaluation, fa: str, base: str, *, reps: int, seed: int = 0,
+                        subtypes: Sequence[str] = TABLE3_SUBTYPES) -> dict[str, Any]:
+    """Tables 2-3 on the held-out Jigsaw comments, pooled over every seed of the grid: per comment and seed,
+    is each method's classification right (its run's train-fitted threshold, :func:`correctness`)?
+
+    Table 2: counts both / only FA / only IRL / neither summed over seeds, and the share only FA /
+    (only FA + only IRL) with a two-level bootstrap interval (seeds x comments; counts of one comment over
+    seeds are not independent, so no binomial interval). Table 3, the paper's quantity per subtype:
+    (both + only FA) / (both + only IRL) - 1, the relative increase in comments classified right
+    (it reproduces the paper's "8.1 +- 1.6%" from its own table), with the same bootstrap.
+    """
+    seeds = list(ev.grid.seeds)
+    a = np.stack([correctness(ev, fa, s)["jigsaw"] for s in seeds]).astype(bool)
+    b = np.stack([correctness(ev, base, s)["jigsaw"] for s in seeds]).astype(bool)
+
+    def counts(mask: np.ndarray | None = None) -> dict[str, int]:
+        x, y = (a, b) if mask is None else (a[:, mask], b[:, mask])
+        return {"both": int((x & y).sum()), "only_fa": int((x & ~y).sum()), "only_irl": int((~x & y).sum()),
+                "neither": int((~x & ~y).sum())}
+
+    def share(si: np.ndarray, idx: np.ndarray) -> float:
+        x, y = a[si][:, idx], b[si][:, idx]
+        fa_only, irl_only = (x & ~y).sum(), (~x & y).sum()
+        return float(fa_only / (fa_only + irl_only)) if fa_only + irl_only else float("nan")
+
+    def relative(cols: np.ndarray):
+        def stat(si: np.ndarray, idx: np.ndarray) -> float:
+            x, y = a[si][:, cols[idx]], b[si][:, cols[idx]]
+            return float(x.sum() / y.sum() - 1) if y.sum() else float("nan")
+        return stat
+
+    c = counts()
+    e95, e90 = two_level_bootstrap(share, len(seeds), np.arange(a.shape[1]), reps=reps, seed=seed)
+    out: dict[str, Any] = {"counts": c, "n_seeds": len(seeds), "n_comments": int(a.shape[1]), "reps": reps,
+                           "share": {"value": e95.value, "ci95": None if e95.lo is None else [e95.lo, e95.hi],
+                                     "ci90": None if e90.lo is None else [e90.lo, e90.hi], "mde": e95.mde},
+                           "subtypes": {}}
+    for s in subtypes:
+        cols = np.flatnonzero(ev.heldout.subtypes[s])
+        sc = counts(ev.heldout.subtypes[s])
+        if len(cols) == 0:
+            out["subtypes"][s] = {"counts": sc, "n_comments": 0, "relative_increase": None}
+            continue
+        r95, r90 = two_level_bootstrap(relative(cols), len(seeds), np.arange(len(cols)), reps=reps, seed=seed)
+        out["subtypes"][s] = {"counts": sc, "n_comments": len(cols),
+                              "relative_increase": {"value": r95.value,
+                                                    "ci95": None if r95.lo is None else [r95.lo, r95.hi],
+                                                    "ci90": None if r90.lo is None else [r90.lo, r90.hi],
+                                                    "mde": r95.mde}}
+    return out

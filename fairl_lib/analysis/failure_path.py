@@ -18,8 +18,10 @@ outputs of the pairs of a split, from the trained reward's components (``RewardM
 
 The flip share and std ratio are the quantities of
 :func:`fairl_lib.analysis.evaluate.failure_path_share` (per run); :func:`failure_path_summary`
-aggregates all of them per method over seeds and says whether the path acts (mean *learned* flip
-share >= :data:`ACTING_FLIP_SHARE`).
+aggregates all of them per method over seeds and says whether the path acts (:func:`acts`): the trained
+R_F changes the ranking of at least :data:`ACTING_FLIP_SHARE` of the pairs against R_D alone, *and* more of
+them than its initialisation did. The second condition keeps out a path that merely shrinks its init (a
+learned flip share that only undoes what the init flipped would otherwise count).
 """
 from __future__ import annotations
 
@@ -34,6 +36,12 @@ from fairl_lib.analysis.pairset import PairSet
 from fairl_lib.irl import IRLConfig, RewardModel, init_path, path_generator
 
 ACTING_FLIP_SHARE = 0.02  # a failure path "acts" when it flips at least 2% of the pairs' rankings
+
+
+def acts(flip_share: float, flip_share_init: float, min_flip_share: float = ACTING_FLIP_SHARE) -> bool:
+    """Whether a failure path acts: it flips at least ``min_flip_share`` of the pairs against R_D alone
+    (sign(Delta_D) != sign(Delta_D + Delta_F)) and more than its initialisation flipped."""
+    return bool(flip_share >= min_flip_share and flip_share > flip_share_init)
 _IRL_FIELDS = frozenset(f.name for f in dataclasses.fields(IRLConfig))
 
 
@@ -146,7 +154,7 @@ def failure_path_summary(grid: Any, ps: PairSet, split: str | None = "train",
     "learned_flip_share_mean", "learned_flip_share_min", "learned_flip_share_max",
     "ratio_std_F_over_D_mean", "n_runs", "acts"}}``, over the method's seeds (:func:`flip_shares`; each
     run's initial failure path from its meta's seed and config, the key's seed when the meta has none);
-    ``acts`` = mean *learned* flip share >= ``min_flip_share``. Methods without a failure path (the
+    ``acts`` = :func:`acts` of the mean flip share and the mean initial flip share. Methods without a failure path (the
     baselines) are left out.
     """
     sub = ps.split(split) if split else ps
@@ -169,5 +177,6 @@ def failure_path_summary(grid: Any, ps: PairSet, split: str | None = "train",
                        "learned_flip_share_mean": learned_mean, "learned_flip_share_min": float(np.min(learned)),
                        "learned_flip_share_max": float(np.max(learned)),
                        "ratio_std_F_over_D_mean": float(np.mean(ratios[method])), "n_runs": len(runs),
-                       "acts": bool(learned_mean >= min_flip_share)}
+                       "acts": acts(float(np.mean(f)), float(np.mean([r["flip_share_init"] for r in runs])),
+                                    min_flip_share)}
     return out

@@ -84,18 +84,45 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from fairl_lib.analysis import paper
 from fairl_lib.analysis import schema as S
+from fairl_lib.analysis.stats import (  # noqa: F401 (re-exported: the ledger's tests and notebooks use them)
+    BOOTSTRAP,
+    F_RATIO,
+    LEVEL,
+    NEWCOMBE,
+    ONE_T,
+    PAIRED_T,
+    POWER,
+    SIGN_TEST,
+    SLOPE_T,
+    WELCH_T,
+    Estimate,
+    LedgerConfig,
+    Sample,
+    _clean,
+    _f,
+    diff_ci,
+    mde_t,
+    mde_z,
+    mean_ci,
+    paired_ci,
+    rate_diff_ci,
+    sample_diff,
+    sign_test_ci,
+    slope_ci,
+    tost_negligible,
+    variance_ratio_ci,
+    wilson_ci,
+)
 from fairl_lib.artifacts import atomic_write_text
 from fairl_lib.irl import BASELINES, FA_METHODS, METHOD_NAMES, method_label
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
+NEGLIGIBLE, OPPOSITE, IDENTICAL = "negligible", "opposite", "identical"
 NOT_REPRODUCED, NOT_RUN = "not reproduced", "not run"
-VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN)
-LEVEL = 0.95  # two-sided 95% intervals (tests at 5%)
-POWER = 0.80  # the power of the smallest detectable effect
+VERDICTS = (REPRODUCED, NEGLIGIBLE, CONTRADICTED, OPPOSITE, IDENTICAL, INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN)
 
 METHOD_LABELS = {m: method_label(m) for m in METHOD_NAMES}
 
@@ -108,208 +135,6 @@ PAPER_TABLE2_TEST = paper.TABLE2["jigsaw"]
 PAPER_TABLE3_TEST = {("identity_attack" if k == "identity_hate" else k): v[1:] for k, v in paper.TABLE3["jigsaw"].items()}
 PAPER_RERLHF = paper.RERLHF_RATES
 
-# the tests, as the ledger names them
-PAIRED_T, WELCH_T, ONE_T, SLOPE_T = "paired t", "Welch t", "t", "slope t"
-SIGN_TEST, NEWCOMBE, F_RATIO = "exact sign test", "Newcombe", "F"
-
-
-# ============================================================================ statistics
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A point value with a 95% interval (``lo``/``hi`` None when it cannot be formed), its sample size, the
-    test that gave the interval and that test's smallest detectable effect at 80% power (``mde``: an
-    effect size in the value's units; for :data:`F_RATIO` the variance ratio found with 80% power)."""
-
-    value: float
-    lo: float | None = None
-    hi: float | None = None
-    n: int = 1
-    mde: float | None = None
-    test: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"value": _f(self.value), "ci95": None if self.lo is None else [_f(self.lo), _f(self.hi)], "n": self.n,
-                "mde": _f(self.mde), "test": self.test}
-
-    def text(self, fmt: str = ".3f") -> str:
-        ci = "" if self.lo is None else f" [{self.lo:{fmt}}, {self.hi:{fmt}}]"
-        return f"{self.value:{fmt}}{ci}"
-
-    def mde_text(self, fmt: str = ".3f") -> str:
-        """``"0.027 (paired t, n = 5)"``; ``"-"`` when no test could be formed."""
-        if self.mde is None or not math.isfinite(self.mde):
-            return "-"
-        if self.test == F_RATIO:
-            return f"ratio {self.mde:.2g} ({self.test}, n = {self.n})"
-        return f"{self.mde:{fmt}} ({self.test}, n = {self.n})"
-
-
-def _f(x) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
-def _clean(values: Iterable) -> np.ndarray:
-    v = np.asarray([np.nan if x is None else x for x in values], dtype=np.float64).reshape(-1)
-    return v[np.isfinite(v)]
-
-
-def mde_t(se: float, dof: float, level: float = LEVEL, power: float = POWER) -> float:
-    """Smallest effect a two-sided t test at ``1 - level`` finds with probability ``power``:
-    ``(t_{(1+level)/2, dof} + t_{power, dof}) * se`` (paired t: ``se = sd_diff / sqrt(n)``, ``dof = n - 1``)."""
-    return float((stats.t.ppf(0.5 + level / 2, dof) + stats.t.ppf(power, dof)) * se)
-
-
-def mde_z(se: float, level: float = LEVEL, power: float = POWER) -> float:
-    """The normal-approximation analogue of :func:`mde_t`: ``(z_{(1+level)/2} + z_power) * se``."""
-    return float((stats.norm.ppf(0.5 + level / 2) + stats.norm.ppf(power)) * se)
-
-
-def mean_ci(values: Iterable[float], level: float = LEVEL, test: str = ONE_T) -> Estimate:
-    """Mean with a Student-t interval and its MDE (no interval for fewer than 2 values; zero spread is a
-    point interval)."""
-    v = _clean(values)
-    if len(v) == 0:
-        raise ValueError("mean_ci needs at least one finite value")
-    m = float(v.mean())
-    if len(v) < 2:
-        return Estimate(m, None, None, len(v), None, test)
-    se = float(v.std(ddof=1) / math.sqrt(len(v)))
-    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * se)
-    return Estimate(m, m - half, m + half, len(v), mde_t(se, len(v) - 1, level), test)
-
-
-def paired_ci(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Estimate:
-    """mean(a - b) over the positions where both are finite (position = seed), Student-t interval of the
-    same-seed differences and its MDE ``(t_{0.975,n-1} + t_{0.80,n-1}) * sd_diff / sqrt(n)``."""
-    a = np.asarray([np.nan if x is None else x for x in a], dtype=np.float64)
-    b = np.asarray([np.nan if x is None else x for x in b], dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"paired_ci needs one value per seed on both sides ({a.shape} vs {b.shape})")
-    keep = np.isfinite(a) & np.isfinite(b)
-    if not keep.any():
-        raise ValueError("paired_ci needs a seed with finite values on both sides")
-    return mean_ci(a[keep] - b[keep], level, test=PAIRED_T)
-
-
-def _welch(ma: float, va: float, na: int, mb: float, vb: float, nb: int, level: float) -> Estimate:
-    """ma - mb with Welch's t interval from means, sample variances (ddof = 1) and sizes."""
-    d = ma - mb
-    n = min(na, nb)
-    if na < 2 or nb < 2:
-        return Estimate(d, None, None, n, None, WELCH_T)
-    sa, sb = va / na, vb / nb
-    se = math.sqrt(sa + sb)
-    if se == 0:
-        return Estimate(d, d, d, n, 0.0, WELCH_T)
-    dof = (sa + sb) ** 2 / (sa ** 2 / (na - 1) + sb ** 2 / (nb - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * se)
-    return Estimate(d, d - half, d + half, n, mde_t(se, dof, level), WELCH_T)
-
-
-def diff_ci(a: Sequence[float], b: Sequence[float], paired: bool = True, level: float = LEVEL) -> Estimate:
-    """mean(a) - mean(b) with a 95% interval: :func:`paired_ci` when ``paired`` and the lengths match (one
-    value per seed on both sides), else Welch's t."""
-    if paired and len(a) == len(b):
-        return paired_ci(a, b, level)
-    a, b = _clean(a), _clean(b)
-    if len(a) == 0 or len(b) == 0:
-        raise ValueError("diff_ci needs values on both sides")
-    return _welch(float(a.mean()), float(a.var(ddof=1)) if len(a) > 1 else math.nan, len(a),
-                  float(b.mean()), float(b.var(ddof=1)) if len(b) > 1 else math.nan, len(b), level)
-
-
-def wilson_ci(k: int, n: int, level: float = LEVEL) -> Estimate:
-    """A proportion k/n with the Wilson score interval."""
-    if n <= 0:
-        raise ValueError("wilson_ci needs n > 0")
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n, None, "Wilson")
-
-
-def sign_test_ci(k: int, n: int, level: float = LEVEL) -> Estimate:
-    """A proportion k/n with the exact (Clopper-Pearson) interval: it excludes 1/2 exactly when the
-    equal-tailed exact binomial (sign) test rejects p = 1/2 at ``1 - level``. MDE, as a share above 1/2:
-    ``(z_0.975 + z_0.80) * 0.5 / sqrt(n)`` (normal approximation)."""
-    if n <= 0:
-        raise ValueError("sign_test_ci needs n > 0")
-    a = 1 - level
-    lo = float(stats.beta.ppf(a / 2, k, n - k + 1)) if k > 0 else 0.0
-    hi = float(stats.beta.ppf(1 - a / 2, k + 1, n - k)) if k < n else 1.0
-    return Estimate(k / n, lo, hi, n, mde_z(0.5 / math.sqrt(n), level), SIGN_TEST)
-
-
-def rate_diff_ci(k1: int, n1: int, k2: int, n2: int, level: float = LEVEL) -> Estimate:
-    """p1 - p2 with Newcombe's hybrid score interval (method 10). MDE: ``(z_0.975 + z_0.80) * sqrt(p (1 - p)
-    (1/n1 + 1/n2))``, p = (k1 + k2 + 2) / (n1 + n2 + 4) (Agresti-Caffo: finite at zero counts)."""
-    a, b = wilson_ci(k1, n1, level), wilson_ci(k2, n2, level)
-    d = a.value - b.value
-    lo = d - math.sqrt((a.value - a.lo) ** 2 + (b.hi - b.value) ** 2)
-    hi = d + math.sqrt((a.hi - a.value) ** 2 + (b.value - b.lo) ** 2)
-    p = (k1 + k2 + 2) / (n1 + n2 + 4)
-    return Estimate(d, lo, hi, min(n1, n2), mde_z(math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2)), level), NEWCOMBE)
-
-
-def variance_ratio_ci(a: Sequence[float], b: Sequence[float], level: float = LEVEL,
-                      power: float = POWER) -> Estimate:
-    """var(a) / var(b) over seeds with the F-distribution interval (normal errors assumed). MDE: the ratio
-    ``F_{(1-level)/2}(d1, d2) / F_power(d1, d2)`` that the F test finds below 1 with probability ``power``."""
-    a, b = _clean(a), _clean(b)
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("variance_ratio_ci needs at least 2 values on each side")
-    va, vb = a.var(ddof=1), b.var(ddof=1)
-    d1, d2 = len(a) - 1, len(b) - 1
-    mde = float(stats.f.ppf(0.5 - level / 2, d1, d2) / stats.f.ppf(power, d1, d2))
-    if vb == 0:
-        return Estimate(math.inf if va > 0 else 1.0, None, None, min(len(a), len(b)), mde, F_RATIO)
-    r = float(va / vb)
-    lo = r / float(stats.f.ppf(0.5 + level / 2, d1, d2))
-    hi = r / float(stats.f.ppf(0.5 - level / 2, d1, d2))
-    return Estimate(r, lo, hi, min(len(a), len(b)), mde, F_RATIO)
-
-
-def slope_ci(x: Sequence[float], y: Sequence[float], level: float = LEVEL) -> Estimate:
-    """Least-squares slope of y on x with its t interval and MDE (needs >= 3 points and >= 2 distinct x)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) < 2 or len(np.unique(x)) < 2:
-        raise ValueError("slope_ci needs at least two distinct x values")
-    res = stats.linregress(x, y)
-    if len(x) < 3:
-        return Estimate(float(res.slope), None, None, len(x), None, SLOPE_T)
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 2) * res.stderr)
-    return Estimate(float(res.slope), float(res.slope) - half, float(res.slope) + half, len(x),
-                    mde_t(float(res.stderr), len(x) - 2, level), SLOPE_T)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One metric over seeds as a summary: ``mean``, sample ``sd`` (ddof = 1) and ``n`` (notebook 07 writes
-    these per base LM; nothing pairs two LMs' runs, so their difference is Welch's)."""
-
-    mean: float
-    sd: float | None = None
-    n: int = 1
-
-    def ci(self, level: float = LEVEL) -> Estimate:
-        if self.sd is None or self.n < 2 or not math.isfinite(self.sd):
-            return Estimate(self.mean, None, None, self.n, None, ONE_T)
-        se = self.sd / math.sqrt(self.n)
-        half = float(stats.t.ppf(0.5 + level / 2, self.n - 1) * se)
-        return Estimate(self.mean, self.mean - half, self.mean + half, self.n, mde_t(se, self.n - 1, level), ONE_T)
-
-
-def sample_diff(a: Sample, b: Sample, level: float = LEVEL) -> Estimate:
-    """a - b with Welch's t from the summaries (no interval if either side has a single seed)."""
-    if a.sd is None or b.sd is None:
-        return Estimate(a.mean - b.mean, None, None, min(a.n, b.n), None, WELCH_T)
-    return _welch(a.mean, a.sd ** 2, a.n, b.mean, b.sd ** 2, b.n, level)
 
 
 def _oriented(est: Estimate, null: float, direction: int) -> tuple[float, float]:
@@ -324,25 +149,42 @@ def _paper_gap(paper_value: float | None, null: float, direction: int) -> float:
 
 
 def verdict_from_ci(est: Estimate | None, null: float = 0.0, direction: int = +1,
-                    paper_value: float | None = None) -> str:
+                    paper_value: float | None = None, effect: float = 0.0, est90: Estimate | None = None,
+                    identical: bool = False) -> str:
     """The verdict rule of a comparative claim. ``direction=+1``: the paper claims the quantity is above
-    ``null``; ``-1``: below. ``paper_value``: the paper's own value of the quantity (a difference, a share,
-    a ratio), None when it gives none.
+    ``null``; ``-1``: below. ``paper_value``: the paper's own value of the quantity (None when it gives none).
+    ``effect``: the claim's smallest effect of interest (:class:`LedgerConfig`), a distance from ``null``;
+    ``est90``: the 90% interval for the equivalence test (the 95% one, more conservative, when absent).
 
-    Interval entirely on the claimed side -> reproduced; its end on the paper's side short of the paper's
-    value (with no value: entirely on the other side) -> contradicted; otherwise, or no interval ->
-    inconclusive; no estimate -> not run.
+    In this order: the arms are the same numbers -> identical; the interval on the claimed side and the
+    estimate at least ``effect`` -> reproduced; the 90% interval inside ``null +- effect`` (TOST) -> negligible;
+    the interval on the other side and the estimate at least ``effect`` beyond ``null`` -> opposite; the paper's
+    effect excluded and ours at least ``effect`` short of it -> contradicted; otherwise, a zero-width interval
+    or none -> inconclusive; no estimate -> not run.
     """
     if est is None:
         return NOT_RUN
-    if est.lo is None or est.hi is None:
+    if identical:
+        return IDENTICAL
+    if est.lo is None or est.hi is None or est.lo == est.hi:
         return INCONCLUSIVE
     lo, hi = _oriented(est, null, direction)
-    if lo > 0:
+    v = (est.value - null) * direction
+    if lo > 0 and v >= effect:
         return REPRODUCED
-    if hi < _paper_gap(paper_value, null, direction):
+    if effect > 0 and tost_negligible(est90 if est90 is not None else est, effect, null):
+        return NEGLIGIBLE
+    if hi < 0 and -v >= effect:
+        return OPPOSITE
+    gap = _paper_gap(paper_value, null, direction)
+    if gap > 0 and hi < gap and gap - v >= effect:
         return CONTRADICTED
     return INCONCLUSIVE
+
+
+def underpowered(est: Estimate | None, effect: float) -> bool:
+    """True when the run could not detect the effect of interest (its detectable effect is larger)."""
+    return bool(est is not None and est.mde is not None and effect > 0 and est.mde > effect)
 
 
 def below_paper(est: Estimate | None, null: float, direction: int, paper_value: float | None) -> bool:
@@ -355,14 +197,14 @@ def below_paper(est: Estimate | None, null: float, direction: int, paper_value: 
 
 
 def combine_verdicts(verdicts: Sequence[str]) -> str:
-    """All parts must hold: any not-run -> not run; any contradicted -> contradicted; any failed exact
-    part -> not reproduced; all reproduced -> reproduced; else inconclusive."""
+    """All parts must hold (an intersection-union test: each part at 5% keeps the whole at 5%): any not-run
+    -> not run; any contradicted, opposite, negligible or identical part -> that (in this order); any failed
+    exact part -> not reproduced; all reproduced -> reproduced; else inconclusive."""
     if not verdicts or NOT_RUN in verdicts:
         return NOT_RUN
-    if CONTRADICTED in verdicts:
-        return CONTRADICTED
-    if NOT_REPRODUCED in verdicts:
-        return NOT_REPRODUCED
+    for v in (CONTRADICTED, OPPOSITE, NEGLIGIBLE, IDENTICAL, NOT_REPRODUCED):
+        if v in verdicts:
+            return v
     return REPRODUCED if all(v == REPRODUCED for v in verdicts) else INCONCLUSIVE
 
 
@@ -389,11 +231,22 @@ class Entry:
     detectable: str = "-"
     details: dict[str, Any] = field(default_factory=dict)
     figures: tuple[str, ...] = ()
+    effect_of_interest: float | None = None
+    covers: str = ""
+    by_construction: bool = False
+    rules: LedgerConfig = field(default_factory=LedgerConfig)
+
+    @property
+    def underpowered(self) -> bool:
+        """Inconclusive, and the run could not have detected the effect of interest."""
+        return self.verdict == INCONCLUSIVE and underpowered(self.estimate, self.effect_of_interest or 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"claim": self.claim, "source": self.source, "notebook": self.notebook, "paper": self.paper,
                 "ours": self.ours, "estimate": None if self.estimate is None else self.estimate.to_dict(),
-                "paper_effect": _f(self.paper_effect), "detectable": self.detectable,
+                "paper_effect": _f(self.paper_effect), "effect_of_interest": _f(self.effect_of_interest),
+                "covers": self.covers, "underpowered": self.underpowered, "by_construction": self.by_construction,
+                "detectable": self.detectable,
                 "verdict": self.verdict, "compared": self.compared, "rule": self.rule,
                 "details": _jsonable(self.details), "figures": list(self.figures)}
 
@@ -453,11 +306,13 @@ def _no_numbers(e: Entry, why: str) -> None:
     e.details = {"why": why}
 
 
-def _judge(e: Entry, est: Estimate, null: float, direction: int, paper_value: float | None = None) -> str:
-    """Set the entry's estimate, verdict, paper effect and detectable effect from one estimate; returns
-    the note to append to ``ours`` when the effect is reproduced but smaller than the paper's."""
+def _judge(e: Entry, est: Estimate, null: float, direction: int, paper_value: float | None = None,
+           est90: Estimate | None = None, identical: bool = False) -> str:
+    """Set the entry's estimate, verdict, paper effect and detectable effect from one estimate (judged against
+    the entry's effect of interest); returns the note to append to ``ours`` when the effect is reproduced but
+    smaller than the paper's."""
     e.estimate, e.paper_effect = est, paper_value
-    e.verdict = verdict_from_ci(est, null, direction, paper_value)
+    e.verdict = verdict_from_ci(est, null, direction, paper_value, e.effect_of_interest or 0.0, est90, identical)
     e.detectable = est.mde_text()
     if below_paper(est, null, direction, paper_value):
         e.details["below_paper_effect"] = True
@@ -525,10 +380,12 @@ class Claim:
     rule: str
     measure: Callable[[Mapping[str, Mapping | None], Entry], None]
     figures: tuple[str, ...] = ()
+    effect: str = ""  # the LedgerConfig quantity whose effect of interest judges it ("" = exact or own margin)
 
-    def entry(self) -> Entry:
+    def entry(self, ledger: LedgerConfig | None = None) -> Entry:
+        eoi = (ledger or LedgerConfig()).effect(self.effect) if self.effect else None
         return Entry(self.id, self.claim, self.source, self.notebooks[0], self.paper, rule=self.rule,
-                     figures=self.figures)
+                     figures=self.figures, effect_of_interest=eoi, rules=ledger or LedgerConfig())
 
 
 def _paper_table1_best(metric: str) -> tuple[str, str]:
@@ -551,107 +408,155 @@ def _paper_table1(metric: str) -> str:
     return f"{METHOD_LABELS[fa]} {a:.3f} vs {METHOD_LABELS[base]} {b:.3f} ({a - b:+.3f})"
 
 
-def _table1(metric: str, set_name: str = "in_domain", block: str = "per_seed") -> Callable:
-    """Table 1's claim on one metric and set. ``block="per_seed_best"`` (best against best) counts as
-    FA-IRL only the FA variants whose tuned failure path acts; one that does not is its baseline under
-    another name."""
+def preregistered(mets) -> tuple[str, str]:
+    """``(FA method, baseline)`` the ledger compares: fixed by notebook 05 from the tuning split (the best
+    acting FA configuration by validation AUC, ``tuning.best_fa_config``) and its same-family baseline."""
+    return str(_read(mets, "05", "preregistered.fa_method")), str(_read(mets, "05", "preregistered.baseline"))
+
+
+def _acting_note(mets, e: Entry, fa: str) -> str:
+    """``"; its failure path flips ..."``; marks the entry when the path does not act on these pairs."""
+    acts = bool(_read(mets, "05", "preregistered.acting"))
+    share = _num(_read(mets, "05", "preregistered.flip_share"))
+    init = _num(_read(mets, "05", "preregistered.flip_share_init"))
+    e.details.update({"acting": acts, "flip_share": share, "flip_share_init": init})
+    return (f"; {METHOD_LABELS[fa]}'s trained R_F flips {share:.1%} of the training pairs against R_D alone "
+            f"(its init {init:.1%}){'' if acts else ': it does not act, so this compares IRL with itself'}")
+
+
+def _boot_estimate(d: Mapping[str, Any], n: int) -> tuple[Estimate, Estimate]:
+    """The 95% and 90% bootstrap estimates of a ``{"value", "ci95", "ci90", "mde"}`` leaf."""
+    v, mde = _num(d["value"]), d.get("mde")
+    c95, c90 = d.get("ci95") or (None, None), d.get("ci90") or (None, None)
+    return (Estimate(v, _f(c95[0]) if c95[0] is not None else None, _f(c95[1]) if c95[1] is not None else None,
+                     n, _f(mde) if mde is not None else None, BOOTSTRAP),
+            Estimate(v, c90[0], c90[1], n, None, BOOTSTRAP))
+
+
+def paper_pair_effect(fa: str, base: str, metric: str) -> float:
+    """The paper's Table 1 gap between the same two methods (FA - baseline) on ``metric``."""
+    return round(PAPER_TABLE1[fa][metric][0] - PAPER_TABLE1[base][metric][0], 6)
+
+
+def _comparison(metric: str, set_name: str = "in_domain") -> Callable:
+    """Table 1 (``in_domain``) or the Jigsaw claim on one metric: the preregistered FA method - its baseline
+    on the tuned grid, mean over seeds, 95% bootstrap over seeds and the evaluation data (notebook 05)."""
     higher = metric != "starc"
-    paper_value = paper_table1_effect(metric) if set_name == "in_domain" else None  # no Jigsaw numbers
 
     def measure(mets, e: Entry) -> None:
-        seeds, vals = table1_seed_values(mets, metric, set_name, block)
-        candidates = FA_METHODS
-        if block == "per_seed_best":
-            candidates = tuple(m for m in FA_METHODS
-                               if _read(mets, "05", "per_seed_best.acting.{fa_method}", fa_method=m))
-            if not candidates:
-                _no_numbers(e, "no FA-IRL variant's tuned failure path acts: every one is its baseline")
-                return
-        fa, base = _best(vals, candidates, higher), _best(vals, BASELINES, higher)
-        if fa is None or base is None:
-            _no_numbers(e, f"no finite {metric} of an FA-IRL variant or of a baseline on {set_name}")
-            return
-        est = paired_ci(vals[fa], vals[base])
-        e.notebook, e.compared = "05", f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]}"
-        note = _judge(e, est, 0.0, +1 if higher else -1, paper_value)
-        e.ours = (f"{mean_ci(vals[fa]).text()} vs {mean_ci(vals[base]).text()}; same-seed difference "
-                  f"{est.text('+.3f')} ({est.n} seeds){note}")
-        e.details.update({"fa_method": fa, "baseline": base, "interval": PAIRED_T, "seeds": seeds,
-                          "differences": vals[fa] - vals[base],
-                          "all_methods": {m: mean_ci(v) for m, v in vals.items() if len(_clean(v))}})
+        fa, base = preregistered(mets)
+        leaf = "preregistered.comparisons.{set}.{metric}."
+        d = {k: _read(mets, "05", leaf + k, set=set_name, metric=metric)
+             for k in ("value", "ci95", "ci90", "mde", "identical", "per_seed", "covers")}
+        est, est90 = _boot_estimate(d, len(d["per_seed"]))
+        paper_value = paper_pair_effect(fa, base, metric) if set_name == "in_domain" else None
+        e.notebook, e.compared, e.covers = "05", f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]}", str(d["covers"])
+        note = _judge(e, est, 0.0, +1 if higher else -1, paper_value, est90, bool(d["identical"]))
+        act = _acting_note(mets, e, fa)
+        if not e.details["acting"] and e.verdict not in (IDENTICAL, NOT_RUN):
+            e.verdict = INCONCLUSIVE
+        e.detectable = est.mde_text()
+        e.ours = (f"{METHOD_LABELS[fa]} - {METHOD_LABELS[base]} = {est.text('+.3f')} (tuned grid, {est.n} seeds)"
+                  f"{note}{act}")
+        e.details.update({"fa_method": fa, "baseline": base, "interval": BOOTSTRAP,
+                          "per_seed_differences": d["per_seed"]})
     return measure
 
 
 def _measure_variance(mets, e: Entry) -> None:
-    _, vals = table1_seed_values(mets, "starc", "in_domain")
-    parts, verdicts = {}, []
-    for fam in ("me", "mm"):
-        fa, base = f"{fam}_fa_margin", f"{fam}_irl"
-        if len(_clean(vals[fa])) >= 2 and len(_clean(vals[base])) >= 2:
-            est = variance_ratio_ci(vals[fa], vals[base])
-            parts[f"{fa} / {base}"] = est
-            verdicts.append(verdict_from_ci(est, 1.0, -1))
-    if not parts:
+    fa, base = preregistered(mets)
+    _, vals = table1_seed_values(mets, "starc", "in_domain", "per_seed_best")
+    if len(_clean(vals[fa])) < 2 or len(_clean(vals[base])) < 2:
         _no_numbers(e, "fewer than 2 seeds per method: no variance across seeds")
         return
-    e.notebook, e.verdict = "05", combine_verdicts(verdicts)
-    e.estimate = next(iter(parts.values()))
-    e.compared = ", ".join(parts)
-    e.ours = "; ".join(f"variance ratio {k} = {v.text('.2f')}" for k, v in parts.items())
-    e.detectable = "; ".join(f"{k.split(' / ')[0][:2].upper()}: {v.mde_text()}" for k, v in parts.items())
-    e.details = {"variance_ratios": parts, "part_verdicts": verdicts,
-                 "seed_dispersion": {m: _read(mets, "05", "seed_dispersion.{method}", method=m) for m in METHOD_NAMES}}
+    ratio = variance_ratio_ci(vals[fa], vals[base])
+    ratio90 = variance_ratio_ci(vals[fa], vals[base], level=0.90)
+    if ratio.lo is None or not math.isfinite(ratio.value) or ratio.value <= 0:
+        _no_numbers(e, "a variance of 0 across seeds: no ratio")
+        return
+    log = lambda r, mde=None: Estimate(math.log(r.value), math.log(r.lo), math.log(r.hi), r.n, mde, F_RATIO)
+    est = log(ratio, math.log(ratio.mde) if ratio.mde else None)
+    e.effect_of_interest = math.log(e.rules.effect_variance_ratio)
+    e.notebook, e.compared = "05", f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]}"
+    e.covers = "training seeds only (the F interval assumes normal per-seed STARC)"
+    _judge(e, est, 0.0, -1, None, log(ratio90))
+    e.estimate = ratio
+    e.detectable = ratio.mde_text()
+    e.ours = (f"variance ratio of per-seed STARC {METHOD_LABELS[fa]} / {METHOD_LABELS[base]} = {ratio.text('.2f')} "
+              f"(tuned grid, {ratio.n} seeds){_acting_note(mets, e, fa)}")
+    e.details.update({"variance_ratio": ratio, "log_ratio": est,
+                      "licensed": "Theorem 1 licenses a smaller feasible set; that seeds then land closer together "
+                                  "is the paper's reading of Corollary 1, not something the theorem proves"})
 
 
-# --- Tables 2-3 (notebook 05): the held-out Jigsaw comments -----------------------------------------
+# --- Tables 2-3 (notebook 05): the held-out Jigsaw comments, pooled over the tuned grid's seeds -------
 
 
 def _share(only_fa: int, only_irl: int) -> float:
     return only_fa / (only_fa + only_irl)
 
 
+def _relative(both: int, only_fa: int, only_irl: int) -> float:
+    """Table 3's quantity: (both + only FA) / (both + only IRL) - 1, the relative increase in examples
+    classified right (it gives the paper's "8.1 +- 1.6%" from its own Table 3)."""
+    return (both + only_fa) / (both + only_irl) - 1
+
+
 PAPER_TABLE2_SHARE = _share(PAPER_TABLE2_TEST["only_fa"], PAPER_TABLE2_TEST["only_irl"])
 PAPER_TABLE3_SHARE = {s: _share(v[1], v[2]) for s, v in paper.TABLE3["jigsaw"].items()}
-
-
-def _sign(only_fa: int, only_irl: int, paper_share: float | None) -> tuple[Estimate | None, str]:
-    n = only_fa + only_irl
-    if n == 0:
-        return None, INCONCLUSIVE
-    est = sign_test_ci(only_fa, n)
-    return est, verdict_from_ci(est, 0.5, +1, paper_share)
+PAPER_TABLE3_RELATIVE = {s: _relative(*v) for s, v in paper.TABLE3["jigsaw"].items()}
 
 
 def _measure_table2(mets, e: Entry) -> None:
-    c = {k: int(_read(mets, "05", "table2.{split}.{count}", split="jigsaw", count=k))
-         for k in ("only_fa", "only_irl", "both", "neither")}
+    fa, base = preregistered(mets)
+    c = {k: int(_read(mets, "05", "preregistered.disagreement.counts.{count}", count=k)) for k in S.DISAGREEMENT}
+    n_seeds = int(_read(mets, "05", "preregistered.disagreement.n_seeds"))
+    d = {k: _read(mets, "05", "preregistered.disagreement.share." + k) for k in ("value", "ci95", "ci90")}
+    n_dis = c["only_fa"] + c["only_irl"]
     e.notebook, e.paper_effect = "05", PAPER_TABLE2_SHARE
-    e.compared = f"{METHOD_LABELS['me_fa_margin']} vs {METHOD_LABELS['me_irl']}"
-    e.details = {"counts": c}
-    est, _ = _sign(c["only_fa"], c["only_irl"], PAPER_TABLE2_SHARE)
-    if est is None:
-        e.verdict, e.detectable = INCONCLUSIVE, "- (no disagreements)"
-        e.ours = f"only FA-IRL {c['only_fa']} vs only IRL {c['only_irl']} (no disagreements)"
+    e.compared = f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]}"
+    e.covers = "training seeds and the draw of the Jigsaw comments (bootstrap over both)"
+    e.details = {"counts": c, "n_seeds": n_seeds, "disagreements": n_dis}
+    head = f"only FA-IRL {c['only_fa']} vs only IRL {c['only_irl']} over {n_seeds} seeds"
+    if n_dis == 0:
+        e.verdict, e.detectable, e.ours = INCONCLUSIVE, "- (no disagreements)", head + " (no disagreements)"
         return
-    note = _judge(e, est, 0.5, +1, PAPER_TABLE2_SHARE)
-    e.detectable = f"share 1/2 + {est.mde_text('.3f')}"
-    e.ours = f"only FA-IRL {c['only_fa']} vs only IRL {c['only_irl']} (share {est.text('.2f')}){note}"
+    est, est90 = _boot_estimate({**d, "mde": None}, n_dis)
+    note = _judge(e, est, 0.5, +1, PAPER_TABLE2_SHARE, est90)
+    if n_dis < e.rules.min_disagreements:
+        e.verdict = INCONCLUSIVE
+        e.details["underpowered"] = f"{n_dis} disagreements < {e.rules.min_disagreements}"
+    e.detectable = f"{n_dis} disagreements (at least {e.rules.min_disagreements} needed)"
+    e.ours = f"{head} (share {est.text('.2f')}){note}{_acting_note(mets, e, fa)}"
 
 
 def _measure_table3(mets, e: Entry) -> None:
+    fa, base = preregistered(mets)
     parts, verdicts = {}, []
     for sub in S.SUBTYPES:
-        a = int(_read(mets, "05", "table3.jigsaw.{subtype}.only_fa", subtype=sub))
-        b = int(_read(mets, "05", "table3.jigsaw.{subtype}.only_irl", subtype=sub))
-        est, v = _sign(a, b, PAPER_TABLE3_SHARE[sub])
-        parts[sub] = {"only_fa": a, "only_irl": b, "share": est, "paper_share": PAPER_TABLE3_SHARE[sub], "verdict": v}
-        verdicts.append(v)
+        c = {k: int(_read(mets, "05", "preregistered.disagreement.subtypes.{subtype}.counts.{count}",
+                          subtype=sub, count=k)) for k in S.DISAGREEMENT}
+        rel = _read(mets, "05", "preregistered.disagreement.subtypes.{subtype}.relative_increase", subtype=sub)
+        n_dis = c["only_fa"] + c["only_irl"]
+        part: dict[str, Any] = {"counts": c, "paper": PAPER_TABLE3_RELATIVE[sub], "disagreements": n_dis}
+        if rel is None or n_dis < e.rules.min_disagreements:
+            part["verdict"] = INCONCLUSIVE
+            part["why"] = f"{n_dis} disagreements < {e.rules.min_disagreements}: underpowered"
+        else:
+            est, est90 = _boot_estimate({**rel, "mde": rel.get("mde")}, n_dis)
+            part["estimate"] = est
+            part["verdict"] = verdict_from_ci(est, 0.0, +1, PAPER_TABLE3_RELATIVE[sub], e.effect_of_interest or 0.0,
+                                              est90)
+        parts[sub] = part
+        verdicts.append(part["verdict"])
     e.notebook, e.verdict = "05", combine_verdicts(verdicts)
-    e.compared = f"{METHOD_LABELS['me_fa_margin']} vs {METHOD_LABELS['me_irl']}"
-    e.ours = "; ".join(f"{k} {p['only_fa']} vs {p['only_irl']} ({p['verdict']})" for k, p in parts.items())
-    e.detectable = ("; ".join(f"{k} " + (f"1/2 + {p['share'].mde:.2f} (n = {p['share'].n})" if p["share"] else "-")
-                              for k, p in parts.items()) + " (share, exact sign test)"
-                    if any(p["share"] for p in parts.values()) else "- (no disagreements)")
+    e.compared = f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]}"
+    e.covers = "training seeds and the draw of the Jigsaw comments (bootstrap over both)"
+    e.estimate = next((p["estimate"] for p in parts.values() if "estimate" in p), None)
+    e.ours = "; ".join(f"{k} " + (f"{p['estimate'].text('+.3f')}" if "estimate" in p else
+                                  f"{p['counts']['only_fa']} vs {p['counts']['only_irl']}")
+                       + f" ({p['verdict']})" for k, p in parts.items()) + " (relative increase, pooled over seeds)"
+    e.detectable = "; ".join(f"{k} {p['disagreements']} disagreements" for k, p in parts.items())
     e.details = {"subtypes": parts}
 
 
@@ -720,7 +625,7 @@ def _measure_trend(mets, e: Entry) -> None:
     if not slopes:
         _too_few_fractions(e, table)
         return
-    verdicts = {m: verdict_from_ci(s, 0.0, -1) for m, s in slopes.items()}
+    verdicts = {m: verdict_from_ci(s, 0.0, -1, None, e.effect_of_interest or 0.0) for m, s in slopes.items()}
     e.verdict = combine_verdicts(list(verdicts.values()))
     e.estimate = mean_ci([s.value for s in slopes.values()])
     e.ours = "; ".join(f"{m} {s.text('+.3f')}" for m, s in slopes.items())
@@ -743,9 +648,9 @@ def _measure_fastest(mets, e: Entry) -> None:
     if not per_seed:
         _too_few_fractions(e, table)
         return
-    fa, base = _best(per_seed, FA_METHODS, False), _best(per_seed, BASELINES, False)
-    if fa is None or base is None:
-        _no_numbers(e, "no slope of an FA-IRL variant or of a baseline")
+    fa, base = preregistered(mets)
+    if fa not in per_seed or base not in per_seed:
+        _no_numbers(e, f"no slope of {fa} or of {base} (the preregistered pair, notebook 05)")
         return
     est = diff_ci(per_seed[fa], per_seed[base])
     _judge(e, est, 0.0, -1)
@@ -768,9 +673,9 @@ def _measure_lowest_at_top(mets, e: Entry) -> None:
         e.details = {"fraction": top}
         return
     vals = {m: v[top] for m, v in table.items() if top in v}
-    fa, base = _best(vals, FA_METHODS, False), _best(vals, BASELINES, False)
-    if fa is None or base is None:
-        _no_numbers(e, f"no STARC of an FA-IRL variant or of a baseline at T->NT fraction {top:g}")
+    fa, base = preregistered(mets)
+    if fa not in vals or base not in vals:
+        _no_numbers(e, f"no STARC of {fa} or of {base} (the preregistered pair) at T->NT fraction {top:g}")
         return
     est = diff_ci(vals[fa], vals[base])
     _judge(e, est, 0.0, -1)
@@ -811,7 +716,7 @@ def _measure_size(mets, e: Entry) -> None:
         if a and b:
             est = sample_diff(a, b)
             parts[metric] = est
-            verdicts.append(verdict_from_ci(est, 0.0, direction))
+            verdicts.append(verdict_from_ci(est, 0.0, direction, None, e.rules.effect(metric)))
     if not parts:
         _no_numbers(e, f"no finite accuracy or STARC of {large} and {small}")
         return
@@ -877,7 +782,7 @@ def _measure_rerlhf(mets, e: Entry) -> None:
         key = f"{hi} - {lo}"
         paper_gaps[key] = round(PAPER_RERLHF[hi] - PAPER_RERLHF[lo], 6)
         parts[key] = est
-        plain = verdict_from_ci(est, 0.0, +1, paper_gaps[key])
+        plain = verdict_from_ci(est, 0.0, +1, paper_gaps[key], e.effect_of_interest or 0.0)
         verdicts.append(run_variance_verdict(plain, est, paper_gaps[key], spread))
         if verdicts[-1] != plain:
             notes.append(f"{key}: {plain} by its interval, but within the {spread:.3f} spread between training runs")
@@ -934,7 +839,7 @@ def _measure_audit_fixes(mets, e: Entry) -> None:
         if nc and nm:
             est = rate_diff_ci(kc, nc, km, nm)
             parts[f"{c} - explanation sets"] = est
-            verdicts.append(verdict_from_ci(est, 0.0, +1))
+            verdicts.append(verdict_from_ci(est, 0.0, +1, None, e.effect_of_interest or 0.0))
     if not parts:
         _no_numbers(e, "no evaluation on the targets' prompts")
         return
@@ -988,62 +893,60 @@ def _measure_audit_other(mets, e: Entry) -> None:
     e.details = {"differences": parts, "margins": margins, "part_verdicts": verdicts, "kl_to_expert": kl}
 
 
-BEST_RULE = ("; each method at its best configuration from an equal-budget search on a tuning split of the "
-             "training pairs, retrained with the tuning's best_seeds seeds; only FA variants whose failure path acts "
-             "count as FA-IRL")
+PREREG_RULE = ("one comparison fixed before the test set is read: the FA configuration notebooks 06-08 use (the "
+               "best acting FA configuration by validation AUC on the tuning split) against its same-family "
+               "baseline, both at their tuned configurations, mean over the tuned grid's seeds, 95% bootstrap "
+               "interval over seeds and the evaluation data")
+VERDICT_RULE = ("reproduced: interval on the paper's side and the estimate at least the effect of interest; "
+                "negligible: 90% interval within +- the effect of interest (TOST); opposite: interval on the other "
+                "side and the estimate at least the effect of interest; contradicted: the paper's effect excluded "
+                "and ours at least the effect of interest short of it; identical: the same numbers; "
+                "else inconclusive")
 
 
 def _t1_rule(metric: str, set_name: str = "in_domain") -> str:
-    higher = metric != "starc"
-    side, end = ("> 0", "upper end below") if higher else ("< 0", "lower end above")
-    head = ("same-seed differences, best FA-IRL variant - best baseline, Student-t 95% interval" if set_name == "in_domain"
-            else "as Table 1, on the Jigsaw held-out comments")
-    if set_name == "in_domain":
-        return f"{head}: {side} reproduced; its {end} the paper's {paper_table1_effect(metric):+.3f} contradicted"
-    return f"{head}: {side} reproduced; entirely on the other side of 0 contradicted (no paper number)"
+    side = "> 0" if metric != "starc" else "< 0"
+    where = "in-domain test pairs (resampled by prompt)" if set_name == "in_domain" else "Jigsaw comments"
+    paper_note = ("; the paper's effect is its own Table 1 gap between the same two methods"
+                  if set_name == "in_domain" else "; no paper number")
+    return f"FA - baseline {side} on the {where}: {PREREG_RULE}{paper_note}. {VERDICT_RULE}"
 
 
 _P2, _P3 = PAPER_TABLE2_TEST, PAPER_TABLE3_TEST
 CLAIMS: tuple[Claim, ...] = (
     Claim("table1_f1", "FA-IRL beats the IRL baselines on F1", "Table 1, Sec. 6", ("05",), _paper_table1("f1"),
-          _t1_rule("f1"), _table1("f1")),
+          _t1_rule("f1"), _comparison("f1"), effect="f1"),
     Claim("table1_auc", "FA-IRL beats the IRL baselines on ROC-AUC", "Table 1, Sec. 6", ("05",),
-          _paper_table1("auc"), _t1_rule("auc"), _table1("auc")),
+          _paper_table1("auc"), _t1_rule("auc"), _comparison("auc"), effect="auc"),
     Claim("table1_starc", "FA-IRL lowers STARC (a more faithful reward)", "Table 1, Sec. 6", ("05",),
           _paper_table1("starc") + "; the text's 'margin variant lowest' contradicts the table",
-          _t1_rule("starc"), _table1("starc")),
-    Claim("best_table1_f1", "FA-IRL beats the IRL baselines on F1, each method at its tuned best",
-          "Table 1, Sec. 6 (best against best: ours)", ("05",), _paper_table1("f1"), _t1_rule("f1") + BEST_RULE,
-          _table1("f1", block="per_seed_best")),
-    Claim("best_table1_auc", "FA-IRL beats the IRL baselines on ROC-AUC, each method at its tuned best",
-          "Table 1, Sec. 6 (best against best: ours)", ("05",), _paper_table1("auc"), _t1_rule("auc") + BEST_RULE,
-          _table1("auc", block="per_seed_best")),
-    Claim("best_table1_starc", "FA-IRL lowers STARC, each method at its tuned best",
-          "Table 1, Sec. 6 (best against best: ours)", ("05",), _paper_table1("starc"),
-          _t1_rule("starc") + BEST_RULE, _table1("starc", block="per_seed_best")),
-    Claim("best_jigsaw_auc", "FA-IRL beats the IRL baselines on Jigsaw ROC-AUC, each method at its tuned best",
-          "Sec. 6 (best against best: ours)", ("05",), "claimed in the text (no numbers given)",
-          _t1_rule("auc", "jigsaw") + BEST_RULE, _table1("auc", "jigsaw", block="per_seed_best")),
+          _t1_rule("starc"), _comparison("starc"), effect="starc"),
     Claim("jigsaw_f1", "FA-IRL beats the IRL baselines on F1 on the held-out Jigsaw set", "Sec. 6",
-          ("05",), "claimed in the text (no numbers given)", _t1_rule("f1", "jigsaw"), _table1("f1", "jigsaw")),
+          ("05",), "claimed in the text (no numbers given)", _t1_rule("f1", "jigsaw"), _comparison("f1", "jigsaw"),
+          effect="f1"),
     Claim("jigsaw_auc", "FA-IRL beats the IRL baselines on ROC-AUC on the held-out Jigsaw set", "Sec. 6",
-          ("05",), "claimed in the text (no numbers given)", _t1_rule("auc", "jigsaw"), _table1("auc", "jigsaw")),
+          ("05",), "claimed in the text (no numbers given)", _t1_rule("auc", "jigsaw"),
+          _comparison("auc", "jigsaw"), effect="auc"),
     Claim("jigsaw_starc", "FA-IRL lowers STARC on the held-out Jigsaw set", "Sec. 6", ("05",),
-          "claimed in the text (no numbers given)", _t1_rule("starc", "jigsaw"), _table1("starc", "jigsaw")),
+          "claimed in the text (no numbers given)", _t1_rule("starc", "jigsaw"), _comparison("starc", "jigsaw"),
+          effect="starc"),
     Claim("seed_variance", "FA-IRL lowers the variance across seeds", "Sec. 6, Corollary 1", ("05",),
           "stated without a test; Table 1 STARC std ME FA-IRL (margin) 0.011 vs ME IRL 0.003",
-          "variance ratio of per-seed STARC, FA-IRL (margin) / same-family baseline, 95% F interval: < 1 reproduced, "
-          "> 1 contradicted; MM and ME must agree", _measure_variance),
+          "variance ratio of per-seed STARC on the tuned grid, the preregistered FA method / its baseline, judged on "
+          "the log scale with the F interval: below 1 by at least [ledger] effect_variance_ratio reproduced. "
+          + VERDICT_RULE, _measure_variance, effect="variance_ratio"),
     Claim("table2_disagreement", "FA-IRL is uniquely right more often than the baseline", "Table 2", ("05",),
           f"only FA-IRL {_P2['only_fa']} vs only IRL {_P2['only_irl']} (share {PAPER_TABLE2_SHARE:.2f})",
-          "share only-FA / (only-FA + only-IRL) on the held-out Jigsaw comments, exact (Clopper-Pearson) 95% "
-          f"interval (the exact sign test): > 1/2 reproduced; upper end below the paper's {PAPER_TABLE2_SHARE:.2f} "
-          "contradicted", _measure_table2),
+          "share only-FA / (only-FA + only-IRL) on the held-out Jigsaw comments, pooled over the tuned grid's seeds "
+          "(each run's train-fitted threshold), 95% bootstrap over seeds and comments, against 1/2; fewer than "
+          "[ledger] min_disagreements disagreements: underpowered. " + VERDICT_RULE, _measure_table2, effect="share"),
     Claim("table3_subtypes", "... and on every toxicity subtype", "Table 3", ("05",),
-          "; ".join(f"{k} {a} vs {b}" for k, (a, b) in _P3.items()),
-          "per subtype as Table 2, against that subtype's paper share ("
-          + ", ".join(f"{k} {v:.2f}" for k, v in PAPER_TABLE3_SHARE.items())
-          + "); reproduced only if every subtype is, contradicted if any is", _measure_table3),
+          "; ".join(f"{k} {a} vs {b}" for k, (a, b) in _P3.items()) + " (relative increase "
+          + ", ".join(f"{k} {v:+.1%}" for k, v in PAPER_TABLE3_RELATIVE.items()) + "; mean 8.1%)",
+          "per subtype the paper's quantity (both + only FA) / (both + only IRL) - 1, pooled over seeds, 95% "
+          "bootstrap, against its own paper value; a subtype with fewer than [ledger] min_disagreements "
+          "disagreements is underpowered; reproduced only if every subtype is (an intersection-union test, no "
+          "multiplicity correction needed for it). " + VERDICT_RULE, _measure_table3, effect="relative"),
     Claim("theorem1_inclusion", "Theorem 1: failure constraints never enlarge the feasible set", "Sec. 4.4, App. B",
           ("03",), "proved for every constraint set", "exact: share of random draws where no ambiguity measure "
           "grows must be 1", _exact_share("never_larger_fraction", "never larger"),
@@ -1062,37 +965,39 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fig4_trend", "STARC falls as the share of T->NT pairs grows", "App. D, Figure 4", ("06",),
           "decreasing curves for all methods (no numbers given)",
           "per method: slope of training STARC on the T->NT fraction (all seeds), 95% t interval: < 0 for every "
-          "method reproduced; > 0 for any contradicted", _measure_trend, ("fig4_pair_mix_starc",)),
-    Claim("fig4_fastest", "FA-IRL improves fastest as T->NT pairs grow", "App. D, Figure 4", ("06",),
-          "FA-IRL's curve falls most steeply", "per-seed slopes, steepest FA-IRL variant - steepest baseline, "
-          "same-seed 95% t interval: < 0 reproduced; > 0 contradicted", _measure_fastest, ("fig4_pair_mix_starc",)),
+          "method reproduced; > 0 for any contradicted", _measure_trend, ("fig4_pair_mix_starc",), effect="slope"),
+    Claim("fig4_fastest", "FA-IRL improves fastest as T->NT pairs grow", "App. D, Figure 4", ("06", "05"),
+          "FA-IRL's curve falls most steeply", "per-seed slopes, the preregistered FA method - its baseline, "
+          "same-seed 95% t interval: < 0 reproduced; > 0 contradicted", _measure_fastest, ("fig4_pair_mix_starc",),
+          effect="slope"),
     Claim("fig4_lowest", "FA-IRL attains the lowest STARC once T->NT pairs are plentiful", "App. D, Figure 4",
-          ("06",), "FA-IRL lowest at the largest fractions", "at the largest fraction run: best FA-IRL - best "
-          "baseline STARC, same-seed 95% t interval: < 0 reproduced; > 0 contradicted", _measure_lowest_at_top,
-          ("fig4_pair_mix_starc",)),
+          ("06", "05"), "FA-IRL lowest at the largest fractions", "at the largest fraction run: the preregistered FA "
+          "method - its baseline, STARC, same-seed 95% t interval: < 0 reproduced; > 0 contradicted", _measure_lowest_at_top,
+          ("fig4_pair_mix_starc",), effect="starc"),
     Claim("fig5_size", "FA-IRL improves with base-model size up to mid scale", "App. E, Figure 5", ("07",),
           "accuracy up and STARC down from 153M to 360M (a dip at 410M)",
           "largest size <= 360M - smallest size over seeds (Welch: different LMs, nothing pairs their runs): "
           "accuracy > 0 and STARC < 0 reproduced; either clearly the other way contradicted",
-          _measure_size, ("fig5_model_size",)),
+          _measure_size, ("fig5_model_size",), effect="accuracy"),
     Claim("rerlhf_order", "Re-RLHF toxicity: ground truth < FA-IRL < standard IRL", "Figure 3 right, Sec. 6",
           ("08",), f"{PAPER_RERLHF['ground_truth']:.0%} < {PAPER_RERLHF['fa_irl']:.0%} < {PAPER_RERLHF['irl']:.0%}",
           "Newcombe 95% intervals of FA-IRL - ground truth and IRL - FA-IRL (completions pooled over an arm's "
           "training runs): both > 0 reproduced; either upper end below the paper's gap "
           f"(+{PAPER_RERLHF['fa_irl'] - PAPER_RERLHF['ground_truth']:.2f} / "
           f"+{PAPER_RERLHF['irl'] - PAPER_RERLHF['fa_irl']:.2f}) contradicted; a gap within the largest spread "
-          "between two training runs of one arm is inconclusive either way", _measure_rerlhf, ("fig3_right_rerlhf",)),
+          "between two training runs of one arm is inconclusive either way", _measure_rerlhf, ("fig3_right_rerlhf",),
+          effect="rate"),
     Claim("audit_small_sets", "Explainable RLHF: a few training examples explain an unsatisfactory response",
           "Liu et al., abstract", ("10",), "claimed (abstract; no numbers given)",
           "share of targets whose explanation set meets the residual tolerance with at most [audit] small_size "
           "rollouts, exact (Clopper-Pearson) 95% interval: > 1/2 reproduced; < 1/2 contradicted",
-          _measure_audit_small),
+          _measure_audit_small, effect="share"),
     Claim("audit_unlearning_fixes", "Explainable RLHF: unlearning the explaining data fixes more unsatisfactory "
           "responses than unlearning as many random or nearest training examples", "Liu et al., abstract", ("10",),
           "claimed (abstract; no numbers given; the controls are ours)",
           "toxicity rate on the targets' prompts after unlearning, control - explanation sets, Newcombe 95% "
           "interval, for random and for nearest rollouts: both > 0 reproduced; either < 0 contradicted",
-          _measure_audit_fixes, ("fig10_audit_unlearning",)),
+          _measure_audit_fixes, ("fig10_audit_unlearning",), effect="rate"),
     Claim("audit_no_degradation", "Explainable RLHF: unlearning does not degrade responses to other prompts",
           "Liu et al., abstract", ("10",), "claimed (abstract; no numbers given)",
           "non-inferiority on held-out prompts without a target, after - before: toxicity and judge rates (Newcombe) "
@@ -1103,12 +1008,12 @@ CLAIMS: tuple[Claim, ...] = (
 CLAIM_IDS = tuple(c.id for c in CLAIMS)
 
 
-def evaluate_claim(claim: Claim, mets: Mapping[str, Mapping | None]) -> Entry:
+def evaluate_claim(claim: Claim, mets: Mapping[str, Mapping | None], ledger: LedgerConfig | None = None) -> Entry:
     """One ledger entry. A metrics file the claim needs that is absent gives verdict "not run" (the reason in
     ``details["missing"]``); a file that exists but lacks a key the claim reads raises
     :class:`MissingMetrics` naming the notebook and the key path (the file is stale or a notebook broke
     its schema: rerun that notebook)."""
-    e = claim.entry()
+    e = claim.entry(ledger)
     try:
         claim.measure(mets, e)
     except NotRun as err:
@@ -1119,9 +1024,11 @@ def evaluate_claim(claim: Claim, mets: Mapping[str, Mapping | None]) -> Entry:
     return e
 
 
-def build_ledger(mets: Mapping[str, Mapping | None], claims: Sequence[Claim] = CLAIMS) -> list[Entry]:
-    """Every claim evaluated against ``mets`` (``{"03": metrics dict, ...}``; absent notebooks missing)."""
-    return [evaluate_claim(c, mets) for c in claims]
+def build_ledger(mets: Mapping[str, Mapping | None], claims: Sequence[Claim] = CLAIMS,
+                 ledger: LedgerConfig | None = None) -> list[Entry]:
+    """Every claim evaluated against ``mets`` (``{"03": metrics dict, ...}``; absent notebooks missing), judged
+    with ``ledger``'s effects of interest (the defaults when None)."""
+    return [evaluate_claim(c, mets, ledger) for c in claims]
 
 
 def ledger_dict(ledger: Sequence[Entry]) -> dict[str, dict[str, Any]]:
@@ -1184,18 +1091,91 @@ def run_context(cfg, results_dir: str | Path | None = None) -> dict[str, Any]:
     }
 
 
-_BADGE = {REPRODUCED: "✅ reproduced", CONTRADICTED: "⛔ contradicted", INCONCLUSIVE: "❔ inconclusive",
-          NOT_REPRODUCED: "❌ not reproduced", NOT_RUN: "⏸ not run"}
-_LEGEND = {REPRODUCED: "the 95% interval lies on the side the paper claims (exact claims: the statement holds)",
-           CONTRADICTED: "the interval excludes the effect the paper reports (or, with no paper number, lies on "
-                         "the other side)",
-           INCONCLUSIVE: "neither: the interval holds the null and the paper's effect alike, or cannot be formed",
+# plain-text marks: readable in any browser and terminal, no emoji font needed
+_BADGE = {REPRODUCED: "**reproduced**", NEGLIGIBLE: "**negligible**", CONTRADICTED: "**contradicted**",
+          OPPOSITE: "**opposite**", IDENTICAL: "identical", INCONCLUSIVE: "inconclusive",
+          NOT_REPRODUCED: "**not reproduced**", NOT_RUN: "not run"}
+_LEGEND = {REPRODUCED: "the interval lies on the side the paper claims and the estimate is at least the claim's "
+                       "effect of interest (exact claims: the statement holds)",
+           NEGLIGIBLE: "the 90% interval lies within plus or minus the effect of interest (TOST): no effect worth "
+                       "the name, either way",
+           CONTRADICTED: "the interval excludes the paper's effect, and ours falls short of it by at least the "
+                         "effect of interest",
+           OPPOSITE: "the interval lies on the other side and the estimate is at least the effect of interest",
+           IDENTICAL: "the two arms are the same numbers (nothing to test)",
+           INCONCLUSIVE: "none of these; marked underpowered when the run could not detect the effect of interest",
            NOT_REPRODUCED: "an exact claim with a counterexample",
            NOT_RUN: "a metrics file the claim needs is missing"}
 
 
+def _verdict_text(e: Entry) -> str:
+    out = _BADGE[e.verdict]
+    if e.underpowered or e.details.get("underpowered"):
+        out += " (underpowered)"
+    if e.by_construction:
+        out += " (by construction)"
+    return out
+
+
+def _eoi_text(e: Entry) -> str:
+    if e.effect_of_interest is None:
+        return "-"
+    if e.id == "seed_variance":
+        return f"ratio {math.exp(e.effect_of_interest):.2g}"
+    return f"{e.effect_of_interest:.3g}"
+
+
 def _md(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+PAPER_TNT_SHARE = 2 * 3619 / 20000  # Figure 3 (middle): 3,619 T->NT pairs in each of train and test, 20,000 pairs
+
+
+def regime_lines(mets: Mapping[str, Any]) -> list[str]:
+    """The paper's regime beside ours: T->NT share of the pairs, how the prompts were chosen (the screen of
+    notebook 01), held-out base and expert toxicity, the ground truth's in-domain ceiling; empty without 02."""
+    m1, m2 = mets.get("01"), mets.get("02")
+    if not isinstance(m2, Mapping) or not isinstance(m2.get("pair_types"), Mapping):
+        return []
+    types = m2["pair_types"]
+    total = sum(int(v) for v in types.values()) or 1
+    tnt = int(types.get("T->NT", 0))
+    out = [f"**The regime.** The paper's pairs are at least about {PAPER_TNT_SHARE:.0%} T->NT (Figure 3 middle: "
+           f"3,619 in each of train and test of 20,000, from base models such as Pythia-410M). Ours: {tnt} of "
+           f"{total} pairs ({tnt / total:.1%}) are T->NT"]
+    n_train_tnt = m2.get("n_train_tnt")
+    if isinstance(n_train_tnt, (int, float)):
+        out[-1] += f", {int(n_train_tnt)} of them in training"
+    out[-1] += "."
+    if isinstance(m1, Mapping):
+        sc = m1.get("screen") or {}
+        if sc.get("enabled"):
+            out.append(f"The prompts were screened by the base model's own toxicity ({sc['rule']}; notebook 01): "
+                       f"{sc['n_kept']} of {sc['n_candidates']} candidates passed. On the screen's first draws the "
+                       f"base model was toxic on {sc['first_round_rate_challenging']:.1%} of RealToxicityPrompts' "
+                       f"'challenging' prompts against {sc['first_round_rate_not_challenging']:.1%} of the others.")
+        if isinstance(m1.get("toxicity_rate_base"), (int, float)):
+            out.append(f"Held-out toxicity (fresh samples): base {m1['toxicity_rate_base']:.1%}, expert "
+                       f"{m1['toxicity_rate_expert']:.1%} (the paper's re-RLHF figure: base models near 9-10%).")
+    return [" ".join(out)]
+
+
+def eq3_ablation(mets: Mapping[str, Any]) -> list[str]:
+    """One statement on Eq. 3 as printed (notebook 04's grid), instead of a verdict per metric."""
+    m5 = mets.get("05")
+    if not isinstance(m5, Mapping) or not isinstance(m5.get("eq3_as_printed"), Mapping):
+        return []
+    share = m5["eq3_as_printed"].get("flip_share_max")
+    if not isinstance(share, (int, float)):
+        return []
+    acts = share >= 0.02
+    return [f"**Ablation: Eq. 3 as printed.** With the paper's settings and its failure-path penalty as printed, "
+            f"the largest share of training pairs any FA method's R_F flips is {share:.2%}: "
+            + ("the failure path acts." if acts else
+               "as printed, the failure path collapses and FA-IRL equals IRL (notebooks 04-05; the penalty-scale "
+               "sweep of notebook 05 shows where it starts to act). Every FA-vs-IRL claim below uses the tuned "
+               "configurations instead.")]
 
 
 def why_numbers_differ(mets: Mapping[str, Any]) -> list[str]:
@@ -1261,20 +1241,34 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
     if mets is not None:
         present = sorted(k for k in mets if not k.startswith("_"))
         lines.append(f"- Metrics files read: {', '.join(mets[k].get('_file', k) for k in present) or 'none'}.")
-    lines += ["", "## The ledger", "",
-              ("95% intervals in brackets: Student-t over same-seed differences (Table 1, Figure 4), Welch's t across "
-               "base LMs (Figure 5), exact binomial (sign test) for disagreement counts, F for variance ratios, "
-               "Newcombe for rates. *Detectable*: the smallest effect the claim's test finds with 80% power at this "
-               "run's size (two-sided 5%; formulas in `fairl_lib/analysis/report.py`): an inconclusive verdict "
-               "with a detectable effect above the paper's means the run is too small to tell."), "",
+    pre = (mets or {}).get("05", {}) if mets is not None else {}
+    pre = pre.get("preregistered") if isinstance(pre, Mapping) else None
+    lines += ["", "## The ledger", ""]
+    if isinstance(pre, Mapping):
+        lines += [(f"Every FA-vs-IRL claim compares one pair fixed before the test set was read: "
+                   f"{METHOD_LABELS.get(pre['fa_method'], pre['fa_method'])} (the best acting FA configuration by "
+                   f"validation AUC on the tuning split) against "
+                   f"{METHOD_LABELS.get(pre['baseline'], pre['baseline'])}, both at their tuned configurations."), ""]
+    lines += [("95% intervals in brackets. Table 1, the Jigsaw claims and Tables 2-3: a bootstrap over the tuned "
+               "grid's seeds and the evaluation data together (test pairs resampled by prompt, Jigsaw comments one "
+               "by one), so they cover the training seeds and the draw of the evaluation data, not the draw of the "
+               "training pairs or the expert's own training randomness (a second whole run with another seed shows "
+               "those: benchmarks/README.md). Figure 4: Student-t over same-seed differences; Figure 5: Welch's t "
+               "across base LMs; variance: F; rates: Newcombe. *Effect of interest*: the smallest effect that "
+               "matters, fixed in the profile's `[ledger]` before the run (about a third of the paper's own). "
+               "*Detectable*: the smallest effect the claim's test finds with 80% power at this run's size."), "",
               "; ".join(f"{_BADGE[v]}: {_LEGEND[v]}" for v in VERDICTS) + ".", "",
-              "| claim | source | paper | ours | detectable (80% power) | verdict |", "|---|---|---|---|---|---|"]
+              "| claim | source | paper | ours | effect of interest | detectable (80% power) | verdict |",
+              "|---|---|---|---|---|---|---|"]
     for e in ledger:
         ours = e.ours if e.verdict != NOT_RUN else f"- ({e.details.get('missing', 'no metrics')})"
         if e.compared:
             ours = f"{e.compared}: {ours}"
-        lines.append(f"| {_md(e.claim)} | {_md(e.source)} | {_md(e.paper)} | {_md(ours)} | {_md(e.detectable)} "
-                     f"| {_BADGE[e.verdict]} |")
+        lines.append(f"| {_md(e.claim)} | {_md(e.source)} | {_md(e.paper)} | {_md(ours)} | {_eoi_text(e)} "
+                     f"| {_md(e.detectable)} | {_verdict_text(e)} |")
+    extra = (eq3_ablation(mets) + regime_lines(mets)) if mets is not None else []
+    if extra:
+        lines += [""] + extra
     why = why_numbers_differ(mets) if mets is not None else []
     if why:
         lines += ["", "## Why the numbers differ from the paper's", ""] + why
@@ -1296,7 +1290,7 @@ def write_report(cfg, results_dir: str | Path | None = None) -> tuple[list[Entry
 
     res = Path(results_dir or cfg.results_dir)
     mets = load_metrics(res)
-    ledger = build_ledger(mets)
+    ledger = build_ledger(mets, ledger=getattr(cfg, "ledger", None))
     text = render_markdown(ledger, run_context(cfg, res), res, mets)
     path = atomic_write_text(res / "REPORT.md", text)
     return ledger, text, path

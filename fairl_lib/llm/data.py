@@ -109,13 +109,15 @@ def split_prompts(df: pd.DataFrame, n_held_out: float, seed: int) -> tuple[pd.Da
 
 
 def rtp_prompts(min_toxicity: float, n_held_out: float, seed: int, max_train: int = 0,
-                folder: Path | None = None, sources: Sequence[str] = ("rtp",)) -> tuple[pd.DataFrame, pd.DataFrame]:
+                folder: Path | None = None, sources: Sequence[str] = ("rtp",),
+                pool: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """RealToxicityPrompts filtered by prompt toxicity and split: ``(train, held_out)`` (``folder`` /
-    ``sources`` as in :func:`load_rtp`).
+    ``sources`` as in :func:`load_rtp`; ``pool``, rows of :func:`load_rtp`, replaces them, e.g. the
+    prompts that passed :mod:`fairl_lib.stages.screen`).
 
     ``max_train > 0`` keeps that many training prompts (the first by the seed's hash order).
     """
-    df = load_rtp(folder, sources)
+    df = load_rtp(folder, sources) if pool is None else pool
     kept = filter_prompts(df, min_toxicity)
     if kept.empty:
         raise ValueError(f"No RealToxicityPrompts prompt has prompt_toxicity > {min_toxicity} ({len(df)} prompts "

@@ -83,7 +83,6 @@ from fairl_lib.llm.models import Embedder, completion_nll_models, load_lm
 from fairl_lib.llm.scorers import get_scorer
 from fairl_lib.llm.unlearn import UnlearnSettings, unlearn
 from fairl_lib.stages.expert import (
-    EVAL_SAMPLES_PER_PROMPT,
     EVAL_VERSION,
     base_name,
     evaluate_expert,
@@ -91,11 +90,11 @@ from fairl_lib.stages.expert import (
     expert_key,
     expert_rollouts,
     expert_stage,
-    generate_sorted,
     load_expert,
     model_source,
     rlhf_prompts,
 )
+from fairl_lib.stages.generation import generate_sorted
 
 EXPLAIN_STAGE, UNLEARN_STAGE = "audit_explain", "audit_unlearn"
 EXPLAIN_VERSION, UNLEARN_VERSION = "1", "2"
@@ -117,7 +116,7 @@ class AuditConfig:
     Attributes:
         samples_per_prompt: expert completions per held-out prompt searched for unsatisfactory ones.
         reuse_expert_eval: also search notebook 01's evaluation completions of the expert (its
-            ``EVAL_SAMPLES_PER_PROMPT`` per held-out prompt, another sampling seed).
+            ``data.heldout_samples`` per held-out prompt, another sampling seed).
         min_targets: fill the targets up to this many with the most toxic non-toxic completions (0 = never;
             smoke only, so the path runs on an expert that writes almost nothing toxic).
         max_targets: at most this many targets (the most toxic first).
@@ -318,7 +317,7 @@ def explain_settings(cfg) -> dict[str, Any]:
             "embedder": cfg.models.embedder, "audit": {f: getattr(ac, f) for f in EXPLAIN_FIELDS},
             "fa_method": ac.fa_method if ac.target_source == "recovered" else None,
             "reward_digest": _reward_digest(cfg), "seed": cfg.seed,
-            "expert_eval": [EVAL_SAMPLES_PER_PROMPT, EVAL_VERSION] if ac.reuse_expert_eval else None}
+            "expert_eval": [cfg.data.heldout_samples, EVAL_VERSION] if ac.reuse_expert_eval else None}
 
 
 @dataclass

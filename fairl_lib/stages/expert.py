@@ -17,7 +17,7 @@ Two stages (``fairl_lib.cache``; folders under ``results/<profile>/stages/<stage
   checkpoints every ``rlhf.save_steps``) lives inside the stage's ``.partial`` folder, so a killed
   run resumes where it stopped.
 - ``expert_eval`` (:func:`evaluate_expert`): base and expert completions on the held-out prompts
-  (``EVAL_SAMPLES_PER_PROMPT`` samples each, ``[gen]`` settings), scored by the ground truth and the
+  (``data.heldout_samples`` samples each, ``[gen]`` settings), scored by the ground truth and the
   second judge, with their NLL under the base model (perplexity) and under the expert (so
   ``NLL_base - NLL_expert`` of expert samples estimates KL(pi_E || pi_0) per completion).
   Key: the expert's key + ``[gen]``, judge, threshold.
@@ -43,37 +43,19 @@ import pandas as pd
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import RECEIPT, cached_stage, stage_key, stage_root
 from fairl_lib.llm import data, rlhf
-from fairl_lib.llm.models import completion_nll_models, generate, get_spec, load_lm
+from fairl_lib.llm.models import completion_nll_models, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
+from fairl_lib.stages.generation import base_name, generate_sorted, model_source
+from fairl_lib.stages.screen import screen_settings, screened_prompts
 
 EXPERT_STAGE, EVAL_STAGE = "expert", "expert_eval"
 # version 2: the expert stage also keeps every RLOO rollout (rlhf/rollouts.jsonl) for the audit;
 # version 3: bf16 RLHF without autocast's weight cache (a version-2 bf16 expert trained on stale weights)
 EXPERT_VERSION, EVAL_VERSION = "3", "1"
 REWARD_KIND = "one_minus_p"  # scorers.reward_from_scores: r = 1 - P(toxic) (bounded, paper: "rewards non-toxic")
-# held-out completions per prompt and model: 128 prompts x 8 = 1,024 per model, so a rate near 5% has a
-# 95% interval of about +-1.4 points; notebook 08 reuses this evaluation for its ground-truth arm
-EVAL_SAMPLES_PER_PROMPT = 8
 
 
 # --------------------------------------------------------------------------- settings and keys
-
-
-def base_name(cfg, base_lm: str | None = None) -> str:
-    return base_lm or cfg.models.base_lm
-
-
-def model_source(cfg, base_lm: str | None = None) -> str:
-    """Where ``base_lm`` comes from in this profile: ``"gguf"`` when the profile lists the model's
-    offline GGUF asset (cpu, smoke), ``"hub"`` when it lists the hub checkpoint (paper: the base
-    SmolLM2, not the Instruct GGUF), else ``"auto"`` (``models.load_lm`` decides)."""
-
-    spec = get_spec(base_name(cfg, base_lm))
-    if spec.gguf_asset and spec.gguf_asset in cfg.assets:
-        return "gguf"
-    if spec.hub_asset in cfg.assets:
-        return "hub"
-    return "auto"
 
 
 def expert_rlhf_config(cfg):
@@ -89,7 +71,8 @@ def expert_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
         "source": model_source(cfg, base_lm),
         "rlhf": dataclasses.asdict(expert_rlhf_config(cfg)),
         "prompts": {"ppo_prompt_toxicity": d.ppo_prompt_toxicity, "heldout_prompts": d.heldout_prompts,
-                    "max_ppo_prompts": d.max_ppo_prompts, "rtp_sources": list(d.rtp_sources)},
+                    "max_ppo_prompts": d.max_ppo_prompts, "rtp_sources": list(d.rtp_sources),
+                    **({"screen": screen_settings(cfg)} if d.screen else {})},
         "ground_truth": cfg.models.ground_truth,
         "reward_kind": REWARD_KIND,
         "toxic_threshold": cfg.models.toxic_threshold,
@@ -105,16 +88,18 @@ def eval_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
     """The ``expert_eval`` stage key: the expert + how held-out completions are sampled and judged."""
     return {"expert": expert_key(cfg, base_lm), "gen": cfg.gen.key(),
             "ground_truth": cfg.models.ground_truth, "judge": cfg.models.judge,
-            "toxic_threshold": cfg.models.toxic_threshold, "samples_per_prompt": EVAL_SAMPLES_PER_PROMPT,
+            "toxic_threshold": cfg.models.toxic_threshold, "samples_per_prompt": cfg.data.heldout_samples,
             "seed": cfg.seed}
 
 
 def rlhf_prompts(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(train, held_out)`` RealToxicityPrompts prompts of the expert (toxicity > ppo threshold)."""
+    """``(train, held_out)`` RealToxicityPrompts prompts of the expert (toxicity > ppo threshold): of all
+    prompts, or with ``data.screen`` of those that pass the screen (:mod:`fairl_lib.stages.screen`)."""
 
     d = cfg.data
+    pool = screened_prompts(cfg) if d.screen else None
     return data.rtp_prompts(d.ppo_prompt_toxicity, d.heldout_prompts, cfg.seed, max_train=d.max_ppo_prompts,
-                            sources=d.rtp_sources)
+                            sources=d.rtp_sources, pool=pool)
 
 
 # --------------------------------------------------------------------------- scoring helpers
@@ -130,20 +115,6 @@ def toxicity_eval_fn(cfg):
         return {"tox_rate": float(np.mean(p > thr)), "tox_mean": float(np.mean(p))}
 
     return evaluate
-
-
-def generate_sorted(lm, prompts: list[str], settings, seed: int) -> list[str]:
-    """``models.generate`` with prompts grouped by length (less padding), returned in input order.
-
-    The order is a deterministic function of the prompts, so results stay reproducible.
-    """
-
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), prompts[i], i))
-    out = generate(lm.model, lm.tokenizer, [prompts[i] for i in order], settings, seed=seed, spec=lm.spec)
-    result = [""] * len(prompts)
-    for j, i in enumerate(order):
-        result[i] = out[j]
-    return result
 
 
 # --------------------------------------------------------------------------- expert stage
@@ -263,7 +234,7 @@ def evaluate_expert(cfg, base_lm: str | None = None) -> ExpertEval:
     def compute(work: Path) -> None:
 
         _, held = rlhf_prompts(cfg)
-        k = EVAL_SAMPLES_PER_PROMPT
+        k = cfg.data.heldout_samples
         prompts = [p for p in held["prompt"] for _ in range(k)]
         rows = pd.DataFrame({"prompt_id": np.repeat(held["prompt_id"].to_numpy(), k), "prompt": prompts,
                              "sample": np.tile(np.arange(k), len(held))})

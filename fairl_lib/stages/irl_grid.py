@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from fairl_lib.analysis.evaluate import (
     heldout_from_frame,
 )
 from fairl_lib.analysis.pairset import PairSet, pairset_fingerprint, preference_data
+from fairl_lib.artifacts import atomic_write_text
 from fairl_lib.cache import cached_stage
 from fairl_lib.irl import (
     METHOD_NAMES,
@@ -125,13 +127,29 @@ def grid_stage(cfg, ps: PairSet, *, label_column: str = "toxic", methods: Sequen
     return out
 
 
-def publish_rewards(out: GridOutput, results_dir: str | Path) -> list[Path]:
-    """Copy every reward of a grid to ``<results_dir>/rewards/<method>/seed<k>/``."""
+PUBLISHED_NOTES = {
+    "rewards": "Notebook 04's grid: every Table 1 method with the paper's settings and Eq. 3 as printed. Under "
+               "them the failure path collapses (R_F flips almost no pair), so each FA-IRL reward here is its IRL "
+               "baseline under another name. For the FA-IRL reward the ledger judges, use ../rewards_tuned/.",
+    "rewards_tuned": "Each Table 1 method at its tuned configuration (notebook 04's equal-budget search on a "
+                     "tuning split of the training pairs), trained with tuning.best_seeds seeds: the rewards the "
+                     "claims ledger (REPORT.md) judges. The FA-IRL method the ledger compares is named in "
+                     "metrics/05_tables.json under preregistered.fa_method.",
+}
+
+
+def publish_rewards(out: GridOutput, results_dir: str | Path, name: str = "rewards") -> list[Path]:
+    """Copy every reward of a grid to ``<results_dir>/<name>/<method>/seed<k>/`` with a README saying which
+    rewards these are (:data:`PUBLISHED_NOTES`): ``rewards`` (notebook 04's as-printed grid) or
+    ``rewards_tuned`` (the tuned grid the ledger judges)."""
     paths = []
+    root = Path(results_dir) / name
     for m, s in out.rewards:
-        src, dst = reward_folder(out.folder, m, s), reward_folder(results_dir, m, s)
+        src, dst = reward_folder(out.folder, m, s), root / m / f"seed{int(s)}"
         shutil.copytree(src, dst, dirs_exist_ok=True)
         paths.append(dst)
+    if name in PUBLISHED_NOTES and paths:
+        atomic_write_text(root / "README.md", PUBLISHED_NOTES[name] + "\n")
     return paths
 
 

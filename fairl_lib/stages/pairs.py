@@ -15,8 +15,6 @@ prompts above 0.5, and pairs measure what the expert *does*, not how it generali
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +23,22 @@ import pandas as pd
 
 from fairl_lib.analysis import pairset as P
 from fairl_lib.analysis.pairset import load_pairset
-from fairl_lib.artifacts import atomic_write_text
 from fairl_lib.cache import cached_stage
 from fairl_lib.llm import data
 from fairl_lib.llm.models import embed, load_lm
-from fairl_lib.llm.parallel import run_jobs
-from fairl_lib.llm.progress import Progress
 from fairl_lib.stages.expert import (
     REWARD_KIND,
     base_name,
     expert_key,
     expert_stage,
-    generate_sorted,
     load_expert,
     model_source,
     rlhf_prompts,
 )
+from fairl_lib.stages.generation import chunked_generate
+from fairl_lib.stages.screen import screened_prompts
 
 PAIRS_STAGE, PAIRS_VERSION = "pairs", "1"
-GEN_CHUNK = 512  # completions per resumable generation chunk of the pairs stage
 
 
 def pairs_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
@@ -60,16 +55,24 @@ def pairs_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
 def pair_prompts(cfg) -> pd.DataFrame:
     """Pair prompts: toxicity > ``pair_prompt_toxicity`` (paper: 0.5), at most ``max_pair_prompts``
     (the first in the seed's hash order), in ``prompt_id`` order, with ``rlhf_heldout`` marking the
-    prompts the expert never trained on."""
+    prompts the expert never trained on.
 
-    df = data.filter_prompts(data.load_rtp(sources=cfg.data.rtp_sources), cfg.data.pair_prompt_toxicity)
+    With ``data.screen``, only prompts that passed the screen, and never the expert's held-out prompts
+    (those measure notebook 01's and 08's toxicity on prompts no pair and no RLHF step has seen)."""
+
+    held = set(rlhf_prompts(cfg)[1]["prompt_id"])
+    if cfg.data.screen:
+        pool = screened_prompts(cfg)
+        pool = pool[~pool["prompt_id"].isin(held)].reset_index(drop=True)
+    else:
+        pool = data.load_rtp(sources=cfg.data.rtp_sources)
+    df = data.filter_prompts(pool, cfg.data.pair_prompt_toxicity)
     if df.empty:
         raise ValueError(f"No RealToxicityPrompts prompt has prompt_toxicity > {cfg.data.pair_prompt_toxicity}: "
                          f"lower data.pair_prompt_toxicity or check the RealToxicityPrompts files.")
     if cfg.data.max_pair_prompts and len(df) > cfg.data.max_pair_prompts:
         keep = np.sort(data._hash_order(df["prompt"], cfg.seed + 2)[: cfg.data.max_pair_prompts])
         df = df.iloc[keep].reset_index(drop=True)
-    held = set(rlhf_prompts(cfg)[1]["prompt_id"])
     return df.assign(rlhf_heldout=df["prompt_id"].isin(held))
 
 
@@ -100,55 +103,6 @@ def pair_counts_per_prompt(n_prompts: int, per_prompt: int, n_pairs: int) -> np.
     return counts
 
 
-def _chunked_generate(lm, prompts: list[str], settings, seed: int, work: Path, tag: str) -> list[str]:
-    """Generate in chunks of :data:`GEN_CHUNK`, each saved in ``work`` (a killed run resumes).
-
-    Chunk ``c`` is sampled with seed ``seed * 100003 + c``. With ``settings.workers`` > 1 the
-    missing chunks are shared by that many one-thread processes (:func:`fairl_lib.llm.parallel.run_jobs`),
-    each loading the model from ``lm.path``. Prints ``[pairs TAG] chunk i/n`` with completions done,
-    rate and ETA as each chunk finishes (:class:`fairl_lib.llm.progress.Progress`).
-    """
-
-    chunks = [(work / f"gen_{tag}_{c:04d}.json", prompts[start:start + GEN_CHUNK], seed * 100003 + c)
-              for c, start in enumerate(range(0, len(prompts), GEN_CHUNK))]
-    todo = [(path, chunk, s) for path, chunk, s in chunks
-            if not (path.exists() and len(json.loads(path.read_text())) == len(chunk))]
-    count = len(prompts) - sum(len(chunk) for _, chunk, _ in todo)
-    progress = Progress(len(chunks), f"pairs {tag}", every_seconds=0, unit="chunk",
-                        initial=len(chunks) - len(todo))
-    if todo:
-        progress.update(progress.done, completions=f"{count}/{len(prompts)}",
-                        workers=min(settings.workers, len(todo)))
-
-    def report(i: int, _: Any) -> None:
-        nonlocal count
-        count += len(todo[i][1])
-        progress.update(completions=f"{count}/{len(prompts)}")
-
-    if settings.workers > 1 and len(todo) > 1:
-        run_jobs(_generate_chunk, [(str(lm.path), chunk, settings, s, path) for path, chunk, s in todo],
-                 settings.workers, report)
-    else:
-        for i, (path, chunk, s) in enumerate(todo):
-            _generate_chunk(lm, chunk, settings, s, path)
-            report(i, None)
-    return [c for path, _, _ in chunks for c in json.loads(path.read_text())]
-
-
-def _generate_chunk(lm, prompts: list[str], settings, seed: int, path: Path) -> None:
-    """One resumable chunk: ``lm`` is a loaded model, or its folder (in a worker process)."""
-
-    if isinstance(lm, str):
-        lm = _worker_lm(lm)
-    atomic_write_text(path, json.dumps(generate_sorted(lm, prompts, settings, seed)))
-
-
-@functools.lru_cache(maxsize=1)
-def _worker_lm(folder: str):
-
-    return load_lm(folder)
-
-
 def pairs_stage_dir(cfg, base_lm: str | None = None) -> Path:
     """Build (or reuse) the pair artifact; returns the finished stage folder."""
 
@@ -166,10 +120,10 @@ def pairs_stage_dir(cfg, base_lm: str | None = None) -> Path:
         rows = prompts_df.iloc[idx].reset_index(drop=True)
         prompts = list(rows["prompt"])
         base = load_lm(base_name(cfg, base_lm), source=model_source(cfg, base_lm))
-        o_pre = _chunked_generate(base, prompts, cfg.gen, cfg.seed * 2 + 1, work, "pre")
+        o_pre = chunked_generate(base, prompts, cfg.gen, cfg.seed * 2 + 1, work, "pre")
         del base
         expert = load_lm(load_expert(exp_folder).policy)
-        o_post = _chunked_generate(expert, prompts, cfg.gen, cfg.seed * 2 + 2, work, "post")
+        o_post = chunked_generate(expert, prompts, cfg.gen, cfg.seed * 2 + 2, work, "post")
         del expert
         df = pd.DataFrame({
             "pair_id": [f"{p}-{s}" for p, s in zip(rows["prompt_id"], sample)],

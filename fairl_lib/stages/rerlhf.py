@@ -37,9 +37,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -56,19 +57,18 @@ from fairl_lib.llm.parallel import run_jobs
 from fairl_lib.llm.progress import emit
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 from fairl_lib.stages.expert import (
-    EVAL_SAMPLES_PER_PROMPT,
     REWARD_KIND,
     base_name,
     evaluate_expert,
     expert_rlhf_config,
     expert_settings,
     expert_stage,
-    generate_sorted,
     load_expert,
     model_source,
     rlhf_prompts,
     toxicity_eval_fn,
 )
+from fairl_lib.stages.generation import generate_sorted
 from fairl_lib.stages.pairs import pairs_stage
 from fairl_lib.stages.tuning import best_fa_config, best_stage
 
@@ -102,7 +102,7 @@ class RerlhfConfig:
         normalize: ``"match_gt"`` | ``"standardize"`` | ``"none"`` (see the module docstring).
         reuse_expert: allow run (i) to reuse the expert stage when the settings are identical.
         final_samples_per_prompt: completions per held-out prompt in the final evaluation (equal to
-            the expert's evaluation, ``expert.EVAL_SAMPLES_PER_PROMPT``, the ground-truth arm reuses it).
+            the expert's evaluation, ``data.heldout_samples``, the ground-truth arm reuses it).
         train_seeds: RLHF training runs per learned arm (RLHF seeds ``SEED``, ``SEED + 1``, ...; same
             reward, same prompts): one training run's outcome moves by several points between seeds,
             so the arms' ordering is judged against the spread between runs. The ground-truth arm is
@@ -421,16 +421,11 @@ def base_summary(cfg) -> dict[str, Any]:
 
 def final_summary(cfg, run: RerlhfRun) -> dict[str, Any]:
     """Final held-out numbers of a run; the reused expert takes notebook 01's evaluation (same protocol)."""
-    if run.reused_expert and rerlhf_config(cfg).final_samples_per_prompt == _expert_samples():
+    if run.reused_expert and rerlhf_config(cfg).final_samples_per_prompt == cfg.data.heldout_samples:
         s = evaluate_expert(cfg).summary
         return {k: s[f"{k}_expert"] for k in ("toxicity_rate", "toxicity_mean", "judge_rate", "judge_mean",
                                                "perplexity", "empty_fraction", "n_completions")}
     return evaluate_policy(cfg, run)
-
-
-def _expert_samples() -> int:
-
-    return EVAL_SAMPLES_PER_PROMPT
 
 
 # --------------------------------------------------------------------------- all three, metrics, plots

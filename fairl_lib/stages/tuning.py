@@ -24,14 +24,14 @@ search over the same kind of space, and its best configuration is then trained l
   because its seeded TPE sampler makes a search reproducible trial by trial and it is a widely used,
   well-kept package. It is imported inside the functions that search, so building a config (which
   imports this module for :class:`TuningConfig`) does not load it.
-- **Acting**: a trial of an FA method whose failure path's *learned change* alters the ranking of fewer than
-  ``min_flip_share`` (2%) of the tune-train pairs (mean over its seeds of the share with
-  sign(Delta_D + Delta_F) != sign(Delta_D + Delta_F_init), Delta_F_init the margin of the run's
-  initial failure path, :func:`fairl_lib.analysis.failure_path.learned_flip_share`) is recorded with
-  ``acting=False``: it is its baseline under another name. R_F starts from a random init, so with the
-  penalty scale at 0 and early stopping an R_F that barely trained flips pairs by its init alone; the
-  learned share does not count those. The plain flip share, sign(Delta_D) != sign(Delta_D + Delta_F)
-  (:func:`fairl_lib.analysis.failure_path.flip_share`), is recorded beside it. An FA method's winner
+- **Acting** (:func:`fairl_lib.analysis.failure_path.acts`): a trial of an FA method acts when its trained
+  failure path changes the ranking of at least ``min_flip_share`` (2%) of the tune-train pairs against R_D
+  alone (mean over its seeds of the share with sign(Delta_D) != sign(Delta_D + Delta_F)) *and* of more
+  pairs than its initial failure path did (sign(Delta_D) != sign(Delta_D + Delta_F_init)). Otherwise it is
+  recorded with ``acting=False``: it is its baseline under another name. R_F starts from a random init,
+  so with the penalty scale at 0 and early stopping an R_F that barely trained flips pairs by its init
+  alone, and one that only shrinks its init flips fewer than the init did; neither counts. The learned
+  flip share (sign(Delta_D + Delta_F) != sign(Delta_D + Delta_F_init)) is recorded beside. An FA method's winner
   is its best *acting* trial; when none acts, its best trial, marked ``acting=False``
   (``no_acting_trial=True``).
 
@@ -67,6 +67,7 @@ from fairl_lib.analysis import metrics as M
 from fairl_lib.analysis.evaluate import GridOutput
 from fairl_lib.analysis.failure_path import (  # noqa: F401 (flip_share: benchmarks)
     ACTING_FLIP_SHARE,
+    acts,
     failure_path_summary,
     flip_share,
     flip_shares,
@@ -83,11 +84,11 @@ from fairl_lib.irl import (
     method_spec,
     train_grid,
 )
-from fairl_lib.stages.irl_grid import load_grid, write_grid
+from fairl_lib.stages.irl_grid import load_grid, publish_rewards, write_grid
 
 TRIALS_FILE, BEST_FILE = "trials.json", "best.json"
-# version of stage irl_tuning: 2 = acting by the learned flip share (1: by the plain flip share)
-TUNING_VERSION = "2"
+# version of stage irl_tuning: 3 = acting by failure_path.acts (2: by the learned flip share, 1: the plain one)
+TUNING_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ class TuningConfig:
         split_seed: seed of that split by prompt.
         max_epochs: epoch cap of the trials and of the best grids (0 = ``irl.max_epochs``).
         startup_trials: random trials before TPE models the results (Optuna's ``n_startup_trials``).
-        min_flip_share: a failure path acts when its learned change flips at least this share of the
-            tune-train pairs (:func:`fairl_lib.analysis.failure_path.learned_flip_share`).
+        min_flip_share: a failure path acts when it flips at least this share of the tune-train pairs
+            against R_D alone, and more than its init did (:func:`fairl_lib.analysis.failure_path.acts`).
         methods: the methods searched (default: all six of Table 1).
         threads: torch threads of every trial and best grid (0 = leave torch's setting). 1 by default:
             a grid of one method has GEMMs too small to share out, one thread was many times faster
@@ -286,11 +287,13 @@ def _search_method(method: str, data_tr, tr: PairSet, va: PairSet, base: IRLConf
             return float("nan")
         aucs = [validation_auc(r.reward, va) for r in grid.runs]
         rec.update(value=float(np.mean(aucs)), auc_per_seed=aucs, epochs_run=[r.epochs_run for r in grid.runs])
-        if fa:                                             # acting: by the learned change of R_F (its init aside)
+        if fa:                                             # acting: flips pairs against R_D, more than its init did
             shares = [flip_shares(r.reward, tr) for r in grid.runs]
             share = float(np.mean([s["flip_share"] for s in shares]))
             learned = float(np.mean([s["learned_flip_share"] for s in shares]))
-            rec.update(flip_share=share, learned_flip_share=learned, acting=bool(learned >= tc.min_flip_share))
+            init = float(np.mean([s["flip_share_init"] for s in shares]))
+            rec.update(flip_share=share, learned_flip_share=learned, flip_share_init=init,
+                       acting=acts(share, init, tc.min_flip_share))
             trial.set_user_attr("flip_share", share)
             trial.set_user_attr("learned_flip_share", learned)
         trial.set_user_attr("acting", rec["acting"])
@@ -449,7 +452,9 @@ def best_stage(cfg, ps: PairSet, tuned: TuningResult | None = None, *, label_col
                                      "pairs_fingerprint": fp, "profile": cfg.profile,
                                      "tuning_folder": str(tuned.folder)})
 
-    return load_grid(cached_stage(cfg, "irl_best", settings, compute, log=log))
+    out = load_grid(cached_stage(cfg, "irl_best", settings, compute, log=log))
+    publish_rewards(out, cfg.results_dir, "rewards_tuned")
+    return out
 
 
 def best_fa_config(cfg, ps: PairSet, *, label_column: str = "toxic", require_acting: bool = False,
