@@ -137,9 +137,19 @@ def test_a_trained_failure_path_with_penalty_zero_learns(trained, pairs):
                 min(x["learned_flip_share"] for x in shares), max(x["learned_flip_share"] for x in shares))
             assert s["flip_share_init_mean"] == pytest.approx(np.mean([x["flip_share_init"] for x in shares]))
             assert s["flip_share_mean"] == pytest.approx(np.mean([FP.flip_share(r.reward, train) for r in runs]))
-            assert s["acts"] == (s["learned_flip_share_mean"] >= FP.ACTING_FLIP_SHARE) and s["n_runs"] == 2
+            assert s["acts"] == FP.acts(s["flip_share_mean"], s["flip_share_init_mean"]) and s["n_runs"] == 2
             assert FP.learned_flip_share(runs[0].reward, train) == shares[0]["learned_flip_share"]
         assert FP.failure_path_summary(Grid(grid.runs), pairs, min_flip_share=1.0)[FA_METHODS[0]]["acts"] is False
+
+
+def test_acting_needs_two_percent_and_more_than_the_init():
+    """Acts: flips >= 2% of the pairs against R_D alone and more than its initialisation did. A path that only
+    shrank its init (flipping fewer pairs than the init) does not act, however much it 'learned'."""
+    assert FP.acts(0.03, 0.01)
+    assert not FP.acts(0.03, 0.05)   # shrank its init
+    assert not FP.acts(0.019, 0.0)   # below 2%
+    assert not FP.acts(0.05, 0.05)   # the init's flips, nothing more
+    assert FP.acts(0.05, 0.01, min_flip_share=0.05) and not FP.acts(0.05, 0.01, min_flip_share=0.06)
 
 
 def test_seed_config_and_edge_cases(trained, pairs):

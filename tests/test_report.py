@@ -70,7 +70,7 @@ def test_variance_ratio_interval_contains_truth_direction():
     rng = np.random.default_rng(0)
     small, big = rng.normal(0, 0.01, 30), rng.normal(0, 0.1, 30)
     assert R.verdict_from_ci(R.variance_ratio_ci(small, big), 1.0, -1) == REPRODUCED
-    assert R.verdict_from_ci(R.variance_ratio_ci(big, small), 1.0, -1) == CONTRADICTED
+    assert R.verdict_from_ci(R.variance_ratio_ci(big, small), 1.0, -1) == R.OPPOSITE
 
 
 def test_slope_ci():
@@ -131,8 +131,8 @@ def test_contradicted_and_inconclusive_against_the_papers_effect():
 
 
 @pytest.mark.parametrize("lo,hi,direction,paper,expected", [
-    (0.01, 0.05, +1, None, REPRODUCED), (-0.05, -0.01, +1, None, CONTRADICTED), (-0.01, 0.02, +1, None, INCONCLUSIVE),
-    (-0.05, -0.01, -1, None, REPRODUCED), (0.01, 0.05, -1, None, CONTRADICTED),
+    (0.01, 0.05, +1, None, REPRODUCED), (-0.05, -0.01, +1, None, R.OPPOSITE), (-0.01, 0.02, +1, None, INCONCLUSIVE),
+    (-0.05, -0.01, -1, None, REPRODUCED), (0.01, 0.05, -1, None, R.OPPOSITE),
     (-0.01, 0.02, +1, 0.028, CONTRADICTED), (-0.01, 0.03, +1, 0.028, INCONCLUSIVE),
     (0.001, 0.02, +1, 0.028, REPRODUCED),  # the direction holds, the effect is smaller than the paper's
     (-0.02, 0.01, -1, -0.058, CONTRADICTED), (-0.07, 0.01, -1, -0.058, INCONCLUSIVE),
@@ -179,6 +179,49 @@ def _summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}  # population std, as notebook 05
 
 
+FA, BASE = "me_fa_margin", "me_irl"  # the preregistered pair of the fixtures
+
+
+def _interval(diffs, level: float) -> list[float]:
+    """A stand-in for notebook 05's bootstrap in the fixtures: the t interval of the per-seed differences."""
+    d = np.asarray(diffs, float)
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return [float(d.mean() - half), float(d.mean() + half)]
+
+
+def _comparison(per: dict, metric: str) -> dict:
+    d = np.subtract(per[FA][metric], per[BASE][metric])
+    mde = float((stats.t.ppf(0.975, len(d) - 1) + stats.t.ppf(0.8, len(d) - 1)) * d.std(ddof=1) / math.sqrt(len(d)))
+    return {"value": float(d.mean()), "ci95": _interval(d, 0.95), "ci90": _interval(d, 0.90), "mde": mde,
+            "identical": bool(np.all(d == 0)), "per_seed": list(d), "covers": "training seeds (fixture)"}
+
+
+def _disagreement(table2: dict, table3: dict, n_seeds: int) -> dict:
+    """Pooled Tables 2-3 with exact (Clopper-Pearson) intervals of the share standing in for the bootstrap, and
+    Table 3's relative increase with a normal interval."""
+    def share(c: dict) -> dict:
+        k, n = c["only_fa"], c["only_fa"] + c["only_irl"]
+        if n == 0:
+            return {"value": None, "ci95": None, "ci90": None, "mde": None}
+        e95, e90 = R.sign_test_ci(k, n), R.sign_test_ci(k, n, level=0.90)
+        return {"value": k / n, "ci95": [e95.lo, e95.hi], "ci90": [e90.lo, e90.hi], "mde": e95.mde}
+
+    def relative(c: dict) -> dict | None:
+        right_fa, right_irl = c["both"] + c["only_fa"], c["both"] + c["only_irl"]
+        if right_irl == 0:
+            return None
+        v = right_fa / right_irl - 1
+        se = math.sqrt(c["only_fa"] + c["only_irl"]) / right_irl
+        return {"value": v, "ci95": [v - 1.96 * se, v + 1.96 * se], "ci90": [v - 1.645 * se, v + 1.645 * se],
+                "mde": 2.8 * se}
+    subs = {}
+    for sub in S.SUBTYPES:
+        c = {"both": 100, "neither": 10, **table3.get(sub, {"only_fa": 0, "only_irl": 0})}
+        subs[sub] = {"counts": c, "n_comments": sum(c.values()), "relative_increase": relative(c)}
+    return {"counts": dict(table2), "n_seeds": n_seeds, "n_comments": sum(table2.values()), "reps": 0,
+            "share": share(table2), "subtypes": subs}
+
+
 def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsaw: dict | None = None,
          table3_jigsaw: dict | None = None, best: dict | None = None, acting: dict | None = None) -> dict:
     """Notebook 05's metrics from per-seed values ``{method: {metric: [...]}}`` per set (default: no gain):
@@ -202,6 +245,12 @@ def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsa
                            "jigsaw": copy.deepcopy(sets["jigsaw"]),
                            "acting": acting or {fa: True for fa in S.METHODS if "_fa_" in fa}},
          "tuning": {"trials_per_method": {meth: 4 for meth in S.METHODS}},
+         "preregistered": {"fa_method": FA, "baseline": BASE,
+                           "acting": (acting or {}).get(FA, True), "flip_share": 0.05, "flip_share_init": 0.01,
+                           "comparisons": {st: {mt: _comparison(best if (best and st == "in_domain") else per, mt)
+                                                for mt in ("f1", "auc", "starc")} for st, per in sets.items()},
+                           "disagreement": _disagreement(table2_jigsaw or dict(zero), table3_jigsaw or {}, n)},
+         "eq3_as_printed": {"flip_share_max": 0.0},
          "in_domain_by_pair_type": {}, "fig3_left": {},
          "jigsaw_learning_curve": {"n_tnt": [0, 10], "n_other": 5, "ground_truth_auc": 0.9,
                                    "methods": {meth: {"mean": [0.5, 0.6]} for meth in S.METHODS}}}
@@ -213,56 +262,61 @@ def _ledger(mets: dict) -> dict[str, R.Entry]:
     return {e.id: e for e in R.build_ledger(mets)}
 
 
-def test_table1_is_paired_over_seeds():
-    """A 0.05 gain under seed luck of sd 0.02 is clear on same-seed differences (5 seeds); a 0.05 loss
-    contradicts the paper; no gain under noise that 4 seeds cannot see through is inconclusive."""
+def test_table1_reads_the_preregistered_comparison():
+    """A 0.05 gain under seed luck of sd 0.02: the preregistered pair's interval clears 0 and the gain exceeds
+    the effect of interest; a 0.05 loss is the opposite; the paper's effect is its gap between the same pair."""
     led = _ledger({"05": _m05(_per_seed_table1(+0.05))})
     e = led["table1_f1"]
-    assert e.verdict == REPRODUCED and e.details["interval"] == R.PAIRED_T and e.estimate.test == R.PAIRED_T
-    assert e.paper_effect == pytest.approx(0.042) and "paired t, n = 5" in e.detectable
-    fa, base = e.details["fa_method"], e.details["baseline"]
+    assert e.verdict == REPRODUCED and e.details["fa_method"] == FA and e.details["baseline"] == BASE
+    assert e.effect_of_interest == pytest.approx(R.LedgerConfig().effect_f1)
+    assert e.paper_effect == pytest.approx(R.paper_pair_effect(FA, BASE, "f1"))
     per = _m05(_per_seed_table1(+0.05))["per_seed"]["in_domain"]
-    assert e.estimate.value == pytest.approx(np.mean(np.subtract(per[fa]["f1"], per[base]["f1"])))
+    assert e.estimate.value == pytest.approx(np.mean(np.subtract(per[FA]["f1"], per[BASE]["f1"])))
     assert led["table1_starc"].verdict == REPRODUCED
-    assert _ledger({"05": _m05(_per_seed_table1(-0.05))})["table1_auc"].verdict == CONTRADICTED
+    assert _ledger({"05": _m05(_per_seed_table1(-0.05))})["table1_auc"].verdict == R.OPPOSITE
     e = _ledger({"05": _m05(_per_seed_table1(0.0, noise=0.03, n=4))})["table1_f1"]
-    assert e.verdict == INCONCLUSIVE and e.estimate.lo < 0 and e.estimate.hi > 0.042 and e.estimate.mde > 0.042
+    assert e.verdict == INCONCLUSIVE and e.underpowered and e.to_dict()["underpowered"]
 
 
-def test_best_against_best_counts_only_acting_fa_variants():
-    """Best against best: an FA variant whose tuned failure path does not act is its baseline under
-    another name and cannot carry the claim; with none acting the claim has no FA-IRL to test."""
-    gain = _per_seed_table1(+0.05)
-    only_gt = {fa: fa.endswith("_gt") for fa in S.METHODS if "_fa_" in fa}
-    e = _ledger({"05": _m05(best=gain, acting=only_gt)})["best_table1_f1"]
-    assert e.verdict == REPRODUCED and e.details["fa_method"].endswith("_gt")
-    none = {fa: False for fa in only_gt}
-    e = _ledger({"05": _m05(best=gain, acting=none)})["best_table1_f1"]
-    assert e.verdict != REPRODUCED and "acts" in e.ours + str(e.details)
+def test_a_gain_smaller_than_the_effect_of_interest_is_not_reproduced():
+    """+0.004 on every seed with tiny noise: the interval clears 0, but the gain is below the AUC's effect of
+    interest (0.01): negligible, never reproduced; with the effect of interest set to 0 the old rule returns."""
+    m = _m05(_per_seed_table1(+0.004, noise=0.0005, n=8))
+    e = _ledger({"05": m})["table1_auc"]
+    assert e.estimate.lo > 0 and e.verdict == R.NEGLIGIBLE
+    led0 = {x.id: x for x in R.build_ledger({"05": m}, ledger=R.LedgerConfig(effect_auc=0.0))}
+    assert led0["table1_auc"].verdict == REPRODUCED
 
 
-def test_table1_contradicted_by_a_tight_null_result():
-    """FA-IRL = baseline + 0 +- 0.0005 per seed: the interval of the AUC gap sits around 0, far below the
-    paper's +0.028: contradicted, with a detectable effect well under the paper's."""
+def test_identical_arms_and_a_failure_path_that_does_not_act():
+    same = _per_seed_table1(0.0, noise=0.0)
+    for m in S.METHODS:
+        same[m] = copy.deepcopy(same[BASE])
+    e = _ledger({"05": _m05(same)})["table1_auc"]
+    assert e.verdict == R.IDENTICAL
+    acting = {fa: fa != FA for fa in S.METHODS if "_fa_" in fa}
+    e = _ledger({"05": _m05(_per_seed_table1(+0.05), acting=acting)})["table1_f1"]
+    assert e.verdict == INCONCLUSIVE and "does not act" in e.ours
+
+
+def test_table1_negligible_on_a_tight_null_result():
+    """FA-IRL = baseline + 0 +- 0.0005 per seed: the 90% interval of the AUC gap lies inside +-0.01: negligible
+    (it also excludes the paper's +0.028, but a null effect is the stronger statement)."""
     e = _ledger({"05": _m05(_per_seed_table1(0.0, noise=0.0005, n=8))})["table1_auc"]
-    assert e.verdict == CONTRADICTED and e.estimate.hi < 0.028 and e.estimate.mde < 0.028
+    assert e.verdict == R.NEGLIGIBLE and e.estimate.hi < 0.028
 
 
 def test_jigsaw_claims_read_the_jigsaw_set_only():
     led = _ledger({"05": _m05(_per_seed_table1(+0.05), _per_seed_table1(-0.05))})
-    assert led["table1_f1"].verdict == REPRODUCED and led["jigsaw_f1"].verdict == CONTRADICTED
+    assert led["table1_f1"].verdict == REPRODUCED and led["jigsaw_f1"].verdict == R.OPPOSITE
     assert led["jigsaw_f1"].paper_effect is None  # the paper gives no Jigsaw numbers
 
 
-def test_missing_per_seed_block_fails_loudly():
-    """A notebook 05 file from before per_seed (mean and std only) is not read as Welch: the ledger stops."""
+def test_missing_preregistered_block_fails_loudly():
+    """A notebook 05 file from before the preregistered comparison is not guessed around: the ledger stops."""
     m = _m05()
-    del m["per_seed"]
-    with pytest.raises(R.MissingMetrics, match="per_seed.seeds"):
-        R.build_ledger({"05": m})
-    m = _m05()
-    m["per_seed"]["in_domain"]["me_irl"]["f1"] = m["per_seed"]["in_domain"]["me_irl"]["f1"][:-1]
-    with pytest.raises(S.MetricsLayoutError, match="per_seed.in_domain.me_irl.f1: 4 values for the 5 seeds"):
+    del m["preregistered"]
+    with pytest.raises(R.MissingMetrics, match="preregistered"):
         R.build_ledger({"05": m})
 
 
@@ -271,10 +325,10 @@ def test_seed_variance():
     per = {m: {k: list(0.7 + rng.normal(0, 0.001 if "_fa_" in m else 0.05, 12)) for k in ("f1", "auc", "starc")}
            for m in S.METHODS}
     e = _ledger({"05": _m05(per)})["seed_variance"]
-    assert e.verdict == REPRODUCED and len(e.details["variance_ratios"]) == 2 and "ratio" in e.detectable
+    assert e.verdict == REPRODUCED and "ratio" in e.detectable and e.compared.startswith(R.METHOD_LABELS[FA])
     per = {m: {k: list(0.7 + rng.normal(0, 0.05 if "_fa_" in m else 0.001, 12)) for k in ("f1", "auc", "starc")}
            for m in S.METHODS}
-    assert _ledger({"05": _m05(per)})["seed_variance"].verdict == CONTRADICTED
+    assert _ledger({"05": _m05(per)})["seed_variance"].verdict == R.OPPOSITE
 
 
 def test_tables_2_and_3():
@@ -284,19 +338,23 @@ def test_tables_2_and_3():
     led = _ledger({"05": m})
     assert led["table2_disagreement"].verdict == REPRODUCED
     assert led["table2_disagreement"].paper_effect == pytest.approx(1001 / 1458)
-    assert led["table3_subtypes"].verdict == INCONCLUSIVE  # threat 5 vs 4 is not clear
-    assert led["table3_subtypes"].details["subtypes"]["obscene"]["verdict"] == REPRODUCED
-    m["table2"]["jigsaw"].update(only_fa=40, only_irl=100)
-    assert _ledger({"05": m})["table2_disagreement"].verdict == CONTRADICTED
-    # a clear win, but far smaller than the paper's share 0.69: reproduced in direction, said to be smaller
-    m["table2"]["jigsaw"].update(only_fa=550, only_irl=450)
-    e = _ledger({"05": m})["table2_disagreement"]
-    assert e.verdict == REPRODUCED and e.details["below_paper_effect"] and "smaller than the paper's" in e.ours
-    # an even split of 1,000 disagreements excludes the paper's 0.69: contradicted (the old rule: inconclusive)
-    m["table2"]["jigsaw"].update(only_fa=500, only_irl=500)
-    assert _ledger({"05": m})["table2_disagreement"].verdict == CONTRADICTED
-    m["table2"]["jigsaw"].update(only_fa=0, only_irl=0)
-    e = _ledger({"05": m})["table2_disagreement"]
+    t3 = led["table3_subtypes"]
+    assert t3.details["subtypes"]["threat"]["verdict"] == INCONCLUSIVE  # 9 disagreements: underpowered
+    assert "underpowered" in t3.details["subtypes"]["threat"]["why"]
+    assert t3.details["subtypes"]["obscene"]["verdict"] == REPRODUCED and t3.verdict == INCONCLUSIVE
+    # the paper's own Table 3 quantity reproduces its "8.1%"
+    assert np.mean(list(R.PAPER_TABLE3_RELATIVE.values())) == pytest.approx(0.0806, abs=5e-4)
+
+    def with_counts(fa: int, irl: int) -> R.Entry:
+        return _ledger({"05": _m05(table2_jigsaw={"both": 700, "only_fa": fa, "only_irl": irl, "neither": 155})}
+                       )["table2_disagreement"]
+    assert with_counts(40, 100).verdict == R.OPPOSITE
+    e = with_counts(550, 450)  # a clear win, far smaller than the paper's share 0.69
+    assert e.verdict == REPRODUCED and "smaller than the paper's" in e.ours
+    assert with_counts(500, 500).verdict == R.NEGLIGIBLE  # an even split of 1,000: no effect of interest
+    e = with_counts(20, 5)  # clear-looking but fewer than 30 disagreements
+    assert e.verdict == INCONCLUSIVE and "25 disagreements" in e.details["underpowered"]
+    e = with_counts(0, 0)
     assert e.verdict == INCONCLUSIVE and "no disagreements" in e.detectable
 
 
@@ -335,21 +393,23 @@ def _pairmix(slope_fa: float, slope_base: float, noise: float = 0.005, seeds: in
 
 
 def test_pair_mix_claims():
-    led = _ledger({"06": _pairmix(-0.4, -0.1)})
+    m5 = _m05()
+    led = _ledger({"06": _pairmix(-0.6, -0.2), "05": m5})
     assert led["fig4_trend"].verdict == REPRODUCED
     assert led["fig4_fastest"].verdict == REPRODUCED
     assert led["fig4_lowest"].verdict == REPRODUCED
-    led = _ledger({"06": _pairmix(-0.1, -0.4)})
-    assert led["fig4_fastest"].verdict == CONTRADICTED and led["fig4_lowest"].verdict == CONTRADICTED
-    led = _ledger({"06": _pairmix(0.2, 0.2)})
-    assert led["fig4_trend"].verdict == CONTRADICTED
+    led = _ledger({"06": _pairmix(-0.2, -0.6), "05": m5})
+    assert led["fig4_fastest"].verdict == R.OPPOSITE and led["fig4_lowest"].verdict == R.OPPOSITE
+    led = _ledger({"06": _pairmix(0.2, 0.2), "05": m5})
+    assert led["fig4_trend"].verdict == R.OPPOSITE
+    assert _ledger({"06": _pairmix(-0.6, -0.2)})["fig4_fastest"].verdict == NOT_RUN  # needs notebook 05's pair
     # skipped fractions are ignored, not read as results
-    assert _ledger({"06": _pairmix(-0.4, -0.1, skip_top=True)})["fig4_lowest"].details["fraction"] == 0.5
+    assert _ledger({"06": _pairmix(-0.6, -0.2, skip_top=True), "05": m5})["fig4_lowest"].details["fraction"] == 0.5
     # a sweep where only fraction 0 could be filled: it ran, but cannot test the claims
-    only0 = _pairmix(-0.4, -0.1)
+    only0 = _pairmix(-0.6, -0.2)
     for f in ("0.25", "0.5", "1"):
         only0["pair_mix"][f] = {"status": "skipped", "methods": {}}
-    led = _ledger({"06": only0})
+    led = _ledger({"06": only0, "05": m5})
     assert {led[k].verdict for k in ("fig4_trend", "fig4_fastest", "fig4_lowest")} == {INCONCLUSIVE}
 
 
@@ -372,29 +432,32 @@ def test_model_size_layout_of_notebook_07():
     assert _ledger({"07": _m07({"smollm2-135m": small})})["fig5_size"].verdict == INCONCLUSIVE
 
 
-def _m08(gt: float, fa: float, irl: float, n: int = 512, spread: float = math.nan) -> dict:
-    arm = lambda rate: {"toxicity_rate_final": rate, "n_completions_final": n, "judge_rate_final": rate,
-                        "kl_final": 0.1, "perplexity_final": 30.0, "paper_toxicity_rate": 0.05, "n_runs": 2,
-                        "between_run_spread": spread, "runs": []}
-    m = {"base": {"toxicity_rate": 0.2, "judge_rate": 0.2}, "ground_truth": arm(gt), "fa_irl": arm(fa), "irl": arm(irl)}
+def _m08(gt: float, fa: float, irl: float, n: int = 512, runs: tuple[float, float] | None = None) -> dict:
+    """Notebook 08: the learned arms have two training runs at ``rate +- runs_offset`` (default: equal)."""
+    def arm(rate: float, n_runs: int) -> dict:
+        offs = (0.0, 0.0) if runs is None or n_runs == 1 else runs
+        rr = [{"train_seed": i, "rlhf_seed": i, "toxicity_rate": rate + offs[i], "judge_rate": rate,
+               "n_completions": n // n_runs} for i in range(n_runs)]
+        return {"toxicity_rate_final": rate, "n_completions_final": n, "judge_rate_final": rate, "kl_final": 0.1,
+                "perplexity_final": 30.0, "paper_toxicity_rate": 0.05, "n_runs": n_runs,
+                "between_run_spread": abs(offs[0] - offs[1]) if n_runs > 1 else math.nan, "runs": rr}
+    m = {"base": {"toxicity_rate": 0.2, "judge_rate": 0.2}, "ground_truth": arm(gt, 1), "fa_irl": arm(fa, 2),
+         "irl": arm(irl, 2)}
     S.validate("08_rerlhf", m)
     return m
 
 
-def test_rerlhf_layout_of_notebook_08():
+def test_rerlhf_with_training_runs_as_the_unit():
     assert _ledger({"08": _m08(0.02, 0.08, 0.16)})["rerlhf_order"].verdict == REPRODUCED
     assert _ledger({"08": _m08(0.02, 0.17, 0.16)})["rerlhf_order"].verdict == INCONCLUSIVE  # 17% vs 16%: overlap
-    assert _ledger({"08": _m08(0.02, 0.30, 0.16)})["rerlhf_order"].verdict == CONTRADICTED
-    # the paper's own rates at a large n: reproduced, both gaps as large as the paper's
+    assert _ledger({"08": _m08(0.02, 0.30, 0.16)})["rerlhf_order"].verdict == R.OPPOSITE  # FA-IRL worse than IRL
     e = _ledger({"08": _m08(0.04, 0.06, 0.09, n=100_000)})["rerlhf_order"]
     assert e.verdict == REPRODUCED and e.details["paper_gaps"] == {"fa_irl - ground_truth": 0.02, "irl - fa_irl": 0.03}
-    assert "Newcombe" in e.detectable and "smaller" not in e.ours
-    # FA-IRL only 0.005 above the ground truth: the order holds, the gap is smaller than the paper's +0.02
-    e = _ledger({"08": _m08(0.04, 0.045, 0.09, n=100_000)})["rerlhf_order"]
-    assert e.verdict == REPRODUCED and "fa_irl - ground_truth smaller than the paper's +0.020" in e.ours
-    # the same rates, but two training runs of one arm ended 7 points apart: the ordering is undecided
-    e = _ledger({"08": _m08(0.02, 0.08, 0.16, spread=0.07)})["rerlhf_order"]
-    assert e.verdict == INCONCLUSIVE and "spread between training runs" in e.ours and "0.070" in e.detectable
+    assert "random effects" in e.detectable and e.details["headroom_share_closed"] == pytest.approx(0.6)
+    # the same rates, but the two training runs of each learned arm ended 7 points apart: the between-run
+    # variance enters the interval and the ordering is no longer decided
+    e = _ledger({"08": _m08(0.02, 0.08, 0.16, runs=(-0.035, 0.035))})["rerlhf_order"]
+    assert e.verdict == INCONCLUSIVE and e.details["between_run_variance"] > 0 and "training runs" in e.covers
 
 
 def test_missing_file_is_not_run():
@@ -408,12 +471,13 @@ def test_missing_key_in_an_existing_file_fails_loudly():
     """A file that exists but lacks a key a claim reads is not papered over: the ledger raises, naming the
     notebook and the key path."""
     m = _m05()
-    del m["per_seed"]["jigsaw"]["me_irl"]["auc"]
+    del m["preregistered"]["comparisons"]["jigsaw"]["auc"]["ci90"]
     with pytest.raises(R.MissingMetrics) as err:
         R.build_ledger({"05": m})
-    assert err.value.notebook == "05_tables" and err.value.missing == ("per_seed.jigsaw.me_irl.auc",)
-    assert "05_tables" in str(err.value) and "per_seed.jigsaw.me_irl.auc" in str(err.value)
-    with pytest.raises(R.MissingMetrics, match="per_seed.seeds"):
+    path = "preregistered.comparisons.jigsaw.auc.ci90"
+    assert err.value.notebook == "05_tables" and err.value.missing == (path,)
+    assert "05_tables" in str(err.value) and path in str(err.value)
+    with pytest.raises(R.MissingMetrics, match="preregistered"):
         R.build_ledger({"05": {"something_else": 1}})
     m7 = _m07({"smollm2-135m": {"params_millions": 134.5, "accuracy": {"mean": 0.7, "std": 0.01, "n": 5,
                                                                         "ci_low": 0.6, "ci_high": 0.8},
@@ -438,7 +502,7 @@ def test_ledger_json_and_report_files(results_tmp):
     (res / "metrics").mkdir(parents=True)
     (res / "figures").mkdir()
     (res / "figures" / "fig4_pair_mix_starc.png").write_bytes(b"png")
-    (res / "metrics" / "06_pair_mix.json").write_text(json.dumps(_pairmix(-0.4, -0.1)))
+    (res / "metrics" / "06_pair_mix.json").write_text(json.dumps(_pairmix(-0.6, -0.2)))
     (res / "metrics" / "03_theory_toy.json").write_text("{not json")  # a broken file is skipped, not fatal
     (res / "metrics" / "05_evaluation.json").write_text("{}")  # not a schema stem: never read
     (res / "run.json").write_text(json.dumps({"git_commit": "abc", "status": "ok",
@@ -454,15 +518,3 @@ def test_ledger_json_and_report_files(results_tmp):
     assert d["table1_f1"]["verdict"] == NOT_RUN
     json.dumps(d, allow_nan=False)  # plain JSON
     assert sum(R.verdict_counts(ledger).values()) == len(R.CLAIMS)
-
-
-def test_rerlhf_gap_within_the_spread_between_training_runs_is_undecided():
-    est = R.Estimate(0.02, 0.005, 0.035, n=2048)  # a 2-point gap whose interval excludes 0
-    assert R.verdict_from_ci(est, 0.0, +1, 0.03) == REPRODUCED
-    assert R.run_variance_verdict(REPRODUCED, est, 0.03, math.nan) == REPRODUCED  # one run per arm: as is
-    assert R.run_variance_verdict(REPRODUCED, est, 0.03, 0.01) == REPRODUCED  # runs agree within 1 point
-    assert R.run_variance_verdict(REPRODUCED, est, 0.03, 0.027) == INCONCLUSIVE  # runs 2.7 points apart
-    far = R.Estimate(-0.001, -0.01, 0.008, n=2048)  # excludes the paper's +0.03
-    assert R.verdict_from_ci(far, 0.0, +1, 0.03) == CONTRADICTED
-    assert R.run_variance_verdict(CONTRADICTED, far, 0.03, 0.01) == CONTRADICTED
-    assert R.run_variance_verdict(CONTRADICTED, far, 0.03, 0.04) == INCONCLUSIVE

@@ -30,6 +30,7 @@ def _layouts() -> dict[str, dict]:
                            "perplexity_base": 26.5, "perplexity_expert": 29.6, "reward_final": 0.79},
         "02_preference_pairs": {"n_pairs": 96, "n_prompts": 24, "n_train": 72, "n_test": 24,
                                 "pair_types": {"NT->NT": 78, "NT->T": 7, "T->NT": 9, "T->T": 2}, "n_T->NT": 9,
+                                "n_train_tnt": 7,
                                 "toxic_rate_pre": 0.11, "toxic_rate_post": 0.09, "judge_rate_pre": 0.16,
                                 "judge_rate_post": 0.08, "auc_ground_truth_jigsaw": 0.95, "auc_judge_jigsaw": 0.97,
                                 "auc_ground_truth_jigsaw_test_split": 0.95, "auc_judge_jigsaw_test_split": 0.97},
@@ -64,6 +65,20 @@ def _layouts() -> dict[str, dict]:
                                         **{st: {m: {k: [0.4, 0.5] for k in ("f1", "auc", "starc")} for m in M}
                                            for st in ("in_domain", "jigsaw")}},
                       "tuning": {"trials_per_method": {m: 2 for m in M}},
+                      "preregistered": {
+                          "fa_method": "me_fa_margin", "baseline": "me_irl", "acting": True, "flip_share": 0.05,
+                          "flip_share_init": 0.01,
+                          "comparisons": {st: {k: {"value": 0.01, "ci95": [-0.1, 0.1], "ci90": [-0.08, 0.08],
+                                                   "mde": 0.1, "identical": False, "per_seed": [0.0, 0.02],
+                                                   "covers": "seeds and data"} for k in ("f1", "auc", "starc")}
+                                          for st in ("in_domain", "jigsaw")},
+                          "disagreement": {"counts": {"both": 4, "only_fa": 6, "only_irl": 1, "neither": 13},
+                                           "n_seeds": 2, "share": {"value": 0.86, "ci95": [0.5, 1.0],
+                                                                   "ci90": [0.6, 1.0]},
+                                           "subtypes": {s: {"counts": {"both": 0, "only_fa": 0, "only_irl": 0,
+                                                                       "neither": 7}, "relative_increase": None}
+                                                        for s in S.SUBTYPES}}},
+                      "eq3_as_printed": {"flip_share_max": 0.0},
                       "in_domain_by_pair_type": {"T->NT": {m: {"pairwise_accuracy": 0.8, "gt_pairwise_accuracy": 1.0,
                                                               "n_pairs": 3} for m in M}},
                       "jigsaw_learning_curve": {"n_tnt": [0, 9], "n_other": 60, "ground_truth_auc": 0.95,

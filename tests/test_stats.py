@@ -120,3 +120,26 @@ def test_screening_rule_on_counts():
     np.testing.assert_array_equal(first, [1, 0, 2])
     np.testing.assert_array_equal(screen.continue_screening(first, 1), [True, False, True])
     np.testing.assert_array_equal(screen.keep_screened(np.array([1, 2, 5]), 2), [False, True, True])
+
+
+def test_between_run_variance_is_zero_for_identical_runs_and_grows_with_spread():
+    same = [[(50, 1000), (50, 1000)], [(80, 1000), (80, 1000)]]
+    tau2, df = S.between_run_variance(same)
+    assert tau2 == 0.0 and df == 2
+    spread = [[(20, 1000), (80, 1000)]]
+    tau2, df = S.between_run_variance(spread)
+    # two runs 6 points apart: between-run sd of the order of the half-difference, far above binomial noise
+    assert df == 1 and 0.02 < math.sqrt(tau2) < 0.06
+    assert math.isnan(S.between_run_variance([[(5, 100)]])[0])
+
+
+def test_random_effects_difference_reduces_to_pooled_rates_without_between_run_variance():
+    a, b = [(60, 1000), (60, 1000)], [(40, 1000), (40, 1000)]
+    est = S.random_effects_rate_diff(a, b, 0.0)
+    assert est.value == pytest.approx(0.02)
+    # tau2 = 0: each arm's variance is that of 2,000 completions (with the (k+1/2)/(n+1) rate)
+    pa, pb = 60.5 / 1001, 40.5 / 1001
+    se = math.sqrt(pa * (1 - pa) / 2000 + pb * (1 - pb) / 2000)
+    assert est.hi - est.value == pytest.approx(1.959964 * se, rel=1e-4)
+    wider = S.random_effects_rate_diff(a, b, 0.001)
+    assert wider.hi - wider.lo > est.hi - est.lo

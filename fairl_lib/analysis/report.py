@@ -103,11 +103,13 @@ from fairl_lib.analysis.stats import (  # noqa: F401 (re-exported: the ledger's 
     Sample,
     _clean,
     _f,
+    between_run_variance,
     diff_ci,
     mde_t,
     mde_z,
     mean_ci,
     paired_ci,
+    random_effects_rate_diff,
     rate_diff_ci,
     sample_diff,
     sign_test_ci,
@@ -747,58 +749,55 @@ def rerlhf_rates(metrics: Mapping[str, Any]) -> dict[str, tuple[float, int | Non
 RERLHF_GAPS = (("fa_irl", "ground_truth"), ("irl", "fa_irl"))  # the paper's ordering gt < FA-IRL < IRL
 
 
-def rerlhf_run_spread(metrics: Mapping[str, Any]) -> float:
-    """The largest spread between training runs of one arm (max - min final rate; NaN: no arm has two)."""
-    spreads = [_num(S.get(metrics, "08", "{arm}.between_run_spread", arm=arm)) for arm in S.RERLHF_ARMS]
-    spreads = [x for x in spreads if math.isfinite(x)]
-    return max(spreads) if spreads else math.nan
-
-
-def run_variance_verdict(verdict: str, est: Estimate, paper_gap: float, spread: float) -> str:
-    """The Newcombe verdict of a re-RLHF gap, checked against the variation between training runs.
-
-    The interval covers the sampling of completions from *one* trained policy per run; training the
-    same arm with another RLHF seed moves its rate too. A gap counts as decided (reproduced) only if it
-    also exceeds the largest spread between two training runs of one arm, and as contradicted only if
-    the paper's gap is further than that spread from ours; otherwise it is inconclusive. (The ground-truth
-    arm has one run: the spread seen in the learned arms, same algorithm and steps, stands for it.)
-    """
-    if not math.isfinite(spread):
-        return verdict
-    if verdict == REPRODUCED and est.value <= spread:
-        return INCONCLUSIVE
-    if verdict == CONTRADICTED and abs(paper_gap - est.value) <= spread:
-        return INCONCLUSIVE
-    return verdict
+def rerlhf_runs(metrics: Mapping[str, Any]) -> dict[str, list[tuple[int, int]]]:
+    """``{arm: [(n_toxic, n) per training run]}`` from notebook 08's ``{arm}.runs`` (the ground-truth arm is
+    the expert: its one run is notebook 01's evaluation)."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for arm in S.RERLHF_ARMS:
+        runs = S.get(metrics, "08", "{arm}.runs", arm=arm) or []
+        out[arm] = [(round(float(r["toxicity_rate"]) * int(r["n_completions"])), int(r["n_completions"]))
+                    for r in runs if r.get("n_completions")]
+        if not out[arm]:
+            _, k, n = rerlhf_rates(metrics)[arm]
+            out[arm] = [(k, n)] if k is not None and n else []
+    return out
 
 
 def _measure_rerlhf(mets, e: Entry) -> None:
+    """Re-RLHF with training runs as the unit: each arm's rate is the random-effects mean of its runs, the
+    between-run variance estimated from the learned arms (DerSimonian-Laird), the ground-truth arm (one run,
+    same algorithm and steps) taking the same variance. Reproduced needs both gaps of the paper's ordering at
+    least the effect of interest; IRL - FA-IRL is also judged as a share of the headroom IRL - ground truth."""
     m8 = _file(mets, "08")
-    r, spread = rerlhf_rates(m8), rerlhf_run_spread(m8)
-    parts, verdicts, paper_gaps, notes = {}, [], {}, []
+    r, runs = rerlhf_rates(m8), rerlhf_runs(m8)
+    if any(not runs[a] for a in S.RERLHF_ARMS):
+        _no_numbers(e, "an arm without a final evaluation")
+        return
+    tau2, df = between_run_variance([runs["fa_irl"], runs["irl"]])
+    parts, verdicts, paper_gaps = {}, [], {}
     for hi, lo in RERLHF_GAPS:
-        (ph, kh, nh), (pl, kl, nl) = r[hi], r[lo]
-        est = rate_diff_ci(kh, nh, kl, nl) if None not in (kh, nh, kl, nl) and nh and nl else Estimate(ph - pl)
+        est = random_effects_rate_diff(runs[hi], runs[lo], tau2)
         key = f"{hi} - {lo}"
         paper_gaps[key] = round(PAPER_RERLHF[hi] - PAPER_RERLHF[lo], 6)
         parts[key] = est
-        plain = verdict_from_ci(est, 0.0, +1, paper_gaps[key], e.effect_of_interest or 0.0)
-        verdicts.append(run_variance_verdict(plain, est, paper_gaps[key], spread))
-        if verdicts[-1] != plain:
-            notes.append(f"{key}: {plain} by its interval, but within the {spread:.3f} spread between training runs")
-        elif below_paper(est, 0.0, +1, paper_gaps[key]):
-            notes.append(f"{key} smaller than the paper's {paper_gaps[key]:+.3f}")
+        verdicts.append(verdict_from_ci(est, 0.0, +1, paper_gaps[key], e.effect_of_interest or 0.0))
+    headroom = r["irl"][0] - r["ground_truth"][0]
+    share = (r["irl"][0] - r["fa_irl"][0]) / headroom if headroom > 0 else math.nan
     e.verdict = combine_verdicts(verdicts)
+    e.covers = ("completions and training runs (random effects, between-run variance from "
+                f"{df} degree(s) of freedom)" if df else "completions only: no arm has two runs, so the variation "
+                "between training runs is not in the interval")
     e.ours = (f"{r['ground_truth'][0]:.1%} / {r['fa_irl'][0]:.1%} / {r['irl'][0]:.1%}; "
-              + "; ".join(f"{k} = {v.text('+.3f')}" for k, v in parts.items()) + "".join(f"; {n}" for n in notes))
+              + "; ".join(f"{k} = {v.text('+.3f')} ({verdicts[i]})" for i, (k, v) in enumerate(parts.items()))
+              + (f"; FA-IRL closes {share:.0%} of the IRL - ground truth headroom ({headroom:+.3f})"
+                 if math.isfinite(share) else f"; no headroom: IRL - ground truth = {headroom:+.3f}"))
     e.estimate = parts["irl - fa_irl"]
     e.paper_effect = paper_gaps["irl - fa_irl"]
     e.detectable = "; ".join(f"{k} {v.mde_text()}" for k, v in parts.items())
-    if math.isfinite(spread):
-        e.detectable += f"; between training runs of one arm the rate moved by up to {spread:.3f}"
     e.details = {"rates": {k: {"rate": v[0], "n_toxic": v[1], "n": v[2]} for k, v in r.items()},
-                 "differences": parts, "paper_gaps": paper_gaps, "part_verdicts": verdicts,
-                 "between_run_spread": spread}
+                 "runs": runs, "between_run_variance": tau2, "between_run_df": df, "differences": parts,
+                 "paper_gaps": paper_gaps, "part_verdicts": verdicts, "headroom": headroom,
+                 "headroom_share_closed": share}
 
 
 # --- the audit of the expert (notebook 10; Liu et al., explainable RLHF) ----------------------------
@@ -981,11 +980,12 @@ CLAIMS: tuple[Claim, ...] = (
           _measure_size, ("fig5_model_size",), effect="accuracy"),
     Claim("rerlhf_order", "Re-RLHF toxicity: ground truth < FA-IRL < standard IRL", "Figure 3 right, Sec. 6",
           ("08",), f"{PAPER_RERLHF['ground_truth']:.0%} < {PAPER_RERLHF['fa_irl']:.0%} < {PAPER_RERLHF['irl']:.0%}",
-          "Newcombe 95% intervals of FA-IRL - ground truth and IRL - FA-IRL (completions pooled over an arm's "
-          "training runs): both > 0 reproduced; either upper end below the paper's gap "
-          f"(+{PAPER_RERLHF['fa_irl'] - PAPER_RERLHF['ground_truth']:.2f} / "
-          f"+{PAPER_RERLHF['irl'] - PAPER_RERLHF['fa_irl']:.2f}) contradicted; a gap within the largest spread "
-          "between two training runs of one arm is inconclusive either way", _measure_rerlhf, ("fig3_right_rerlhf",),
+          "FA-IRL - ground truth and IRL - FA-IRL, each arm the random-effects mean of its RLHF training runs "
+          "(the run is the unit; between-run variance by DerSimonian-Laird from the learned arms), 95% normal "
+          "interval; both gaps must hold (paper: "
+          f"+{PAPER_RERLHF['fa_irl'] - PAPER_RERLHF['ground_truth']:.2f} / "
+          f"+{PAPER_RERLHF['irl'] - PAPER_RERLHF['fa_irl']:.2f}); the share of the IRL - ground truth headroom "
+          "FA-IRL closes is reported beside. " + VERDICT_RULE, _measure_rerlhf, ("fig3_right_rerlhf",),
           effect="rate"),
     Claim("audit_small_sets", "Explainable RLHF: a few training examples explain an unsatisfactory response",
           "Liu et al., abstract", ("10",), "claimed (abstract; no numbers given)",
@@ -1141,9 +1141,9 @@ def regime_lines(mets: Mapping[str, Any]) -> list[str]:
     types = m2["pair_types"]
     total = sum(int(v) for v in types.values()) or 1
     tnt = int(types.get("T->NT", 0))
-    out = [f"**The regime.** The paper's pairs are at least about {PAPER_TNT_SHARE:.0%} T->NT (Figure 3 middle: "
-           f"3,619 in each of train and test of 20,000, from base models such as Pythia-410M). Ours: {tnt} of "
-           f"{total} pairs ({tnt / total:.1%}) are T->NT"]
+    out = [(f"**The regime.** The paper's pairs are at least about {PAPER_TNT_SHARE:.0%} T->NT (Figure 3 middle: "
+            f"3,619 in each of train and test of 20,000, from base models such as Pythia-410M). Ours: {tnt} of "
+            f"{total} pairs ({tnt / total:.1%}) are T->NT")]
     n_train_tnt = m2.get("n_train_tnt")
     if isinstance(n_train_tnt, (int, float)):
         out[-1] += f", {int(n_train_tnt)} of them in training"

@@ -341,3 +341,50 @@ def two_level_bootstrap(statistic: Callable[[np.ndarray, np.ndarray], float], n_
         return Estimate(value, float(lo), float(hi), n_seeds, mde, BOOTSTRAP)
 
     return at(level), at(tost_level)
+
+
+# ============================================================================ rates over training runs
+
+RANDOM_EFFECTS = "random effects (runs)"
+
+
+def between_run_variance(groups: Sequence[Sequence[tuple[int, int]]]) -> tuple[float, int]:
+    """DerSimonian-Laird estimate of the between-run variance tau^2 of a rate, pooled over groups (arms):
+    each group is a list of ``(k_toxic, n)`` runs that share one true mean rate; runs differ by tau^2 beyond
+    their binomial sampling. Returns ``(tau2, df)`` with ``df = sum(runs - 1)``; ``(nan, 0)`` when no group has
+    two runs. Rates use (k + 1/2) / (n + 1) so that a run with no toxic completion keeps a finite variance."""
+    q = c = 0.0
+    df = 0
+    for runs in groups:
+        if len(runs) < 2:
+            continue
+        p = np.array([(k + 0.5) / (n + 1) for k, n in runs])
+        w = np.array([n / (pi * (1 - pi)) for pi, (_, n) in zip(p, runs)])
+        mean = float((w * p).sum() / w.sum())
+        q += float((w * (p - mean) ** 2).sum())
+        c += float(w.sum() - (w ** 2).sum() / w.sum())
+        df += len(runs) - 1
+    if df == 0:
+        return math.nan, 0
+    return max(0.0, (q - df) / c) if c > 0 else 0.0, df
+
+
+def random_effects_rate_diff(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]], tau2: float,
+                             level: float = LEVEL) -> Estimate:
+    """Rate of arm ``a`` - rate of arm ``b``, each the random-effects mean of its training runs
+    (``(k_toxic, n)`` each): weights 1 / (v_i + tau2), v_i the run's binomial variance. The interval is normal
+    with se = sqrt(var_a + var_b); it covers the sampling of completions *and* the variation between training
+    runs (``tau2``, :func:`between_run_variance`), so the unit is the run. ``tau2`` NaN (not estimable) is
+    taken as 0 and the caller must say so. MDE ``(z_{(1+level)/2} + z_0.80) * se``."""
+    t2 = 0.0 if not math.isfinite(tau2) else tau2
+
+    def arm(runs: Sequence[tuple[int, int]]) -> tuple[float, float]:
+        p = np.array([k / n for k, n in runs])
+        ps = np.array([(k + 0.5) / (n + 1) for k, n in runs])
+        w = 1.0 / (np.array([pi * (1 - pi) / n for pi, (_, n) in zip(ps, runs)]) + t2)
+        return float((w * p).sum() / w.sum()), float(1.0 / w.sum())
+
+    (ma, va), (mb, vb) = arm(a), arm(b)
+    d, se = ma - mb, math.sqrt(va + vb)
+    half = float(stats.norm.ppf(0.5 + level / 2) * se)
+    return Estimate(d, d - half, d + half, min(len(a), len(b)), mde_z(se, level), RANDOM_EFFECTS)
