@@ -171,7 +171,7 @@ def _per_seed_table1(gain: float, noise: float = 0.002, n: int = 5, seed: int = 
     for m in S.METHODS:
         g = gain if m in R.FA_METHODS else 0.0
         out[m] = {"f1": list(0.75 + luck + g + jitter()), "auc": list(0.88 + luck + g + jitter()),
-                  "starc": list(0.7 + luck - g + jitter())}
+                  "starc": list(0.7 + luck - g + jitter()), "accuracy": list(0.8 + luck + g + jitter())}
     return out
 
 
@@ -248,7 +248,8 @@ def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsa
          "preregistered": {"fa_method": FA, "baseline": BASE,
                            "acting": (acting or {}).get(FA, True), "flip_share": 0.05, "flip_share_init": 0.01,
                            "comparisons": {st: {mt: _comparison(best if (best and st == "in_domain") else per, mt)
-                                                for mt in ("f1", "auc", "starc")} for st, per in sets.items()},
+                                                for mt in ("f1", "auc", "starc", "accuracy")}
+                                           for st, per in sets.items()},
                            "disagreement": _disagreement(table2_jigsaw or dict(zero), table3_jigsaw or {}, n)},
          "eq3_as_printed": {"flip_share_max": 0.0},
          "in_domain_by_pair_type": {}, "fig3_left": {},
@@ -276,6 +277,19 @@ def test_table1_reads_the_preregistered_comparison():
     assert _ledger({"05": _m05(_per_seed_table1(-0.05))})["table1_auc"].verdict == R.OPPOSITE
     e = _ledger({"05": _m05(_per_seed_table1(0.0, noise=0.03, n=4))})["table1_f1"]
     assert e.verdict == INCONCLUSIVE and e.underpowered and e.to_dict()["underpowered"]
+
+
+def test_jigsaw_accuracy_gain_and_the_scarce_pairs_claim():
+    led = _ledger({"05": _m05(_per_seed_table1(+0.05), _per_seed_table1(+0.08, seed=2))})
+    e = led["jigsaw_accuracy_gain"]
+    assert e.paper_effect == pytest.approx(0.0544) and e.verdict == REPRODUCED
+    # App. D: FA-IRL no better than its baseline at the lowest fraction -> reproduced; clearly better -> opposite
+    m5 = _m05()
+    assert _ledger({"06": _pairmix(-0.6, -0.2), "05": m5})["fig4_scarce"].verdict == REPRODUCED
+    better = _pairmix(-0.6, -0.2)
+    for s, v in enumerate(better["pair_mix"]["0"]["methods"][FA]["per_seed"]):
+        better["pair_mix"]["0"]["methods"][FA]["per_seed"][s] = v - 0.2
+    assert _ledger({"06": better, "05": m5})["fig4_scarce"].verdict == R.OPPOSITE
 
 
 def test_a_gain_smaller_than_the_effect_of_interest_is_not_reproduced():
@@ -322,11 +336,11 @@ def test_missing_preregistered_block_fails_loudly():
 
 def test_seed_variance():
     rng = np.random.default_rng(3)
-    per = {m: {k: list(0.7 + rng.normal(0, 0.001 if "_fa_" in m else 0.05, 12)) for k in ("f1", "auc", "starc")}
+    per = {m: {k: list(0.7 + rng.normal(0, 0.001 if "_fa_" in m else 0.05, 12)) for k in ("f1", "auc", "starc", "accuracy")}
            for m in S.METHODS}
     e = _ledger({"05": _m05(per)})["seed_variance"]
     assert e.verdict == REPRODUCED and "ratio" in e.detectable and e.compared.startswith(R.METHOD_LABELS[FA])
-    per = {m: {k: list(0.7 + rng.normal(0, 0.05 if "_fa_" in m else 0.001, 12)) for k in ("f1", "auc", "starc")}
+    per = {m: {k: list(0.7 + rng.normal(0, 0.05 if "_fa_" in m else 0.001, 12)) for k in ("f1", "auc", "starc", "accuracy")}
            for m in S.METHODS}
     assert _ledger({"05": _m05(per)})["seed_variance"].verdict == R.OPPOSITE
 

@@ -70,7 +70,8 @@ def _layouts() -> dict[str, dict]:
                           "flip_share_init": 0.01,
                           "comparisons": {st: {k: {"value": 0.01, "ci95": [-0.1, 0.1], "ci90": [-0.08, 0.08],
                                                    "mde": 0.1, "identical": False, "per_seed": [0.0, 0.02],
-                                                   "covers": "seeds and data"} for k in ("f1", "auc", "starc")}
+                                                   "covers": "seeds and data"}
+                                               for k in ("f1", "auc", "starc", "accuracy")}
                                           for st in ("in_domain", "jigsaw")},
                           "disagreement": {"counts": {"both": 4, "only_fa": 6, "only_irl": 1, "neither": 13},
                                            "n_seeds": 2, "share": {"value": 0.86, "ci95": [0.5, 1.0],

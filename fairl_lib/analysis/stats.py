@@ -11,7 +11,7 @@ one-sided 5% tests are equivalent to a 90% interval inside the equivalence margi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
