@@ -526,6 +526,9 @@ def test_ledger_json_and_report_files(results_tmp):
     assert "![fig4_pair_mix_starc](figures/fig4_pair_mix_starc.png)" in text
     assert "fig2_feasible_cone" not in text  # only figures that exist are linked
     assert "profile `smoke`" in text and "commit `abc`" in text
+    # the report opens like a reproducibility report: summary (scope ... questions), then the ledger
+    assert text.index("## Summary") < text.index("**Questions for the authors.**") < text.index("## The ledger")
+    assert "up to 24%" in text and not any(ord(ch) > 0x2FFF for ch in text)  # no emoji marks
     d = R.ledger_dict(ledger)
     assert set(d) == set(R.CLAIM_IDS)
     assert d["fig4_trend"]["verdict"] == REPRODUCED and d["theorem1_inclusion"]["verdict"] == NOT_RUN

@@ -1267,6 +1267,80 @@ def why_numbers_differ(mets: Mapping[str, Any]) -> list[str]:
     return out
 
 
+# Questions for the original authors: where the paper disagrees with itself or with what we measured, each with
+# where the reader meets it. Static facts about the paper's text; the ledger's verdicts say what we measured.
+QUESTIONS: tuple[tuple[str, str], ...] = (
+    ("Eq. 3's penalty lambda_t/2 ||w_F||^2 shares lambda_t with L_fail: for an MLP failure head zero weights are "
+     "a stationary point, so as printed the failure path collapses and FA-IRL equals its baseline. Which penalty "
+     "produced Table 1?", "notebook 04 (why it collapses), notebook 05 (the penalty-scale sweep)"),
+    ("Algorithm 1, line 6 uses the opposite sign for o- from the text's y(o)R(o) <= 0. Which one was run?",
+     "notebook 04, `irl/fairl.py`"),
+    ("The text says the margin-failure variant has the lowest STARC; Table 1 gives it the highest.",
+     "notebook 05, claim 'FA-IRL lowers STARC'"),
+    ("'Reducing reward misalignment by up to 24%': no row of Table 1 gives more than an 11.4% lower STARC "
+     "(ME FA-IRL, GT failures 0.628 against ME IRL 0.709). What does 24% refer to?", "this report, Table 1 rows"),
+    ("Theorem 1 claims strict inclusion for any non-empty failure set; a failure constraint that does not bind "
+     "leaves the feasible set unchanged.", "notebook 03, claim 'Theorem 1: strict inclusion'"),
+    ("App. B's sharpening (tau_fail < tau) lowers the max-entropy loss of correctly ranked pairs, so L_FA >= "
+     "L_base fails for it.", "notebook 03, claim 'App. B: sharpened failures'"),
+    ("Table 2 counts 10,000 Jigsaw comments (its +5.4 pp = 544 / 10,000); Sec. 5 describes a held-out set of "
+     "1,000 toxic + 1,000 non-toxic comments.", "notebook 05, claim 'FA-IRL adds 5.4 points'"),
+    ("Sec. 4.1 writes the failure path as linear; Sec. 5 says the reward model is a two-layer MLP.",
+     "`irl.fail_head` (the tuning tries both)"),
+    ("Corollary 1 goes from a smaller feasible set to lower variance across seeds; the theorem licenses the "
+     "first, not the second.", "claim 'FA-IRL lowers the variance across seeds'"),
+)
+
+
+def summary_section(ledger: Sequence[Entry], mets: Mapping[str, Any] | None, context: Mapping[str, Any]) -> list[str]:
+    """The report's opening, in the shape of a reproducibility report (ML Reproducibility Challenge): scope,
+    methodology, results in prose, what was easy and what was hard, questions for the authors. Generated from
+    the ledger and the metrics, never edited by hand."""
+    mets = mets or {}
+    by = {v: [e for e in ledger if e.verdict == v] for v in VERDICTS}
+    names = lambda es: "; ".join(e.claim for e in es) or "none"
+    paper_claims = [e for e in ledger if not e.source.startswith("Liu")]
+    mdl = context["models"]
+    out = ["## Summary", "",
+           f"**Scope.** {len(paper_claims)} claims of the FA-IRL paper (Table 1-3, Theorem 1, App. B, D and E, "
+           f"Figure 3 right, Sec. 6) and {len(ledger) - len(paper_claims)} of Explainable RLHF's abstract, "
+           f"tested on real models that run offline (base LM `{mdl['base_lm']}`, ground truth "
+           f"`{mdl['ground_truth']}`), real RealToxicityPrompts prompts and real Jigsaw comments.", ""]
+    method = ("**Methodology.** Every verdict is computed by a rule from this run's metrics files. FA-IRL is "
+              "compared with IRL once per claim, on a pair fixed from the tuning split before the test set is read; "
+              "each claim has a smallest effect of interest fixed in the profile, so a difference of rounding size "
+              "is never a verdict. Intervals cover the training seeds and the draw of the evaluation data "
+              "(bootstrap); re-RLHF takes training runs as its unit.")
+    sc = (mets.get("01") or {}).get("screen") if isinstance(mets.get("01"), Mapping) else None
+    if isinstance(sc, Mapping) and sc.get("enabled"):
+        method += (f" The prompts were screened by the base model's own toxicity ({sc['n_kept']} of "
+                   f"{sc['n_candidates']} passed), to approach the paper's regime of many T->NT pairs.")
+    out += [method, ""]
+    out += [f"**Results.** {len(by[REPRODUCED])} reproduced ({names(by[REPRODUCED])}). "
+            f"{len(by[NEGLIGIBLE])} negligible: the effect is smaller than matters ({names(by[NEGLIGIBLE])}). "
+            f"{len(by[CONTRADICTED]) + len(by[OPPOSITE])} contradicted or the other way round "
+            f"({names(by[CONTRADICTED] + by[OPPOSITE])}). {len(by[NOT_REPRODUCED])} exact claims fail "
+            f"({names(by[NOT_REPRODUCED])}). {len(by[INCONCLUSIVE])} inconclusive"
+            + (f", {sum(e.underpowered or bool(e.details.get('underpowered')) for e in by[INCONCLUSIVE])} of them "
+               "underpowered" if by[INCONCLUSIVE] else "") + ".", ""]
+    hard = []
+    eq3 = eq3_ablation(mets)
+    if eq3 and "collapses" in eq3[0]:
+        hard.append("Eq. 3 as printed collapses the failure path, so FA-IRL had to be tuned before it differed "
+                    "from IRL at all")
+    if isinstance(sc, Mapping) and sc.get("enabled"):
+        hard.append("the only base models that ship offline are safety-tuned and rarely toxic, so the prompts had "
+                    "to be screened to get T->NT pairs")
+    if by[INCONCLUSIVE]:
+        hard.append(f"{len(by[INCONCLUSIVE])} claims stay undecided at this run's size")
+    easy = [e.claim for e in ledger if e.by_construction or (e.detectable == "exact check" and e.verdict == REPRODUCED)]
+    out += [f"**What was easy.** The exact claims checked without statistics: {'; '.join(easy) or 'none'}. "
+            f"**What was hard.** {'; '.join(hard) or 'nothing beyond the ledger'}.", "",
+            "**Questions for the authors.**", ""]
+    out += [f"{i}. {q} (Where: {w}.)" for i, (q, w) in enumerate(QUESTIONS, 1)]
+    return out + [""]
+
+
 def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results_dir: str | Path | None = None,
                     mets: Mapping[str, Any] | None = None) -> str:
     """The REPORT.md text: what it rests on, the ledger table, per-claim notes and the figures (relative
@@ -1278,7 +1352,8 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
              (f"*{context.get('description', '')}*. Every verdict below is computed by a rule from the metrics "
              "files of this run (`fairl_lib/analysis/report.py`); none is written by hand. Numbers from the `smoke` "
              "profile only prove that the pipeline runs: they are not results."), "",
-             "**Summary:** " + ", ".join(f"{n} {v}" for v, n in c.items()) + f" (of {len(ledger)} claims).", "",
+             "**Verdicts:** " + ", ".join(f"{n} {v}" for v, n in c.items()) + f" (of {len(ledger)} claims).", "",
+             *summary_section(ledger, mets, context),
              "## What this rests on", "",
              (f"- Profile `{context['profile']}`, seed {context['seed']}; IRL: {irl['n_seeds']} seed(s) per method, "
              f"{irl['head']} head, up to {irl['max_epochs']} epochs, batch {irl['batch_size']}."),
