@@ -51,6 +51,7 @@ from fairl_lib.paths import repo_root, results_dir
 
 PUBLISHING_PROFILES = {"cpu", "paper"}
 SITE_PROFILE = "cpu"  # the reference run whose site is copied to docs/site/
+REFERENCE_SEED = 0  # only a run with this seed publishes figures/, REPORT.md and docs/site (other seeds: results only)
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets", "sentence-transformers",
                     "scikit-learn", "numpy", "pandas", "papermill", "fairl")
 
@@ -441,16 +442,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"All {len(books)} notebook(s) ran in {time.time() - started:.1f} s. Outputs:")
     for path in found:
         print(f"  {path.relative_to(res.parent.parent) if res.parent.parent in path.parents else path}")
-    if args.profile in PUBLISHING_PROFILES:
+    publish = args.profile in PUBLISHING_PROFILES and args.seed == REFERENCE_SEED
+    if args.profile in PUBLISHING_PROFILES and not publish:
+        print(f"Seed {args.seed} is not the reference seed {REFERENCE_SEED}: figures/, REPORT.md and docs/site keep "
+              "the reference run's outputs (this run's are under its results folder).")
+    if publish:
         print(f"Copied {publish_figures(args.profile, books)} figure(s) to {repo_root() / 'figures'}")
         ran_report = any(b.stem.endswith("_reproduction_report") for b in books)
         if ran_report and (report := publish_report(args.profile)):
             print(f"Copied the reproduction report to {report}")
     print(f"\nRuntimes ({run_file}):\n{summary_table(record)}")
-    return _site(args.profile)
+    return _site(args.profile, publish=publish)
 
 
-def _site(profile: str) -> int:
+def _site(profile: str, publish: bool = True) -> int:
     """``--site PROFILE`` (and the end of every run): build the run's static site; one-line error, exit 1.
 
     The reference profile's site (cpu) is also copied to ``docs/site/``, the copy readers open
@@ -461,7 +466,7 @@ def _site(profile: str) -> int:
         index = build_site(results_dir(profile))
         size = sum(p.stat().st_size for p in index.parent.rglob("*") if p.is_file()) / 1e6
         print(f"Site ({size:.1f} MB): {index} (open it in a browser; it needs no server and no network)")
-        if profile == SITE_PROFILE:
+        if profile == SITE_PROFILE and publish:
             target = repo_root() / "docs" / "site"
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(index.parent, target)
