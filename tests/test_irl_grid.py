@@ -1,6 +1,6 @@
 """The batched grid's own machinery (fairl_lib.irl.grid): hand-written gradients against autograd,
 grouped forward / backward against one path at a time, GEMM group widths, minibatch rows, the
-failure-path penalty block. That the grid as a whole equals Algorithm 1 run by run is in test_train.py."""
+failure-path penalty block. That the grid as a whole equals Algorithm 1 run by run is in test_irl_grid_vs_fairl.py."""
 from __future__ import annotations
 
 import numpy as np

@@ -22,7 +22,7 @@ path and L_base alone. Choices the paper leaves open (fields of :class:`IRLConfi
   S_t from (seed, epoch), so the methods of one seed share them (common random numbers).
 
 :func:`fairl_lib.irl.grid.train_grid` trains every run of Table 1 at once and gives the same results
-(tests/test_train.py); this file is the definition it is checked against.
+(tests/test_irl_grid_vs_fairl.py); this file is the definition it is checked against.
 """
 from __future__ import annotations
 

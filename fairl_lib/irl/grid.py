@@ -1,7 +1,7 @@
 """Algorithm 1 for many (method, seed) runs at once: the batched grid behind the pipeline's Table 1.
 
 Every run is the run :func:`fairl_lib.irl.fairl.train_one` trains alone (same init, minibatch order,
-failure sampling, Eq. 3 and early stopping; tests/test_train.py checks them equal in float64). What
+failure sampling, Eq. 3 and early stopping; tests/test_irl_grid_vs_fairl.py checks them equal in float64). What
 differs is only how the arithmetic is organised:
 
 - Runs of one seed share their minibatches, so the paths of a seed go through batched GEMMs
@@ -342,7 +342,7 @@ class _FusedAdam:
     Same update, same state (first and second moments per tensor, one step count), minus
     ``Optimizer.step``'s per-call Python (hooks, grouping by device and dtype), which is not small
     next to the kernel for the grid's small tensors. ``grads`` are buffers the caller overwrites
-    before every :meth:`step` (no autograd, no zero_grad). tests/test_train.py checks the grid against
+    before every :meth:`step` (no autograd, no zero_grad). tests/test_irl_grid_vs_fairl.py checks the grid against
     ``fairl.train_one``, which uses plain ``torch.optim.Adam``.
     """
 
@@ -607,7 +607,7 @@ class _Grid:
         (L_base -> R_D, L_fail -> R_F with ``route_gradients``; both to both otherwise), turns it
         into dL/dR on the (o+, o-) rows and backpropagates through the grouped heads
         (:func:`grouped_backward`); lambda_t/2 ||w_F||^2 adds lambda_t w_F (:meth:`add_penalty_grad`).
-        This is the gradient autograd gives ``fairl.train_one`` (tests/test_train.py: equal runs in
+        This is the gradient autograd gives ``fairl.train_one`` (tests/test_irl_grid_vs_fairl.py: equal runs in
         float64), without building an autograd graph.
 
         ``xbs`` are the minibatch rows of each active store's groups ``(G, 2b, d)`` (interleaved o+, o-);
@@ -758,7 +758,7 @@ def train_grid(data: PreferenceData, cfg: IRLConfig = IRLConfig(),  # noqa: B008
     leave the stack with their best-validation parameters. Seeds default to ``range(cfg.n_seeds)``.
     ``progress(epoch, n_active)`` is called after every epoch. ``threads``: torch threads for this call
     only (None = unchanged). Each run equals ``fairl.train_one`` up to floating-point rounding
-    (tests/test_train.py compares them in float64; long float32 runs can drift apart where a pair sits
+    (tests/test_irl_grid_vs_fairl.py compares them in float64; long float32 runs can drift apart where a pair sits
     exactly at a failure threshold, since failure selection is discrete).
     """
     with torch_threads(threads):

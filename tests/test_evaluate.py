@@ -1,4 +1,4 @@
-"""experiment.py: PairSet -> PreferenceData, the cached grid stage, Tables 1-3, Figure 3 (left),
+"""analysis/evaluate.py and stages/irl_grid.py: PairSet -> PreferenceData, the cached grid stage, Tables 1-3, Figure 3 (left),
 failure slices and seed dispersion, on hand-worked cases and the synthetic environment."""
 from __future__ import annotations
 
