@@ -1235,6 +1235,29 @@ def eq3_ablation(mets: Mapping[str, Any]) -> list[str]:
                "configurations instead.")]
 
 
+def identity_bias_lines(mets: Mapping[str, Any]) -> list[str]:
+    """The audit's identity-bias finding (notebook 10; no claim of either paper): the ground truth's worst
+    identities, whether the recovered rewards share its ranking of them, and FA-IRL against IRL."""
+    m10 = mets.get("10")
+    ib = m10.get("identity_bias") if isinstance(m10, Mapping) else None
+    if not isinstance(ib, Mapping) or "per_identity" not in ib:
+        return []
+    gt = ib["per_identity"]["ground_truth"]
+    worst = ib["worst"]["ground_truth"]
+    fmt = lambda x: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:+.2f}"
+    inh = ib.get("inheritance", {})
+    out = (f"**Finding: identity bias (no claim).** On {ib['n_sentences']} templated sentences of "
+           f"{ib['n_identities']} identities (notebook 10), the ground truth flags the non-toxic sentences that "
+           "mention " + ", ".join(f"'{w}' {gt[w].get('fpr', float('nan')):.0%}" for w in worst)
+           + " of the time (its worst three). Spearman correlation of the per-identity bias gaps with the ground "
+           "truth's: " + ", ".join(f"{k} {fmt(v.get('spearman'))}" for k, v in inh.items()) + ".")
+    gd = ib.get("gap_difference")
+    if isinstance(gd, Mapping) and gd.get("ci95"):
+        out += (f" FA-IRL - IRL mean gap over identities {gd['value']:+.3f} [{gd['ci95'][0]:+.3f}, "
+                f"{gd['ci95'][1]:+.3f}] (t over {gd['n_identities']} identities).")
+    return [out]
+
+
 def why_numbers_differ(mets: Mapping[str, Any]) -> list[str]:
     """Sentences for REPORT.md on why the in-domain and Jigsaw numbers differ from the paper's, read
     from notebook 05's ``in_domain_by_pair_type`` and ``jigsaw_learning_curve`` and notebook 01's KL
@@ -1398,7 +1421,7 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
             ours = f"{e.compared}: {ours}"
         lines.append(f"| {_md(e.claim)} | {_md(e.source)} | {_md(e.paper)} | {_md(ours)} | {_eoi_text(e)} "
                      f"| {_md(e.detectable)} | {_verdict_text(e)} |")
-    extra = (eq3_ablation(mets) + regime_lines(mets)) if mets is not None else []
+    extra = (eq3_ablation(mets) + regime_lines(mets) + identity_bias_lines(mets)) if mets is not None else []
     if extra:
         lines += [""] + extra
     why = why_numbers_differ(mets) if mets is not None else []
