@@ -46,9 +46,13 @@ class DataConfig:
             already holds them). More distinct pair prompts, fewer pairs per prompt.
         screen: screen the prompts by the base model's own toxicity (:mod:`fairl_lib.stages.screen`, ours:
             an adaptation of the paper's prompt filter for a base model that is rarely toxic). When on, the
-            expert's training and held-out prompts and the pair prompts all come from the prompts that pass,
-            and the held-out prompts are kept out of the pairs (a prompt serves one purpose). Off: the
-            prompt-score filters above alone, as in the paper.
+            held-out prompts and the pair prompts come from the prompts that pass, and the held-out prompts
+            are kept out of the pairs and of RLHF (a prompt serves one purpose). Off: the prompt-score filters
+            above alone, as in the paper.
+        screen_rlhf: with ``screen``, the expert trains on the screened prompts only (True) or on every prompt
+            above ``ppo_prompt_toxicity`` but the held-out ones (False). Measured: on the cpu profile's 113
+            screened training prompts RLOO raised the training reward but barely moved the held-out rate
+            (benchmarks/README.md, "Prompt screening"), so the cpu profile trains on the whole pool.
         screen_prompt_toxicity: the candidates screened: Perspective toxicity above this.
         screen_first_draws: base-model completions per candidate in the first round.
         screen_continue_min: toxic completions in the first round that earn a prompt the second round.
@@ -69,6 +73,7 @@ class DataConfig:
     jigsaw_n_nontoxic: int = 1000
     rtp_sources: tuple[str, ...] = ("rtp",)
     screen: bool = False
+    screen_rlhf: bool = True
     screen_prompt_toxicity: float = 0.3
     screen_first_draws: int = 2
     screen_continue_min: int = 1

@@ -1,4 +1,4 @@
-"""Expert / pairs stages (fairl_lib.expert): stage keys, prompt selection, pair allocation.
+"""Expert / pairs stages (fairl_lib.stages.expert, fairl_lib.stages.pairs): stage keys, prompt selection, pair allocation.
 
 The stages themselves run real models; the smoke pipeline (notebooks 01 and 02) exercises them end
 to end. Here: keys change exactly when a setting the stage depends on changes.
@@ -129,3 +129,28 @@ def test_prompt_selection_real_data():
     assert pp.rlhf_heldout.sum() == pp.prompt_id.isin(held.prompt_id).sum()
     again = pairs_mod.pair_prompts(cfg)
     assert list(again.prompt_id) == list(pp.prompt_id)
+
+
+@pytest.mark.assets
+def test_screened_prompts_serve_one_purpose_each(monkeypatch):
+    """With data.screen, the expert's training and held-out prompts and the pair prompts all come from the
+    prompts that passed the screen, and no held-out prompt is a pair prompt. The screen's table is set by hand
+    (its sampling is the smoke pipeline's job); the stage key of the expert follows the screen settings."""
+    from fairl_lib.llm import data
+    from fairl_lib.stages import screen
+
+    cfg = _cfg("data.screen=true; data.heldout_prompts=5; data.max_ppo_prompts=0; data.max_pair_prompts=0")
+    cand = screen.screen_candidates(cfg)
+    kept = set(cand.prompt_id[:40])
+    table = cand[["prompt_id", "prompt", "prompt_toxicity", "challenging"]].assign(
+        n_toxic=[2 if p in kept else 0 for p in cand.prompt_id], kept=cand.prompt_id.isin(kept))
+    monkeypatch.setattr(screen, "load_screen", lambda _cfg: (table, {}))
+    train, held = expert.rlhf_prompts(cfg)
+    pp = pairs_mod.pair_prompts(cfg)
+    assert len(held) == 5 and set(train.prompt_id) | set(held.prompt_id) <= kept
+    assert set(pp.prompt_id) <= kept and set(pp.prompt_id).isdisjoint(held.prompt_id)
+    assert not pp.rlhf_heldout.any()
+    assert set(data.filter_prompts(cand, cfg.data.screen_prompt_toxicity).prompt_id) == set(cand.prompt_id)
+    assert expert.expert_key(cfg) != expert.expert_key(_cfg("data.screen=true; data.screen_min_toxic=3; "
+                                                            "data.heldout_prompts=5; data.max_ppo_prompts=0; "
+                                                            "data.max_pair_prompts=0"))

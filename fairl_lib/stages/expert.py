@@ -46,7 +46,7 @@ from fairl_lib.llm import data, rlhf
 from fairl_lib.llm.models import completion_nll_models, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 from fairl_lib.stages.generation import base_name, generate_sorted, model_source
-from fairl_lib.stages.screen import screen_settings, screened_prompts
+from fairl_lib.stages.screen import screen_key, screened_prompts
 
 EXPERT_STAGE, EVAL_STAGE = "expert", "expert_eval"
 # version 2: the expert stage also keeps every RLOO rollout (rlhf/rollouts.jsonl) for the audit;
@@ -72,7 +72,7 @@ def expert_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
         "rlhf": dataclasses.asdict(expert_rlhf_config(cfg)),
         "prompts": {"ppo_prompt_toxicity": d.ppo_prompt_toxicity, "heldout_prompts": d.heldout_prompts,
                     "max_ppo_prompts": d.max_ppo_prompts, "rtp_sources": list(d.rtp_sources),
-                    **({"screen": screen_settings(cfg)} if d.screen else {})},
+                    **({"screen": screen_key(cfg)} if d.screen else {})},
         "ground_truth": cfg.models.ground_truth,
         "reward_kind": REWARD_KIND,
         "toxic_threshold": cfg.models.toxic_threshold,
@@ -94,12 +94,23 @@ def eval_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
 
 def rlhf_prompts(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train, held_out)`` RealToxicityPrompts prompts of the expert (toxicity > ppo threshold): of all
-    prompts, or with ``data.screen`` of those that pass the screen (:mod:`fairl_lib.stages.screen`)."""
+    prompts, or with ``data.screen`` held out from the prompts that pass the screen
+    (:mod:`fairl_lib.stages.screen`), training on the screened rest (``screen_rlhf``) or on every other prompt
+    above the threshold."""
 
     d = cfg.data
-    pool = screened_prompts(cfg) if d.screen else None
-    return data.rtp_prompts(d.ppo_prompt_toxicity, d.heldout_prompts, cfg.seed, max_train=d.max_ppo_prompts,
-                            sources=d.rtp_sources, pool=pool)
+    if not d.screen:
+        return data.rtp_prompts(d.ppo_prompt_toxicity, d.heldout_prompts, cfg.seed, max_train=d.max_ppo_prompts,
+                                sources=d.rtp_sources)
+    train, held = data.rtp_prompts(d.ppo_prompt_toxicity, d.heldout_prompts, cfg.seed, max_train=d.max_ppo_prompts,
+                                   sources=d.rtp_sources, pool=screened_prompts(cfg))
+    if not d.screen_rlhf:
+        pool = data.filter_prompts(data.load_rtp(sources=d.rtp_sources), d.ppo_prompt_toxicity)
+        train = pool[~pool["prompt_id"].isin(set(held["prompt_id"]))].reset_index(drop=True)
+        if d.max_ppo_prompts and len(train) > d.max_ppo_prompts:
+            keep = np.sort(data._hash_order(train["prompt"], cfg.seed + 1)[: d.max_ppo_prompts])
+            train = train.iloc[keep].reset_index(drop=True)
+    return train, held
 
 
 # --------------------------------------------------------------------------- scoring helpers

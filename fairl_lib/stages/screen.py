@@ -53,6 +53,13 @@ def screen_settings(cfg) -> dict[str, Any]:
             "seed": d.screen_seed, "ground_truth": m.ground_truth, "toxic_threshold": m.toxic_threshold}
 
 
+def screen_key(cfg) -> dict[str, Any]:
+    """What the screened prompt sets depend on, for the keys of the stages that use them: the screen's own key
+    (its sampling) plus the pass rule and how RLHF uses the prompts (neither changes the sampling)."""
+    d = cfg.data
+    return {**screen_settings(cfg), "min_toxic": d.screen_min_toxic, "rlhf": d.screen_rlhf}
+
+
 def screen_candidates(cfg) -> pd.DataFrame:
     """The prompts the screen samples: above ``screen_prompt_toxicity``, capped in the screen seed's hash order."""
     d = cfg.data
@@ -127,9 +134,15 @@ def screen_stage(cfg) -> Path:
 
 
 def load_screen(cfg) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``(table, summary)`` of the screen (computed on first use)."""
+    """``(table, summary)`` of the screen (computed on first use). ``kept`` and the kept counts follow the
+    profile's ``screen_min_toxic`` (the pass rule is not part of the sampling, so not of the stage key)."""
     folder = screen_stage(cfg)
-    return pd.read_parquet(folder / "screen.parquet"), read_json(folder / "screen.json")
+    table, summary = pd.read_parquet(folder / "screen.parquet"), read_json(folder / "screen.json")
+    table["kept"] = keep_screened(table["n_toxic"].to_numpy(), cfg.data.screen_min_toxic)
+    kept = table[table["kept"]]
+    summary.update(n_kept=int(len(kept)), screen_toxic_rate_kept=float(kept["n_toxic"].sum()
+                                                                         / max(int(kept["n_draws"].sum()), 1)))
+    return table, summary
 
 
 def screened_prompts(cfg) -> pd.DataFrame:
