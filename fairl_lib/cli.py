@@ -9,13 +9,14 @@ Adding a command is one decorated function::
         return 0
 
 The words of the first argument are the sub-command path; groups (``score``, ``assets``) are
-created on first use. Results go to stdout; progress and errors to stderr. A user's mistake (a
-folder that does not exist, an unknown profile, scorer or asset) prints one line saying what to do
-and exits 2, without a traceback (:class:`UsageError` and the library's own error types).
+created on first use; ``description=`` gives a command a longer ``--help`` text. Results go to stdout;
+progress and errors to stderr. A user's mistake (a folder or file that does not exist, a malformed line
+of a data file, an unknown profile, scorer, embedder or asset) prints one line saying what to do and
+exits 2, without a traceback (:class:`UsageError` and the library's own error types).
 
-The scoring commands import :mod:`fairl_lib.llm.models` and :mod:`fairl_lib.llm.scorers` (torch,
-transformers, sentence-transformers: seconds to import) inside their functions, so that ``--help``
-and the ``assets`` commands answer at once; everything else is imported here.
+The scoring and audit commands import :mod:`fairl_lib.llm.models` and :mod:`fairl_lib.llm.scorers`
+(torch, transformers, sentence-transformers: seconds to import) and the stages inside their functions,
+so that ``--help`` and the ``assets`` commands answer at once; everything else is imported here.
 """
 from __future__ import annotations
 
@@ -47,13 +48,14 @@ class Command:
     help: str
     args: tuple[tuple[tuple[str, ...], dict[str, Any]], ...]
     func: Handler = field(repr=False)
+    description: str | None = None
 
 
 COMMANDS: list[Command] = []
 GROUP_HELP: dict[str, str] = {
     "score": "score texts (toxicity scorers, learned rewards)",
     "assets": "models and data: list, fetch and verify",
-    "audit": "notebook 10's audit of the RLHF expert: explanation sets of responses",
+    "audit": "explanation sets of responses by training data (a file of yours, or the RLHF expert's rollouts)",
 }
 
 
@@ -62,11 +64,16 @@ def arg(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     return flags, kwargs
 
 
-def command(path: str, help: str, *args: tuple[tuple[str, ...], dict[str, Any]]) -> Callable[[Handler], Handler]:
-    """Register ``func(ns) -> exit code`` as the sub-command ``path`` (e.g. ``"score toxicity"``)."""
+def command(path: str, help: str, *args: tuple[tuple[str, ...], dict[str, Any]],
+            description: str | None = None) -> Callable[[Handler], Handler]:
+    """Register ``func(ns) -> exit code`` as the sub-command ``path`` (e.g. ``"score toxicity"``).
+
+    ``description``: a longer text for the command's ``--help``, printed as written (line breaks kept);
+    default ``help``.
+    """
 
     def register(func: Handler) -> Handler:
-        COMMANDS.append(Command(tuple(path.split()), help, args, func))
+        COMMANDS.append(Command(tuple(path.split()), help, args, func, description))
         return func
 
     return register
@@ -88,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
             if prefix not in subs:
                 group = subs[prefix[:-1]].add_parser(prefix[-1], help=GROUP_HELP.get(" ".join(prefix), ""))
                 subs[prefix] = group.add_subparsers(dest=f"cmd{depth}", metavar="COMMAND", required=True)
-        p = subs[cmd.path[:-1]].add_parser(cmd.path[-1], help=cmd.help, description=cmd.help)
+        p = subs[cmd.path[:-1]].add_parser(
+            cmd.path[-1], help=cmd.help, description=cmd.description or cmd.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter if cmd.description else argparse.HelpFormatter)
         for flags, kwargs in cmd.args:
             p.add_argument(*flags, **kwargs)
         p.set_defaults(_func=cmd.func)
@@ -97,9 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "the request was wrong", not "the program is broken"."""
-    from fairl_lib.llm.scorers import ScorerError  # deferred: see the module docstring
+    from fairl_lib.analysis.explain_data import DataError  # deferred: see the module docstring
+    from fairl_lib.llm.scorers import ScorerError
 
-    return (UsageError, AssetError, ScorerError, ConfigError)
+    return (UsageError, AssetError, ScorerError, ConfigError, DataError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,52 +188,144 @@ def score_reward(ns: argparse.Namespace) -> int:
 # =========================================================================== audit
 
 
-def _audit_pairs(ns: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """``(prompts, responses)`` from ``--prompt``/``--response`` or ``--file`` (JSON lines)."""
-    if ns.file:
-        path = Path(ns.file)
-        if not path.is_file():
-            raise UsageError(f"no file {path}: pass JSON lines with 'prompt' and 'response' (or --prompt and --response)")
-        prompts, responses = [], []
-        for n, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                prompts.append(str(row["prompt"]))
-                responses.append(str(row["response"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise UsageError(f"{path}:{n}: not a JSON object with 'prompt' and 'response'") from None
-        if not prompts:
-            raise UsageError(f"{path} holds no JSON lines with 'prompt' and 'response'")
-        return prompts, responses
-    if ns.prompt is None or ns.response is None:
-        raise UsageError("give --prompt TEXT and --response TEXT, or --file with JSON lines of prompt and response")
-    return [ns.prompt], [ns.response]
+AUDIT_EXPLAIN_HELP = """\
+Explain responses by training examples (Liu et al., Explainable RLHF; notebook 10): for each response,
+the smallest set of its nearest training examples whose convex hull, in a sentence embedder's feature
+space phi, comes within --tol of it. Nothing is trained.
+
+training examples (--train FILE, JSON lines, one kind per file; "prompt" optional):
+  {"prompt", "chosen", "rejected"}    a preference pair, represented by phi(chosen) - phi(rejected): a
+                                      reward trained on pairs makes each pair's margin theta.(phi(chosen)
+                                      - phi(rejected)) large, so a response that is a convex combination
+                                      of some pairs' differences gets a weighted mean of their margins:
+                                      those pairs are what made the reward favour it.
+                                      (Differences and responses point different ways in
+                                      MiniLM's space: expect relative residuals near 1.)
+  {"prompt", "completion", "reward"}  a scored completion (e.g. an RL rollout), represented by
+                                      phi(completion), the text training saw and rewarded; --min-reward R
+                                      keeps those rewarded above R (a completion pushed down is no cause).
+  without --train: the pipeline's own expert (--profile, --seed, --overrides; needs notebook 01): its
+  RLOO rollouts with a positive advantage ([audit] pool), as scored completions.
+
+responses (--responses FILE, or --prompt/--response for one): JSON lines {"response", "prompt"
+  (optional)}; a file ending in .txt is plain text, one response per line. Blank lines are skipped.
+
+features: --embedder NAME (default minilm, all-MiniLM-L6-v2 from a PyPI wheel, works offline), or
+  --reward FOLDER: the embedder that saved reward was trained on (recorded in its reward.json). Each
+  text's vector is cached under $FAIRL_CACHE/embeddings/NAME, keyed by the sha256 of the text, so a
+  second call embeds nothing new (stderr says how many were embedded and how many read from the cache).
+
+output, per response: its explaining examples, heaviest first (index: position among the file's
+  examples from 0, or the rollout's row; line in the file; convex weight, the weights sum to 1; the
+  example's fields), the residual ||phi(response) - sum_i w_i phi_i|| absolute and relative to the
+  distance to the nearest example, k (nearest examples tried) and whether the relative residual is
+  within --tol. Readable on stdout; --json OUT writes it as one JSON document instead (--json - to
+  stdout).
+"""
 
 
-@command("audit explain", "Explain responses by the expert's training rollouts (notebook 10): print one JSON "
-         'object per response: {"prompt", "response", "size", "k", "relative_residual", "within_tol", "members": '
-         '[{"weight", "step", "reward", "advantage", "prompt", "completion"}, ...]}. Needs a finished expert '
-         "stage of the profile (notebook 01); nothing is trained.",
+def _audit_responses(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    """``(responses, source)`` from ``--responses`` (JSON lines or .txt) or ``--prompt``/``--response``."""
+    from fairl_lib.analysis.explain_data import read_responses
+
+    if ns.responses:
+        if ns.prompt is not None or ns.response is not None:
+            raise UsageError("give --responses FILE or --prompt/--response, not both")
+        return read_responses(ns.responses), str(ns.responses)
+    if ns.response is None:
+        raise UsageError("give --responses FILE (JSON lines of response and prompt, or a .txt file of responses), "
+                         "or --response TEXT (with --prompt TEXT)")
+    return [{**({"prompt": ns.prompt} if ns.prompt is not None else {}), "response": ns.response}], "--response"
+
+
+def _audit_embedder(ns: argparse.Namespace, default: str) -> str:
+    """The embedder name: ``--embedder``, the one ``--reward``'s folder records, or ``default``."""
+    from fairl_lib.llm.models import EMBEDDERS  # deferred: heavy
+    from fairl_lib.stages.irl_grid import reward_embedder
+
+    if ns.embedder and ns.reward:
+        raise UsageError("give --embedder NAME or --reward FOLDER, not both")
+    name = ns.embedder or default
+    if ns.reward:
+        folder = Path(ns.reward)
+        if not (folder / WEIGHT_FILE).is_file():
+            raise UsageError(f"no reward in {folder} (no {WEIGHT_FILE}): pass a reward folder such as "
+                             "results/cpu/rewards/me_fa_margin/seed0, written by notebook 04")
+        name = reward_embedder(load_reward(folder), folder)
+    if name not in EMBEDDERS:
+        raise UsageError(f"unknown embedder {name!r}{f' (recorded with the reward in {ns.reward})' if ns.reward else ''}; "
+                         f"valid names: {', '.join(EMBEDDERS)}")
+    return name
+
+
+@command("audit explain", "Explain responses by the training examples nearest them whose convex hull contains "
+         "them (a training file of preference pairs or scored completions, or the expert's rollouts).",
+         arg("--train", default=None, metavar="FILE",
+             help="training examples, JSON lines of preference pairs or of scored completions (see above); "
+                  "default: the expert of --profile and --seed"),
+         arg("--responses", "--file", dest="responses", default=None, metavar="FILE",
+             help='the responses to explain: JSON lines {"response", "prompt"}, or a .txt file, one per line'),
+         arg("--prompt", default=None, help="the prompt of the one response given with --response"),
+         arg("--response", default=None, help="one response to explain, instead of --responses"),
+         arg("--embedder", default=None, metavar="NAME",
+             help="sentence embedder for phi (default: minilm; without --train, the profile's)"),
+         arg("--reward", default=None, metavar="FOLDER", help="use the embedder this saved reward was trained on"),
+         arg("--features", default=None, choices=("completion", "prompt_completion"),
+             help="embed the text alone (default; without --train, the profile's [audit] features) or prompt + "
+                  "text (every line then needs a prompt)"),
+         arg("--min-reward", type=float, default=None, metavar="R",
+             help="scored completions only: explain with those whose reward is above R"),
+         arg("--tol", type=float, default=None, metavar="X",
+             help="accept a set whose residual is at most X times the distance to the nearest example "
+                  "(default 0.75; without --train, the profile's [audit] tol)"),
+         arg("--max-size", type=int, default=None, metavar="K",
+             help="try at most the K nearest examples (default 16; without --train, the profile's [audit] max_size)"),
+         arg("--json", default=None, metavar="OUT", help="write the answer as one JSON document to OUT ('-': stdout)"),
          profile_arg(),
-         arg("--prompt", default=None, help="the prompt the response answers"),
-         arg("--response", default=None, help="the response to explain"),
-         arg("--file", default=None, help="JSON lines, each {\"prompt\": ..., \"response\": ...}, instead"),
-         arg("--seed", type=int, default=0, help="seed of the expert (default 0)"),
-         arg("--overrides", default="", help="profile overrides, e.g. 'audit.tol=0.6; audit.max_size=32'"))
+         arg("--seed", type=int, default=0, help="without --train: seed of the expert (default 0)"),
+         arg("--overrides", default="", help="without --train: profile overrides, e.g. 'audit.pool=all'"),
+         description=AUDIT_EXPLAIN_HELP)
 def audit_explain(ns: argparse.Namespace) -> int:
-    from fairl_lib.stages.audit import explain_texts  # deferred: heavy
+    from fairl_lib.analysis.explain_data import explain_responses, read_training, render_text, report
+    from fairl_lib.artifacts import atomic_write_text, to_jsonable
+    from fairl_lib.llm.models import get_embedder  # deferred: heavy
+    from fairl_lib.stages.audit import AuditConfig, audit_config, expert_training_set
     from fairl_lib.stages.expert import NoRollouts
 
-    prompts, responses = _audit_pairs(ns)
-    cfg = make_config(ns.profile, seed=ns.seed, overrides=ns.overrides)
-    try:
-        rows = explain_texts(cfg, prompts, responses)
-    except NoRollouts as err:
-        raise UsageError(str(err)) from None
-    for row in rows:
-        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    responses, source = _audit_responses(ns)
+    if ns.train:
+        defaults, embedder_default = AuditConfig(), "minilm"
+        train = read_training(ns.train, ns.min_reward)
+    else:
+        if ns.min_reward is not None:
+            raise UsageError("--min-reward needs --train: the expert's pool is set by [audit] pool")
+        cfg = make_config(ns.profile, seed=ns.seed, overrides=ns.overrides)
+        defaults, embedder_default = audit_config(cfg), cfg.models.embedder
+        try:
+            train = expert_training_set(cfg)
+        except NoRollouts as err:
+            raise UsageError(str(err)) from None
+        if not len(train):
+            raise UsageError(f"{train.source}: no rollout is in the pool ([audit] pool={defaults.pool!r}); "
+                             "pass --overrides 'audit.pool=all'")
+    name = _audit_embedder(ns, embedder_default)
+    features = ns.features or defaults.features
+    tol = defaults.tol if ns.tol is None else ns.tol
+    max_size = defaults.max_size if ns.max_size is None else ns.max_size
+    embedder = get_embedder(name)
+    before = dict(embedder.stats)
+    records = explain_responses(train, responses, embedder.embed, tol, max_size, features, source)
+    new, hits = (embedder.stats[k] - before[k] for k in ("computed", "hits"))
+    print(f"embedded {new} text(s), {hits} read from the cache ({embedder.db_path})", file=sys.stderr)
+    doc = report(train, records, name, features, tol, max_size)
+    if ns.json:
+        text = json.dumps(to_jsonable(doc), indent=2, ensure_ascii=False) + "\n"  # keys in reading order
+        if ns.json == "-":
+            sys.stdout.write(text)
+        else:
+            print(f"wrote {atomic_write_text(ns.json, text)}", file=sys.stderr)
+    else:
+        sys.stdout.write(render_text(doc))
     return 0
 
 

@@ -29,6 +29,7 @@ def test_parser_has_the_commands():
     assert {"score", "assets"} <= set(top)
     assert "toxicity" in _subcommands(top["score"])
     assert {"fetch", "list"} <= set(_subcommands(top["assets"]))
+    assert "explain" in _subcommands(top["audit"])
 
 
 def test_adding_a_command_is_one_function(monkeypatch, capsys):
@@ -91,9 +92,10 @@ def test_python_dash_m_works_offline():
 @pytest.mark.parametrize("argv, needle", [
     (["score", "reward", "/no/such/reward/folder"], "no reward in /no/such/reward/folder"),
     (["assets", "fetch", "--profile", "no-such-profile"], "Unknown profile 'no-such-profile'"),
+    (["audit", "explain", "--train", "/no/such/train.jsonl", "--response", "r"], "no file /no/such/train.jsonl"),
 ])
 def test_user_errors_print_one_line_without_traceback(argv, needle):
-    proc = subprocess.run([sys.executable, "-m", "fairl_lib", *argv], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "fairl_lib", *argv], check=False, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -6,6 +6,8 @@
   the Jigsaw learning curve.
 - :mod:`~fairl_lib.analysis.failure_path`: how much the failure path R_F acts (learned flip share).
 - :mod:`~fairl_lib.analysis.audit`: explanation sets (convex hulls of training rollouts, notebook 10).
+- :mod:`~fairl_lib.analysis.explain_data`: explanation sets on anyone's data: training and responses files,
+  their feature vectors (pairs as feature differences), one report per response (``audit explain``).
 - :mod:`~fairl_lib.analysis.site`: the executed notebooks, report and figures as a static site.
 - :mod:`~fairl_lib.analysis.paper`: the paper's own numbers.
 - :mod:`~fairl_lib.analysis.schema`: the one schema of every notebook's metrics file.

@@ -75,6 +75,7 @@ import numpy as np
 import pandas as pd
 
 from fairl_lib.analysis import audit as geo
+from fairl_lib.analysis.explain_data import FEATURES, TrainingSet, feature_texts
 from fairl_lib.analysis.report import rate_diff_ci, wilson_ci
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
@@ -101,7 +102,6 @@ EXPLAIN_VERSION, UNLEARN_VERSION = "1", "2"
 ARMS = ("method", "random", "nearest")  # what is unlearned: the explanation sets, and the two controls
 MODELS = ("expert",) + ARMS  # "expert" = before unlearning
 SPLITS = ("target", "other")  # the targets' prompts; the other held-out prompts
-FEATURES = ("completion", "prompt_completion")
 POOLS = ("reinforced", "all")
 TARGET_SOURCES = ("ground_truth", "recovered")
 JUDGE_THRESHOLD = 0.5
@@ -215,13 +215,6 @@ def training_data(cfg, folder: Path | None = None) -> pd.DataFrame:
         "generations_per_prompt"])
     df["in_pool"] = df["advantage"] > 0 if audit_config(cfg).pool == "reinforced" else True
     return df
-
-
-def feature_texts(prompts, completions, features: str) -> list[str]:
-    """The texts MiniLM embeds for ``[audit] features``."""
-    if features == "completion":
-        return [str(c) for c in completions]
-    return [f"{p}{c}" for p, c in zip(prompts, completions)]
 
 
 def features_of(embedder: Embedder, prompts, completions, features: str) -> np.ndarray:
@@ -678,27 +671,18 @@ def plot_rates(summary: dict[str, Any], gt_name: str = "ground truth", judge_nam
 # --------------------------------------------------------------------------- the CLI's explanation
 
 
-def explain_texts(cfg, prompts: list[str], responses: list[str]) -> list[dict[str, Any]]:
-    """Explanation sets of given (prompt, response) pairs among the finished expert's rollouts
-    (``python -m fairl_lib audit explain``). Nothing is trained: the expert stage must exist.
+def expert_training_set(cfg) -> TrainingSet:
+    """The finished expert's explanation pool (``[audit] pool``) as scored completions, for
+    ``python -m fairl_lib audit explain`` without ``--train``: each rollout's prompt, completion,
+    ground-truth reward, training step and RLOO advantage; ``index`` is its row in :func:`training_data`.
+    Nothing is trained: the expert stage must exist.
 
     Raises:
         expert.NoRollouts: no finished expert stage for this profile and seed, or one without rollouts.
     """
-    ac = audit_config(cfg)
-    ro = training_data(cfg, expert_folder(cfg))
-    pool_rows = np.flatnonzero(ro["in_pool"].to_numpy())
-    emb = Embedder(cfg.models.embedder)
-    pool = features_of(emb, ro["prompt"].iloc[pool_rows], ro["completion"].iloc[pool_rows], ac.features)
-    feats = features_of(emb, prompts, responses, ac.features)
-    out = []
-    for p, r, x in zip(prompts, responses, feats):
-        e = geo.explain(x, pool, ac.tol, ac.max_size, relative=True)
-        out.append({"prompt": p, "response": r, "size": e.size, "k": e.k, "relative_residual": e.relative_residual,
-                    "within_tol": e.within_tol, "tol": ac.tol, "max_size": ac.max_size,
-                    "members": [{"weight": float(w), "step": int(ro.at[pool_rows[m], "step"]),
-                                 "reward": float(ro.at[pool_rows[m], "reward"]),
-                                 "advantage": float(ro.at[pool_rows[m], "advantage"]),
-                                 "prompt": ro.at[pool_rows[m], "prompt"], "completion": ro.at[pool_rows[m], "completion"]}
-                                for m, w in zip(e.members, e.weights)]})
-    return out
+    folder = expert_folder(cfg)
+    ro = training_data(cfg, folder)
+    rows = np.flatnonzero(ro["in_pool"].to_numpy())
+    examples = [{"prompt": str(r.prompt), "completion": str(r.completion), "reward": float(r.reward),
+                 "step": int(r.step), "advantage": float(r.advantage)} for r in ro.iloc[rows].itertuples()]
+    return TrainingSet("scored", examples, rows.tolist(), None, f"the expert's training rollouts in {folder}")
