@@ -133,10 +133,6 @@ def explain(x: np.ndarray, pool: np.ndarray, tol: float, max_size: int, relative
     return Explanation(members, weights, res, res / nearest if nearest > 0 else 0.0, k, nearest, bool(res <= limit))
 
 
-def explain_all(targets: np.ndarray, pool: np.ndarray, tol: float, max_size: int, relative: bool = True,
-                candidates: np.ndarray | None = None) -> list[Explanation]:
-    """:func:`explain` for every row of ``targets``."""
-    return [explain(x, pool, tol, max_size, relative, candidates) for x in np.asarray(targets)]
 
 
 def nearest_rows(x: np.ndarray, pool: np.ndarray, size: int, candidates: np.ndarray | None = None) -> np.ndarray:
@@ -147,9 +143,6 @@ def nearest_rows(x: np.ndarray, pool: np.ndarray, size: int, candidates: np.ndar
     return idx[np.lexsort((idx, dist))][:size]
 
 
-def union_of(sets: Sequence[np.ndarray]) -> np.ndarray:
-    """The sorted union of index sets."""
-    return np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in sets])) if sets else np.zeros(0, np.int64)
 
 
 def nearest_control(targets: np.ndarray, pool: np.ndarray, sizes: Sequence[int], total: int,

@@ -530,7 +530,7 @@ def generate(
     same completions. They do depend on ``batch_size`` (batch composition), so keep it fixed.
     """
     if spec is None:
-        spec = _spec_of(model)
+        spec = spec_of(model)
     run = generate_shared_prefix if settings.share_prefix else (lambda m, **kw_: m.generate(**kw_))
     prompts = list(prompts)
     ids = prompt_ids(tok, prompts, spec, settings.max_prompt_tokens)
@@ -561,7 +561,7 @@ def _generate_batches(model, tok, ids, settings, seed, run, kw, progress) -> lis
     return out
 
 
-def _spec_of(model: PreTrainedModel) -> ModelSpec:
+def spec_of(model: PreTrainedModel) -> ModelSpec:
     """Best guess of a model's spec from its folder's ``fairl_model.json`` or its architecture."""
     path = Path(str(getattr(model.config, "_name_or_path", "") or ""))
     if path.is_dir() and (path / SPEC_FILE).exists():
@@ -625,7 +625,7 @@ def completion_nll_models(
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     if not models:
         raise ValueError("completion_nll_models needs at least one model")
-    spec = spec or _spec_of(models[0])
+    spec = spec or spec_of(models[0])
     p_ids = encode(tok, prompts, spec)
     c_ids = tok(list(completions), add_special_tokens=False)["input_ids"]
     nlls = [np.zeros(len(p_ids), dtype=np.float64) for _ in models]
@@ -891,7 +891,3 @@ def embed(texts: Sequence[str], name: str = "minilm") -> np.ndarray:
     """Frozen embeddings h(o): ``(n, 384)`` float32, unit norm, disk-cached (see :class:`Embedder`)."""
     return get_embedder(name).embed(texts)
 
-
-def settings_dict(settings: Any) -> dict[str, Any]:
-    """A frozen settings dataclass as a plain dict (for receipts and metrics)."""
-    return dataclasses.asdict(settings)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fairl_lib.llm.models import _spec_of, encode, prompt_ids
+from fairl_lib.llm.models import spec_of, encode, prompt_ids
 from fairl_lib.llm.rlhf import freeze_lower_blocks
 from fairl_lib.llm.speedups import FrozenTrunk
 
@@ -111,7 +111,7 @@ def sequence_logprobs(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prom
     training (``max_prompt_tokens``). Rows without completion tokens get 0 and 0."""
     import torch
 
-    spec = spec or _spec_of(model)
+    spec = spec or spec_of(model)
     lp = np.zeros(len(prompts), dtype=np.float64)
     n = np.zeros(len(prompts), dtype=np.int64)
     was_training = model.training
@@ -170,7 +170,7 @@ def unlearn(model: PreTrainedModel, tok: PreTrainedTokenizerBase, forget: Sequen
 
     if not forget:
         raise ValueError("unlearn needs at least one rollout to forget")
-    spec = spec or _spec_of(model)
+    spec = spec or spec_of(model)
     reference = reference if reference is not None else copy.deepcopy(model)
     reference.eval().requires_grad_(False)
     freeze_lower_blocks(model, settings.top_blocks)
