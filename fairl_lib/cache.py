@@ -21,6 +21,11 @@ reads ``root``, ``force`` and ``run_id`` from the config.
 
 The key is a hash of the stage name, a version string and the JSON of ``settings`` (dataclasses
 are expanded), so changing any setting a stage depends on gives a new folder.
+
+The log lines (``[cache] expert: computing in stages/expert/<key>.partial``) name the folder relative
+to the results folder that holds the stage root (``results/<profile>``, :func:`shown_path`): they
+end up in the executed notebooks and so in the published site, which must not carry the absolute
+paths of the machine that ran.
 """
 from __future__ import annotations
 
@@ -77,6 +82,12 @@ def _receipt_run_id(folder: Path) -> str:
         return ""
 
 
+def shown_path(path: Path, root: Path) -> str:
+    """``path`` as the log lines show it: relative to the folder that holds the stage root ``root``
+    (for :func:`cached_stage`, ``results/<profile>``), so ``stages/<name>/<key>``."""
+    return Path(path).relative_to(Path(root).parent).as_posix()
+
+
 def run_stage(name: str, settings: Any, compute: Callable[[Path], None], *, root: Path,
               force: bool = False, version: str = "1", run_id: str = "",
               log: Callable[[str], None] = print) -> Path:
@@ -94,11 +105,11 @@ def run_stage(name: str, settings: Any, compute: Callable[[Path], None], *, root
             shutil.rmtree(partial, ignore_errors=True)
             done = False
         if done:
-            log(f"[cache] {name}: reusing {final}")
+            log(f"[cache] {name}: reusing {shown_path(final, root)}")
             return final
         resumed = partial.exists() and any(partial.iterdir())
         partial.mkdir(parents=True, exist_ok=True)
-        log(f"[cache] {name}: {'resuming' if resumed else 'computing'} in {partial}")
+        log(f"[cache] {name}: {'resuming' if resumed else 'computing'} in {shown_path(partial, root)}")
         start = time.perf_counter()
         compute(partial)
         write_json(partial / RECEIPT, {"stage": name, "key": key, "version": version,

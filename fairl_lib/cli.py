@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from fairl_lib.analysis.provenance import check, status_lines, write_notices
 from fairl_lib.config import ConfigError, make_config
 from fairl_lib.irl import WEIGHT_FILE, load_reward
 from fairl_lib.llm.assets import AssetError, describe_all, fetch_many, profile_assets
+from fairl_lib.paths import repo_root
 
 
 class UsageError(Exception):
@@ -350,4 +352,27 @@ def assets_list(ns: argparse.Namespace) -> int:
     for row in describe_all():
         if wanted is None or row["name"] in wanted:
             print("\t".join((row["name"], row["kind"], row["sources"], row["description"])))
+    return 0
+
+
+# =========================================================================== provenance
+
+
+@command("provenance", "Which commit made the committed results (REPORT.md, figures/, docs/site/), and which "
+         "inputs (fairl_lib/, notebooks/, requirements.txt) have changed since: the notice, then every changed file.",
+         arg("--write", action="store_true", help="also rewrite the notice in README.md and docs/site/ (its contents "
+                                                  "and report pages)"),
+         arg("--against", default=None, metavar="REV",
+             help="compare with a revision (e.g. HEAD) instead of the working tree"))
+def provenance(ns: argparse.Namespace) -> int:
+    root = repo_root()
+    status = check(root, ns.against)
+    print("\n".join(status_lines(status)))
+    if ns.write:
+        try:
+            written = write_notices(root, status)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        for path in written:
+            print(f"rewrote the notice in {path.relative_to(root)}", file=sys.stderr)
     return 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from pathlib import Path
 
 from fairl_lib.config import Config, make_config
+from fairl_lib.paths import repo_root
 from fairl_lib.plots import set_style
 from fairl_lib.seeding import seed_everything
 
@@ -49,5 +51,16 @@ def setup_notebook(name: str, profile: str, seed: int, force: bool = False, over
         (cfg.results_dir / sub).mkdir(parents=True, exist_ok=True)
     print(f"fairl | notebook {name} | profile {profile} ({cfg.description}) | seed {seed}"
           f"{' | FORCE' if force else ''}{' | overrides: ' + overrides if overrides else ''}")
-    print(f"results -> {cfg.results_dir}", file=sys.stdout)
+    print(f"results -> {shown_results_dir(cfg.results_dir)}", file=sys.stdout)
     return cfg
+
+
+def shown_results_dir(path: Path) -> str:
+    """The results folder as a notebook prints it: relative to the repository when it is inside it
+    (``results/cpu``), so that the executed notebooks and the site built from them do not carry the
+    machine's absolute paths; elsewhere (``FAIRL_RESULTS`` outside the checkout) the absolute path,
+    which the site builder rewrites (:func:`fairl_lib.analysis.site.strip_machine_paths`)."""
+    try:
+        return Path(path).resolve().relative_to(repo_root()).as_posix()
+    except ValueError:
+        return str(path)

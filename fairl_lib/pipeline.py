@@ -5,7 +5,8 @@
 - Executed copies go to ``results/<profile>/notebooks/``; a failing notebook stops the run with a
   non-zero exit naming the notebook and the failing cell, and its partial executed copy is kept.
 - ``results/<profile>/run.json`` records the git commit, package versions, seed, profile and the
-  start, end and duration of each notebook (updated after every notebook, atomically).
+  start, end, duration and commit of each notebook (updated after every notebook, atomically; a
+  partial rerun keeps the entries of the notebooks it did not run, with their own commits).
 - Each notebook declares the figures and tables it promises in its metadata
   (``metadata.fairl.figures`` / ``metadata.fairl.tables``, names without extension). At the end the
   runner checks that each exists and is newer than the start of the run.
@@ -21,7 +22,9 @@
 - A finished run ends by building its static site, ``results/<profile>/site/index.html``
   (:mod:`fairl_lib.analysis.site`); ``python -m fairl_lib.pipeline --site PROFILE`` builds it for
   the last run of a profile without running anything. The cpu profile's site is also copied to
-  ``docs/site/`` (what a reader opens without running anything).
+  ``docs/site/`` (what a reader opens without running anything), and the provenance notice in
+  README.md and ``docs/site/`` is rewritten (:mod:`fairl_lib.analysis.provenance`: which commit made
+  the published outputs, and which inputs changed since).
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ import psutil
 from jupyter_client import AsyncKernelManager
 from papermill.engines import NBClientEngine, papermill_engines
 
+from fairl_lib.analysis.provenance import ProvenanceError, check, status_lines, write_notices
 from fairl_lib.analysis.site import build_site
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.config import available_profiles, load_profile, make_config
@@ -402,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     run_file = res / "run.json"
     record = read_json(run_file) if run_file.exists() else {"notebooks": {}}
+    for entry in record["notebooks"].values():  # kept from a record that named one commit for the whole run
+        entry.setdefault("git_commit", record.get("git_commit"))
     record.update({"profile": args.profile, "seed": args.seed, "git_commit": _git_commit(),
                    "packages": _versions(), "started": _now(), "finished": None, "status": "running",
                    "overrides": args.overrides, "machine": machine(),
@@ -413,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     for i, book in enumerate(books, 1):
         t0 = time.time()
-        entry = {"start": _now(), "precision": record["precision"]["rlhf"]}
+        entry = {"start": _now(), "precision": record["precision"]["rlhf"], "git_commit": record["git_commit"]}
         print(f"[{i}/{len(books)}] {book.name} ...", flush=True)
         try:
             with PeakRSS() as mem:
@@ -460,7 +466,8 @@ def _site(profile: str, publish: bool = True) -> int:
 
     The reference profile's site (cpu) is also copied to ``docs/site/``, the copy readers open
     without running anything (README, "Read it without running it"), as a cpu run refreshes
-    ``figures/`` and ``REPORT.md``.
+    ``figures/`` and ``REPORT.md``; then the provenance notice of README.md and ``docs/site/`` is
+    rewritten for the site just copied (:func:`fairl_lib.analysis.provenance.write_notices`).
     """
     try:
         index = build_site(results_dir(profile))
@@ -471,6 +478,12 @@ def _site(profile: str, publish: bool = True) -> int:
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(index.parent, target)
             print(f"Copied the site to {target}")
+            try:
+                status = check(repo_root())
+                write_notices(repo_root(), status)
+                print(f"Provenance: {status_lines(status)[0]}")
+            except (ProvenanceError, ValueError) as err:
+                print(f"warning: provenance notice not written: {err}", file=sys.stderr)
     except Exception as err:  # noqa: BLE001 - one clear line for the user
         print(f"error: site of {profile}: {err}", file=sys.stderr)
         return 1

@@ -33,7 +33,10 @@ const math = Array.from(document.querySelectorAll('.MathJax, .MathJax_Display'))
     .map(e => e.getBoundingClientRect().width);
 const tex = document.querySelectorAll('script[type^="math/tex"]').length;
 const errors = document.querySelectorAll('.MathJax_Error, merror, .merror').length;
-return {imgs, links, math, tex, errors, text: document.body.innerText};
+// the fonts the page asks for where text is: the page, its prose and tables, its navigation
+const fonts = Array.from(document.querySelectorAll('body, .jp-RenderedHTMLCommon, td, nav, p'))
+    .slice(0, 50).map(e => getComputedStyle(e).fontFamily);
+return {imgs, links, math, tex, errors, fonts: Array.from(new Set(fonts)), text: document.body.innerText};
 """
 
 
@@ -72,7 +75,7 @@ def browse(index: Path, tmp_path: Path, screenshots: dict[str, str] | None = Non
     """Open ``index`` in Chromium, visit every page it links, and assert what every page must hold:
     each link inside the site resolves (anchors included), each image loads, nothing is fetched from
     the network, MathJax reports no error. Returns each page's state (images, links, rendered math,
-    TeX scripts, text, requests). ``screenshots`` maps a page's file name (``index.html`` for the
+    TeX scripts, the computed font lists of its text, text, requests). ``screenshots`` maps a page's file name (``index.html`` for the
     contents page) to a PNG name, saved to ``tmp_path`` and to every folder of ``folders``."""
     from selenium.webdriver.support.ui import WebDriverWait
 

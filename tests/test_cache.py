@@ -153,3 +153,15 @@ def test_two_processes_asking_for_the_same_forced_stage_compute_it_once(tmp_path
     final = tmp_path / "shared" / stage_key("shared", {"k": 1})
     assert (final / "result.txt").read_text() == "done" and (final / RECEIPT).exists()
     assert not final.with_name(final.name + ".partial").exists()
+
+
+def test_log_lines_name_folders_relative_to_the_results_folder(tmp_path):
+    """The cache's log lines reach the executed notebooks and the published site: they must not carry
+    the machine's absolute paths, only ``stages/<name>/<key>`` under the run's results folder."""
+    logs = []
+    root = tmp_path / "cpu" / "stages"
+    run_stage("toy", {"n": 1}, lambda work: (work / "x").write_text("1"), root=root, log=logs.append)
+    run_stage("toy", {"n": 1}, lambda work: None, root=root, log=logs.append)
+    key = stage_key("toy", {"n": 1})
+    assert logs == [f"[cache] toy: computing in stages/toy/{key}.partial", f"[cache] toy: reusing stages/toy/{key}"]
+    assert not any(str(tmp_path) in line for line in logs)

@@ -9,6 +9,8 @@
 - :mod:`~fairl_lib.analysis.explain_data`: explanation sets on anyone's data: training and responses files,
   their feature vectors (pairs as feature differences), one report per response (``audit explain``).
 - :mod:`~fairl_lib.analysis.site`: the executed notebooks, report and figures as a static site.
+- :mod:`~fairl_lib.analysis.theory_page`: notebook 03's feasible set with sliders on the site (precomputed frames).
+- :mod:`~fairl_lib.analysis.provenance`: which commit made the committed results, and which inputs changed since.
 - :mod:`~fairl_lib.analysis.paper`: the paper's own numbers.
 - :mod:`~fairl_lib.analysis.schema`: the one schema of every notebook's metrics file.
 - :mod:`~fairl_lib.analysis.report`: the claims ledger (notebook 09), reading only the schema's keys.

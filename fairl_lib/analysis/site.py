@@ -13,10 +13,24 @@ network: every page, script, style sheet, font and image it uses is inside ``sit
   they were produced, with links to the contents and to the previous and next notebook.
 - ``report.html``: ``REPORT.md`` (the reproduction report notebook's claims ledger); ``tables.html``: every table of the
   run (its ``.md`` rendering, else the CSV), each with a link to its CSV under ``tables/``.
+- ``theory_toy.html``: notebook 03's feasible set with two sliders that work without Python
+  (:mod:`fairl_lib.analysis.theory_page`: frames drawn by the library when the site is built), when
+  the run has the theory toy notebook; linked from the contents, the navigation and that notebook.
 - ``figures/*.png``: the PNGs the contents and the report show (once; no PDFs). The notebook pages
   carry their own figures, embedded as the executed notebooks hold them.
 - ``_static/``: JupyterLab's notebook style sheet (once, linked by every page instead of inlined in
   each) and MathJax.
+- ``run.json``: the run's record (commit, seed, each notebook's commit and runtime), from which
+  :mod:`fairl_lib.analysis.provenance` tells whether the code has moved on since the site was made;
+  the contents and report pages carry its notice (current, stale since a commit, or unknown).
+
+Nothing in the site names the machine that ran: log lines and warnings in the notebooks' outputs
+name files by their absolute paths (the results folder, the checkout, the Python installation), and
+:func:`strip_machine_paths` rewrites them relative to the run (``results/cpu/...``, ``./...``,
+``python3.11/site-packages/...``); :func:`absolute_paths` finds any that remain, and the build warns.
+
+Readable in any browser: the verdicts and marks are plain text, and the style sheet's font lists
+leave out JupyterLab's emoji fonts (:data:`FONTS`), so no page depends on an emoji font.
 
 Why nbconvert's ``HTMLExporter``: it is installed with jupyter already (no new dependency) and it
 renders exactly the executed notebooks, every output as the run produced it; the report, the tables
@@ -44,7 +58,12 @@ import pandas as pd
 from jinja2 import DictLoader
 from nbconvert import HTMLExporter
 
-from fairl_lib.artifacts import atomic_write_text, read_json
+from fairl_lib.analysis.provenance import check_run, notice_html
+from fairl_lib.analysis.theory_page import cone_frames, page_cells
+from fairl_lib.artifacts import atomic_write_text, read_json, write_json
+from fairl_lib.config import ConfigError, make_config
+from fairl_lib.irl.theory import TheoryConfig
+from fairl_lib.paths import repo_root, results_root
 
 # (group, ((notebook name, where it is in the paper), ...)), in the paper's order. A notebook is
 # matched by its name without the number ("theory_toy" for 03_theory_toy), so renumbering keeps it
@@ -75,13 +94,21 @@ PAPER_ORDER: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 OTHER_GROUP = "Other notebooks"
 
+THEORY_NOTEBOOK = "theory_toy"  # the notebook whose figure the theory page animates
+THEORY_PAGE = "theory_toy.html"
+# JupyterLab's font lists without their emoji fonts (Apple Color Emoji, Segoe UI Emoji): the site's
+# text is plain, and a page that named an emoji font could show a mark only where that font exists
+FONTS = "system-ui, -apple-system, blinkmacsystemfont, 'Segoe UI', helvetica, arial, sans-serif"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 MATHJAX_SKIP = ("localization", "jax/output/SVG", "extensions/a11y")
 LAB_CSS = ("index.css", "theme-light.css")
 THUMB_HEIGHT = 110
 
 # Extends nbconvert's "lab" page. resources.fairl_static: the relative path to _static/;
-# resources.fairl_nav: the navigation line (HTML).
+# resources.fairl_nav: the navigation line (HTML); resources.fairl_notice: the provenance notice (HTML)
+# under it, or nothing; resources.fairl_fonts: the font list (FONTS). A raw cell whose metadata has
+# fairl_html (the site's own widgets, never a notebook's) is written as it is; nbconvert would pass it
+# through its HTML cleaner, which escapes inputs and scripts.
 TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
@@ -90,6 +117,7 @@ TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 <link rel="stylesheet" href="{{ resources.fairl_static }}/lab/index.css">
 <link rel="stylesheet" href="{{ resources.fairl_static }}/lab/theme-light.css">
 <style type="text/css">
+:root { --jp-ui-font-family: {{ resources.fairl_fonts }}; --jp-content-font-family: {{ resources.fairl_fonts }}; }
 a.anchor-link { display: none; }
 .jp-InputArea, .jp-InputArea-editor { overflow: hidden; }
 .cm-editor.cm-s-jupyter .highlight pre { padding: var(--jp-code-padding) 4px; margin: 0;
@@ -111,9 +139,13 @@ MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFon
                                  imageFont: null}});
 </script>
 {%- endblock html_head_js_mathjax -%}
+{%- block rawcell scoped -%}
+{%- if cell.metadata.get("fairl_html") -%}{{ cell.source }}{%- else -%}{{ super() }}{%- endif -%}
+{%- endblock rawcell -%}
 {%- block body_header -%}
 {{ super() }}
 <nav class="fairl-nav">{{ resources.fairl_nav }}</nav>
+{{ resources.fairl_notice }}
 {%- endblock body_header -%}
 {%- block body_footer -%}
 <nav class="fairl-nav bottom">{{ resources.fairl_nav }}</nav>
@@ -222,6 +254,50 @@ def site_figure_links(body: str, names: set[str] | dict, prefix: str) -> str:
     return FIGURE_FILE.sub(fix, body)
 
 
+DATA_URI = r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]*"
+PYTHON_LIB = r"(?:/[\w.+-]+)*/lib/(?P<python>python3\.\d+)/"  # .../lib/python3.11/ (site-packages, the standard library)
+ABSOLUTE = re.compile(r"(?<![\w.~:/<>-])/(?:tmp|home|root|Users|usr|opt|var|mnt|srv|private|work)/[^\s\"'<>]*")
+
+
+def machine_prefixes(run_dir: str | Path) -> list[tuple[str, str]]:
+    """``(absolute folder, what the site shows instead)``, longest first: the run folder
+    (``results/<name>``), the results root (``results``), the checkout (``.``) and the home folder (``~``)."""
+    pairs = {str(Path(run_dir).resolve()): f"results/{Path(run_dir).resolve().name}",
+             str(results_root()): "results", str(repo_root()): ".", str(Path.home()): "~"}
+    return sorted(((k, v) for k, v in pairs.items() if len(Path(k).parts) > 1), key=lambda kv: -len(kv[0]))
+
+
+def strip_machine_paths(text: str, prefixes: list[tuple[str, str]]) -> str:
+    """``text`` (a page) with every absolute path under ``prefixes`` (:func:`machine_prefixes`) made
+    relative, and every Python installation's ``.../lib/python3.X/`` cut to ``python3.X/``; inline
+    data (``data:...;base64,...``, the embedded figures) is left as it is."""
+    groups = [f"(?P<data>{DATA_URI})", f"(?P<pylib>{PYTHON_LIB})"]
+    groups += [f"(?P<p{i}>{re.escape(prefix)}(?![\\w.+-]))" for i, (prefix, _) in enumerate(prefixes)]
+    pattern = re.compile("|".join(groups))
+
+    def fix(m: re.Match) -> str:
+        if m.group("data"):
+            return m.group(0)
+        if m.group("pylib"):
+            return m.group("python") + "/"
+        return next(new for i, (_, new) in enumerate(prefixes) if m.group(f"p{i}"))
+
+    return pattern.sub(fix, text)
+
+
+def absolute_paths(folder: str | Path, also: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """``(page, path)`` for every absolute path left in the site's pages (inline data aside): one
+    under a usual system folder (``/tmp/``, ``/home/``, ``/usr/``, ...) or starting with one of
+    ``also`` (e.g. the checkout)."""
+    found = []
+    for page in sorted(Path(folder).rglob("*.html")):
+        text = re.sub(DATA_URI, "", page.read_text())
+        hits = [m.group(0) for m in ABSOLUTE.finditer(text)]
+        hits += [prefix for prefix in also if prefix and prefix in text]
+        found += [(page.relative_to(folder).as_posix(), hit) for hit in hits]
+    return found
+
+
 def local_targets(text: str) -> set[str]:
     """Relative link and image targets of a markdown/HTML text (no scheme, no anchor-only)."""
     out = set()
@@ -244,7 +320,7 @@ def build_site(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     Needs ``run_dir/notebooks/*.ipynb`` (the executed notebooks); ``REPORT.md``, ``figures/``,
     ``tables/`` and ``run.json`` are used when present. Prints a warning for each file the report
-    links that the run does not have.
+    links that the run does not have, and for each absolute path left in a page.
     """
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "site"
@@ -257,6 +333,9 @@ def build_site(run_dir: str | Path, out: str | Path | None = None) -> Path:
     entries = paper_entries(list(notebooks))
     titles = {stem: notebook_title(nb) or stem for stem, nb in notebooks.items()}
     promised = {stem: nb.metadata.get("fairl", {}) for stem, nb in notebooks.items()}
+    theory_stem = next((stem for _, _, stem in entries if stem.split("_", 1)[-1] == THEORY_NOTEBOOK), None)
+    notice = notice_html(check_run(run, repo_root()))
+    prefixes = machine_prefixes(run_dir)
 
     work = out.with_name(out.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -268,13 +347,15 @@ def build_site(run_dir: str | Path, out: str | Path | None = None) -> Path:
         shutil.copy2(css_src / name, work / "_static" / "lab" / name)
     copy_mathjax(work / "_static" / "mathjax")
 
-    def export(nb, path: Path, nav: str) -> None:
+    def export(nb, path: Path, nav: str, notice: str = "") -> None:
         up = ".." if path.parent.name == "notebooks" else "."
         static = "../_static" if up == ".." else "_static"
         exporter.mathjax_url = f"{static}/mathjax/MathJax.js?config={MATHJAX_CONFIG}&locale=en"
         body, _ = exporter.from_notebook_node(nb, resources={"fairl_static": static, "fairl_nav": nav,
-                                                             "fairl_thumb": THUMB_HEIGHT})
-        atomic_write_text(path, site_figure_links(body, figures, up))  # figures: the copies made below
+                                                             "fairl_thumb": THUMB_HEIGHT, "fairl_notice": notice,
+                                                             "fairl_fonts": FONTS})
+        body = site_figure_links(body, figures, up)  # figures: the copies made below
+        atomic_write_text(path, strip_machine_paths(body, prefixes))
 
     # figures: the PNGs the contents (promised by the notebooks) and the report show, copied once
     figures = {name: run_dir / "figures" / f"{name}.png"
@@ -317,7 +398,8 @@ def build_site(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     nav_root = " &middot; ".join(['<a href="index.html">Contents</a>']
                                  + (['<a href="report.html">Reproduction report</a>'] if report is not None else [])
-                                 + (['<a href="tables.html">Tables</a>'] if order else []))
+                                 + (['<a href="tables.html">Tables</a>'] if order else [])
+                                 + ([f'<a href="{THEORY_PAGE}">Theory toy (sliders)</a>'] if theory_stem else []))
     # notebook pages, with previous / next in the paper's order
     stems = [stem for _, _, stem in entries]
     for i, stem in enumerate(stems):
@@ -326,12 +408,18 @@ def build_site(run_dir: str | Path, out: str | Path | None = None) -> Path:
             parts.append(f'&larr; <a href="{stems[i - 1]}.html">{html.escape(titles[stems[i - 1]])}</a>')
         if i + 1 < len(stems):
             parts.append(f'<a href="{stems[i + 1]}.html">{html.escape(titles[stems[i + 1]])}</a> &rarr;')
+        if stem == theory_stem:
+            parts.append(f'<a href="../{THEORY_PAGE}">the figure with sliders, in the browser</a>')
         notebooks[stem].metadata["title"] = titles[stem]  # the page's <title> (in memory only)
         export(notebooks[stem], work / "notebooks" / f"{stem}.html", " &middot; ".join(parts))
     if report is not None:
-        export(_markdown_page([report], "Reproduction report"), work / "report.html", nav_root)
+        export(_markdown_page([report], "Reproduction report"), work / "report.html", nav_root, notice)
     if order:
         export(_markdown_page(table_cells, "Tables"), work / "tables.html", nav_root)
+    if theory_stem:
+        export(theory_page(run, run_dir, theory_stem), work / THEORY_PAGE, nav_root)
+    if run:
+        write_json(work / "run.json", run)
 
     # the contents page
     profile = run.get("profile", run_dir.name)
@@ -366,14 +454,40 @@ def build_site(run_dir: str | Path, out: str | Path | None = None) -> Path:
         tabs = [f"[{n}](tables.html#{n})" for n in promised[stem].get("tables", []) if n in csvs]
         if tabs:
             lines += ["", "Tables: " + ", ".join(tabs)]
+        if stem == theory_stem:
+            lines += ["", (f"**In the browser:** [the feasible set with sliders]({THEORY_PAGE}) (the failure "
+                           "margin and the number of failure constraints), no Python needed.")]
         body.append("\n".join(lines))
-    export(_markdown_page(["\n\n".join(head)] + body, f"fairl · {profile}"), work / "index.html", nav_root)
+    export(_markdown_page(["\n\n".join(head)] + body, f"fairl · {profile}"), work / "index.html", nav_root, notice)
 
+    warnings += [f"{page} names the absolute path {path}" for page, path in absolute_paths(work, (str(repo_root()),))]
     shutil.rmtree(out, ignore_errors=True)
     work.rename(out)
     for w in warnings:
         print(f"warning: site: {w}", file=sys.stderr)
     return out / "index.html"
+
+
+def theory_settings(run: dict, run_dir: Path) -> tuple[TheoryConfig, int, str]:
+    """The ``[theory]`` settings, seed and profile of the run (its profile, seed and overrides from
+    ``run.json``); a profile this checkout does not know falls back to the defaults."""
+    profile, seed = str(run.get("profile") or run_dir.name), run.get("seed", 0)
+    try:
+        return make_config(profile, seed=int(seed), overrides=str(run.get("overrides") or "")).theory, int(seed), profile
+    except (ConfigError, TypeError, ValueError):
+        return TheoryConfig(), int(seed) if isinstance(seed, int) else 0, profile
+
+
+def theory_page(run: dict, run_dir: Path, stem: str):
+    """The theory toy's page (:mod:`fairl_lib.analysis.theory_page`) as a notebook for the exporter."""
+    cfg, seed, profile = theory_settings(run, run_dir)
+    cells = page_cells(cone_frames(cfg, seed), cfg, seed, profile, stem)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "markdown"
+                else nbformat.v4.new_raw_cell(src, metadata={"raw_mimetype": "text/html", "fairl_html": True})
+                for kind, src in cells]
+    nb.metadata["title"] = "The feasible set in the browser"
+    return nb
 
 
 def site_size(folder: str | Path) -> int:
