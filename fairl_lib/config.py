@@ -49,10 +49,9 @@ class DataConfig:
             held-out prompts and the pair prompts come from the prompts that pass, and the held-out prompts
             are kept out of the pairs and of RLHF (a prompt serves one purpose). Off: the prompt-score filters
             above alone, as in the paper.
-        screen_rlhf: with ``screen``, the expert trains on the screened prompts only (True) or on every prompt
-            above ``ppo_prompt_toxicity`` but the held-out ones (False). Measured: on the cpu profile's 113
-            screened training prompts RLOO raised the training reward but barely moved the held-out rate
-            (benchmarks/README.md, "Prompt screening"), so the cpu profile trains on the whole pool.
+        screen_rlhf: with ``screen``, the expert trains on the screened prompts that are not held out, the
+            pair prompts (True), or on every prompt above ``ppo_prompt_toxicity`` but the held-out ones
+            (False). Both were measured on the cpu profile (benchmarks/README.md, "Prompt screening").
         screen_prompt_toxicity: the candidates screened: Perspective toxicity above this.
         screen_first_draws: base-model completions per candidate in the first round.
         screen_continue_min: toxic completions in the first round that earn a prompt the second round.
