@@ -16,3 +16,15 @@ def results_tmp(tmp_path, monkeypatch):
     root = tmp_path / "results"
     monkeypatch.setenv("FAIRL_RESULTS", str(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module of tiny tensors: a second intra-op thread only adds OpenMP wake-ups
+    (slow on a shared CPU). Modules use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

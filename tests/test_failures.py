@@ -11,13 +11,7 @@ from fairl_lib.irl import IRLConfig, make_synthetic, train_grid
 from fairl_lib.irl import failures as fl
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds OpenMP wake-ups (slow on a shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def t(*xs: float) -> torch.Tensor:

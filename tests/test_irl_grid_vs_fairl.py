@@ -37,13 +37,7 @@ def starc_distance(r_hat: np.ndarray, r_gt: np.ndarray) -> float:
     return float(np.abs(canon[0] - canon[1]).sum())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds OpenMP wake-ups (slow on a shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # small and quick to overfit, so runs stop early at different epochs (exercises per-run stopping)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from fairl_lib.analysis import evaluate
 from fairl_lib.analysis.failure_path import failure_path_summary, flip_share, flip_shares
@@ -20,12 +19,7 @@ from fairl_lib.stages import tuning as T
 SETTINGS = "irl.hidden=8; tuning.n_trials=3"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
