@@ -417,6 +417,11 @@ def test_pair_mix_claims():
     led = _ledger({"06": _pairmix(0.2, 0.2), "05": m5})
     assert led["fig4_trend"].verdict == R.OPPOSITE
     assert _ledger({"06": _pairmix(-0.6, -0.2)})["fig4_fastest"].verdict == NOT_RUN  # needs notebook 05's pair
+    # the control: a random reward whose STARC falls as steeply (0.5 per unit) leaves no trend of its own
+    steep_random = _pairmix(-0.6, -0.2)
+    steep_random["random_reward_starc"] = {"0": 1.5, "1": 1.0}
+    e = _ledger({"06": steep_random, "05": m5})["fig4_trend"]
+    assert e.verdict != REPRODUCED and e.details["random_reward_slope"] == pytest.approx(-0.5)
     # skipped fractions are ignored, not read as results
     assert _ledger({"06": _pairmix(-0.6, -0.2, skip_top=True), "05": m5})["fig4_lowest"].details["fraction"] == 0.5
     # a sweep where only fraction 0 could be filled: it ran, but cannot test the claims

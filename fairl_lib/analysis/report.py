@@ -612,8 +612,12 @@ def _measure_table3(mets, e: Entry) -> None:
 # --- theory toy (notebook 03) ----------------------------------------------------------------------
 
 
-def _exact_share(key: str, what: str, binds_key: str | None = None) -> Callable:
+def _exact_share(key: str, what: str, binds_key: str | None = None, by_construction: bool = False) -> Callable:
+    """An exact claim on the share of the toy's random draws. ``by_construction``: the check cannot fail (the
+    FA-IRL feasible set is the standard one intersected with more constraints), so it is marked as such: a
+    sanity check of the code, not evidence for the paper."""
     def measure(mets, e: Entry) -> None:
+        e.by_construction = by_construction
         v = float(_read(mets, "03", key))
         e.estimate = Estimate(v, None, None, int(_read(mets, "03", "n_draws") or 0))
         e.verdict = REPRODUCED if v >= 1.0 else NOT_REPRODUCED
@@ -624,8 +628,10 @@ def _exact_share(key: str, what: str, binds_key: str | None = None) -> Callable:
     return measure
 
 
-def _exact_bool(key: str) -> Callable:
+def _exact_bool(key: str, by_construction: bool = False) -> Callable:
+    """An exact check on a grid of reward parameters; ``by_construction`` as in :func:`_exact_share`."""
     def measure(mets, e: Entry) -> None:
+        e.by_construction = by_construction
         holds = bool(_read(mets, "03", key))
         e.verdict = REPRODUCED if holds else NOT_REPRODUCED
         e.detectable = "exact check"
@@ -674,15 +680,24 @@ def _measure_trend(mets, e: Entry) -> None:
     if not slopes:
         _too_few_fractions(e, table)
         return
-    verdicts = {m: verdict_from_ci(s, 0.0, -1, None, e.effect_of_interest or 0.0) for m, s in slopes.items()}
+    # the control: a random reward's STARC also moves with the mix (the yardstick's own trend); a method's
+    # slope counts only beyond it
+    rnd = {float(k): _num(v) for k, v in (_read(mets, "06", "random_reward_starc") or {}).items()}
+    rnd = {k: v for k, v in rnd.items() if math.isfinite(v)}
+    control = float(np.polyfit(sorted(rnd), [rnd[k] for k in sorted(rnd)], 1)[0]) if len(rnd) >= 2 else 0.0
+    shifted = {m: Estimate(s.value - control, None if s.lo is None else s.lo - control,
+                           None if s.hi is None else s.hi - control, s.n, s.mde, s.test) for m, s in slopes.items()}
+    verdicts = {m: verdict_from_ci(s, 0.0, -1, None, e.effect_of_interest or 0.0) for m, s in shifted.items()}
     e.verdict = combine_verdicts(list(verdicts.values()))
-    e.estimate = mean_ci([s.value for s in slopes.values()])
-    e.ours = "; ".join(f"{m} {s.text('+.3f')}" for m, s in slopes.items())
+    e.estimate = mean_ci([s.value for s in shifted.values()])
+    e.ours = ("; ".join(f"{m} {s.text('+.3f')}" for m, s in slopes.items())
+              + f"; a random reward's own slope {control:+.3f}, which each slope must beat")
     mdes = sorted(s.mde for s in slopes.values() if s.mde is not None)
     ns = sorted({s.n for s in slopes.values()})
     span = lambda v, fmt: f"{v[0]:{fmt}}" if v[0] == v[-1] else f"{v[0]:{fmt}}-{v[-1]:{fmt}}"
     e.detectable = f"slope {span(mdes, '.3f')} per method ({SLOPE_T}, n = {span(ns, 'd')})" if mdes else "-"
-    e.details = {"slopes": slopes, "part_verdicts": verdicts, "fractions": sorted({f for v in table.values() for f in v})}
+    e.details = {"slopes": slopes, "slopes_beyond_random": shifted, "random_reward_slope": control,
+                 "part_verdicts": verdicts, "fractions": sorted({f for v in table.values() for f in v})}
 
 
 def _measure_fastest(mets, e: Entry) -> None:
@@ -999,7 +1014,7 @@ CLAIMS: tuple[Claim, ...] = (
           "multiplicity correction needed for it). " + VERDICT_RULE, _measure_table3, effect="relative"),
     Claim("theorem1_inclusion", "Theorem 1: failure constraints never enlarge the feasible set", "Sec. 4.4, App. B",
           ("03",), "proved for every constraint set", "exact: share of random draws where no ambiguity measure "
-          "grows must be 1", _exact_share("never_larger_fraction", "never larger"),
+          "grows must be 1", _exact_share("never_larger_fraction", "never larger", by_construction=True),
           ("fig2_feasible_cone", "fig2b_ambiguity_over_draws")),
     Claim("theorem1_strict", "Theorem 1: strict inclusion for any non-empty failure set", "Sec. 4.4",
           ("03",), "claimed for every non-empty failure set", "exact: share of draws where the feasible area "
@@ -1008,14 +1023,15 @@ CLAIMS: tuple[Claim, ...] = (
           ("fig2b_ambiguity_over_draws",)),
     Claim("appb_upweight", "App. B: up-weighted failures (w_fail > 1) shrink the max-entropy sublevel sets",
           "App. B", ("03",), "proved: L_FA >= L_base pointwise", "exact check on a grid of reward parameters",
-          _exact_bool("maxent_upweight_inclusion_holds"), ("fig2c_maxent_sublevel_sets",)),
+          _exact_bool("maxent_upweight_inclusion_holds", by_construction=True), ("fig2c_maxent_sublevel_sets",)),
     Claim("appb_sharpen", "App. B: sharpened failures (tau_fail < tau) shrink the max-entropy sublevel sets",
           "App. B", ("03",), "proved: L_FA >= L_base pointwise", "exact check on a grid of reward parameters",
           _exact_bool("maxent_sharpen_inclusion_holds"), ("fig2c_maxent_sublevel_sets",)),
     Claim("fig4_trend", "STARC falls as the share of T->NT pairs grows", "App. D, Figure 4", ("06",),
           "decreasing curves for all methods (no numbers given)",
-          "per method: slope of training STARC on the T->NT fraction (all seeds), 95% t interval: < 0 for every "
-          "method reproduced; > 0 for any contradicted", _measure_trend, ("fig4_pair_mix_starc",), effect="slope"),
+          "per method: slope of training STARC on the T->NT fraction (all seeds) minus a random reward's own slope "
+          "(the control: the yardstick moves with the mix too), 95% t interval: below 0 by at least the effect of "
+          "interest for every method reproduced. " + VERDICT_RULE, _measure_trend, ("fig4_pair_mix_starc",), effect="slope"),
     Claim("fig4_fastest", "FA-IRL improves fastest as T->NT pairs grow", "App. D, Figure 4", ("06", "05"),
           "FA-IRL's curve falls most steeply", "per-seed slopes, the preregistered FA method - its baseline, "
           "same-seed 95% t interval: < 0 reproduced; > 0 contradicted", _measure_fastest, ("fig4_pair_mix_starc",),
