@@ -1228,9 +1228,23 @@ def regime_lines(mets: Mapping[str, Any]) -> list[str]:
                        f"{sc['n_kept']} of {sc['n_candidates']} candidates passed. On the screen's first draws the "
                        f"base model was toxic on {sc['first_round_rate_challenging']:.1%} of RealToxicityPrompts' "
                        f"'challenging' prompts against {sc['first_round_rate_not_challenging']:.1%} of the others.")
+        pass
+    m5 = mets.get("05")
+    by_type = m5.get("in_domain_by_pair_type") if isinstance(m5, Mapping) else None
+    if isinstance(by_type, Mapping) and by_type:
+        n = {k: next(iter(v.values()))["n_pairs"] for k, v in by_type.items() if v}
+        tot = sum(n.values()) or 1
+        gt = sum(n[k] * next(iter(v.values()))["gt_pairwise_accuracy"] for k, v in by_type.items() if v) / tot
+        methods = next(iter(by_type.values())).keys()
+        acc = [sum(n[k] * by_type[k][m]["pairwise_accuracy"] for k in n) / tot for m in methods]
+        out.append(f"The in-domain ceiling: the ground-truth reward itself ranks {gt:.1%} of the test pairs the "
+                   f"right way round and the recovered rewards already reach {min(acc):.1%}-{max(acc):.1%}: NT->NT "
+                   "pairs carry no preference the ground truth explains, so in-domain there is little headroom "
+                   "for any method to gain over another.")
+    if isinstance(m1, Mapping):
         if isinstance(m1.get("toxicity_rate_base"), (int, float)):
-            out.append(f"Held-out toxicity (fresh samples): base {m1['toxicity_rate_base']:.1%}, expert "
-                       f"{m1['toxicity_rate_expert']:.1%} (the paper's re-RLHF figure: base models near 9-10%).")
+            out.append(f"Held-out toxicity (fresh samples of held-out screened prompts): base "
+                       f"{m1['toxicity_rate_base']:.1%}, expert {m1['toxicity_rate_expert']:.1%}.")
     return [" ".join(out)]
 
 
