@@ -164,7 +164,8 @@ def score_toxicity(ns: argparse.Namespace) -> int:
 
 @command("score reward", "Score texts (one per line on stdin) with a learned reward; write one JSON object "
          'per line: {"text", "reward", "reward_base", "reward_failure"}.',
-         arg("path", help="reward folder (reward.safetensors + reward.json, e.g. results/cpu/rewards/me_fa_margin/seed0)"),
+         arg("path", help="reward folder (reward.safetensors + reward.json), e.g. results/cpu/rewards_tuned/"
+             "me_fa_margin/seed0: the tuned rewards the ledger judges (rewards/ holds Eq. 3 as printed)"),
          arg("--embedder", default=None, help="embedder name (default: the one recorded with the reward)"),
          arg("--batch-size", type=int, default=64, help="texts embedded together (default 64)"))
 def score_reward(ns: argparse.Namespace) -> int:
