@@ -114,8 +114,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def torch_build() -> str:
+    """Which torch build runs: ``"cpu"`` or ``"cuda <version>"`` (a CUDA build on a CPU-only machine still
+    runs on the CPU, but the setup meant to install the CPU build)."""
+    try:
+        import torch
+    except ImportError:
+        return "not installed"
+    return "cpu" if torch.version.cuda is None else f"cuda {torch.version.cuda}"
+
+
 def _versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
+    out = {"python": sys.version.split()[0], "torch_build": torch_build()}
     for pkg in TRACKED_PACKAGES:
         try:
             out[pkg] = metadata.version(pkg)

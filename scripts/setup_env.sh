@@ -4,10 +4,16 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FAIRL_VENV:-$ROOT/.venv}"
-PY="${PYTHON:-python3.11}"
-command -v "$PY" >/dev/null 2>&1 || PY=python3
-if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-  echo "error: fairl needs Python 3.11 (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+# Python 3.11 to 3.13 (every pinned compiled package has wheels for them); 3.11 is the one the committed
+# results come from (run.json records the version). PYTHON picks the interpreter; else the first found.
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3.12 python3.13 python3; do
+    if command -v "$cand" >/dev/null 2>&1; then PY="$cand"; break; fi
+  done
+fi
+if ! "$PY" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null; then
+  echo "error: fairl needs Python 3.11, 3.12 or 3.13 (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
   exit 2
 fi
 if [ ! -x "$VENV/bin/python" ]; then
@@ -26,8 +32,14 @@ pip_quiet() {  # quiet on success; the full log (minus this machine's find-links
 if [ "$want" != "$have" ]; then
   echo "[setup] installing pinned dependencies (requirements.txt; torch==2.13.0 CPU) ..."
   pip_quiet install --quiet --upgrade pip
-  # torch first and alone, exactly pinned, so nothing can pull a newer (CUDA) build.
-  pip_quiet install --quiet "torch==2.13.0"
+  # torch first and alone, exactly pinned, so nothing can pull a newer build. The CPU build from PyTorch's
+  # own index where it can be reached (the PyPI wheel of torch for Linux is a CUDA build of several GB);
+  # else the pin as pip finds it (on a machine that keeps a local CPU wheel, that one).
+  if ! "$VENV/bin/python" -m pip install --quiet --timeout 15 --retries 1 "torch==2.13.0" \
+      --index-url "${FAIRL_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" > "$VENV/pip-torch.log" 2>&1; then
+    echo "[setup] PyTorch's CPU index not reachable (log: $VENV/pip-torch.log); installing torch==2.13.0 as pip finds it"
+    pip_quiet install --quiet "torch==2.13.0"
+  fi
   pip_quiet install --quiet -r "$ROOT/requirements.txt"
   pip_quiet install --quiet --no-deps -e "$ROOT"
   echo "$want" > "$VENV/.fairl-env"
