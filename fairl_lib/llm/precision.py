@@ -1,6 +1,6 @@
 """Numeric precision of the language models' forward passes: fp32, or bf16 autocast where the CPU has it.
 
-Issue 19: on a CPU with AVX-512-BF16 (or AMX-BF16) the GEMMs of SmolLM2 / Gemma-3 run faster in
+On a CPU with AVX-512-BF16 (or AMX-BF16) the GEMMs of SmolLM2 / Gemma-3 run faster in
 bfloat16 than in fp32, so RLHF steps and batched generation get cheaper (how much:
 ``benchmarks/README.md``). ``torch.autocast("cpu", dtype=torch.bfloat16)`` runs the matrix products in
 bf16 while the weights, the optimiser state, the residual stream's additions, the norms and the

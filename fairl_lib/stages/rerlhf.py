@@ -108,8 +108,8 @@ class RerlhfConfig:
             so the arms' ordering is judged against the spread between runs. The ground-truth arm is
             the expert, one run (another expert seed costs a whole notebook 01).
         workers: train the runs that need training side by side in this many one-thread
-            processes (:mod:`fairl_lib.llm.parallel`; on 2 cores two runs in parallel take 0.8x the
-            time of one after the other). 1 = one after the other, in the notebook's process.
+            processes (:mod:`fairl_lib.llm.parallel`; on 2 cores two runs side by side take less time than
+            one after the other, benchmarks/README.md). 1 = one after the other, in the notebook's process.
     """
 
     steps: int = 0
