@@ -302,7 +302,7 @@ def test_audit_metrics_pass_the_schema_and_the_ledger_judges_them():
     assert e["audit_no_degradation"].verdict == R.REPRODUCED  # 2.3% vs 2.0% with n = 300, margin 3 points
     assert all(x.detectable not in ("", "-") for x in e.values())
     bad = _audit_metrics(method_target=90)  # the method makes the targets worse than both controls
-    assert R.evaluate_claim(claims["audit_unlearning_fixes"], {"10": bad}).verdict == R.CONTRADICTED
+    assert R.evaluate_claim(claims["audit_unlearning_fixes"], {"10": bad}).verdict == R.OPPOSITE
     assert R.evaluate_claim(claims["audit_small_sets"], {}).verdict == R.NOT_RUN
     broken = {k: v for k, v in good.items() if k != "explain"}
     with pytest.raises(S.MetricsSchemaError, match="explain.sizes"):
