@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fairl_lib.analysis import evaluate
-from fairl_lib.analysis.failure_path import failure_path_summary, flip_share, flip_shares
+from fairl_lib.analysis.failure_path import acts, failure_path_summary, flip_share, flip_shares
 from fairl_lib.analysis.pairset import PairSet, synthetic_pairset
 from fairl_lib.cache import RECEIPT, stage_key
 from fairl_lib.config import ConfigError, make_config
@@ -106,10 +106,15 @@ def test_every_method_gets_the_same_number_of_trials(searched, pairs):
     assert t.loc[t["method"].isin(BASELINES), ["flip_share", "learned_flip_share"]].isna().all().all()
     fa = t[t["method"].isin(FA_METHODS)]
     assert fa["flip_share"].between(0, 1).all() and fa["learned_flip_share"].between(0, 1).all()
-    assert (fa["acting"] == (fa["learned_flip_share"] >= cfg.tuning.min_flip_share)).all()   # the learned share
+    # acting: flips >= min_flip_share against R_D alone and more than its init did (failure_path.acts)
+    assert (fa["acting"] == [acts(f, i, cfg.tuning.min_flip_share)
+                             for f, i in zip(fa["flip_share"], fa["flip_share_init"])]).all()
     for m in METHOD_NAMES:                                  # each method's winner is its best (acting) trial
         best = res.best[m]
         pool = t[(t["method"] == m) & ((t["acting"] == True) | (m in BASELINES))]
+        if pool.empty:                                      # no trial acts: the best of all, marked so
+            assert best["no_acting_trial"] and best["acting"] is False
+            pool = t[t["method"] == m]
         assert best["value"] == pool["value"].max()
         assert res.best_config(m) == T.trial_config(cfg.irl, best["params"], max_epochs=4)
 
@@ -200,7 +205,7 @@ def test_failure_path_summary_agrees_with_the_per_run_shares(searched, pairs):
         assert s["ratio_std_F_over_D_mean"] == pytest.approx(runs["ratio_std_F_over_D"].mean())
         learned = [flip_shares(out.rewards[(m, seed)], pairs.split("train"))["learned_flip_share"] for seed in (0, 1)]
         assert s["learned_flip_share_mean"] == pytest.approx(np.mean(learned))
-        assert s["acts"] == (s["learned_flip_share_mean"] >= 0.02) and s["n_runs"] == 2
+        assert s["acts"] == acts(s["flip_share_mean"], s["flip_share_init_mean"]) and s["n_runs"] == 2
     assert failure_path_summary(out, pairs, min_flip_share=1.0)[FA_METHODS[0]]["acts"] is False
     base_only = out.rewards[("me_irl", 0)]
     assert flip_share(base_only, pairs) == 0.0

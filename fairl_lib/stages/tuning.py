@@ -385,7 +385,8 @@ def load_tuning(folder: str | Path) -> TuningResult:
         for r in trials[method]:
             rows.append({"method": method, "number": r["number"], "state": r.get("state", ""), "value": r["value"],
                          "acting": r["acting"], "flip_share": r["flip_share"],
-                         "learned_flip_share": r.get("learned_flip_share"), "seconds": r.get("seconds"),
+                         "learned_flip_share": r.get("learned_flip_share"),
+                         "flip_share_init": r.get("flip_share_init"), "seconds": r.get("seconds"),
                          **{f"param_{k}": v for k, v in r["params"].items()}})
     return TuningResult(folder, pd.DataFrame(rows), json.loads((folder / BEST_FILE).read_text()), info)
 
