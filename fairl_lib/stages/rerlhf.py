@@ -101,8 +101,10 @@ class RerlhfConfig:
         reward_seed: which saved reward seed to use (-1 = the run's ``SEED``).
         normalize: ``"match_gt"`` | ``"standardize"`` | ``"none"`` (see the module docstring).
         reuse_expert: allow run (i) to reuse the expert stage when the settings are identical.
-        final_samples_per_prompt: completions per held-out prompt in the final evaluation (equal to
-            the expert's evaluation, ``data.heldout_samples``, the ground-truth arm reuses it).
+        final_samples_per_prompt: completions per held-out prompt in the final evaluation of the
+            learned arms. The ground-truth arm, when it is the reused expert, keeps notebook 01's evaluation
+            (``data.heldout_samples`` per prompt, same prompts, same sampling seed): its count only enters
+            the ground truth's own gap, while the learned arms' counts set the IRL-vs-FA-IRL interval.
         train_seeds: RLHF training runs per learned arm (RLHF seeds ``SEED``, ``SEED + 1``, ...; same
             reward, same prompts): one training run's outcome moves by several points between seeds,
             so the arms' ordering is judged against the spread between runs. The ground-truth arm is
@@ -420,8 +422,9 @@ def base_summary(cfg) -> dict[str, Any]:
 
 
 def final_summary(cfg, run: RerlhfRun) -> dict[str, Any]:
-    """Final held-out numbers of a run; the reused expert takes notebook 01's evaluation (same protocol)."""
-    if run.reused_expert and rerlhf_config(cfg).final_samples_per_prompt == cfg.data.heldout_samples:
+    """Final held-out numbers of a run; the reused expert takes notebook 01's evaluation (same protocol and
+    prompts; ``data.heldout_samples`` completions per prompt, which may differ from the learned arms')."""
+    if run.reused_expert:
         s = evaluate_expert(cfg).summary
         return {k: s[f"{k}_expert"] for k in ("toxicity_rate", "toxicity_mean", "judge_rate", "judge_mean",
                                                "perplexity", "empty_fraction", "n_completions")}
