@@ -275,3 +275,24 @@ def test_per_seed_table_lists_every_run_in_seed_order(trained):
     row = ev.per_run[(ev.per_run.set == "in_domain") & (ev.per_run.method == "me_irl")].set_index("seed")
     assert table["in_domain"]["me_irl"]["auc"] == [float(row.loc[s, "auc"]) for s in out.seeds]
     assert set(table["jigsaw"]) == set(out.methods)
+
+
+def test_failure_slice_control_against_a_hand_count(trained):
+    """The slice of seed s is the baseline's misranked pairs (eps 0); the control is the baseline of the next
+    seed on that slice. Counted by hand here; and the baseline against itself ranks none of its own slice
+    right, so its difference is minus the control's accuracy."""
+    _, _, ev, _ = trained
+    seeds = list(ev.grid.seeds)
+    margin = lambda m, s: ev.scores[(m, s)].test_post - ev.scores[(m, s)].test_pre
+    right_fa = right_ctrl = n = 0
+    for i, s in enumerate(seeds):
+        sl = margin("me_irl", s) <= 0
+        right_fa += int((margin("me_fa_margin", s)[sl] > 0).sum())
+        right_ctrl += int((margin("me_irl", seeds[(i + 1) % len(seeds)])[sl] > 0).sum())
+        n += int(sl.sum())
+    r = evaluate.failure_slice_control(ev, "me_fa_margin", "me_irl", reps=50, slice_eps=0.0)
+    assert r["fa"] == pytest.approx(right_fa / n) and r["control"] == pytest.approx(right_ctrl / n)
+    assert r["difference"]["value"] == pytest.approx((right_fa - right_ctrl) / n)
+    assert r["n_slice_pairs"] == pytest.approx(n / len(seeds))
+    own = evaluate.failure_slice_control(ev, "me_irl", "me_irl", reps=50, slice_eps=0.0)
+    assert own["fa"] == 0.0 and own["difference"]["value"] == pytest.approx(-own["control"])

@@ -112,6 +112,13 @@ def test_sweep_stage_caches_and_metrics(results_tmp):
     assert set(met["pair_mix"]) == {"0", "0.5", "1"}
     cell = met["pair_mix"]["0.5"]["methods"]["me_irl"]
     assert cell["min"] <= cell["mean"] <= cell["max"] and len(cell["per_seed"]) == 2
+    # a baseline has no failure path; an FA method's block says whether its R_F acts on the mix's own pairs,
+    # from the flip shares of its runs (failure_path.flip_shares on that mix)
+    assert "acts" not in cell and res.per_run.loc[res.per_run["method"] == "me_irl", "flip_share"].isna().all()
+    fa = met["pair_mix"]["0.5"]["methods"]["me_fa_margin"]
+    runs = res.per_run[(res.per_run["method"] == "me_fa_margin") & (res.per_run["fraction"] == 0.5)]
+    assert fa["flip_share"] == pytest.approx(runs["flip_share"].mean()) and 0.0 <= fa["flip_share"] <= 1.0
+    assert fa["acts"] == (fa["flip_share"] >= 0.02 and fa["flip_share"] > fa["flip_share_init"])
     # the report reads exactly this layout
     from fairl_lib.analysis.report import pair_mix_seed_table
 

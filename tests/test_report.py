@@ -222,6 +222,14 @@ def _disagreement(table2: dict, table3: dict, n_seeds: int) -> dict:
             "share": share(table2), "subtypes": subs}
 
 
+def _failure_slice(per_seed: list[float]) -> dict:
+    """Notebook 05's failure-slice comparison with the t interval of ``per_seed`` standing in for the bootstrap."""
+    d = np.asarray(per_seed, float)
+    return {"fa": 0.30 + float(d.mean()), "control": 0.30, "n_slice_pairs": 400.0, "per_seed": list(d),
+            "difference": {"value": float(d.mean()), "ci95": _interval(d, 0.95), "ci90": _interval(d, 0.90),
+                           "mde": 0.01}}
+
+
 def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsaw: dict | None = None,
          table3_jigsaw: dict | None = None, best: dict | None = None, acting: dict | None = None) -> dict:
     """Notebook 05's metrics from per-seed values ``{method: {metric: [...]}}`` per set (default: no gain):
@@ -250,7 +258,8 @@ def _m05(in_domain: dict | None = None, jigsaw: dict | None = None, table2_jigsa
                            "comparisons": {st: {mt: _comparison(best if (best and st == "in_domain") else per, mt)
                                                 for mt in ("f1", "auc", "starc", "accuracy")}
                                            for st, per in sets.items()},
-                           "disagreement": _disagreement(table2_jigsaw or dict(zero), table3_jigsaw or {}, n)},
+                           "disagreement": _disagreement(table2_jigsaw or dict(zero), table3_jigsaw or {}, n),
+                           "failure_slice": _failure_slice([0.02, 0.03, 0.01, 0.025, 0.015])},
          "eq3_as_printed": {"flip_share_max": 0.0},
          "in_domain_by_pair_type": {}, "fig3_left": {},
          "jigsaw_learning_curve": {"n_tnt": [0, 10], "n_other": 5, "ground_truth_auc": 0.9,
@@ -390,13 +399,15 @@ def test_theory_toy_exact_claims():
     assert led["appb_sharpen"].verdict == NOT_REPRODUCED
 
 
-def _pairmix(slope_fa: float, slope_base: float, noise: float = 0.005, seeds: int = 4, skip_top: bool = False):
+def _pairmix(slope_fa: float, slope_base: float, noise: float = 0.005, seeds: int = 4, skip_top: bool = False,
+             acts: bool = True):
     rng = np.random.default_rng(5)
     rows = {}
     for f in (0.0, 0.25, 0.5, 1.0):
         skipped = skip_top and f == 1.0
         methods = {} if skipped else {
             m: {"per_seed": list(0.8 + (slope_fa if m in R.FA_METHODS else slope_base) * f + rng.normal(0, noise, seeds))}
+            | ({"flip_share": 0.05, "flip_share_init": 0.01, "acts": acts} if m in R.FA_METHODS else {})
             for m in S.METHODS}
         rows[f"{f:g}"] = {"status": "skipped" if skipped else "ok", "methods": methods}
     m = {"methods": list(S.METHODS), "n_seeds": seeds, "total_pairs_used": 40, "random_reward_starc": {},
@@ -432,10 +443,38 @@ def test_pair_mix_claims():
     assert {led[k].verdict for k in ("fig4_trend", "fig4_fastest", "fig4_lowest")} == {INCONCLUSIVE}
 
 
+def test_a_claim_whose_failure_path_does_not_act_on_its_own_pairs_is_not_decided():
+    """Notebook 05's check is on notebook 02's pairs; notebooks 06-08 train on their own. Where the FA
+    configuration's R_F acts on none of them, FA-IRL is its baseline there and a decided verdict would
+    compare IRL with itself."""
+    m5 = _m05()
+    led = _ledger({"06": _pairmix(-0.6, -0.2, acts=False), "05": m5, "08": _m08(0.02, 0.08, 0.16, acts=False)})
+    for k in ("fig4_fastest", "fig4_lowest", "rerlhf_order"):
+        assert led[k].verdict == INCONCLUSIVE and "FA-IRL is its baseline there" in led[k].ours, k
+    assert led["fig4_fastest"].details["acting_own_pairs"]["fraction 0.5"]["acts"] is False
+    led = _ledger({"06": _pairmix(-0.6, -0.2), "05": m5, "08": _m08(0.02, 0.08, 0.16)})
+    assert led["fig4_fastest"].verdict == REPRODUCED and "it acts on 4 of 4" in led["fig4_fastest"].ours
+    assert led["rerlhf_order"].verdict == REPRODUCED
+
+
+def test_failure_slice_claim_against_its_control():
+    """FA ranks 2 points more of the baseline's slice right than the baseline of another seed does: reproduced
+    (effect of interest 0.01); half a point with a tight interval: negligible; the other way: opposite."""
+    m5 = _m05()
+    assert _ledger({"05": m5})["failure_slices"].verdict == REPRODUCED
+    m5["preregistered"]["failure_slice"] = _failure_slice([0.001, -0.002, 0.0015, -0.001, 0.0005])
+    assert _ledger({"05": m5})["failure_slices"].verdict == R.NEGLIGIBLE
+    m5["preregistered"]["failure_slice"] = _failure_slice([-0.03, -0.04, -0.02, -0.035, -0.025])
+    e = _ledger({"05": m5})["failure_slices"]
+    assert e.verdict == R.OPPOSITE and "of another seed" in e.compared
+
+
 def _m07(rows: dict) -> dict:
     """Notebook 07: ``{size_lm: {params_millions, accuracy: {mean, std, n, ci_low, ci_high}, starc, ...}}``."""
     m = {lm: {"n_pairs": 100, "pair_types": {}, **row,
-              "by_method": {"me_fa_margin": {"accuracy": row["accuracy"], "starc": row["starc"]}}}
+              "by_method": {"me_fa_margin": {"accuracy": row["accuracy"], "starc": row["starc"]}},
+              "failure_path": {"me_fa_margin": {"flip_share_mean": 0.05, "flip_share_init_mean": 0.01,
+                                                "acts": row.get("acts", True)}}}
          for lm, row in rows.items()}
     m["settings"] = {"size_lms": list(rows), "methods": ["me_fa_margin"]}
     S.validate("07_model_size", m)
@@ -451,7 +490,8 @@ def test_model_size_layout_of_notebook_07():
     assert _ledger({"07": _m07({"smollm2-135m": small})})["fig5_size"].verdict == INCONCLUSIVE
 
 
-def _m08(gt: float, fa: float, irl: float, n: int = 512, runs: tuple[float, float] | None = None) -> dict:
+def _m08(gt: float, fa: float, irl: float, n: int = 512, runs: tuple[float, float] | None = None,
+         acts: bool = True) -> dict:
     """Notebook 08: the learned arms have two training runs at ``rate +- runs_offset`` (default: equal)."""
     def arm(rate: float, n_runs: int) -> dict:
         offs = (0.0, 0.0) if runs is None or n_runs == 1 else runs
@@ -462,6 +502,7 @@ def _m08(gt: float, fa: float, irl: float, n: int = 512, runs: tuple[float, floa
                 "between_run_spread": abs(offs[0] - offs[1]) if n_runs > 1 else math.nan, "runs": rr}
     m = {"base": {"toxicity_rate": 0.2, "judge_rate": 0.2}, "ground_truth": arm(gt, 1), "fa_irl": arm(fa, 2),
          "irl": arm(irl, 2)}
+    m["fa_irl"]["failure_path"] = {"flip_share": 0.05, "flip_share_init": 0.01, "acts": acts}
     S.validate("08_rerlhf", m)
     return m
 

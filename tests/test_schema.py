@@ -17,6 +17,7 @@ SUMMARY = {"mean": 0.5, "std": 0.01}
 def _layouts() -> dict[str, dict]:
     """One small metrics dict per notebook, in the layout each notebook writes (as in a smoke run)."""
     ci = {"mean": 0.47, "std": 0.015, "n": 2, "ci_low": 0.34, "ci_high": 0.60}
+    acting = lambda m: {"flip_share": 0.03, "flip_share_init": 0.01, "acts": True} if "_fa_" in m else {}
     arm = {"toxicity_rate_final": 0.1, "n_completions_final": 16, "judge_rate_final": 0.0, "kl_final": 0.01,
            "perplexity_final": 29.6, "paper_toxicity_rate": 0.06, "history": {"step": [0, 3]},
            "n_runs": 1, "between_run_spread": None, "runs": [{"train_seed": 0, "toxicity_rate": 0.1}]}
@@ -78,7 +79,11 @@ def _layouts() -> dict[str, dict]:
                                                                    "ci90": [0.6, 1.0]},
                                            "subtypes": {s: {"counts": {"both": 0, "only_fa": 0, "only_irl": 0,
                                                                        "neither": 7}, "relative_increase": None}
-                                                        for s in S.SUBTYPES}}},
+                                                        for s in S.SUBTYPES}},
+                          "failure_slice": {"fa": 0.12, "control": 0.11, "n_slice_pairs": 480.0,
+                                            "per_seed": [0.0, 0.02],
+                                            "difference": {"value": 0.01, "ci95": [-0.01, 0.03],
+                                                           "ci90": [-0.005, 0.025], "mde": 0.02}}},
                       "eq3_as_printed": {"flip_share_max": 0.0},
                       "in_domain_by_pair_type": {"T->NT": {m: {"pairwise_accuracy": 0.8, "gt_pairwise_accuracy": 1.0,
                                                               "n_pairs": 3} for m in M}},
@@ -87,16 +92,22 @@ def _layouts() -> dict[str, dict]:
                       "fig3_left": {}},
         "06_pair_mix": {"methods": M, "n_seeds": 2, "fractions_run": [0.0, 0.5], "fractions_skipped": [1.0],
                         "total_pairs_used": 14, "random_reward_starc": {"0": 1.37, "0.5": 1.38},
-                        "pair_mix": {"0": {"status": "reduced", "methods": {m: {"per_seed": [1.5, 1.6]} for m in M}},
-                                     "0.5": {"status": "reduced", "methods": {m: {"per_seed": [1.0, 0.9]} for m in M}},
+                        "pair_mix": {"0": {"status": "reduced", "methods": {m: {"per_seed": [1.5, 1.6], **acting(m)}
+                                                                            for m in M}},
+                                     "0.5": {"status": "reduced", "methods": {m: {"per_seed": [1.0, 0.9], **acting(m)}
+                                                                              for m in M}},
                                      "1": {"status": "skipped", "methods": {}, "note": "needs 10 T->NT pairs"}}},
         "07_model_size": {"smollm2-135m": {"params_millions": 134.52, "n_pairs": 96, "pair_types": {"T->NT": 9},
                                            "accuracy": dict(ci), "starc": dict(ci),
                                            "by_method": {"me_fa_margin": {"accuracy": dict(ci), "starc": dict(ci)},
-                                                         "me_irl": {"accuracy": dict(ci), "starc": dict(ci)}}},
+                                                         "me_irl": {"accuracy": dict(ci), "starc": dict(ci)}},
+                                           "failure_path": {"me_fa_margin": {"flip_share_mean": 0.03,
+                                                                             "flip_share_init_mean": 0.01,
+                                                                             "acts": True}}},
                           "settings": {"size_lms": ["smollm2-135m"], "methods": ["me_fa_margin", "me_irl"]}},
         "08_rerlhf": {"base": {"toxicity_rate": 0.0, "judge_rate": 0.06}, "ground_truth": dict(arm),
-                      "fa_irl": dict(arm), "irl": dict(arm), "settings": {"base_lm": "smollm2-135m"}},
+                      "fa_irl": {**arm, "failure_path": {"flip_share": 0.03, "flip_share_init": 0.01, "acts": True}},
+                      "irl": dict(arm), "settings": {"base_lm": "smollm2-135m"}},
         "10_audit": {"settings": {"rate_margin": 0.03, "ppl_margin": 0.1},
                      "targets": {"n": 4, "n_toxic": 0, "n_prompts": 3, "n_candidates": 32},
                      "recovered": {"n_flagged": 12, "n_toxic": 0, "n_both": 0},

@@ -762,6 +762,50 @@ def compare_methods(ev: Evaluation, fa: str, base: str, set_name: str, metric: s
             "covers": f"training seeds and the draw of the {'test prompts' if set_name == 'in_domain' else 'Jigsaw comments'}"}
 
 
+def failure_slice_control(ev: Evaluation, fa: str, base: str, *, reps: int, seed: int = 0,
+                          slice_eps: float = 0.1) -> dict[str, Any]:
+    """Sec. 6's "improvements concentrate on failure slices", with a control. For each seed ``s`` of the grid,
+    the slice is the in-domain test pairs the baseline of seed ``s`` misranks or nearly ties
+    (:func:`fairl_lib.analysis.metrics.failure_slice_mask`, eps = ``slice_eps`` x std of its margins). On that
+    slice, the FA method of seed ``s`` ranks some pairs right; so does *any* second reward, even the baseline
+    itself from another seed, because a slice chosen by one run's errors holds pairs that are partly that run's
+    noise (regression to the mean). The control is the baseline of seed ``s + 1`` (cyclically) on the same slice.
+
+    Returns ``{"fa", "control", "difference"}``, each a pairwise accuracy on the slices (mean over seeds; the
+    difference with a two-level bootstrap over seeds and test prompts, like :func:`compare_methods`), plus
+    ``n_slice_pairs`` (mean), ``per_seed`` differences and ``covers``."""
+    seeds = list(ev.grid.seeds)
+    if len(seeds) < 2:
+        raise ValueError("failure_slice_control needs at least 2 seeds of the baseline (one is the control)")
+    margin = {(m, s): ev.scores[(m, s)].test_post - ev.scores[(m, s)].test_pre for m in (fa, base) for s in seeds}
+    masks = []
+    for s in seeds:
+        d = margin[(base, s)]
+        masks.append(M.failure_slice_mask(ev.scores[(base, s)].test_post, ev.scores[(base, s)].test_pre,
+                                          slice_eps * float(np.std(d)) if len(d) else 0.0))
+    right_fa = np.stack([margin[(fa, s)] > 0 for s in seeds])
+    right_ctrl = np.stack([margin[(base, seeds[(i + 1) % len(seeds)])] > 0 for i in range(len(seeds))])
+    masks = np.stack(masks)
+
+    def accuracy(right: np.ndarray, si: np.ndarray, idx: np.ndarray) -> float:
+        m = masks[si][:, idx]
+        return float(right[si][:, idx][m].mean()) if m.any() else float("nan")
+
+    def statistic(si: np.ndarray, idx: np.ndarray) -> float:
+        return accuracy(right_fa, si, idx) - accuracy(right_ctrl, si, idx)
+
+    every, all_seeds = np.arange(masks.shape[1]), np.arange(len(seeds))
+    e95, e90 = two_level_bootstrap(statistic, len(seeds), set_clusters(ev, "in_domain"), reps=reps, seed=seed)
+    return {"fa": accuracy(right_fa, all_seeds, every), "control": accuracy(right_ctrl, all_seeds, every),
+            "difference": {"value": e95.value, "ci95": None if e95.lo is None else [e95.lo, e95.hi],
+                           "ci90": None if e90.lo is None else [e90.lo, e90.hi], "mde": e95.mde},
+            "per_seed": [accuracy(right_fa, np.array([i]), every) - accuracy(right_ctrl, np.array([i]), every)
+                         for i in all_seeds],
+            "n_slice_pairs": float(masks.sum(axis=1).mean()), "n_seeds": len(seeds), "slice_eps": slice_eps,
+            "control_method": f"{base}, next seed",
+            "covers": "training seeds and the draw of the test prompts (bootstrap over both)"}
+
+
 def pooled_disagreement(ev: Evaluation, fa: str, base: str, *, reps: int, seed: int = 0,
                         subtypes: Sequence[str] = TABLE3_SUBTYPES) -> dict[str, Any]:
     """Tables 2-3 on the held-out Jigsaw comments, pooled over every seed of the grid: per comment and seed,

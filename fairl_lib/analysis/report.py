@@ -426,6 +426,38 @@ def _acting_note(mets, e: Entry, fa: str) -> str:
             f"(its init {init:.1%}){'' if acts else ': it does not act, so this compares IRL with itself'}")
 
 
+def _acting_on_own_pairs(e: Entry, paths: Mapping[str, Mapping[str, Any] | None], where: str) -> None:
+    """Whether the FA configuration's failure path acts on the pairs this claim's own notebook trained on
+    (notebook 05 checked it on notebook 02's pairs only): ``paths`` maps each place (a T->NT fraction, a base
+    model, the reward re-RLHF used) to ``{"flip_share", "flip_share_init", "acts"}`` (None: not measured, e.g.
+    metrics written before the check existed). Appends the finding to ``e.ours``, records it in ``e.details``
+    and, when the path acts nowhere, turns a decided verdict into inconclusive: FA-IRL is then its baseline
+    under another name and the claim compares IRL with itself."""
+    seen = {k: v for k, v in paths.items() if v}
+    e.details["acting_own_pairs"] = {k: dict(v) if v else None for k, v in paths.items()}
+    if not seen:
+        e.ours += f"; whether its failure path acts on {where} was not measured"
+        return
+    acting = [k for k, v in seen.items() if v.get("acts")]
+    shares = ", ".join(f"{k} {_num(v['flip_share']):.1%} (init {_num(v['flip_share_init']):.1%})"
+                       for k, v in seen.items())
+    e.ours += (f"; on {where} its R_F flips {shares}: it acts on {len(acting)} of {len(seen)}"
+               + ("" if acting else ", so FA-IRL is its baseline there"))
+    if not acting and e.verdict in (REPRODUCED, NEGLIGIBLE, CONTRADICTED, OPPOSITE):
+        e.verdict = INCONCLUSIVE
+
+
+def _pair_mix_paths(mets, fa: str, fractions: Sequence[float]) -> dict[str, Mapping[str, Any] | None]:
+    """Notebook 06's failure-path check of ``fa`` at each of ``fractions`` (see :func:`_acting_on_own_pairs`)."""
+    out: dict[str, Mapping[str, Any] | None] = {}
+    for f in fractions:
+        kw = {"fraction": f"{f:g}", "pm_fa_method": fa}
+        leaf = "pair_mix.{fraction}.methods.{pm_fa_method}."
+        out[f"fraction {f:g}"] = {k: _read(mets, "06", leaf + k, **kw)
+                                  for k in ("flip_share", "flip_share_init", "acts")}
+    return out
+
+
 def _boot_estimate(d: Mapping[str, Any], n: int) -> tuple[Estimate, Estimate]:
     """The 95% and 90% bootstrap estimates of a ``{"value", "ci95", "ci90", "mde"}`` leaf."""
     v, mde = _num(d["value"]), d.get("mde")
@@ -497,6 +529,32 @@ def _measure_scarce(mets, e: Entry) -> None:
     e.ours = (f"STARC {METHOD_LABELS[fa]} - {METHOD_LABELS[base]} = {est.text('+.3f')} at fraction {low:g} "
               f"(90% lower end {est90.lo if est90.lo is not None else float('nan'):+.3f})")
     e.details = {"fraction": low, "fa_method": fa, "baseline": base}
+    _acting_on_own_pairs(e, _pair_mix_paths(mets, fa, [low]), "that mix")
+
+
+def _measure_failure_slice(mets, e: Entry) -> None:
+    """Sec. 6: "these improvements concentrate on failure slices". The preregistered FA method's pairwise
+    accuracy on the test pairs its same-seed baseline misranks or nearly ties, against the control every
+    slice needs: the baseline of another seed on the same slice (regression to the mean gives any second
+    reward part of the slice back). Notebook 05, :func:`fairl_lib.analysis.evaluate.failure_slice_control`."""
+    fa, base = preregistered(mets)
+    leaf = "preregistered.failure_slice."
+    d = {k: _read(mets, "05", leaf + "difference." + k) for k in ("value", "ci95", "ci90", "mde")}
+    per_seed = _read(mets, "05", leaf + "per_seed")
+    est, est90 = _boot_estimate(d, len(per_seed))
+    acc_fa, acc_ctrl = _num(_read(mets, "05", leaf + "fa")), _num(_read(mets, "05", leaf + "control"))
+    n_slice = _num(_read(mets, "05", leaf + "n_slice_pairs"))
+    e.notebook, e.compared = "05", f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]} of another seed"
+    e.covers = "training seeds and the draw of the test prompts (bootstrap over both)"
+    note = _judge(e, est, 0.0, +1, None, est90)
+    act = _acting_note(mets, e, fa)
+    if not e.details["acting"] and e.verdict not in (IDENTICAL, NOT_RUN):
+        e.verdict = INCONCLUSIVE
+    e.ours = (f"on the {n_slice:.0f} test pairs (mean over seeds) that {METHOD_LABELS[base]} misranks or nearly ties, "
+              f"{METHOD_LABELS[fa]} ranks {acc_fa:.1%} right, {METHOD_LABELS[base]} of another seed {acc_ctrl:.1%}: "
+              f"difference {est.text('+.3f')}{note}{act}")
+    e.details.update({"fa_accuracy": acc_fa, "control_accuracy": acc_ctrl, "n_slice_pairs": n_slice,
+                      "per_seed_differences": per_seed, "fa_method": fa, "baseline": base})
 
 
 def _measure_variance(mets, e: Entry) -> None:
@@ -711,6 +769,7 @@ def _measure_fastest(mets, e: Entry) -> None:
     e.ours = (f"slope {mean_ci(per_seed[fa]).text('+.3f')} vs {mean_ci(per_seed[base]).text('+.3f')}; "
               f"difference {est.text('+.3f')}")
     e.details = {"per_seed_slopes": per_seed, "fa_method": fa, "baseline": base}
+    _acting_on_own_pairs(e, _pair_mix_paths(mets, fa, sorted(table[fa])), "the mixes")
 
 
 def _measure_lowest_at_top(mets, e: Entry) -> None:
@@ -735,6 +794,7 @@ def _measure_lowest_at_top(mets, e: Entry) -> None:
     e.compared = f"{METHOD_LABELS[fa]} vs {METHOD_LABELS[base]} at T->NT fraction {top:g}"
     e.ours = f"{mean_ci(vals[fa]).text()} vs {mean_ci(vals[base]).text()}; difference {est.text('+.3f')}"
     e.details = {"fraction": top, "fa_method": fa, "baseline": base}
+    _acting_on_own_pairs(e, _pair_mix_paths(mets, fa, [top]), "that mix")
 
 
 # --- model size (notebook 07) ----------------------------------------------------------------------
@@ -775,10 +835,17 @@ def _measure_size(mets, e: Entry) -> None:
         return
     e.verdict = combine_verdicts(verdicts)
     e.compared = f"{large} vs {small}"
+    e.covers = ("training seeds only (Student-t over the IRL seeds, as the paper's Figure 5 CIs): one expert and "
+                "one pair draw per base model, so their randomness is not in the interval")
     e.ours = "; ".join(f"{k} {large} - {small} = {v.text('+.3f')}" for k, v in parts.items())
     e.estimate = parts.get("accuracy") or parts.get("starc")
     e.detectable = "; ".join(f"{k} {v.mde_text()}" for k, v in parts.items())
     e.details["differences"] = parts
+    fa = _read(mets, "07", "settings.methods")[0]
+    leaf = "{size_lm}.failure_path.{size_fa_method}."
+    _acting_on_own_pairs(e, {lm: {k: _read(mets, "07", leaf + k + suffix, size_lm=lm, size_fa_method=fa)
+                                  for k, suffix in (("flip_share", "_mean"), ("flip_share_init", "_mean"), ("acts", ""))}
+                             for lm in (small, large)}, "each base model's pairs")
 
 
 # --- re-RLHF (notebook 08) -------------------------------------------------------------------------
@@ -849,6 +916,8 @@ def _measure_rerlhf(mets, e: Entry) -> None:
                  "runs": runs, "between_run_variance": tau2, "between_run_df": df, "differences": parts,
                  "paper_gaps": paper_gaps, "part_verdicts": verdicts, "headroom": headroom,
                  "headroom_share_closed": share}
+    _acting_on_own_pairs(e, {"the FA-IRL arm's reward": S.get(m8, "08", "fa_irl.failure_path") or None},
+                         "the training pairs")
 
 
 # --- the audit of the expert (notebook 10; Liu et al., explainable RLHF) ----------------------------
@@ -994,6 +1063,13 @@ CLAIMS: tuple[Claim, ...] = (
           "share only-FA / (only-FA + only-IRL) on the held-out Jigsaw comments, pooled over the tuned grid's seeds "
           "(each run's train-fitted threshold), 95% bootstrap over seeds and comments, against 1/2; fewer than "
           "[ledger] min_disagreements disagreements: underpowered. " + VERDICT_RULE, _measure_table2, effect="share"),
+    Claim("failure_slices", "FA-IRL's gains concentrate on the baseline's failure slice (misranked or near-tie "
+          "pairs)", "Sec. 6, App. C", ("05",), "stated without numbers ('these improvements concentrate on failure "
+          "slices')",
+          "pairwise accuracy on the test pairs the same-seed baseline misranks or nearly ties (|margin| <= 0.1 std): "
+          "the preregistered FA method - the control, the baseline of the next seed on the same slice (any second "
+          "reward recovers part of a slice chosen by one run's errors); 95% bootstrap over seeds and test prompts. "
+          + VERDICT_RULE, _measure_failure_slice, effect="accuracy"),
     Claim("table3_subtypes", "... and on every toxicity subtype", "Table 3", ("05",),
           "; ".join(f"{k} {a} vs {b}" for k, (a, b) in _P3.items()) + " (relative increase "
           + ", ".join(f"{k} {v:+.1%}" for k, v in PAPER_TABLE3_RELATIVE.items()) + "; mean 8.1%)",

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fairl_lib.irl import method_spec
+
 # ----------------------------------------------------------------------------- fixed key sets
 
 # the six IRL methods of Table 1 (fairl_lib.irl.methods has their titles; kept here as data so that
@@ -87,6 +89,11 @@ def _fixed(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[str]]:
     return lambda _m: tuple(keys)
 
 
+def _fa_methods(methods: Any) -> list[str]:
+    """The FA methods (those with a failure path, ``fairl_lib.irl.method_spec(m).failures``) of a list."""
+    return [m for m in _str_list(methods) if method_spec(m).failures is not None]
+
+
 def _run_fractions(m: Mapping[str, Any]) -> list[str]:
     return [k for k, row in m["pair_mix"].items() if row["status"] != "skipped"]
 
@@ -115,12 +122,16 @@ PLACEHOLDERS: dict[str, Placeholder] = {
                                _fixed(AUDIT_SPLITS)),
     "pm_method": Placeholder("each method of the file's `methods` list (notebook 06)",
                              lambda m: _str_list(m["methods"]), "methods"),
+    "pm_fa_method": Placeholder("each FA method (one with a failure path) of the file's `methods` list (notebook 06)",
+                                lambda m: _fa_methods(m["methods"]), "methods"),
     "fraction": Placeholder("each T->NT fraction of `pair_mix` that was run (status not 'skipped')",
                             _run_fractions, "pair_mix.*.status"),
     "size_lm": Placeholder("each base LM of the file's `settings.size_lms` (notebook 07)",
                            lambda m: _str_list(m["settings"]["size_lms"]), "settings.size_lms"),
     "size_method": Placeholder("each method of the file's `settings.methods` (notebook 07)",
                                lambda m: _str_list(m["settings"]["methods"]), "settings.methods"),
+    "size_fa_method": Placeholder("each FA method of the file's `settings.methods` (notebook 07)",
+                                  lambda m: _fa_methods(m["settings"]["methods"]), "settings.methods"),
 }
 ANY = "*"  # every key present at that point (possibly none)
 
@@ -208,6 +219,15 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("preregistered.acting", "whether its tuned failure path acts on the training pairs (failure_path.acts)"),
         Key("preregistered.flip_share", "share of training pairs its trained R_F flips against R_D alone, mean over seeds"),
         Key("preregistered.flip_share_init", "the same for its initial R_F"),
+        Key("preregistered.failure_slice.fa", "pairwise accuracy of the FA method on the same-seed baseline's failure "
+            "slice of the in-domain test pairs, mean over seeds"),
+        Key("preregistered.failure_slice.control", "the same for the control: the baseline of the next seed"),
+        Key("preregistered.failure_slice.difference.value", "FA - control on the slices"),
+        Key("preregistered.failure_slice.difference.ci95", "its 95% bootstrap interval over seeds x test prompts"),
+        Key("preregistered.failure_slice.difference.ci90", "the 90% interval (TOST)"),
+        Key("preregistered.failure_slice.difference.mde", "the smallest difference the bootstrap detects (80% power)"),
+        Key("preregistered.failure_slice.n_slice_pairs", "test pairs in a slice, mean over seeds"),
+        Key("preregistered.failure_slice.per_seed", "FA - control per seed"),
         Key("preregistered.comparisons.{set}.{metric}.value", "FA - baseline, mean over the tuned grid's seeds"),
         Key("preregistered.comparisons.{set}.{metric}.ci95", "95% bootstrap interval over seeds x data (test "
             "prompts / Jigsaw comments); null when it cannot be formed"),
@@ -264,6 +284,10 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("random_reward_starc", "per fraction: STARC of a random reward (the yardstick's own trend)"),
         Key("pair_mix.*.status", "per planned fraction: ok / reduced / skipped"),
         Key("pair_mix.{fraction}.methods.{pm_method}.per_seed", "training STARC (Eq. 4) per seed, seeds in order"),
+        Key("pair_mix.{fraction}.methods.{pm_fa_method}.acts",
+            "whether that FA method's failure path acts on the mix's own pairs (flip share >= 2% and > its init's)"),
+        Key("pair_mix.{fraction}.methods.{pm_fa_method}.flip_share", "its trained R_F's flip share, mean over seeds"),
+        Key("pair_mix.{fraction}.methods.{pm_fa_method}.flip_share_init", "its initial R_F's flip share, mean over seeds"),
     ),
     "07_model_size": (
         Key("settings.size_lms", "the base LMs compared"),
@@ -283,6 +307,10 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("{size_lm}.starc.ci_high", "Student-t 95% interval, high end"),
         Key("{size_lm}.by_method.{size_method}.accuracy.mean", "every reported method: accuracy, mean over seeds"),
         Key("{size_lm}.by_method.{size_method}.starc.mean", "every reported method: STARC, mean over seeds"),
+        Key("{size_lm}.failure_path.{size_fa_method}.acts",
+            "whether that FA method's failure path acts on this base model's own training pairs"),
+        Key("{size_lm}.failure_path.{size_fa_method}.flip_share_mean", "its trained R_F's flip share, mean over seeds"),
+        Key("{size_lm}.failure_path.{size_fa_method}.flip_share_init_mean", "its initial R_F's flip share"),
     ),
     "08_rerlhf": (
         Key("base.toxicity_rate", "held-out toxicity rate of the base LM"),
@@ -297,6 +325,8 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("{arm}.kl_final", "KL to the base per completion at the end (nats)"),
         Key("{arm}.perplexity_final", "perplexity of its completions under the base"),
         Key("{arm}.paper_toxicity_rate", "the paper's rate for that reward"),
+        Key("fa_irl.failure_path", "the FA arm's reward: flip_share, flip_share_init, acts on its training pairs "
+            "({} when the arm's reward has no failure path)"),
     ),
     "10_audit": (
         Key("targets.n", "unsatisfactory responses audited: expert completions on held-out prompts (targets)"),

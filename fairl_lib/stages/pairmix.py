@@ -33,6 +33,9 @@ Design (App. D): "We fix the total number of pairs and sweep the pair mix, the f
   the ground-truth reward (``{side}_reward``) on the *training outputs* of the mix: both sides of its
   pairs. The run's seed changes the reward's init, minibatch order and failure sampling; the pairs of a
   mix are the same for every seed (the paper does not say which it varies).
+- **Does the failure path act on the mix?** Each FA run's flip shares on the mix's own pairs
+  (:func:`fairl_lib.analysis.failure_path.flip_shares`): a configuration whose R_F acts on notebook 02's pairs
+  may not act on 1,000 pairs with few T->NT ones, and then FA-IRL is its baseline under another name there.
 
 The whole sweep is one cached stage, ``pair_mix`` (keyed by the pairs' fingerprint, the plan, the
 ``[irl]`` settings, methods and seeds).
@@ -51,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from fairl_lib.analysis import metrics as M
+from fairl_lib.analysis.failure_path import acts, flip_shares
 from fairl_lib.analysis.evaluate import METHOD_TITLES
 from fairl_lib.analysis.pairset import PairSet, count_pair_types, pairset_fingerprint, preference_data
 from fairl_lib.cache import cached_stage
@@ -58,7 +62,7 @@ from fairl_lib.irl import METHOD_NAMES, IRLConfig, train_grid
 
 T_NT, NT_NT = "T->NT", "NT->NT"
 POLICIES = ("common_total", "skip", "cap")
-STAGE, STAGE_VERSION = "pair_mix", "2"
+STAGE, STAGE_VERSION = "pair_mix", "3"  # 3: each FA run records its flip shares
 N_RANDOM_REWARDS = 20  # random linear rewards per mix: the STARC an uninformed reward gets on the same outputs
 OK, REDUCED, SKIPPED = "ok", "reduced", "skipped"
 RANDOM = "random_reward"  # per_run rows of the random-reward control (not a method)
@@ -233,14 +237,17 @@ def run_sweep(train: PairSet, plans: Sequence[MixPlan], irl: IRLConfig, methods:
         log(f"[pair_mix] fraction {plan.key}: {plan.n_t_nt} T->NT + {plan.n_nt_nt} NT->NT, "
             f"{len(runs)} runs in {sum(g.seconds for g in grids):.1f} s")
         for run in runs:
+            fs = (flip_shares(run.reward, sub, seed=run.seed) if run.reward.failure is not None
+                  else {"flip_share": math.nan, "flip_share_init": math.nan})  # a baseline has no R_F
             rows.append({"fraction": plan.fraction, "method": run.method, "seed": run.seed,
                          "starc": training_starc(run.reward, sub), "n_t_nt": plan.n_t_nt, "n_nt_nt": plan.n_nt_nt,
-                         "epochs_run": run.epochs_run, "best_epoch": run.best_epoch})
+                         "epochs_run": run.epochs_run, "best_epoch": run.best_epoch,
+                         "flip_share": fs["flip_share"], "flip_share_init": fs["flip_share_init"]})
         rows.append({"fraction": plan.fraction, "method": RANDOM, "seed": -1,
                      "starc": random_reward_starc(sub, seed=draw_seed), "n_t_nt": plan.n_t_nt,
                      "n_nt_nt": plan.n_nt_nt, "epochs_run": 0, "best_epoch": 0})
     return pd.DataFrame(rows, columns=["fraction", "method", "seed", "starc", "n_t_nt", "n_nt_nt", "epochs_run",
-                                       "best_epoch"])
+                                       "best_epoch", "flip_share", "flip_share_init"])
 
 
 def available_counts(train: PairSet) -> dict[str, int]:
@@ -308,7 +315,9 @@ def pair_mix_metrics(res: SweepResult) -> dict[str, Any]:
     """``metrics/06_pair_mix.json``: the plan, availability notes and per fraction per method STARC.
 
     ``pair_mix[fraction] = {status, note, n_t_nt, n_nt_nt, total, methods: {method: {mean, min, max,
-    per_seed}}}`` (``methods`` empty for skipped fractions); ``notes`` lists every reduced / skipped one.
+    per_seed}}}`` (``methods`` empty for skipped fractions); ``notes`` lists every reduced / skipped one. An FA
+    method's block also has ``flip_share``, ``flip_share_init`` (means over seeds, on that mix's own pairs) and
+    ``acts`` (:func:`fairl_lib.analysis.failure_path.acts`): whether its failure path acts on those pairs.
     """
     out: dict[str, Any] = {}
     for p in res.plans:
@@ -320,6 +329,10 @@ def pair_mix_metrics(res: SweepResult) -> dict[str, Any]:
                 v = g["starc"].to_numpy(float)
                 block["methods"][m] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
                                        "per_seed": [float(x) for x in v]}
+                if "flip_share" in g and g["flip_share"].notna().all():  # an FA method: does R_F act on this mix?
+                    share, init = float(g["flip_share"].mean()), float(g["flip_share_init"].mean())
+                    block["methods"][m].update({"flip_share": share, "flip_share_init": init,
+                                                "acts": acts(share, init)})
         out[p.key] = block
     used = sorted({p.total for p in res.kept})
     return {

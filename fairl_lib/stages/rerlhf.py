@@ -48,6 +48,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from fairl_lib.analysis import paper
+from fairl_lib.analysis.failure_path import acts, flip_shares
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
 from fairl_lib.irl import WEIGHT_FILE, baseline_of, load_reward, reward_folder
@@ -284,6 +285,18 @@ def learned_text_reward(cfg, method: str, ps=None, embedder=None) -> tuple[Learn
     return LearnedTextReward(reward, emb, a, b, name=method), info
 
 
+def reward_failure_path(cfg, method: str, ps=None) -> dict[str, Any]:
+    """Does the failure path of the reward a learned arm trains on act on that reward's own training pairs?
+    :func:`fairl_lib.analysis.failure_path.flip_shares` of the saved reward (the seed re-RLHF uses) on notebook
+    02's training split, and ``acts``; ``{}`` for a reward without a failure path (a baseline)."""
+    reward = load_reward(reward_dir(cfg, method))
+    if reward.failure is None:
+        return {}
+    ps = ps if ps is not None else pairs_stage(cfg)
+    fs = flip_shares(reward, ps.split("train"))
+    return {**fs, "acts": acts(fs["flip_share"], fs["flip_share_init"]), "seed": reward.meta.get("seed")}
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
     return float(spearmanr(a, b).statistic) if len(a) > 2 else math.nan
@@ -504,7 +517,8 @@ def rerlhf_metrics(cfg, runs: dict[str, list[RerlhfRun]], finals: dict[str, list
                    base: dict[str, Any]) -> dict[str, Any]:
     """``metrics/08_rerlhf.json``: per arm the final rates pooled over its training runs (final
     evaluation), each run's own numbers (``runs``), the spread between runs, the paper's rate, the first
-    run's history and last in-training evaluation, the reward's description; plus the base rates."""
+    run's history and last in-training evaluation, the reward's description; plus the base rates. The FA
+    arm also has ``failure_path`` (:func:`reward_failure_path`): whether its reward's R_F acts on its pairs."""
     rc = rerlhf_config(cfg)
     out: dict[str, Any] = {"base": {k: base[k] for k in ("toxicity_rate", "judge_rate", "toxicity_mean", "perplexity")}}
     for kind, arm in runs.items():
@@ -529,6 +543,8 @@ def rerlhf_metrics(cfg, runs: dict[str, list[RerlhfRun]], finals: dict[str, list
             "reward_final": float(np.mean([_last_mean(run.history, "reward") for run in arm])),
             "reused_expert": first.reused_expert, "reward": reward,
         }
+    if "fa_irl" in out:
+        out["fa_irl"]["failure_path"] = reward_failure_path(cfg, arm_method(cfg, "fa_irl"))
     out["settings"] = {"rlhf": dataclasses.asdict(run_rlhf_config(cfg)), "rerlhf": dataclasses.asdict(rc),
                        "base_lm": cfg.models.base_lm, "ground_truth": cfg.models.ground_truth,
                        "judge": cfg.models.judge}

@@ -38,6 +38,7 @@ from scipy.stats import t
 
 from fairl_lib.analysis import evaluate, paper
 from fairl_lib.analysis.evaluate import METHOD_TITLES
+from fairl_lib.analysis.failure_path import failure_path_summary
 from fairl_lib.analysis.pairset import count_pair_types
 from fairl_lib.irl import method_spec
 from fairl_lib.stages import irl_grid
@@ -171,6 +172,7 @@ class SizeResult:
     params_millions: float
     per_run: pd.DataFrame
     expert_tox: dict[str, float]
+    failure_path: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def run_size(cfg, size_lm: str, log=print, irl_by_method: Mapping[str, Any] | None = None) -> SizeResult:
@@ -200,12 +202,13 @@ def run_size(cfg, size_lm: str, log=print, irl_by_method: Mapping[str, Any] | No
     tox = {"start": float(h["eval_tox_rate"].iloc[0]) if len(h) else math.nan,
            "end": float(h["eval_tox_rate"].iloc[-1]) if len(h) else math.nan}
     return SizeResult(size_lm, scfg, folder, len(ps), count_pair_types(ps.df), params_millions(ex.policy),
-                      per_run.reset_index(drop=True), tox)
+                      per_run.reset_index(drop=True), tox, failure_path_summary(grid, ps, "train"))
 
 
 def size_metrics(cfg, results: Mapping[str, SizeResult]) -> dict[str, Any]:
     """``metrics/07_model_size.json``: ``{size_lm: {params_millions, n_pairs, rlhf_steps, ...,
-    accuracy: {mean, ci_low, ci_high, std, n}, starc: {...}, by_method: {method: {...}}}}``.
+    accuracy: {mean, ci_low, ci_high, std, n}, starc: {...}, by_method: {method: {...}}, failure_path: {FA method:
+    {flip_share_mean, flip_share_init_mean, acts}}}}`` (the path measured on that size's own training pairs).
 
     The top-level ``accuracy`` / ``starc`` of a size are those of the first method of
     ``[sizes].methods`` (ME FA-IRL margin failures by default); ``by_method`` has every reported one.
@@ -222,7 +225,11 @@ def size_metrics(cfg, results: Mapping[str, SizeResult]) -> dict[str, Any]:
                    "pair_types": r.pair_types, "rlhf_steps": r.cfg.rlhf.steps, "primary": is_primary(cfg, lm),
                    "expert_tox_rate_start": r.expert_tox["start"], "expert_tox_rate_end": r.expert_tox["end"],
                    "method": sc.methods[0], "accuracy": head["accuracy"], "starc": head["starc"],
-                   "by_method": by_method}
+                   "by_method": by_method,
+                   # whether each FA method's failure path acts on this size's own training pairs
+                   "failure_path": {m: {k: r.failure_path[m][k] for k in ("flip_share_mean", "flip_share_init_mean",
+                                                                          "acts")}
+                                    for m in sc.methods if m in r.failure_path}}
     out["settings"] = {"methods": list(sc.methods), "ci_level": sc.ci_level, "ci": "Student-t over seeds",
                        "set": "in-domain test pairs", "size_lms": list(results)}
     return out
