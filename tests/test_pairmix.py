@@ -158,3 +158,17 @@ def test_findings_read_the_numbers():
     assert lines[0].startswith("From T->NT fraction 0 to 1, mean training STARC falls for 2 of 2 methods")
     assert "me_fa_margin (-0.800)" in lines[1] and "me_irl (-0.600)" in lines[1]
     assert "fraction 1: me_fa_margin (0.500)" in lines[3]
+
+
+def test_paper_mix_mask_reaches_the_share_in_each_split():
+    """Train: 10 T->NT, 4 other non-NT->NT, 100 NT->NT; at share 0.25 the split keeps 40 pairs: every non-NT->NT
+    pair and 26 NT->NT ones. Test: 2 T->NT and 3 NT->NT cannot reach 0.25 (it would need 8 pairs): all kept."""
+    types = ["T->NT"] * 10 + ["NT->T"] * 2 + ["T->T"] * 2 + ["NT->NT"] * 100 + ["T->NT"] * 2 + ["NT->NT"] * 3
+    df = pd.DataFrame({"pair_type": types, "split": ["train"] * 114 + ["test"] * 5})
+    keep = P.paper_mix_mask(df, 0.25, seed=3)
+    kept = df[keep]
+    train = kept[kept["split"] == "train"]
+    assert len(train) == 40 and (train["pair_type"] != "NT->NT").sum() == 14
+    assert (kept["split"] == "test").sum() == 5
+    assert np.array_equal(keep, P.paper_mix_mask(df, 0.25, seed=3))  # seeded
+    assert not np.array_equal(keep, P.paper_mix_mask(df, 0.25, seed=4))

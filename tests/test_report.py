@@ -399,6 +399,12 @@ def test_theory_toy_exact_claims():
     assert led["appb_sharpen"].verdict == NOT_REPRODUCED
 
 
+PAPER_MIX = {"fa_method": "me_fa_margin", "baseline": "me_irl", "tnt_share": {"train": 0.36, "test": 0.36},
+                "acting": True, "flip_share": 0.03, "flip_share_init": 0.01, "share": 0.36,
+                "comparisons": {st: {mt: {"value": 0.01, "ci95": [-0.01, 0.03], "ci90": [-0.005, 0.025], "mde": 0.02}
+                                     for mt in ("f1", "auc", "starc")} for st in ("in_domain", "jigsaw")}}
+
+
 def _pairmix(slope_fa: float, slope_base: float, noise: float = 0.005, seeds: int = 4, skip_top: bool = False,
              acts: bool = True):
     rng = np.random.default_rng(5)
@@ -411,6 +417,7 @@ def _pairmix(slope_fa: float, slope_base: float, noise: float = 0.005, seeds: in
             for m in S.METHODS}
         rows[f"{f:g}"] = {"status": "skipped" if skipped else "ok", "methods": methods}
     m = {"methods": list(S.METHODS), "n_seeds": seeds, "total_pairs_used": 40, "random_reward_starc": {},
+         "paper_mix": PAPER_MIX,
          "fractions_run": [float(k) for k, r in rows.items() if r["status"] != "skipped"],
          "fractions_skipped": [float(k) for k, r in rows.items() if r["status"] == "skipped"], "pair_mix": rows}
     S.validate("06_pair_mix", m)
@@ -581,3 +588,16 @@ def test_ledger_json_and_report_files(results_tmp):
     assert d["table1_f1"]["verdict"] == NOT_RUN
     json.dumps(d, allow_nan=False)  # plain JSON
     assert sum(R.verdict_counts(ledger).values()) == len(R.CLAIMS)
+
+
+def test_the_paper_mix_paragraph_reads_notebook_06():
+    """Table 1 at the paper's mix is a sensitivity paragraph, not a verdict: each difference against the effect
+    of interest (an interval inside +-0.01 for AUC is 'inside'; one that spans 0 and more is 'spans 0')."""
+    m6 = _pairmix(-0.6, -0.2)
+    lines = R.paper_mix_lines({"06": m6})
+    assert len(lines) == 1 and "36% T->NT in training" in lines[0] and "failure path acts" in lines[0]
+    assert "in_domain auc +0.010 [-0.010, +0.030] (spans 0)" in lines[0]
+    m6 = copy.deepcopy(m6)
+    m6["paper_mix"]["comparisons"]["jigsaw"]["auc"].update({"value": 0.001, "ci95": [-0.004, 0.005]})
+    assert "jigsaw auc +0.001 [-0.004, +0.005] (inside +- the effect of interest)" in R.paper_mix_lines({"06": m6})[0]
+    assert R.paper_mix_lines({}) == []

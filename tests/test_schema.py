@@ -91,6 +91,10 @@ def _layouts() -> dict[str, dict]:
                                                 "methods": {m: {"mean": [0.5, 0.55]} for m in M}},
                       "fig3_left": {}},
         "06_pair_mix": {"methods": M, "n_seeds": 2, "fractions_run": [0.0, 0.5], "fractions_skipped": [1.0],
+                        "paper_mix": {"fa_method": "me_fa_margin", "baseline": "me_irl", "tnt_share": {"train": 0.36, "test": 0.36},
+                                      "acting": True, "flip_share": 0.03, "flip_share_init": 0.01, "share": 0.36,
+                                      "comparisons": {st: {mt: {"value": 0.01, "ci95": [-0.01, 0.03], "ci90": [-0.005, 0.025], "mde": 0.02}
+                                                           for mt in ("f1", "auc", "starc")} for st in ("in_domain", "jigsaw")}},
                         "total_pairs_used": 14, "random_reward_starc": {"0": 1.37, "0.5": 1.38},
                         "pair_mix": {"0": {"status": "reduced", "methods": {m: {"per_seed": [1.5, 1.6], **acting(m)}
                                                                             for m in M}},

@@ -25,6 +25,7 @@ TABLE3 = {
                "identity_hate": (250, 41, 18)},
 }
 # Section 6 / Figure 3 right: final toxicity rate after re-RLHF with each reward (SmolLM2-360M)
+TNT_SHARE = 2 * 3619 / 20000  # Figure 3 (middle): 3,619 T->NT pairs in each of train and test, of 20,000 pairs
 RERLHF_RATES = {"ground_truth": 0.04, "fa_irl": 0.06, "irl": 0.09}
 # Appendix E: the four base-model sizes (millions of parameters) of Figure 5
 SIZES_M = {"smollm2-135m": 135, "gemma3-270m": 270, "smollm2-360m": 360, "pythia-410m": 410}

@@ -1267,7 +1267,7 @@ def _md(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-PAPER_TNT_SHARE = 2 * 3619 / 20000  # Figure 3 (middle): 3,619 T->NT pairs in each of train and test, 20,000 pairs
+PAPER_TNT_SHARE = paper.TNT_SHARE
 
 
 def regime_lines(mets: Mapping[str, Any]) -> list[str]:
@@ -1311,6 +1311,34 @@ def regime_lines(mets: Mapping[str, Any]) -> list[str]:
             out.append(f"Held-out toxicity (fresh samples of held-out screened prompts): base "
                        f"{m1['toxicity_rate_base']:.1%}, expert {m1['toxicity_rate_expert']:.1%}.")
     return [" ".join(out)]
+
+
+def paper_mix_lines(mets: Mapping[str, Any], rules: LedgerConfig | None = None) -> list[str]:
+    """Table 1 at the paper's T->NT share (notebook 06's sensitivity analysis, not a claim): the preregistered
+    pair's differences on the thinned pairs, each against ``rules``' effect of interest; empty without it."""
+    m6 = mets.get("06")
+    pm = m6.get("paper_mix") if isinstance(m6, Mapping) else None
+    if not isinstance(pm, Mapping) or not isinstance(pm.get("comparisons"), Mapping):
+        return []
+    rules = rules or LedgerConfig()
+    parts = []
+    for st, by_metric in pm["comparisons"].items():
+        for mt, c in by_metric.items():
+            lo, hi = (c.get("ci95") or (None, None))
+            if lo is None:
+                parts.append(f"{st} {mt} {_num(c['value']):+.3f} (no interval)")
+                continue
+            eoi = rules.effect(mt)
+            word = ("inside +- the effect of interest" if -eoi < lo and hi < eoi else
+                    "clears 0" if (lo > 0 or hi < 0) else "spans 0")
+            parts.append(f"{st} {mt} {_num(c['value']):+.3f} [{lo:+.3f}, {hi:+.3f}] ({word})")
+    share = pm.get("tnt_share", {})
+    return [f"**Sensitivity: Table 1 at the paper's mix** (notebook 06; not a claim). With the pairs thinned to "
+            f"{_num(share.get('train')):.0%} T->NT in training and {_num(share.get('test')):.0%} in test (NT->NT pairs "
+            f"dropped at random, so each reward sees fewer pairs), {METHOD_LABELS[pm['fa_method']]} - "
+            f"{METHOD_LABELS[pm['baseline']]}: " + "; ".join(parts)
+            + (". Its failure path acts on these pairs." if pm.get("acting") else
+               ". Its failure path does not act on these pairs, so this compares IRL with itself.")]
 
 
 def eq3_ablation(mets: Mapping[str, Any]) -> list[str]:
@@ -1516,7 +1544,8 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
             ours = f"{e.compared}: {ours}"
         lines.append(f"| {_md(e.claim)} | {_md(e.source)} | {_md(e.paper)} | {_md(ours)} | {_eoi_text(e)} "
                      f"| {_md(e.detectable)} | {_verdict_text(e)} |")
-    extra = (eq3_ablation(mets) + regime_lines(mets) + identity_bias_lines(mets)) if mets is not None else []
+    extra = (eq3_ablation(mets) + regime_lines(mets) + paper_mix_lines(mets, ledger[0].rules if ledger else None)
+             + identity_bias_lines(mets) if mets is not None else [])
     if extra:
         lines += [""] + extra
     why = why_numbers_differ(mets) if mets is not None else []

@@ -53,12 +53,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from fairl_lib.analysis import evaluate, paper
 from fairl_lib.analysis import metrics as M
-from fairl_lib.analysis.failure_path import acts, flip_shares
+from fairl_lib.analysis.failure_path import acts, failure_path_summary, flip_shares
 from fairl_lib.analysis.evaluate import METHOD_TITLES
 from fairl_lib.analysis.pairset import PairSet, count_pair_types, pairset_fingerprint, preference_data
 from fairl_lib.cache import cached_stage
 from fairl_lib.irl import METHOD_NAMES, IRLConfig, train_grid
+from fairl_lib.stages.tuning import best_stage
 
 T_NT, NT_NT = "T->NT", "NT->NT"
 POLICIES = ("common_total", "skip", "cap")
@@ -287,6 +289,52 @@ def sweep_stage(cfg, ps: PairSet, policy: str = "common_total", min_total: int |
     return SweepResult(plans, per_run, avail, pm.total_pairs, policy, list(methods), seeds,
                        {"folder": str(folder), "compute_seconds": receipt.get("compute_seconds"),
                         "random_reward_starc": {float(f): float(v) for f, v in control.items()}})
+
+
+# =========================================================================== Table 1 at the paper's mix
+
+
+def paper_mix_mask(df: pd.DataFrame, share: float, seed: int) -> np.ndarray:
+    """Rows of a pair table at the paper's T->NT share, split by split: every pair that is not NT->NT is
+    kept and NT->NT pairs are drawn (without replacement, ``seed``) so that T->NT pairs are ``share`` of the
+    split. A split with too few NT->NT pairs for that keeps them all (its share is then higher)."""
+    keep = np.zeros(len(df), bool)
+    rng = np.random.default_rng(seed)
+    for split in pd.unique(df["split"]):
+        rows = df["split"].to_numpy() == split
+        types = df["pair_type"].to_numpy()
+        n_tnt = int((rows & (types == T_NT)).sum())
+        ntnt = np.flatnonzero(rows & (types == NT_NT))
+        other = rows & (types != NT_NT)
+        want = max(0, round(n_tnt / share) - int(other.sum())) if share > 0 else len(ntnt)
+        keep |= other
+        keep[rng.choice(ntnt, size=min(want, len(ntnt)), replace=False)] = True
+    return keep
+
+
+def paper_mix_table1(cfg, ps: PairSet, heldout, fa: str, base: str, tuned, *, share: float = paper.TNT_SHARE,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Table 1 at the paper's mix (about 36% T->NT, Figure 3 middle): the pairs of ``ps`` thinned to ``share``
+    T->NT in train and test (:func:`paper_mix_mask`, seed ``cfg.seed``), every method trained at its tuned
+    configuration (``tuned``, notebook 04's search, which saw the full pairs) on ``tuning.best_seeds`` seeds
+    (:func:`fairl_lib.stages.tuning.best_stage`, cached, not published), then the preregistered ``fa`` -
+    ``base`` comparison of notebook 05 on both sets (:func:`fairl_lib.analysis.evaluate.compare_methods`) and
+    whether ``fa``'s failure path acts on these pairs."""
+    sub = ps.subset(paper_mix_mask(ps.df, share, cfg.seed))
+    counts = {sp: count_pair_types(sub.split(sp).df) for sp in ("train", "test")}
+    log(f"[pair_mix] Table 1 at {share:.0%} T->NT: {len(sub.split('train'))} training and "
+        f"{len(sub.split('test'))} test pairs")
+    grid = best_stage(cfg, sub, tuned, log=log, publish=False)
+    ev = evaluate.evaluate_grid(grid, sub, heldout)
+    path = failure_path_summary(grid, sub).get(fa, {})
+    reps = cfg.ledger.bootstrap_reps
+    return {"share": share, "pair_types": counts,
+            "tnt_share": {sp: counts[sp].get(T_NT, 0) / max(1, sum(counts[sp].values())) for sp in counts},
+            "fa_method": fa, "baseline": base,
+            "acting": bool(path.get("acts", False)), "flip_share": path.get("flip_share_mean"),
+            "flip_share_init": path.get("flip_share_init_mean"),
+            "comparisons": {st: {mt: evaluate.compare_methods(ev, fa, base, st, mt, reps=reps, seed=cfg.seed)
+                                 for mt in ("f1", "auc", "starc")} for st in ("in_domain", "jigsaw")}}
 
 
 # =========================================================================== summaries, metrics, plot

@@ -423,10 +423,12 @@ def merge_grids(outs: Mapping[str, GridOutput], folder: str | Path | None = None
 
 def best_stage(cfg, ps: PairSet, tuned: TuningResult | None = None, *, label_column: str = "toxic",
                progress: Callable[[int, int], None] | None = None,
-               log: Callable[[str], None] = print) -> GridOutput:
+               log: Callable[[str], None] = print, publish: bool = True) -> GridOutput:
     """Each method's best configuration x ``tuning.best_seeds`` seeds on the full training split
     (notebook 04's data), stage ``irl_best``; one :class:`GridOutput` of all methods (methods without a
-    finished trial are left out, with a log line)."""
+    finished trial are left out, with a log line). ``publish``: copy the rewards to
+    ``results/<profile>/rewards_tuned/`` (False for grids trained on other pairs, e.g. notebook 06's
+    Table 1 at the paper's mix, whose rewards are not the ones the README points to)."""
     tc = tuning_config(cfg)
     tuned = tuning_stage(cfg, ps, label_column=label_column, log=log) if tuned is None else tuned
     configs = {}
@@ -454,7 +456,8 @@ def best_stage(cfg, ps: PairSet, tuned: TuningResult | None = None, *, label_col
                                      "tuning_folder": str(tuned.folder)})
 
     out = load_grid(cached_stage(cfg, "irl_best", settings, compute, log=log))
-    publish_rewards(out, cfg.results_dir, "rewards_tuned")
+    if publish:
+        publish_rewards(out, cfg.results_dir, "rewards_tuned")
     return out
 
 
