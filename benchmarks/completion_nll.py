@@ -1,4 +1,4 @@
-"""Seconds of ``models.completion_nll`` against the plain way it replaced (issue 19): the same NLLs.
+"""Seconds of ``models.completion_nll`` against the plain way it replaced: the same NLLs.
 
 The plain way (kept here as :func:`plain_nll`) ran prompts and completions in the given order in batches
 of 16 and applied the output layer and the log-softmax to every position, prompt included. The library's

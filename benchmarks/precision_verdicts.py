@@ -1,4 +1,4 @@
-"""Two finished runs of one profile and seed (issue 19): do their verdicts and headline numbers agree?
+"""Two finished runs of one profile and seed: do their verdicts and headline numbers agree?
 
 Made for bf16 against fp32: ``--run`` (alias ``--bf16``) is a run with ``precision = "auto"`` on a CPU with
 native bf16, e.g. ``results/cpu``; ``--ref`` (alias ``--fp32``) the reference run with ``--overrides

@@ -15,12 +15,12 @@ checkpoints) in a fresh temporary folder, and reports the median ``step_time_s``
 
 The trunk variants run the library's defaults: the old-log-prob pass serves the loss (``[rlhf]
 reuse_old_pass``) and the trunk runs each repeated prompt once (``[rlhf] share_prefix``,
-``FrozenTrunk.shared_prefix``). On a CPU with native bf16 two more variants undo them, to measure each
-(issue 19, third round): ``trunk_bf16_before`` (neither: the step of the second round) and
+``FrozenTrunk.shared_prefix``). On a CPU with native bf16 two more variants undo them, to measure each:
+``trunk_bf16_before`` (neither) and
 ``trunk_bf16_reuse`` (the old pass reused, the trunk over every row); the JSON's ``reuse_speedup`` =
 before / reuse, ``trunk_prefix_speedup`` = reuse / trunk_bf16. ``--skip-before`` skips them. The
 default also takes the frozen trunk from the rollouts' decoding (``[rlhf] trunk_from_rollouts``,
-``FrozenTrunk.from_rollouts``; issue 19, fourth round); ``trunk_bf16_computed`` computes it as before, and
+``FrozenTrunk.from_rollouts``); ``trunk_bf16_computed`` computes it as before, and
 ``rollouts_speedup`` = trunk_bf16_computed / trunk_bf16. ``--only-rollouts`` runs just those two bf16
 variants and the same pair in fp32 (``trunk_computed``, ``trunk``; ``rollouts_speedup_fp32``), the
 precision an AVX2 machine runs. Variants train from the same seed, so step *k* of each sees the same prompts: the JSON's

@@ -1,4 +1,4 @@
-"""Seconds of the frozen trunk's pass over an RLOO batch: every row in full vs each prompt once (issue 19).
+"""Seconds of the frozen trunk's pass over an RLOO batch: every row in full vs each prompt once.
 
 An RLOO batch of the profile's expert holds ``prompts_per_step`` training prompts, each
 ``generations_per_prompt`` times (left padded to one width), followed by the completions the model
@@ -8,7 +8,7 @@ times one policy forward pass (trunk and top blocks, ``logits_to_keep`` = the co
 attached, ``prefix_width`` 0 (every row in full) against the prompt width (each prompt once), alternating,
 and reports the largest difference of the completion tokens' log-probabilities (float rounding only).
 
-A third way (``--rollouts``, issue 19, fourth round): the trunk taken from the rollouts' decoding
+A third way (``--rollouts``): the trunk taken from the rollouts' decoding
 (``FrozenTrunk.from_rollouts``, ``[rlhf] trunk_from_rollouts``). The batch is then decoded here, with the
 trunk's outputs kept (``FrozenTrunk.capturing``) and the rows built from the sampled token ids as trl
 builds them (cut after the first end-of-sequence token); the pass from the rollouts (top blocks only) is
