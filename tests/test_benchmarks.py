@@ -98,7 +98,7 @@ def test_rlhf_step_benchmark_one_step(capsys, one_thread):
     for key in ("plain_s_per_step", "trunk_s_per_step", "trunk_speedup"):
         assert math.isfinite(out[key]) and out[key] > 0, key
     assert len(out["plain_steps_s"]) == len(out["trunk_steps_s"]) == 1
-    if out["cpu_bf16"]:  # the third round's changes, one at a time
+    if out["cpu_bf16"]:  # the bf16 step's changes, one at a time
         assert out["reuse_speedup"] == pytest.approx(out["trunk_bf16_before_s_per_step"] / out["trunk_bf16_reuse_s_per_step"])
         assert out["third_round_speedup"] == pytest.approx(out["reuse_speedup"] * out["trunk_prefix_speedup"])
         assert out["rollouts_speedup"] == pytest.approx(out["trunk_bf16_computed_s_per_step"] / out["trunk_bf16_s_per_step"])
