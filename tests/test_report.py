@@ -458,6 +458,12 @@ def test_a_claim_whose_failure_path_does_not_act_on_its_own_pairs_is_not_decided
     led = _ledger({"06": _pairmix(-0.6, -0.2, acts=False), "05": m5, "08": _m08(0.02, 0.08, 0.16, acts=False)})
     for k in ("fig4_fastest", "fig4_lowest", "rerlhf_order"):
         assert led[k].verdict == INCONCLUSIVE and "FA-IRL is its baseline there" in led[k].ours, k
+    # a base model on whose pairs the path does not act: Figure 5 compares FA-IRL at two sizes, so it needs both
+    leaf = lambda m, s: {"mean": m, "ci_low": m - 0.01, "ci_high": m + 0.01, "std": s, "n": 5}
+    small = {"params_millions": 134.5, "accuracy": leaf(0.70, 0.005), "starc": leaf(0.8, 0.005)}
+    large = {"params_millions": 268.1, "accuracy": leaf(0.75, 0.005), "starc": leaf(0.7, 0.005), "acts": False}
+    e = _ledger({"07": _m07({"smollm2-135m": small, "gemma3-270m": large})})["fig5_size"]
+    assert e.verdict == INCONCLUSIVE and "it acts on 1 of 2" in e.ours
     assert led["fig4_fastest"].details["acting_own_pairs"]["fraction 0.5"]["acts"] is False
     led = _ledger({"06": _pairmix(-0.6, -0.2), "05": m5, "08": _m08(0.02, 0.08, 0.16)})
     assert led["fig4_fastest"].verdict == REPRODUCED and "it acts on 4 of 4" in led["fig4_fastest"].ours

@@ -426,13 +426,15 @@ def _acting_note(mets, e: Entry, fa: str) -> str:
             f"(its init {init:.1%}){'' if acts else ': it does not act, so this compares IRL with itself'}")
 
 
-def _acting_on_own_pairs(e: Entry, paths: Mapping[str, Mapping[str, Any] | None], where: str) -> None:
+def _acting_on_own_pairs(e: Entry, paths: Mapping[str, Mapping[str, Any] | None], where: str,
+                         need: str = "all") -> None:
     """Whether the FA configuration's failure path acts on the pairs this claim's own notebook trained on
     (notebook 05 checked it on notebook 02's pairs only): ``paths`` maps each place (a T->NT fraction, a base
     model, the reward re-RLHF used) to ``{"flip_share", "flip_share_init", "acts"}`` (None: not measured, e.g.
     metrics written before the check existed). Appends the finding to ``e.ours``, records it in ``e.details``
-    and, when the path acts nowhere, turns a decided verdict into inconclusive: FA-IRL is then its baseline
-    under another name and the claim compares IRL with itself."""
+    and, when the path does not act where ``need`` says (``"all"`` the places; ``"most"``: more than half, for
+    a trend over many mixes), turns a decided verdict into inconclusive: FA-IRL is then its baseline under
+    another name there and the claim compares IRL with itself."""
     seen = {k: v for k, v in paths.items() if v}
     e.details["acting_own_pairs"] = {k: dict(v) if v else None for k, v in paths.items()}
     if not seen:
@@ -441,9 +443,11 @@ def _acting_on_own_pairs(e: Entry, paths: Mapping[str, Mapping[str, Any] | None]
     acting = [k for k, v in seen.items() if v.get("acts")]
     shares = ", ".join(f"{k} {_num(v['flip_share']):.1%} (init {_num(v['flip_share_init']):.1%})"
                        for k, v in seen.items())
+    enough = len(acting) == len(seen) if need == "all" else 2 * len(acting) > len(seen)
     e.ours += (f"; on {where} its R_F flips {shares}: it acts on {len(acting)} of {len(seen)}"
-               + ("" if acting else ", so FA-IRL is its baseline there"))
-    if not acting and e.verdict in (REPRODUCED, NEGLIGIBLE, CONTRADICTED, OPPOSITE):
+               + ("" if enough else ", so FA-IRL is its baseline there and the verdict is not decided"))
+    e.details["acting_own_pairs_enough"] = enough
+    if not enough and e.verdict in (REPRODUCED, NEGLIGIBLE, CONTRADICTED, OPPOSITE):
         e.verdict = INCONCLUSIVE
 
 
@@ -769,7 +773,7 @@ def _measure_fastest(mets, e: Entry) -> None:
     e.ours = (f"slope {mean_ci(per_seed[fa]).text('+.3f')} vs {mean_ci(per_seed[base]).text('+.3f')}; "
               f"difference {est.text('+.3f')}")
     e.details = {"per_seed_slopes": per_seed, "fa_method": fa, "baseline": base}
-    _acting_on_own_pairs(e, _pair_mix_paths(mets, fa, sorted(table[fa])), "the mixes")
+    _acting_on_own_pairs(e, _pair_mix_paths(mets, fa, sorted(table[fa])), "the mixes", need="most")
 
 
 def _measure_lowest_at_top(mets, e: Entry) -> None:
