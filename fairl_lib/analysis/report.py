@@ -1334,7 +1334,7 @@ def paper_mix_lines(mets: Mapping[str, Any], rules: LedgerConfig | None = None) 
                 continue
             eoi = rules.effect(mt)
             word = ("inside +- the effect of interest" if -eoi < lo and hi < eoi else
-                    "clears 0" if (lo > 0 or hi < 0) else "spans 0")
+                    "above 0" if lo > 0 else "below 0" if hi < 0 else "spans 0")
             parts.append(f"{st} {mt} {_num(c['value']):+.3f} [{lo:+.3f}, {hi:+.3f}] ({word})")
     share = pm.get("tnt_share", {})
     return [f"**Sensitivity: Table 1 at the paper's mix** (notebook 06; not a claim). With the pairs thinned to "
