@@ -429,7 +429,9 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     for i, book in enumerate(books, 1):
         t0 = time.time()
-        entry = {"start": _now(), "precision": record["precision"]["rlhf"], "git_commit": record["git_commit"]}
+        # the commit each notebook starts from: the checkout can move while a long run goes on, and a notebook
+        # imports the library as it is when it starts
+        entry = {"start": _now(), "precision": record["precision"]["rlhf"], "git_commit": _git_commit()}
         print(f"[{i}/{len(books)}] {book.name} ...", flush=True)
         try:
             with PeakRSS() as mem:
