@@ -12,7 +12,7 @@ Tolerance, and why not bit-equal: the fast step computes the same numbers in ano
 trunk's training pass sees trl's shuffled rows, the rollouts' trunk was computed one token at a time
 (other GEMM shapes), and the reused old pass replaces a second forward whose rows trl reordered; a
 GEMM's fp32 rounding depends on its shapes and row order, so KL, loss and weights can differ in the
-last bits. Measured here over 4 steps (switches only): the completions and rewards identical, KL
+last bits. Measured here over 4 steps (the same in both cases): the completions and rewards identical, KL
 within 3.2e-7 (absolute; KL values up to 0.15), the loss within 1.2e-8 (RLOO's loss is itself ~1e-9:
 the leave-one-out advantages sum to zero and the ratio is 1), every trained weight within 2.2e-7
 (absolute) while the weights moved up to 4.0e-3 from the base model. So the test asks for identical
