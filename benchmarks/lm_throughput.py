@@ -122,9 +122,9 @@ def _worker_generation(folder: str, prompts: list[str], settings, repeats: int, 
 
 def bench_generation_workers(lm, prompts: list[str], settings, repeats: int, seed: int, workers: int) -> dict[str, float]:
     """Aggregate new tokens/s of ``workers`` one-thread processes generating side by side
-    (``fairl_lib.llm.parallel.run_jobs``, as the pairs stage does): each loads the model, warms up on one
+    (``fairl_lib.llm.fast.parallel.run_jobs``, as the pairs stage does): each loads the model, warms up on one
     batch, then times ``repeats`` batches of its own prompts; the sum of their median rates."""
-    from fairl_lib.llm.parallel import run_jobs
+    from fairl_lib.llm.fast.parallel import run_jobs
 
     b = settings.batch_size
     per = b * (repeats + 1)

@@ -1,4 +1,4 @@
-"""bf16 autocast against fp32 (``[gen]`` / ``[rlhf]`` ``precision``, :mod:`fairl_lib.llm.precision`): seconds
+"""bf16 autocast against fp32 (``[gen]`` / ``[rlhf]`` ``precision``, :mod:`fairl_lib.llm.fast.precision`): seconds
 per ``generate`` call and how far bf16 log-probabilities move, on the cpu profile's real models and prompts.
 
 For each model: ``--repeats`` calls of ``models.generate`` on ``--batch`` pair prompts (notebook 02's,
@@ -41,7 +41,7 @@ def logprob_drift(lm, prompts: list[str], completions: list[str]) -> dict[str, f
     import torch
 
     from fairl_lib.llm.models import encode
-    from fairl_lib.llm.precision import autocast
+    from fairl_lib.llm.fast.precision import autocast
 
     per_token, per_seq = [], []
     for p, c in zip(prompts, completions):
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     from fairl_lib.config import make_config
     from fairl_lib.llm import models
     from fairl_lib.llm.models import generate, load_lm
-    from fairl_lib.llm.precision import cpu_has_bf16
+    from fairl_lib.llm.fast.precision import cpu_has_bf16
     from fairl_lib.stages.pairs import pair_prompts
 
     torch.set_num_threads(args.threads)

@@ -1,5 +1,5 @@
 """Seconds per generate() call: plain ``model.generate`` against the shared-prompt prefill of
-:mod:`fairl_lib.llm.prefix`, on the cpu profile's real models and real RealToxicityPrompts prompts.
+:mod:`fairl_lib.llm.fast.prefix`, on the cpu profile's real models and real RealToxicityPrompts prompts.
 
 Each case is a batch of ``B`` rows made of ``B // k`` distinct pair prompts (notebook 02's prompts,
 in ``expert.generate_sorted``'s order) repeated ``k`` times, as the pairs stage (k = 5, B = 64), an
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     from fairl_lib import config
     from fairl_lib.stages import pairs as pairs_mod
     from fairl_lib.llm import models
-    from fairl_lib.llm.prefix import generate_shared_prefix
+    from fairl_lib.llm.fast.prefix import generate_shared_prefix
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)

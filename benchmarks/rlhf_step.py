@@ -6,20 +6,20 @@ BiLSTM ground-truth reward, RealToxicityPrompts training prompts, no held-out ev
 checkpoints) in a fresh temporary folder, and reports the median ``step_time_s`` of the history
 (training only). The first two variants run in this process with ``--threads`` threads:
 
-- ``plain``: ``share_frozen_trunk = false`` (every log-prob pass runs all 30 blocks);
-- ``trunk``: ``share_frozen_trunk = true`` (the 24 frozen blocks run once per batch);
-- ``trunk_bf16``: ``trunk`` under bf16 autocast (``[rlhf] precision = "bf16"``, :mod:`fairl_lib.llm.precision`;
+- ``plain``: ``FastRLOOSettings.share_frozen_trunk = False`` (every log-prob pass runs all 30 blocks);
+- ``trunk``: ``FastRLOOSettings.share_frozen_trunk = True`` (the 24 frozen blocks run once per batch);
+- ``trunk_bf16``: ``trunk`` under bf16 autocast (``[rlhf] precision = "bf16"``, :mod:`fairl_lib.llm.fast.precision`;
   only on a CPU with native bf16, where the JSON's ``bf16_speedup`` = trunk / trunk_bf16);
-- ``parallel``: two ``trunk`` runs at once in two one-thread processes (``fairl_lib.llm.parallel``);
+- ``parallel``: two ``trunk`` runs at once in two one-thread processes (``fairl_lib.llm.fast.parallel``);
   ``parallel_s_per_step_of_both`` = their median step time / 2, to compare with ``trunk``.
 
-The trunk variants run the library's defaults: the old-log-prob pass serves the loss (``[rlhf]
-reuse_old_pass``) and the trunk runs each repeated prompt once (``[rlhf] share_prefix``,
+The trunk variants run the library's defaults: the old-log-prob pass serves the loss
+(``FastRLOOSettings.reuse_old_pass``) and the trunk runs each repeated prompt once (``[rlhf] share_prefix``,
 ``FrozenTrunk.shared_prefix``). On a CPU with native bf16 two more variants undo them, to measure each:
 ``trunk_bf16_before`` (neither) and
 ``trunk_bf16_reuse`` (the old pass reused, the trunk over every row); the JSON's ``reuse_speedup`` =
 before / reuse, ``trunk_prefix_speedup`` = reuse / trunk_bf16. ``--skip-before`` skips them. The
-default also takes the frozen trunk from the rollouts' decoding (``[rlhf] trunk_from_rollouts``,
+default also takes the frozen trunk from the rollouts' decoding (``FastRLOOSettings.trunk_from_rollouts``,
 ``FrozenTrunk.from_rollouts``); ``trunk_bf16_computed`` computes it as before, and
 ``rollouts_speedup`` = trunk_bf16_computed / trunk_bf16. ``--only-rollouts`` runs just those two bf16
 variants and the same pair in fp32 (``trunk_computed``, ``trunk``; ``rollouts_speedup_fp32``), the
@@ -69,13 +69,14 @@ def run_variant(profile: str, steps: int, share: bool, out_dir: str, precision: 
     ``from_rollouts=False`` computes the trunk instead of taking it from the rollouts."""
     from fairl_lib.config import make_config
     from fairl_lib.llm import rlhf
+    from fairl_lib.llm.fast.rloo import FastRLOOSettings
+    from fairl_lib.llm.fast.trunk import FrozenTrunk
     from fairl_lib.llm.scorers import toxicity_reward
-    from fairl_lib.llm.speedups import FrozenTrunk
     from fairl_lib.stages.expert import REWARD_KIND, rlhf_prompts
 
     cfg = make_config(profile)
-    rc = dataclasses.replace(cfg.rlhf, steps=steps, eval_every=0, save_steps=0, share_frozen_trunk=share,
-                             precision=precision, reuse_old_pass=reuse_old_pass, trunk_from_rollouts=from_rollouts)
+    fast = FastRLOOSettings(share_frozen_trunk=share, reuse_old_pass=reuse_old_pass, trunk_from_rollouts=from_rollouts)
+    rc = dataclasses.replace(cfg.rlhf, steps=steps, eval_every=0, save_steps=0, precision=precision, fast=fast)
     train, _ = rlhf_prompts(cfg)
     shared_prefix = FrozenTrunk.shared_prefix
     if not trunk_prefix:
@@ -92,14 +93,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import torch
 
-    from fairl_lib.llm.parallel import run_jobs
+    from fairl_lib.llm.fast.parallel import run_jobs
 
     torch.set_num_threads(args.threads)
     os.environ["FAIRL_THREADS"] = str(args.threads)
     out: dict[str, Any] = {"profile": args.profile, "steps": args.steps, "threads": args.threads,
                            "loadavg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
-        from fairl_lib.llm.precision import cpu_has_bf16
+        from fairl_lib.llm.fast.precision import cpu_has_bf16
 
         variants = [("plain", False, "fp32", True, True, True)] * (not args.skip_plain) + [
             ("trunk", True, "fp32", True, True, True)]

@@ -1,5 +1,5 @@
 """Milliseconds per token draw: ``torch.multinomial`` (Hugging Face's ``do_sample``) against the
-inverse-CDF draw of :mod:`fairl_lib.llm.sampling`, on the vocabularies of the cpu profile's models.
+inverse-CDF draw of :mod:`fairl_lib.llm.fast.sampling`, on the vocabularies of the cpu profile's models.
 
 For each vocabulary (SmolLM2-135M: 49,152; Gemma-3-270M: 262,144) and batch, random logits are
 turned into probabilities once; then each draw is timed alone (median of ``--repeats`` after a
@@ -46,7 +46,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
-    from fairl_lib.llm.sampling import inverse_cdf_sample
+    from fairl_lib.llm.fast.sampling import inverse_cdf_sample
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)

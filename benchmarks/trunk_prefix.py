@@ -9,7 +9,7 @@ attached, ``prefix_width`` 0 (every row in full) against the prompt width (each 
 and reports the largest difference of the completion tokens' log-probabilities (float rounding only).
 
 A third way (``--rollouts``): the trunk taken from the rollouts' decoding
-(``FrozenTrunk.from_rollouts``, ``[rlhf] trunk_from_rollouts``). The batch is then decoded here, with the
+(``FrozenTrunk.from_rollouts``, ``FastRLOOSettings.trunk_from_rollouts``). The batch is then decoded here, with the
 trunk's outputs kept (``FrozenTrunk.capturing``) and the rows built from the sampled token ids as trl
 builds them (cut after the first end-of-sequence token); the pass from the rollouts (top blocks only) is
 timed against the pass that computes the trunk with each prompt once, and their log-probabilities of
@@ -81,8 +81,8 @@ def one_case(lm, ids, mask, width: int, precision: str, repeats: int) -> dict:
     import torch
 
     from fairl_lib.llm import rlhf
-    from fairl_lib.llm.precision import autocast
-    from fairl_lib.llm.speedups import FrozenTrunk
+    from fairl_lib.llm.fast.precision import autocast
+    from fairl_lib.llm.fast.trunk import FrozenTrunk
 
     model = lm.model
     n_frozen = len(model.model.layers) - 6
@@ -117,9 +117,9 @@ def rollouts_case(lm, cfg, seed: int, precision: str, repeats: int) -> dict:
     import torch
 
     from fairl_lib.llm import rlhf
-    from fairl_lib.llm.precision import autocast, bf16_weights
-    from fairl_lib.llm.prefix import generate_shared_prefix
-    from fairl_lib.llm.speedups import FrozenTrunk, completion_mask
+    from fairl_lib.llm.fast.precision import autocast, bf16_weights
+    from fairl_lib.llm.fast.prefix import generate_shared_prefix
+    from fairl_lib.llm.fast.trunk import FrozenTrunk, completion_mask
 
     rc, model, tok = cfg.rlhf, lm.model, lm.tokenizer
     _, enc = prompt_batch(tok, cfg, seed)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from fairl_lib.config import make_config
     from fairl_lib.llm.models import load_lm
-    from fairl_lib.llm.precision import cpu_has_bf16
+    from fairl_lib.llm.fast.precision import cpu_has_bf16
 
     torch.set_num_threads(args.threads)
     os.environ["FAIRL_THREADS"] = str(args.threads)

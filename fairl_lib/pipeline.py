@@ -49,7 +49,7 @@ from fairl_lib.analysis.provenance import ProvenanceError, check, status_lines, 
 from fairl_lib.analysis.site import build_site
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.config import available_profiles, load_profile, make_config
-from fairl_lib.llm.precision import cpu_flags, cpu_has_bf16, cpu_model
+from fairl_lib.llm.fast.precision import cpu_flags, cpu_has_bf16, cpu_model
 from fairl_lib.llm.progress import EVERY_SECONDS, Heartbeat, PrefixedLines, fmt_duration
 from fairl_lib.paths import repo_root, results_dir
 

@@ -295,7 +295,7 @@ def test_chunked_generation_in_workers_equals_one_process(tiny, tmp_path, monkey
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [f"gen_pre_{c:04d}.json" for c in range(4)]
 
 
-# --------------------------------------------------------------------------- samplers (fairl_lib.llm.sampling)
+# --------------------------------------------------------------------------- samplers (fairl_lib.llm.fast.sampling)
 
 
 def test_inverse_cdf_with_top_k_1_is_greedy(tiny):

@@ -1,11 +1,11 @@
-"""fairl_lib.llm.parallel: jobs in spawned one-thread workers give the results of running them here."""
+"""fairl_lib.llm.fast.parallel: jobs in spawned one-thread workers give the results of running them here."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from fairl_lib.llm.parallel import run_jobs
+from fairl_lib.llm.fast.parallel import run_jobs
 
 
 def _square(x: int) -> tuple[int, int, int]:

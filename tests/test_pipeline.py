@@ -93,7 +93,7 @@ def test_summary_table_names_the_machine_and_precision():
 
 
 def test_machine_record_matches_this_machine():
-    from fairl_lib.llm.precision import cpu_has_bf16
+    from fairl_lib.llm.fast.precision import cpu_has_bf16
     from fairl_lib.pipeline import machine
 
     m = machine()

@@ -1,4 +1,4 @@
-"""bf16 autocast (``fairl_lib.llm.precision``): chosen from the CPU's flags, recorded in the settings,
+"""bf16 autocast (``fairl_lib.llm.fast.precision``): chosen from the CPU's flags, recorded in the settings,
 close to fp32 on the real SmolLM2, and never applied to the rewards and scorers an RLHF step calls."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fairl_lib.config import ConfigError, make_config
-from fairl_lib.llm import precision as P
+from fairl_lib.llm.fast import precision as P
 from fairl_lib.llm.models import GenSettings
 from fairl_lib.llm.rlhf import RLHFConfig
 

@@ -1,4 +1,4 @@
-"""fairl_lib.llm.prefix: one prefill per distinct prompt gives what plain ``generate`` gives.
+"""fairl_lib.llm.fast.prefix: one prefill per distinct prompt gives what plain ``generate`` gives.
 
 Tiny randomly initialised models (GPT-2: learned positions; Llama: rotary, the SmolLM2 family;
 Gemma-3: sliding-window cache layers) are fixtures for the equivalence, not results.
@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 
 from fairl_lib.llm import models
-from fairl_lib.llm.prefix import generate_shared_prefix, prefill_positions, repeat_groups
+from fairl_lib.llm.fast.prefix import generate_shared_prefix, prefill_positions, repeat_groups
 
 VOCAB, PAD, EOS = 40, 0, 1
 

@@ -20,6 +20,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
 from fairl_lib.llm import rlhf
+from fairl_lib.llm.fast import rloo as fast_rloo
+from fairl_lib.llm.fast.rloo import FastRLOOSettings
 from fairl_lib.llm.models import load_lm, save_lm
 
 WORDS = ["good", "bad", "the", "cat", "dog", "is", "very", "not", "a", "day", "you", "are", "nice", "rude"]
@@ -300,7 +302,7 @@ def _batch(seed=0, rows=5, width=9):
 
 
 def test_frozen_trunk_is_exact_for_logits_and_gradients(tiny_llama):
-    from fairl_lib.llm.speedups import FrozenTrunk
+    from fairl_lib.llm.fast.trunk import FrozenTrunk
 
     ids, mask = _batch()
     perm = torch.tensor([3, 0, 4, 1, 2])
@@ -365,7 +367,7 @@ def test_frozen_trunk_runs_a_repeated_prompt_once_with_the_same_logits(tiny_llam
     key/value cache. Logits at the positions that matter (every real token) equal the full pass's to
     float rounding; the reference pass then hits the stored trunk, and rows that do not repeat (or a
     width of 0) take the plain path."""
-    from fairl_lib.llm.speedups import FrozenTrunk
+    from fairl_lib.llm.fast.trunk import FrozenTrunk
 
     ids, mask, width = _rollout_batch()
     plain_pol, plain_ref = _policy_and_ref(tiny_llama)
@@ -399,8 +401,8 @@ def test_frozen_trunk_from_the_rollouts_decoding_matches_the_computed_trunk(tiny
     (completions cut after the first end-of-sequence token and right padded) the logits of the
     computed trunk at every position whose logits are kept; the reference pass then hits the store,
     and a row the rollouts did not write takes the computed trunk."""
-    from fairl_lib.llm.prefix import generate_shared_prefix
-    from fairl_lib.llm.speedups import FrozenTrunk, completion_mask
+    from fairl_lib.llm.fast.prefix import generate_shared_prefix
+    from fairl_lib.llm.fast.trunk import FrozenTrunk, completion_mask
 
     tok = load_lm(tiny_llama).tokenizer
     plain_pol, _ = _policy_and_ref(tiny_llama)
@@ -447,7 +449,7 @@ def test_frozen_trunk_from_the_rollouts_decoding_matches_the_computed_trunk(tiny
 
 
 def test_completion_mask_keeps_up_to_the_first_eos():
-    from fairl_lib.llm.speedups import completion_mask
+    from fairl_lib.llm.fast.trunk import completion_mask
 
     comp = torch.tensor([[5, 2, 7, 2], [5, 6, 7, 8], [2, 2, 3, 4]])
     assert completion_mask(comp, 2).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
@@ -456,7 +458,7 @@ def test_completion_mask_keeps_up_to_the_first_eos():
 
 def test_frozen_trunk_leaves_generation_alone_and_refuses_other_weights(tiny_llama):
     from fairl_lib.llm.models import GenSettings, generate
-    from fairl_lib.llm.speedups import FrozenTrunk
+    from fairl_lib.llm.fast.trunk import FrozenTrunk
 
     lm = load_lm(tiny_llama)
     pol, ref = _policy_and_ref(tiny_llama)
@@ -479,7 +481,7 @@ def test_completion_nll_of_several_models_shares_their_equal_lower_layers(tiny_l
     model's own NLLs (as one call per model does), runs the two equal lower blocks once per batch, and
     leaves the models as they were. A model whose embedding differs shares nothing."""
     from fairl_lib.llm.models import completion_nll, completion_nll_models
-    from fairl_lib.llm.speedups import shared_lower_layers
+    from fairl_lib.llm.fast.trunk import shared_lower_layers
 
     base, expert, unlearned = (load_lm(tiny_llama) for _ in range(3))
     with torch.no_grad():
@@ -548,7 +550,7 @@ def test_bf16_rloo_with_weight_copies_for_rollouts_trains_the_same_policy(tiny_l
 
     cfg = _cfg(steps=2, eval_every=0, precision="bf16")
     a, _ = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / "copies", verbose=False)
-    monkeypatch.setattr(rlhf, "bf16_weights", lambda m, p: contextlib.nullcontext(m))
+    monkeypatch.setattr(fast_rloo, "bf16_weights", lambda m, p: contextlib.nullcontext(m))
     b, _ = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / "plain", verbose=False)
     wa, wb, w0 = (load_file(p / "model.safetensors") for p in (a, b, tiny_llama))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -559,7 +561,7 @@ def test_bf16_rloo_with_weight_copies_for_rollouts_trains_the_same_policy(tiny_l
 def test_rloo_with_frozen_trunk_matches_plain_rloo(tiny_llama, tmp_path):
     runs = {}
     for share in (True, False):
-        cfg = _cfg(steps=3, eval_every=0, share_frozen_trunk=share, reuse_old_pass=False)
+        cfg = _cfg(steps=3, eval_every=0, fast=FastRLOOSettings(share_frozen_trunk=share, reuse_old_pass=False))
         path, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / str(share),
                                        verbose=False)
         info = json.loads((tmp_path / str(share) / rlhf.DONE_FILE).read_text())["speedups"]
@@ -579,7 +581,7 @@ def test_rloo_taking_the_trunk_from_the_rollouts_matches_computing_it(tiny_llama
     float rounding, and takes it from the rollouts at every step."""
     runs = {}
     for keep in (True, False):
-        cfg = _cfg(steps=3, eval_every=2, trunk_from_rollouts=keep)
+        cfg = _cfg(steps=3, eval_every=2, fast=FastRLOOSettings(trunk_from_rollouts=keep))
         path, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / str(keep),
                                        verbose=False, eval_prompts=PROMPTS[:4], eval_fn=lambda c: {"n": len(c)})
         info = json.loads((tmp_path / str(keep) / rlhf.DONE_FILE).read_text())["speedups"]
@@ -600,14 +602,14 @@ def test_rloo_loss_reusing_the_old_pass_matches_a_second_forward(tiny_llama, tmp
     running the policy again (trl shuffles the rows in between; they are matched by content). The
     runs agree step for step (rewards, KL, loss, trained weights) up to float rounding, the policy
     runs one full-sequence forward per step instead of two, and the trunk serves one pass fewer."""
-    from fairl_lib.llm.precision import cpu_has_bf16
+    from fairl_lib.llm.fast.precision import cpu_has_bf16
 
     if precision == "bf16" and not cpu_has_bf16():
         pytest.skip("bf16 autocast is only used on a CPU with native bf16")
     runs = {}
     for reuse in (True, False):
         forwards = []
-        cls = rlhf._fast_rloo_class()
+        cls = fast_rloo.fast_rloo_trainer_class()
         orig = cls._logps
 
         def counting(self, model, *a, _orig=orig, **k):
@@ -616,7 +618,7 @@ def test_rloo_loss_reusing_the_old_pass_matches_a_second_forward(tiny_llama, tmp
 
         cls._logps = counting
         try:
-            cfg = _cfg(steps=3, eval_every=0, reuse_old_pass=reuse, precision=precision)
+            cfg = _cfg(steps=3, eval_every=0, fast=FastRLOOSettings(reuse_old_pass=reuse), precision=precision)
             path, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, CountingReward(), cfg, tmp_path / str(reuse),
                                            verbose=False)
         finally:
@@ -637,8 +639,8 @@ def test_rloo_loss_reusing_the_old_pass_matches_a_second_forward(tiny_llama, tmp
 
 
 def test_same_rows_finds_the_reordering_or_none():
-    assert rlhf.same_rows(["a", "b", "a", "c"], ["c", "a", "b", "a"]).tolist() in ([3, 2, 1, 0], [3, 0, 1, 2])
-    assert rlhf.same_rows(["a", "b"], ["a", "c"]) is None and rlhf.same_rows(["a"], ["a", "a"]) is None
+    assert fast_rloo.same_rows(["a", "b", "a", "c"], ["c", "a", "b", "a"]).tolist() in ([3, 2, 1, 0], [3, 0, 1, 2])
+    assert fast_rloo.same_rows(["a", "b"], ["a", "c"]) is None and fast_rloo.same_rows(["a"], ["a", "a"]) is None
 
 
 def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, monkeypatch):
@@ -649,7 +651,7 @@ def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, mo
 
     prefills = []
 
-    class CountingCache(transformers.DynamicCache):  # fairl_lib.llm.prefix makes one per shared prefill
+    class CountingCache(transformers.DynamicCache):  # fairl_lib.llm.fast.prefix makes one per shared prefill
         def __init__(self, *a, **k):
             prefills.append(1)
             super().__init__(*a, **k)
@@ -658,7 +660,7 @@ def test_rloo_with_shared_prefix_matches_plain_rollouts(tiny_llama, tmp_path, mo
     runs = {}
     for share in (True, False):
         reward = CountingReward()
-        cfg = _cfg(steps=2, eval_every=0, share_prefix=share, trunk_from_rollouts=False)  # the trunk's own prompts
+        cfg = _cfg(steps=2, eval_every=0, share_prefix=share, fast=FastRLOOSettings(trunk_from_rollouts=False))  # the trunk's own prompts
         _, hist = rlhf.train_policy(str(tiny_llama), PROMPTS, reward, cfg, tmp_path / str(share), verbose=False)
         runs[share] = (reward.calls, hist)
         if share:

@@ -1,4 +1,4 @@
-"""fairl_lib.llm.sampling: the inverse-CDF draw has the law softmax(scores), never picks a zero-probability
+"""fairl_lib.llm.fast.sampling: the inverse-CDF draw has the law softmax(scores), never picks a zero-probability
 token, is seeded, and reaches generate() (also trl's RLOO rollouts, see test_rlhf)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fairl_lib.llm import models
-from fairl_lib.llm.sampling import InverseCDFSampler, inverse_cdf_sample, sampling_processors
+from fairl_lib.llm.fast.sampling import InverseCDFSampler, inverse_cdf_sample, sampling_processors
 
 
 def test_inverse_cdf_frequencies_match_probabilities():

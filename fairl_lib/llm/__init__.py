@@ -5,9 +5,12 @@
 - :mod:`~fairl_lib.llm.data`: RealToxicityPrompts and Jigsaw.
 - :mod:`~fairl_lib.llm.models`: causal LMs, generation, perplexity, the sentence embedder h(o).
 - :mod:`~fairl_lib.llm.scorers`: toxicity classifiers (ground truth, judge, subtypes).
-- :mod:`~fairl_lib.llm.rlhf`: RLOO / PPO for any ``text -> reward`` callable (the expert and re-RLHF),
-  with its speed-ups: :mod:`~fairl_lib.llm.sampling`, :mod:`~fairl_lib.llm.prefix`,
-  :mod:`~fairl_lib.llm.speedups`, and :mod:`~fairl_lib.llm.parallel` (worker processes).
+- :mod:`~fairl_lib.llm.rlhf`: trl's RLOO / PPO for any ``text -> reward`` callable (the expert and
+  re-RLHF), maximising ``E[r] - beta * KL(pi || pi_0)``.
+- :mod:`~fairl_lib.llm.fast`: the speed-ups, each tested against the plain computation: the frozen
+  trunk, the shared prompt prefix, the inverse-CDF sampler, bf16 precision, worker processes, and the
+  fast RLOO step (:mod:`~fairl_lib.llm.fast.rloo`) that :mod:`~fairl_lib.llm.rlhf` picks when the
+  settings ask for a speed-up.
 - :mod:`~fairl_lib.llm.progress`: progress lines (step k/N, rate, ETA) at least every 30 s for long steps.
 - :mod:`~fairl_lib.llm.unlearn`: unlearning training rollouts from a policy (the audit, notebook 10).
 """

@@ -54,8 +54,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fairl_lib.llm import assets
-from fairl_lib.llm.precision import autocast, bf16_weights, resolve_precision
-from fairl_lib.llm.prefix import generate_shared_prefix
+from fairl_lib.llm.fast.precision import autocast, bf16_weights, resolve_precision
+from fairl_lib.llm.fast.prefix import generate_shared_prefix
 from fairl_lib.paths import cache_dir
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
@@ -255,7 +255,7 @@ def load_lm(name_or_path: str | Path, source: str = "auto", dtype: str = "float3
             ``rlhf.train_policy`` (any folder with ``config.json`` and a tokenizer also works).
         source: ``"auto"`` | ``"gguf"`` | ``"hub"`` (see the module docstring); ignored for folders.
         dtype: torch dtype name of the weights; fp32 (lower precision runs as autocast where it pays:
-            :mod:`fairl_lib.llm.precision`).
+            :mod:`fairl_lib.llm.fast.precision`).
 
     Raises:
         ValueError: unknown name or source (the message lists the valid ones), or ``"gguf"`` for a
@@ -420,17 +420,17 @@ class GenSettings:
         batch_size: prompts per generate() call (larger batches cost less per token).
         max_prompt_tokens: prompts longer than this keep their last tokens (0 = no limit).
         workers: processes (one thread each) that share bulk generation, the pairs stage's
-            chunks (:mod:`fairl_lib.llm.parallel`; on 2 cores two one-thread processes beat one
+            chunks (:mod:`fairl_lib.llm.fast.parallel`; on 2 cores two one-thread processes beat one
             process with 2 threads). ``generate`` itself always runs in the calling process.
         sampler: how a token is drawn when ``do_sample``: ``"inverse_cdf"`` (one uniform per
-            row, :mod:`fairl_lib.llm.sampling`; cheaper for large vocabularies) or ``"multinomial"``
+            row, :mod:`fairl_lib.llm.fast.sampling`; cheaper for large vocabularies) or ``"multinomial"``
             (Hugging Face's ``torch.multinomial``). Same distribution, different samples.
         share_prefix: run the prompt once per distinct prompt of a batch and share its key/value
-            cache among the rows that repeat it (:mod:`fairl_lib.llm.prefix`; it pays off when prompts repeat several times and the
+            cache among the rows that repeat it (:mod:`fairl_lib.llm.fast.prefix`; it pays off when prompts repeat several times and the
             output layer is small: ``benchmarks/README.md``). Same computation up to float rounding.
         precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 where the CPU has native bf16
             instructions; resolved when the settings are made, so keys and receipts name what ran):
-            :mod:`fairl_lib.llm.precision`. bf16 samples are other samples of nearly the same law.
+            :mod:`fairl_lib.llm.fast.precision`. bf16 samples are other samples of nearly the same law.
     """
 
     max_new_tokens: int = 20
@@ -503,7 +503,7 @@ def generation_kwargs(tok: PreTrainedTokenizerBase, settings: GenSettings) -> di
         "suppress_tokens": suppressed_token_ids(tok),
     }
     if settings.do_sample and settings.sampler == "inverse_cdf":
-        from fairl_lib.llm.sampling import generate_overrides
+        from fairl_lib.llm.fast.sampling import generate_overrides
 
         kw.update(generate_overrides(settings.temperature, settings.top_k, settings.top_p))
     elif settings.do_sample:
@@ -610,7 +610,7 @@ def completion_nll_models(
     Models fine-tuned from one base share their lower layers: the expert trains only its top blocks
     (``[rlhf] trainable_top_blocks``) and the audit's unlearning the same ones, so base, expert and an
     unlearned expert hold equal weights below. Those layers then run once per batch for all models
-    (``speedups.FrozenTrunk``, found by :func:`speedups.shared_lower_layers`), and each model runs
+    (``fast.trunk.FrozenTrunk``, found by :func:`fast.trunk.shared_lower_layers`), and each model runs
     only its own upper layers: the same numbers as one :func:`completion_nll` call per model (the
     skipped layers would compute bit-identical activations), less work. Models that share no lower
     layers (or a single model) run their prompts once per distinct prompt instead when prompts repeat
@@ -619,7 +619,7 @@ def completion_nll_models(
     """
     import torch
 
-    from fairl_lib.llm.speedups import FrozenTrunk, shared_lower_layers
+    from fairl_lib.llm.fast.trunk import FrozenTrunk, shared_lower_layers
 
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
@@ -691,7 +691,7 @@ def _nll_shared_prefix(model: PreTrainedModel, pad_id: int, p_ids: list[list[int
     """
     import torch
 
-    from fairl_lib.llm.prefix import prefill_positions, shared_cache
+    from fairl_lib.llm.fast.prefix import prefill_positions, shared_cache
 
     nll = np.zeros(len(p_ids), dtype=np.float64)
     by_prompt: dict[tuple[int, ...], list[int]] = {}

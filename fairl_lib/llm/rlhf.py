@@ -23,11 +23,16 @@ Two algorithms (``RLHFConfig.algorithm``), both maximising ``E[r(o)] - beta * KL
   objective.
 
 CPU choices: fp32, or bf16 autocast where the CPU has native bf16 (``precision``,
-:mod:`fairl_lib.llm.precision`; RLOO only, trl's PPO stays fp32), no gradient checkpointing, constant learning rate, and optionally only
-the top ``trainable_top_blocks`` transformer blocks plus the final norm are trained (embeddings and
-the tied output head stay frozen), which halves the backward pass. With RLOO the frozen lower
-blocks run once per batch for all the log-prob passes (:mod:`fairl_lib.llm.speedups`), and the
-policy's old-log-prob pass is also the loss's forward pass (``RLHFConfig.reuse_old_pass``).
+:mod:`fairl_lib.llm.fast.precision`; RLOO only, trl's PPO stays fp32), no gradient checkpointing,
+constant learning rate, and optionally only the top ``trainable_top_blocks`` transformer blocks plus
+the final norm are trained (embeddings and the tied output head stay frozen), which halves the
+backward pass.
+
+This module holds no speed-up of its own: the RLOO step is trl's ``RLOOTrainer`` unless the settings
+ask for one of the speed-ups of :mod:`fairl_lib.llm.fast` (:func:`wants_fast_step`: the inverse-CDF
+sampler, one prefill per prompt, bf16, or a switch of ``RLHFConfig.fast``); then it is the fast step
+:func:`fairl_lib.llm.fast.rloo.fast_rloo_trainer_class`, tested equal to trl's own step over several
+steps (``tests/test_fast_rloo.py``).
 
 Output folder (``out_dir``): ``policy/`` (the aligned model, loadable with ``models.load_lm``),
 ``history.csv``, ``rlhf.json`` (settings and timings, written last: its presence means "complete").
@@ -65,11 +70,9 @@ from fairl_lib.llm.models import (
     save_lm,
     suppressed_token_ids,
 )
-from fairl_lib.llm.precision import autocast, bf16_weights, full_precision, resolve_precision
-from fairl_lib.llm.prefix import generate_shared_prefix
+from fairl_lib.llm.fast.precision import full_precision, resolve_precision
+from fairl_lib.llm.fast.rloo import FastRLOOSettings, fast_rloo_trainer_class
 from fairl_lib.llm.progress import Progress, emit
-from fairl_lib.llm.sampling import generate_overrides
-from fairl_lib.llm.speedups import FrozenTrunk, row_keys
 
 if TYPE_CHECKING:
     import torch
@@ -114,30 +117,18 @@ class RLHFConfig:
         eval_batch_size: prompts per generate() call during evaluation.
         save_steps: write a resumable trl checkpoint every this many steps (0 = never).
         seed: seed of prompt order, rollouts and evaluation samples.
-        share_frozen_trunk: RLOO with ``trainable_top_blocks`` > 0: run the frozen lower blocks once
-            per batch for the old, reference and training passes
-            (:class:`fairl_lib.llm.speedups.FrozenTrunk`; same numbers up to float rounding, fewer FLOPs).
         sampler: how rollout and evaluation tokens are drawn (RLOO and evaluation; trl's PPO keeps
-            its own ``torch.multinomial``): ``"inverse_cdf"`` (:mod:`fairl_lib.llm.sampling`) or
+            its own ``torch.multinomial``): ``"inverse_cdf"`` (:mod:`fairl_lib.llm.fast.sampling`) or
             ``"multinomial"``. The same distribution either way; the samples differ.
         share_prefix: RLOO rollouts and evaluation run each distinct prompt once and share its
-            key/value cache among its ``generations_per_prompt`` rows (:mod:`fairl_lib.llm.prefix`;
+            key/value cache among its ``generations_per_prompt`` rows (:mod:`fairl_lib.llm.fast.prefix`;
             same computation up to float rounding); so does the frozen trunk's pass over the rollouts
-            (:meth:`fairl_lib.llm.speedups.FrozenTrunk.shared_prefix`).
-        reuse_old_pass: RLOO: the policy's forward pass that gives the old log-probs (trl's
-            ``old_per_token_logps``, for the KL penalty) keeps its autograd graph, and the loss of the
-            same step uses it instead of running the policy again. With one optimisation pass per batch
-            of rollouts (trl's ``num_iterations = 1``, one gradient step per generation) the weights
-            are the same in both passes, so this is the same computation with one forward fewer per
-            step; the importance ratio is then exactly 1 (it was 1 up to float rounding).
-        trunk_from_rollouts: RLOO with the shared frozen trunk: the rollouts' decoding keeps the last
-            frozen block's output at every position, and the first log-prob pass over the rollouts takes
-            the trunk from there instead of running the frozen blocks again
-            (:meth:`fairl_lib.llm.speedups.FrozenTrunk.from_rollouts`; the same activations computed one
-            token at a time, so equal up to float rounding).
+            (:meth:`fairl_lib.llm.fast.trunk.FrozenTrunk.shared_prefix`).
         precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 on a CPU with native bf16, resolved when
             the config is made): RLOO's rollouts, log-prob passes and evaluation run under bf16
-            autocast; weights, gradients and Adam stay fp32 (:mod:`fairl_lib.llm.precision`).
+            autocast; weights, gradients and Adam stay fp32 (:mod:`fairl_lib.llm.fast.precision`).
+        fast: the fast RLOO step's own switches (:class:`fairl_lib.llm.fast.rloo.FastRLOOSettings`; set
+            from Python, not from a profile).
     """
 
     algorithm: str = "ppo"
@@ -160,12 +151,10 @@ class RLHFConfig:
     eval_batch_size: int = 32
     save_steps: int = 25
     seed: int = 0
-    share_frozen_trunk: bool = True
     sampler: str = "inverse_cdf"
     share_prefix: bool = True
     precision: str = "fp32"
-    reuse_old_pass: bool = True
-    trunk_from_rollouts: bool = True
+    fast: FastRLOOSettings = FastRLOOSettings()
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -199,6 +188,15 @@ class RLHFConfig:
             share_prefix=self.share_prefix,
             precision=self.precision,
         )
+
+
+def settings_dict(cfg: RLHFConfig) -> dict[str, Any]:
+    """``cfg`` as one flat dict (stage keys, ``rlhf.json``, metrics files): the switches of ``cfg.fast``
+    sit beside the ``[rlhf]`` fields, as they did when they were fields of ``[rlhf]``, so a stage's key
+    depends on the settings only, not on where the dataclasses keep them."""
+    out = dataclasses.asdict(cfg)
+    out.update(out.pop("fast"))
+    return out
 
 
 # --------------------------------------------------------------------------- helpers
@@ -635,7 +633,7 @@ def train_policy(
                           source, verbose, label)
     atomic_write_text(out_dir / "history.csv", history.to_csv(index=False))
     info.update(
-        config=dataclasses.asdict(cfg),
+        config=settings_dict(cfg),
         base=str(base_model_name),
         seconds=round(time.perf_counter() - t_start, 1),
         n_train_prompts=len(prompts_train),
@@ -700,6 +698,7 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
+    from trl import RLOOTrainer
 
 
     lm = _load_base(base, source)
@@ -719,14 +718,10 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
 
     rloo_reward.__name__ = getattr(reward_fn, "__name__", "reward_fn")
     args = _rloo_args(cfg, out_dir, generation_kwargs(tok, cfg.gen_settings()))
-    trainer = _fast_rloo_class()(
-        cfg,
-        model=model,
-        reward_funcs=rloo_reward,
-        args=args,
-        train_dataset=Dataset.from_dict({"prompt": prompts}),
-        processing_class=tok,
-    )
+    trl_kwargs = {"model": model, "reward_funcs": rloo_reward, "args": args,
+                  "train_dataset": Dataset.from_dict({"prompt": prompts}), "processing_class": tok}
+    fast = wants_fast_step(cfg)
+    trainer = fast_rloo_trainer_class()(cfg, **trl_kwargs) if fast else RLOOTrainer(**trl_kwargs)
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
     recorder = _Recorder(out_dir, cfg, list(eval_prompts or []), eval_fn, tok, lm.spec, verbose, label)
@@ -741,150 +736,16 @@ def _train_rloo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, s
     recorder.evaluate(trainer.model, cfg.steps)
     save_lm(trainer.model, tok, out_dir / "policy", base=lm.spec.name, trained_with="rloo")
     info = {"algorithm": "rloo", "params": counts, "resumed_from": last, "base_meta": lm.meta,
-            "speedups": trainer.speedup_info()}
+            "speedups": trainer.speedup_info() if fast else {}}
     return recorder.frame(), info
 
 
-def same_rows(old: Sequence[str], new: Sequence[str]) -> Any:
-    """Indices ``order`` with ``old[order[j]] == new[j]`` for every row ``j`` (a torch tensor), or None
-    when ``new`` is not a reordering of ``old`` (trl shuffles the rows between its passes)."""
-    import torch
-
-    if len(old) != len(new):
-        return None
-    where: dict[str, list[int]] = {}
-    for i, key in enumerate(old):
-        where.setdefault(key, []).append(i)
-    order = []
-    for key in new:
-        if not where.get(key):
-            return None
-        order.append(where[key].pop())
-    return torch.tensor(order, dtype=torch.long)
-
-
-@functools.cache
-def _fast_rloo_class() -> type:
-    """trl's ``RLOOTrainer`` whose log-prob passes share the frozen trunk (:mod:`fairl_lib.llm.speedups`).
-
-    Two methods are wrapped around trl's own code. Every log-prob pass runs inside the trunk's
-    ``active()`` block, and the policy's old-log-prob pass keeps its graph for the loss of the same
-    step (``[rlhf] reuse_old_pass``). ``train`` wraps the rollouts' ``generate``: it hands it the
-    inverse-CDF sampler's processors (``[rlhf] sampler``, :mod:`fairl_lib.llm.sampling`; trl's
-    generation config becomes greedy decoding over them) and runs each distinct prompt once
-    (``[rlhf] share_prefix``, :mod:`fairl_lib.llm.prefix`).
-    """
-    from transformers import GenerationConfig
-    from trl import RLOOTrainer
-
-
-    class FastRLOOTrainer(RLOOTrainer):
-        def __init__(self, cfg: RLHFConfig, **kwargs: Any):
-            policy = kwargs["model"]
-            super().__init__(**kwargs)
-            self._trunk = None
-            n_blocks = len(policy.model.layers) if hasattr(policy, "model") and hasattr(policy.model, "layers") else 0
-            n_frozen = n_blocks - cfg.trainable_top_blocks
-            if cfg.share_frozen_trunk and cfg.trainable_top_blocks >= 0 and n_blocks and n_frozen > 0:
-                self._trunk = FrozenTrunk(n_frozen)
-                self._trunk.attach(policy, [self.ref_model] if self.ref_model is not None else [])
-            self._sampler, self._share_prefix, self._precision = None, cfg.share_prefix, cfg.precision
-            self._from_rollouts = cfg.trunk_from_rollouts and self._trunk is not None
-            # the old pass's graph serves the loss only when the loss comes right after it, at the same weights
-            self._reuse_old = (cfg.reuse_old_pass and self.num_iterations == 1
-                               and self.args.steps_per_generation == 1)
-            self._old_pass: tuple | None = None
-            self.old_pass_reused = 0
-            if cfg.sampler == "inverse_cdf" and not getattr(self, "use_vllm", False):
-                # rollouts drawn by fairl_lib.llm.sampling: greedy decoding over its processors
-                over = generate_overrides(cfg.temperature, cfg.top_k, cfg.top_p)
-                self._sampler = over.pop("logits_processor")
-                self.generation_kwargs.update(over)
-                self.generation_config = GenerationConfig(**self.generation_kwargs, disable_compile=True)
-
-        def train(self, *args: Any, **kwargs: Any):
-            with autocast(self._precision):
-                return self._train(*args, **kwargs)
-
-        def _train(self, *args: Any, **kwargs: Any):
-            # trl calls model.generate(**inputs, generation_config=...): wrap that method (our sampler,
-            # the shared prompt prefix, and bf16 weight copies for the rollouts' decoding: the policy
-            # cannot change while it writes them, so its weights are cast once per batch of rollouts,
-            # not at every token; precision.bf16_weights)
-            policy = self.model
-            plain = policy.generate
-            extra = {"logits_processor": self._sampler} if self._sampler is not None else {}
-            if self._share_prefix:
-                run = functools.partial(generate_shared_prefix, policy, generate=plain, **extra)
-            else:
-                run = functools.partial(plain, **extra)
-
-            def rollouts(*a: Any, **k: Any):
-                import torch
-
-                # trl's rollouts run under no_grad; evaluation's generate under inference_mode, whose
-                # tensors could not feed a training pass, so only the rollouts leave their trunk behind
-                keep = self._from_rollouts and "input_ids" in k and not torch.is_inference_mode_enabled()
-                with bf16_weights(policy, self._precision):
-                    if not keep:
-                        return run(*a, **k)
-                    with self._trunk.capturing() as steps:
-                        seqs = run(*a, **k)
-                self._trunk.keep_rollouts(k["input_ids"], k.get("attention_mask", torch.ones_like(k["input_ids"])),
-                                          seqs, steps, getattr(self.processing_class, "eos_token_id", None))
-                return seqs
-
-            policy.generate = rollouts
-            try:
-                return super().train(*args, **kwargs)
-            finally:
-                del policy.generate
-
-        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
-                                               *args: Any, **kwargs: Any):
-            import torch
-
-            if not (self._reuse_old and model is self.model):
-                return self._logps(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
-            if not torch.is_grad_enabled():  # trl's old-policy pass (inside torch.no_grad)
-                with torch.enable_grad():
-                    logps, ent, aux = self._logps(model, input_ids, attention_mask, logits_to_keep, *args,
-                                                  **{**kwargs, "compute_entropy": True})
-                self._old_pass = (row_keys(input_ids, attention_mask), logits_to_keep, logps, ent, aux)
-                return (logps.detach(), ent if kwargs.get("compute_entropy") else None,
-                        None if aux is None else aux.detach())
-            old, self._old_pass = self._old_pass, None
-            order = same_rows(old[0], row_keys(input_ids, attention_mask)) if old is not None else None
-            if order is None or old[1] != logits_to_keep:
-                return self._logps(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
-            self.old_pass_reused += 1
-            return old[2][order], old[3][order], old[4]
-
-        def _logps(self, model, input_ids, attention_mask, logits_to_keep, *args: Any, **kwargs: Any):
-            if self._trunk is None:
-                return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                                  *args, **kwargs)
-            # the prompt columns: the trunk runs each prompt once for its generations_per_prompt rows
-            self._trunk.prefix_width = input_ids.shape[1] - logits_to_keep if self._share_prefix else 0
-            # the rollouts' own trunk, when these rows are the ones just decoded
-            self._trunk.completion_width = logits_to_keep if self._from_rollouts else 0
-            try:
-                with self._trunk.active():
-                    return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
-                                                                      logits_to_keep, *args, **kwargs)
-            finally:
-                self._trunk.prefix_width = self._trunk.completion_width = 0
-
-        def speedup_info(self) -> dict[str, Any]:
-            trunk = self._trunk
-            return {"frozen_trunk_layers": trunk.n_frozen if trunk else 0,
-                    "frozen_trunk_models": trunk.n_models if trunk else 0,
-                    "trunk_hits": trunk.hits if trunk else 0, "trunk_misses": trunk.misses if trunk else 0,
-                    "trunk_prefix_hits": trunk.prefix_hits if trunk else 0,
-                    "trunk_rollout_hits": trunk.rollout_hits if trunk else 0,
-                    "old_pass_reused": self.old_pass_reused}
-
-    return FastRLOOTrainer
+def wants_fast_step(cfg: RLHFConfig) -> bool:
+    """Whether RLOO trains with the fast step (:mod:`fairl_lib.llm.fast.rloo`) rather than trl's own
+    ``RLOOTrainer``: when the settings ask for something trl's step does not do (the inverse-CDF
+    sampler, one prefill per prompt, bf16 autocast, or a switch of ``cfg.fast``)."""
+    return (cfg.sampler == "inverse_cdf" or cfg.share_prefix or cfg.precision == "bf16"
+            or cfg.fast.any_on())
 
 
 def _train_ppo(base, prompts, reward_fn, cfg, out_dir, eval_prompts, eval_fn, source, verbose, label):

@@ -22,7 +22,7 @@ a forget minibatch ``f`` and a retain minibatch; Adam with a constant learning r
 number of steps. Minibatches are drawn by a seeded permutation (cycled), so the same inputs give the same
 update. Only the top ``top_blocks`` transformer blocks and the final norm train (as in RLHF,
 ``rlhf.freeze_lower_blocks``); the frozen lower blocks are then shared with the reference model and run
-once per distinct row (``speedups.FrozenTrunk``). Logits are computed only at completion positions
+once per distinct row (``fast.trunk.FrozenTrunk``). Logits are computed only at completion positions
 (the LM head on the gathered hidden states), not over the whole sequence.
 """
 from __future__ import annotations
@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fairl_lib.llm.fast.trunk import FrozenTrunk
 from fairl_lib.llm.models import spec_of, encode, prompt_ids
 from fairl_lib.llm.rlhf import freeze_lower_blocks
-from fairl_lib.llm.speedups import FrozenTrunk
 
 if TYPE_CHECKING:
     import torch

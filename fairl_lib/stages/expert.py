@@ -69,7 +69,7 @@ def expert_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
     return {
         "base_lm": base_name(cfg, base_lm),
         "source": model_source(cfg, base_lm),
-        "rlhf": dataclasses.asdict(expert_rlhf_config(cfg)),
+        "rlhf": rlhf.settings_dict(expert_rlhf_config(cfg)),
         "prompts": {"ppo_prompt_toxicity": d.ppo_prompt_toxicity, "heldout_prompts": d.heldout_prompts,
                     "max_ppo_prompts": d.max_ppo_prompts, "rtp_sources": list(d.rtp_sources),
                     **({"screen": screen_key(cfg)} if d.screen else {})},

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from fairl_lib.artifacts import atomic_write_text
+from fairl_lib.llm.fast.parallel import run_jobs
 from fairl_lib.llm.models import generate, get_spec, load_lm
-from fairl_lib.llm.parallel import run_jobs
 from fairl_lib.llm.progress import Progress
 
 GEN_CHUNK = 512  # completions per resumable generation chunk
@@ -55,7 +55,7 @@ def chunked_generate(lm, prompts: list[str], settings, seed: int, work: Path, ta
     """Generate in chunks of :data:`GEN_CHUNK`, each saved in ``work`` (a killed run resumes).
 
     Chunk ``c`` is sampled with seed ``seed * 100003 + c``. With ``settings.workers`` > 1 the
-    missing chunks are shared by that many one-thread processes (:func:`fairl_lib.llm.parallel.run_jobs`),
+    missing chunks are shared by that many one-thread processes (:func:`fairl_lib.llm.fast.parallel.run_jobs`),
     each loading the model from ``lm.path``. Prints ``[<what> TAG] chunk i/n`` with completions done,
     rate and ETA as each chunk finishes (``what`` names the stage) (:class:`fairl_lib.llm.progress.Progress`).
     """

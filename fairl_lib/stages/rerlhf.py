@@ -53,8 +53,8 @@ from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
 from fairl_lib.irl import WEIGHT_FILE, baseline_of, load_reward, reward_folder
 from fairl_lib.llm import rlhf
+from fairl_lib.llm.fast.parallel import run_jobs
 from fairl_lib.llm.models import Embedder, completion_nll, load_lm
-from fairl_lib.llm.parallel import run_jobs
 from fairl_lib.llm.progress import emit
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
 from fairl_lib.stages.expert import (
@@ -111,7 +111,7 @@ class RerlhfConfig:
             so the arms' ordering is judged against the spread between runs. The ground-truth arm is
             the expert, one run (another expert seed costs a whole notebook 01).
         workers: train the runs that need training side by side in this many one-thread
-            processes (:mod:`fairl_lib.llm.parallel`; on 2 cores two runs side by side take less time than
+            processes (:mod:`fairl_lib.llm.fast.parallel`; on 2 cores two runs side by side take less time than
             one after the other, benchmarks/README.md). 1 = one after the other, in the notebook's process.
     """
 
@@ -324,7 +324,7 @@ def run_settings(cfg, kind: str, reward_info: dict[str, Any] | None = None, trai
 
     check_kind(kind)
     s = expert_settings(cfg)
-    s = {**s, "rlhf": dataclasses.asdict(run_rlhf_config(cfg, train_seed)), "kind": kind, "judge": cfg.models.judge}
+    s = {**s, "rlhf": rlhf.settings_dict(run_rlhf_config(cfg, train_seed)), "kind": kind, "judge": cfg.models.judge}
     if kind != "ground_truth":
         if reward_info is None:
             raise ValueError(f"run {kind!r} needs reward_info (from learned_text_reward)")
@@ -461,7 +461,7 @@ def run_all(cfg, kinds: Sequence[str] = KINDS) -> dict[str, list[RerlhfRun]]:
     0, 1, ...]}`` (:func:`arm_runs`).
 
     With ``[rerlhf] workers`` > 1 the runs that train (all but a reused expert) first train side by
-    side in worker processes (:func:`fairl_lib.llm.parallel.run_jobs`), each followed by its final
+    side in worker processes (:func:`fairl_lib.llm.fast.parallel.run_jobs`), each followed by its final
     evaluation (:func:`evaluate_policy`, so the two evaluations also run side by side); then every
     run is read back here from its finished stage (a stage forced and finished by this run is reused,
     :func:`fairl_lib.cache.run_stage`, so nothing trains twice).
@@ -545,7 +545,7 @@ def rerlhf_metrics(cfg, runs: dict[str, list[RerlhfRun]], finals: dict[str, list
         }
     if "fa_irl" in out:
         out["fa_irl"]["failure_path"] = reward_failure_path(cfg, arm_method(cfg, "fa_irl"))
-    out["settings"] = {"rlhf": dataclasses.asdict(run_rlhf_config(cfg)), "rerlhf": dataclasses.asdict(rc),
+    out["settings"] = {"rlhf": rlhf.settings_dict(run_rlhf_config(cfg)), "rerlhf": dataclasses.asdict(rc),
                        "base_lm": cfg.models.base_lm, "ground_truth": cfg.models.ground_truth,
                        "judge": cfg.models.judge}
     out["refusal_correctness"] = "not measured: the paper names it but does not define it"

@@ -13,7 +13,7 @@ and a whole RLOO run). How much time it saves: ``benchmarks/rlhf_step.py``, resu
 Within the pass that computes the trunk, the rows' shared prompt can run once too: an RLOO batch
 holds each prompt ``generations_per_prompt`` times, left padded to one width, so the trunk runs the
 distinct prompts once into a key/value cache and each row's completion on top of it
-(:meth:`FrozenTrunk.shared_prefix`, what :mod:`fairl_lib.llm.prefix` does for generation); the
+(:meth:`FrozenTrunk.shared_prefix`, what :mod:`fairl_lib.llm.fast.prefix` does for generation); the
 completion's activations are the same up to float rounding.
 
 The rollouts themselves already ran the trunk: decoding a completion computes the last frozen
@@ -166,7 +166,7 @@ class FrozenTrunk:
         """
         import torch
 
-        from fairl_lib.llm.prefix import distinct_rows, shared_cache
+        from fairl_lib.llm.fast.prefix import distinct_rows, shared_cache
 
         first, groups = distinct_rows(ids[:, :width], mask[:, :width])
         if bool(first.all()) or not 0 < width < ids.shape[1] or not hasattr(decoder, "norm"):
@@ -203,7 +203,7 @@ class FrozenTrunk:
         ``input_ids``/``attention_mask``: the left-padded prompts (width ``P``) given to ``generate``;
         ``sequences``: what it returned (``P + T`` columns); ``steps``: the outputs :meth:`capturing`
         collected, in call order: the prefill (``P`` columns, or ``P - 1`` over one row per run of equal
-        prompts when the prompts ran once, :func:`fairl_lib.llm.prefix.generate_shared_prefix`), then one
+        prompts when the prompts ran once, :func:`fairl_lib.llm.fast.prefix.generate_shared_prefix`), then one
         column per decoding step. Together they cover columns ``0 .. P + T - 2`` (the last token is never
         fed back). Each row is kept under its prompt's real tokens and its completion up to and including
         the first ``eos_token_id`` (the tokens trl's log-prob passes leave unmasked). A call pattern
@@ -211,7 +211,7 @@ class FrozenTrunk:
         """
         import torch
 
-        from fairl_lib.llm.prefix import distinct_rows
+        from fairl_lib.llm.fast.prefix import distinct_rows
 
         self.rollouts = {}
         n_rows, width = input_ids.shape
