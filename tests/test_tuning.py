@@ -46,6 +46,13 @@ def searched(pairs, tmp_path_factory):
                 out["again"] = (again, logs)
                 out["best"] = T.best_stage(cfg, pairs, out["a"][1], log=lambda _: None)
                 out["fa"] = T.best_fa_config(cfg, pairs, log=lambda _: None)
+                # a fixed preregistered method: the same search (not part of its key), the method named
+                other = next(m for m in FA_METHODS if m != out["fa"][0])
+                fixed = make_config("smoke", overrides=SETTINGS + f'; tuning.preregistered="{other}"',
+                                    notebook="04_fairl_training")
+                logs_fixed: list[str] = []
+                out["fixed"] = (other, T.tuning_stage(fixed, pairs, log=lambda _: None),
+                                T.best_fa_config(fixed, pairs, log=logs_fixed.append), logs_fixed)
     return out
 
 
@@ -56,7 +63,9 @@ def test_profiles_and_validation():
     assert (paper.n_trials, paper.best_seeds) == (50, 10)
     assert all(t.methods == METHOD_NAMES for t in (smoke, cpu, paper))
     for bad, msg in (("tuning.n_trials=0", ">= 1"), ("tuning.val_fraction=1.0", r"\(0, 1\)"),
-                     ('tuning.methods=["mm_irl", "fa_irl"]', "valid"), ("tuning.min_flip_share=2.0", r"\[0, 1\]")):
+                     ('tuning.methods=["mm_irl", "fa_irl"]', "valid"), ("tuning.min_flip_share=2.0", r"\[0, 1\]"),
+                     ('tuning.preregistered="me_irl"', "an FA method"), ('tuning.preregistered="fa"', "an FA method"),
+                     ('tuning.methods=["me_irl", "me_fa_gt"]; tuning.preregistered="mm_fa_gt"', "an FA method")):
         with pytest.raises(ConfigError, match=msg):
             make_config("smoke", overrides=bad)
 
@@ -190,6 +199,17 @@ def test_best_against_best_grid_is_evaluated_like_table1(searched, pairs):
               or fa)
     assert method == max(acting, key=lambda m: acting[m]["value"])
     assert irl == res.best_config(method) and irl.n_seeds == cfg.irl.n_seeds
+
+
+def test_a_preregistered_method_is_used_whatever_the_search_says(searched, pairs):
+    """``tuning.preregistered`` names the compared FA method without touching the search: the search's cache
+    folder is the same, and the method returned is the named one at its tuned configuration (not the winner)."""
+    (_, res), (other, res_fixed, (method, irl), logs) = searched["a"], searched["fixed"]
+    assert res_fixed.folder == res.folder and other != searched["fa"][0]
+    assert method == other and irl == res.best_config(other)
+    acting = failure_path_summary(searched["best"], pairs, min_flip_share=searched["a"][0].tuning.min_flip_share)
+    assert any("does not act" in line for line in logs) == (not acting[other]["acts"])
+    assert make_config("cpu").tuning.preregistered == "me_fa_margin"
 
 
 def test_failure_path_summary_agrees_with_the_per_run_shares(searched, pairs):

@@ -411,8 +411,9 @@ def _paper_table1(metric: str) -> str:
 
 
 def preregistered(mets) -> tuple[str, str]:
-    """``(FA method, baseline)`` the ledger compares: fixed by notebook 05 from the tuning split (the best
-    acting FA configuration by validation AUC, ``tuning.best_fa_config``) and its same-family baseline."""
+    """``(FA method, baseline)`` the ledger compares, as notebook 05 recorded them: the profile's
+    ``tuning.preregistered`` or, with ``"auto"``, the best acting FA configuration by validation AUC on the
+    tuning split (``tuning.best_fa_config``), and its same-family baseline."""
     return str(_read(mets, "05", "preregistered.fa_method")), str(_read(mets, "05", "preregistered.baseline"))
 
 
@@ -1016,8 +1017,16 @@ def _measure_audit_other(mets, e: Entry) -> None:
     e.details = {"differences": parts, "margins": margins, "part_verdicts": verdicts, "kl_to_expert": kl}
 
 
+def _chosen_by(pre: Mapping[str, Any]) -> str:
+    """How notebook 05's compared FA method was chosen (metrics written before ``chosen_by``: by the search)."""
+    if pre.get("chosen_by") == "profile":
+        return "fixed in the profile before any run, tuning.preregistered"
+    return "the best acting FA configuration by validation AUC on the tuning split"
+
+
 PREREG_RULE = ("one comparison fixed before the test set is read: the FA configuration notebooks 06-08 use (the "
-               "best acting FA configuration by validation AUC on the tuning split) against its same-family "
+               "profile's tuning.preregistered, else the best acting FA configuration by validation AUC on the "
+               "tuning split) against its same-family "
                "baseline, both at their tuned configurations, mean over the tuned grid's seeds, 95% bootstrap "
                "interval over seeds and the evaluation data")
 VERDICT_RULE = ("reproduced: interval on the paper's side and the estimate at least the effect of interest; "
@@ -1528,8 +1537,7 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
     lines += ["", "## The ledger", ""]
     if isinstance(pre, Mapping):
         lines += [(f"Every FA-vs-IRL claim compares one pair fixed before the test set was read: "
-                   f"{METHOD_LABELS.get(pre['fa_method'], pre['fa_method'])} (the best acting FA configuration by "
-                   f"validation AUC on the tuning split) against "
+                   f"{METHOD_LABELS.get(pre['fa_method'], pre['fa_method'])} ({_chosen_by(pre)}) against "
                    f"{METHOD_LABELS.get(pre['baseline'], pre['baseline'])}, both at their tuned configurations."), ""]
     lines += [("95% intervals in brackets. Table 1, the Jigsaw claims and Tables 2-3: a bootstrap over the tuned "
                "grid's seeds and the evaluation data together (test pairs resampled by prompt, Jigsaw comments one "

@@ -214,7 +214,9 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("per_seed_best.{set}.{method}.{metric}", "Table 1 best against best, per seed"),
         Key("tuning.trials_per_method.{method}", "trials of the search per method (the equal budget)"),
         Key("preregistered.fa_method", "the one FA method the ledger compares, fixed before the test set is read: "
-            "the best acting FA configuration by validation AUC on the tuning split (tuning.best_fa_config)"),
+            "the profile's tuning.preregistered, else the best acting FA configuration by validation AUC on the "
+            "tuning split (tuning.best_fa_config)"),
+        Key("preregistered.chosen_by", "\"profile\" (tuning.preregistered) or \"validation_auc\" (\"auto\")"),
         Key("preregistered.baseline", "its same-family IRL baseline"),
         Key("preregistered.acting", "whether its tuned failure path acts on the training pairs (failure_path.acts)"),
         Key("preregistered.flip_share", "share of training pairs its trained R_F flips against R_D alone, mean over seeds"),

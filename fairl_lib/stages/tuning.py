@@ -107,6 +107,13 @@ class TuningConfig:
         min_flip_share: a failure path acts when it flips at least this share of the tune-train pairs
             against R_D alone, and more than its init did (:func:`fairl_lib.analysis.failure_path.acts`).
         methods: the methods searched (default: all six of Table 1).
+        preregistered: the FA method the ledger's FA-vs-IRL claims and notebooks 06-10 use, fixed before any
+            run (its same-family baseline is the IRL arm), or ``"auto"``: the best acting FA configuration by
+            validation AUC (:func:`best_fa_config`). Fixing it matters where the search's objective is flat:
+            the FA methods' best validation AUCs then differ by less than the noise of a two-seed mean, so
+            ``"auto"`` picks a family by chance and two runs of the same profile compare different pairs
+            (benchmarks/README.md, "Verdict stability"). The method is still tuned; the choice only names
+            which tuned FA method the claims compare. Not part of the search's cache key.
         threads: torch threads of every trial and best grid (0 = leave torch's setting). 1 by default:
             a grid of one method has GEMMs too small to share out, one thread was many times faster
             than two on a shared 2-core machine (benchmarks/README.md), and the grid's arithmetic (its
@@ -123,6 +130,7 @@ class TuningConfig:
     startup_trials: int = 10
     min_flip_share: float = ACTING_FLIP_SHARE
     methods: tuple[str, ...] = METHOD_NAMES
+    preregistered: str = "auto"
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -141,6 +149,10 @@ class TuningConfig:
             raise ValueError(f"tuning.methods must be distinct Table 1 methods; got {list(self.methods)}")
         for m in self.methods:
             method_spec(m)                                 # unknown names list the valid ones
+        if self.preregistered != "auto" and (self.preregistered not in FA_METHODS
+                                             or self.preregistered not in self.methods):
+            raise ValueError(f"tuning.preregistered must be \"auto\" or an FA method of tuning.methods "
+                             f"({', '.join(m for m in self.methods if m in FA_METHODS)}); got {self.preregistered!r}")
 
 
 def tuning_config(cfg) -> TuningConfig:
@@ -331,7 +343,8 @@ def _search_settings(cfg, ps: PairSet, label_column: str) -> dict[str, Any]:
     import optuna
 
     tc = tuning_config(cfg)
-    search = {k: v for k, v in dataclasses.asdict(tc).items() if k != "best_seeds"}   # the search's own
+    # the search's own settings: best_seeds and preregistered act after it
+    search = {k: v for k, v in dataclasses.asdict(tc).items() if k not in ("best_seeds", "preregistered")}
     return {"pairs": pairset_fingerprint(ps, label_column),
             "pairs_stage_key": Path(str(ps.meta.get("stage_dir", ""))).name, "label_column": label_column,
             "embedder": cfg.models.embedder, "seed": cfg.seed, "irl": cfg.irl, "tuning": search,
@@ -464,8 +477,9 @@ def best_stage(cfg, ps: PairSet, tuned: TuningResult | None = None, *, label_col
 def best_fa_config(cfg, ps: PairSet, *, label_column: str = "toxic", require_acting: bool = False,
                    paths: Mapping[str, Mapping[str, Any]] | None = None,
                    log: Callable[[str], None] = print) -> tuple[str, IRLConfig]:
-    """(method, IRLConfig) of the best acting FA configuration by validation AUC over the FA methods
-    searched: the configuration notebooks 06-08 use. Its ``n_seeds`` is ``cfg.irl``'s.
+    """(method, IRLConfig) of the FA configuration notebooks 05-10 use: ``tuning.preregistered`` when the
+    profile fixes one, else the best acting FA configuration by validation AUC over the FA methods
+    searched. Its ``n_seeds`` is ``cfg.irl``'s.
 
     "Acting" is judged where notebooks 05-08 meet the configuration: on the best-against-best grid (its
     ``tuning.best_seeds`` seeds on the full training split, :func:`best_stage`), whose failure path must
@@ -473,16 +487,29 @@ def best_fa_config(cfg, ps: PairSet, *, label_column: str = "toxic", require_act
     (:func:`fairl_lib.analysis.failure_path.failure_path_summary`). A winner that acted in its search trials
     but not in that grid does not count (it happens: README, results). When no FA method acts there,
     the best one that acted in its trials, then the best FA trial, each with a log line;
-    ``require_acting`` raises instead.
+    ``require_acting`` raises instead. A fixed ``preregistered`` method is returned whether or not it acts
+    (with a log line when it does not; ``require_acting`` raises): the claims then say that its failure
+    path does not act rather than switch to another method.
     ``paths``: that grid's ``failure_path_summary`` when the caller has it already (notebook 04).
     """
     tuned = tuning_stage(cfg, ps, label_column=label_column, log=log)
     fa = {m: b for m, b in tuned.best.items() if m in FA_METHODS and b is not None}
     if not fa:
         raise RuntimeError(f"No FA method was searched or finished a trial ({tuned.folder}).")
+    fixed = tuning_config(cfg).preregistered
+    if fixed != "auto" and fixed not in fa:
+        raise RuntimeError(f"tuning.preregistered = {fixed!r} has no finished trial ({tuned.folder}).")
     if paths is None:
         grid = best_stage(cfg, ps, tuned, label_column=label_column, log=log)
         paths = failure_path_summary(grid, ps, min_flip_share=tuning_config(cfg).min_flip_share)
+    if fixed != "auto":
+        if not paths.get(fixed, {}).get("acts"):
+            if require_acting:
+                raise RuntimeError(f"The preregistered FA method {fixed}'s failure path does not act in the "
+                                   f"best-against-best grid ({tuned.folder}).")
+            log(f"[tuning] the preregistered FA method {fixed}'s failure path does not act over the "
+                "best-against-best seeds; it is used all the same (tuning.preregistered)")
+        return fixed, tuned.best_config(fixed)
     acting = {m: b for m, b in fa.items() if paths.get(m, {}).get("acts")}
     if not acting:
         if require_acting:
