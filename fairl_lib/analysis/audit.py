@@ -189,8 +189,8 @@ def matched_control(scores: np.ndarray, reference: Sequence[float], seed: int, n
     """The "random rollouts matched on the ground truth" control: as many rows as ``reference`` has, drawn
     (``seed``, without replacement) so that their scores follow the distribution of ``reference``.
 
-    Stratified sampling on score bins: the edges are the ``n_bins``-quantiles of ``reference`` (ties merge
-    bins), and each bin receives exactly as many rows, drawn at random among the candidates whose score
+    Stratified sampling on score bins: the edges are the ``n_bins``-quantiles of ``reference``
+    (:func:`score_edges`; ties merge bins), and each bin receives exactly as many rows, drawn at random among the candidates whose score
     falls in it, as ``reference`` has there. A bin with too few candidates takes all of them; its shortfall
     is drawn from the remaining candidates nearest in score to the bin's unmatched reference values (the
     matching then holds only approximately; :func:`bin_counts` shows how far). Sorted pool indices.
@@ -227,9 +227,16 @@ def matched_control(scores: np.ndarray, reference: Sequence[float], seed: int, n
 
 
 def score_edges(reference: Sequence[float], n_bins: int) -> np.ndarray:
-    """The inner bin edges of :func:`matched_control`: the ``n_bins``-quantiles of ``reference``, unique."""
+    """The bin edges of :func:`matched_control`: the ``n_bins``-quantiles of ``reference`` from its minimum to
+    just above its maximum, unique (tied quantiles merge bins), so that every reference value falls in a
+    bin between them and scores outside ``reference``'s range fall in the two outer bins, which it never
+    occupies."""
     ref = np.asarray(reference, dtype=np.float64)
-    return np.unique(np.quantile(ref, np.linspace(0, 1, n_bins + 1)[1:-1])) if len(ref) else np.array([])
+    if not len(ref):
+        return np.array([])
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, n_bins + 1)))
+    edges[-1] = np.nextafter(edges[-1], np.inf)
+    return edges
 
 
 def bin_counts(values: Sequence[float], edges: np.ndarray) -> np.ndarray:
