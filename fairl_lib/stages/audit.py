@@ -458,10 +458,15 @@ def control_sets(members: pd.DataFrame, per: pd.DataFrame, target_feats: np.ndar
       hull, picks the cause". The naive nearest set (without the restriction) is the method's own ordering
       truncated and shares most rows with it (the ``overlap`` returned), so it could only test the rows the
       hull pruned.
+
+    When fewer pool rollouts lie outside the sets than the sets hold (a tiny smoke pool), ``matched`` and
+    ``nearest`` draw from the whole pool and ``outside_only`` is False.
     """
     method = sorted(set(members["row"].astype(int).tolist()))
     in_method = np.isin(pool_rows, method)
     outside = np.flatnonzero(~in_method)  # positions in the pool
+    if len(outside) < len(method):  # a tiny pool (smoke) whose sets cover most of it: draw from all of it
+        outside = np.arange(len(pool_rows))
     sizes = per["size"].astype(int).tolist()
     rows = lambda pos: sorted(int(pool_rows[j]) for j in pos)
     naive = rows(geo.nearest_control(target_feats, pool_feats, sizes, len(method)))
@@ -474,7 +479,8 @@ def control_sets(members: pd.DataFrame, per: pd.DataFrame, target_feats: np.ndar
         sets["matched"].append(rows(geo.matched_control(pool_reward, np.asarray(reward)[method], seed * 1000 + 500 + s,
                                                         ac.score_bins, candidates=outside)))
         sets["nearest"].append(nearest)
-    return sets, {**geo.set_overlap(naive, method), "n_naive": len(naive), "n_method": len(method)}
+    return sets, {**geo.set_overlap(naive, method), "n_naive": len(naive), "n_method": len(method),
+                  "outside_only": bool(len(outside) < len(pool_rows) or not len(method))}
 
 
 def null_targets(cand: pd.DataFrame, n: int, threshold: float, seed: int) -> pd.DataFrame:
