@@ -182,15 +182,22 @@ def test_paired_rates_counts_discordant_pairs_and_reads_mcnemar():
     assert r.p_value == pytest.approx(sps.binomtest(4, 5, 0.5).pvalue)
     assert r.estimate.value == pytest.approx((6 - 3) / 40)
     assert r.estimate.lo <= r.estimate.value <= r.estimate.hi and r.estimate.test == S.PAIRED_RATES
-    assert r.mde_mcnemar == pytest.approx(S.mcnemar_mde(40, 5 / 40))
+    # 5 discordant of 40 pairs: no difference the discordance allows (at most 5/40) has 80% power
+    assert math.isnan(r.mde_mcnemar) and math.isnan(S.mcnemar_mde(40, 5 / 40))
+    big = S.paired_rates(np.tile(a, 25), np.tile(b, 25), np.repeat(np.arange(250), 4), reps=200)
+    assert big.mde_mcnemar == pytest.approx(S.mcnemar_mde(1000, 0.125)) and big.mde_mcnemar < 0.125
     d = r.to_dict()
     assert d["only_a"] == 4 and d["p_mcnemar"] == pytest.approx(r.p_value) and len(d["ci90"]) == 2
 
 
-def test_paired_rates_identical_arms_give_a_point_interval_and_p_one():
+def test_paired_rates_identical_arms_give_the_exact_no_discordance_interval():
     a = np.random.default_rng(1).random((3, 30)) < 0.2
     r = S.paired_rates(a, a.copy(), np.repeat(np.arange(10), 3), reps=200)
-    assert r.estimate.value == 0 and r.estimate.lo == r.estimate.hi == 0 and r.p_value == 1.0
+    # no discordant pair of 90: |difference| <= the exact 97.5% upper end of the discordant share, 1 - 0.025^(1/90)
+    bound = 1 - 0.025 ** (1 / 90)
+    assert r.estimate.value == 0 and r.p_value == 1.0 and r.estimate.mde is None
+    assert (r.estimate.lo, r.estimate.hi) == (pytest.approx(-bound), pytest.approx(bound))
+    assert r.estimate90.hi == pytest.approx(1 - 0.05 ** (1 / 90))
     with pytest.raises(ValueError, match="one shape"):
         S.paired_rates(a, a[:, :10], np.arange(30))
 

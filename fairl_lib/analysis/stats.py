@@ -371,7 +371,8 @@ class PairedRates:
 
     ``estimate``: the difference with the 95% percentile bootstrap interval over unlearning seeds and prompts
     (:func:`two_level_bootstrap`; prompts as clusters, so a prompt's samples move together) and its MDE
-    ``(z_0.975 + z_0.80) * sd_boot``; ``estimate90``: the same at 90% (TOST); ``only_a`` / ``only_b``: the
+    ``(z_0.975 + z_0.80) * sd_boot``; with no discordant pair the bootstrap is a point, and the interval is
+    +- the exact upper end of the discordant share instead (no MDE); ``estimate90``: the same at 90% (TOST); ``only_a`` / ``only_b``: the
     discordant pairs; ``p_value``: the exact McNemar test on them (:func:`mcnemar_exact_p`, pairs taken as
     independent); ``mde_mcnemar``: :func:`mcnemar_mde` at the observed discordance (the same, pairs taken as
     independent: the bootstrap's MDE is the one that counts when prompts cluster)."""
@@ -407,8 +408,17 @@ def paired_rates(a: np.ndarray, b: np.ndarray, clusters: Sequence[Any], *, reps:
                                    reps=reps, seed=seed, level=level)
     e95 = dataclasses.replace(e95, n=d.size, test=PAIRED_RATES)
     e90 = dataclasses.replace(e90, n=d.size, test=PAIRED_RATES)
+    if only_a + only_b == 0:  # every pair agrees: the bootstrap is a point; |difference| <= the discordance
+        e95, e90 = (dataclasses.replace(e, lo=-_no_discordance_bound(d.size, lv), hi=_no_discordance_bound(d.size, lv),
+                                        mde=None) for e, lv in ((e95, level), (e90, TOST_LEVEL)))
     return PairedRates(e95, e90, only_a, only_b, d.size, mcnemar_exact_p(only_a, only_b),
                        mcnemar_mde(d.size, (only_a + only_b) / d.size, level))
+
+
+def _no_discordance_bound(n: int, level: float) -> float:
+    """The exact (Clopper-Pearson) upper end of a discordant share when none of ``n`` pairs is discordant,
+    ``1 - ((1 - level) / 2)^(1/n)``: the difference of the paired rates lies within +- it."""
+    return float(1 - ((1 - level) / 2) ** (1 / n))
 
 
 def fisher_exact_p(k1: int, n1: int, k2: int, n2: int) -> float:
