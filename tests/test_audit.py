@@ -407,6 +407,17 @@ def test_matched_control_fills_a_short_bin_with_the_nearest_scores():
         A.matched_control(scores, np.zeros(8), seed=0)
 
 
+def test_a_cut_matches_the_share_below_it_exactly():
+    """One quantile bin [0.1, 0.9] holds 1 reference value below 0.5; with a cut at 0.5 the matched set holds
+    exactly one value below it, whatever the draw."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(0.1, 0.5, 50), rng.uniform(0.5, 0.9, 50)])
+    ref = [0.2, 0.6, 0.7, 0.8]
+    for seed in range(20):
+        got = A.matched_control(scores, ref, seed, n_bins=1, cuts=[0.5])
+        assert (scores[got] < 0.5).sum() == 1
+
+
 def test_null_targets_are_non_toxic_and_as_many():
     from fairl_lib.stages.audit import null_targets
 

@@ -185,7 +185,7 @@ def random_control(n_pool: int, size: int, seed: int, candidates: np.ndarray | N
 
 
 def matched_control(scores: np.ndarray, reference: Sequence[float], seed: int, n_bins: int = 10,
-                    candidates: np.ndarray | None = None) -> np.ndarray:
+                    candidates: np.ndarray | None = None, cuts: Sequence[float] = ()) -> np.ndarray:
     """The "random rollouts matched on the ground truth" control: as many rows as ``reference`` has, drawn
     (``seed``, without replacement) so that their scores follow the distribution of ``reference``.
 
@@ -199,6 +199,8 @@ def matched_control(scores: np.ndarray, reference: Sequence[float], seed: int, n
         scores: ``(n_pool,)`` the score of every pool row (the ground-truth reward of each rollout).
         reference: the scores to match (those of the method's forgotten rollouts).
         candidates: rows allowed (default all; the stage passes the pool outside the explanation sets).
+        cuts: extra edges (the stage passes the reward at the toxicity threshold, so that the toxic share
+            is matched exactly, not only the quantile bins that contain it).
     """
     scores = np.asarray(scores, dtype=np.float64)
     ref = np.sort(np.asarray(reference, dtype=np.float64))
@@ -206,7 +208,7 @@ def matched_control(scores: np.ndarray, reference: Sequence[float], seed: int, n
     if len(ref) > len(idx):
         raise ValueError(f"matched_control: {len(ref)} rows to match but only {len(idx)} candidates")
     rng = np.random.default_rng(seed)
-    edges = score_edges(ref, n_bins)
+    edges = score_edges(ref, n_bins, cuts)
     ref_bin, cand_bin = np.digitize(ref, edges), np.digitize(scores[idx], edges)
     taken: list[int] = []
     short: list[float] = []
@@ -226,17 +228,18 @@ def matched_control(scores: np.ndarray, reference: Sequence[float], seed: int, n
     return np.sort(np.asarray(taken, dtype=np.int64))
 
 
-def score_edges(reference: Sequence[float], n_bins: int) -> np.ndarray:
+def score_edges(reference: Sequence[float], n_bins: int, cuts: Sequence[float] = ()) -> np.ndarray:
     """The bin edges of :func:`matched_control`: the ``n_bins``-quantiles of ``reference`` from its minimum to
     just above its maximum, unique (tied quantiles merge bins), so that every reference value falls in a
     bin between them and scores outside ``reference``'s range fall in the two outer bins, which it never
-    occupies."""
+    occupies; ``cuts`` inside that range are added as edges."""
     ref = np.asarray(reference, dtype=np.float64)
     if not len(ref):
         return np.array([])
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, n_bins + 1)))
     edges[-1] = np.nextafter(edges[-1], np.inf)
-    return edges
+    inside = [c for c in cuts if edges[0] < c < edges[-1]]
+    return np.unique(np.concatenate([edges, inside]))
 
 
 def bin_counts(values: Sequence[float], edges: np.ndarray) -> np.ndarray:

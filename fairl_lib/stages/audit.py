@@ -416,7 +416,8 @@ def explain_stage(cfg) -> AuditExplain:
         target_feats = features_of(emb, targets["prompt"], targets["completion"], ac.features)
         members, per = explain_targets(target_feats, pool_feats, pool_rows, ac)
         sets, overlap_naive = control_sets(members, per, target_feats, pool_feats, pool_rows,
-                                           ro["reward"].to_numpy(np.float64), ac, cfg.seed)
+                                           ro["reward"].to_numpy(np.float64), ac, cfg.seed,
+                                           cfg.models.toxic_threshold)
         null = null_targets(cand, len(targets), cfg.models.toxic_threshold, cfg.seed)
         _, null_per = explain_targets(features_of(emb, null["prompt"], null["completion"], ac.features), pool_feats,
                                       pool_rows, ac)
@@ -443,7 +444,7 @@ def explain_stage(cfg) -> AuditExplain:
 
 
 def control_sets(members: pd.DataFrame, per: pd.DataFrame, target_feats: np.ndarray, pool_feats: np.ndarray,
-                 pool_rows: np.ndarray, reward: np.ndarray, ac: AuditConfig, seed: int,
+                 pool_rows: np.ndarray, reward: np.ndarray, ac: AuditConfig, seed: int, threshold: float = 0.5,
                  ) -> tuple[dict[str, list[list[int]]], dict[str, Any]]:
     """The rollouts each arm unlearns, per draw ``s``, all of the method's size (the union of the explanation
     sets), and how the naive nearest control meets the method's set.
@@ -451,7 +452,8 @@ def control_sets(members: pd.DataFrame, per: pd.DataFrame, target_feats: np.ndar
     - ``method``: the union of the explanation sets (the same in every draw);
     - ``random``: pool rollouts drawn at random (seed ``(seed, s)``): rules out "unlearning anything helps";
     - ``matched``: pool rollouts *outside* the explanation sets drawn to follow the ground-truth reward of the
-      method's set (``analysis.audit.matched_control``, ``score_bins`` quantile bins): rules out "unlearning
+      method's set (``analysis.audit.matched_control``, ``score_bins`` quantile bins cut also at the reward
+      ``1 - threshold``, so the toxic share is matched exactly when the pool allows): rules out "unlearning
       text as toxic as the method's helps, whichever it is";
     - ``nearest``: each target's nearest pool rollouts *outside* the explanation sets, as many as its set
       has (``analysis.audit.nearest_control`` on the outside rows): rules out "closeness alone, without the
@@ -477,7 +479,7 @@ def control_sets(members: pd.DataFrame, per: pd.DataFrame, target_feats: np.ndar
         sets["method"].append(method)
         sets["random"].append(rows(geo.random_control(len(pool_rows), len(method), seed * 1000 + s)))
         sets["matched"].append(rows(geo.matched_control(pool_reward, np.asarray(reward)[method], seed * 1000 + 500 + s,
-                                                        ac.score_bins, candidates=outside)))
+                                                        ac.score_bins, candidates=outside, cuts=[1 - threshold])))
         sets["nearest"].append(nearest)
     return sets, {**geo.set_overlap(naive, method), "n_naive": len(naive), "n_method": len(method),
                   "outside_only": bool(len(outside) < len(pool_rows) or not len(method))}
