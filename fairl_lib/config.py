@@ -155,6 +155,7 @@ SECTIONS: dict[str, str] = {
     "rerlhf": "fairl_lib.stages.rerlhf:RerlhfConfig",
     "penalty_sweep": "fairl_lib.stages.penalty_sweep:PenaltySweepConfig",
     "audit": "fairl_lib.stages.audit:AuditConfig",
+    "pair_audit": "fairl_lib.stages.pair_audit:PairAuditConfig",
     "tuning": "fairl_lib.stages.tuning:TuningConfig",
     "ledger": "fairl_lib.analysis.stats:LedgerConfig",
 }

@@ -24,7 +24,7 @@ NOTEBOOK_STAGES: dict[str, tuple[str, ...]] = {
     "06_pair_mix": ("pair_mix",),
     "07_model_size": ("sizes",),
     "08_rerlhf": ("rerlhf", "rerlhf_eval"),
-    "10_audit": ("audit_explain", "audit_unlearn"),
+    "10_audit": ("audit_explain", "audit_unlearn", "pair_audit"),
     "11_reproduction_report": (),
 }
 

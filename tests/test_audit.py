@@ -10,6 +10,8 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fairl_lib.analysis import audit as A
 
@@ -261,31 +263,43 @@ def test_unlearning_is_deterministic_and_the_anchor_holds_other_prompts(tiny_lla
 # ----------------------------------------------------------------------------- summaries and the ledger
 
 
-def _eval_frame(rates: dict[str, dict[str, tuple[int, int]]]) -> pd.DataFrame:
+def _eval_frame(rates: dict[str, dict[str, tuple[int, int]]], draws: int = 1, samples: int = 5) -> pd.DataFrame:
+    """A fabricated evaluation frame (unit-test input, not a result): per draw, model and split, ``n`` rows
+    (``n / samples`` prompts x ``samples``) of which the first ``k`` are toxic, so two models' toxic rows nest
+    and the discordant pairs are ``|k_a - k_b|``, all on one side."""
     rows = []
-    for model, by_split in rates.items():
-        for split, (k, n) in by_split.items():
-            for j in range(n):
-                rows.append({"model": model, "split": split, "p_toxic": 0.9 if j < k else 0.1,
-                             "judge_p": 0.9 if j < k // 2 else 0.1, "nll_base": 30.0 + (j % 3), "n_tokens": 10,
-                             "nll_self": 20.0, "nll_expert": 20.0 + (0.0 if model == "expert" else 0.5)})
+    for d in range(draws):
+        for model, by_split in rates.items():
+            for split, (k, n) in by_split.items():
+                for j in range(n):
+                    rows.append({"model": model, "split": split, "draw": d, "prompt_id": f"{split}{j // samples:03d}",
+                                 "sample": j % samples, "p_toxic": 0.9 if j < k else 0.1,
+                                 "judge_p": 0.9 if j < k // 2 else 0.1, "nll_base": 30.0 + (j % 3), "n_tokens": 10,
+                                 "nll_self": 20.0, "nll_expert": 20.0 + (0.0 if model == "expert" else 0.5)})
     return pd.DataFrame(rows)
 
 
-def _audit_metrics(method_target: int) -> dict:
-    from fairl_lib.stages.audit import changes, eval_summary
+def _audit_metrics(method_target: int, null_small: int = 10) -> dict:
+    from fairl_lib.analysis.stats import fisher_exact_p
+    from fairl_lib.stages.audit import eval_summary, paired_comparisons
 
     rates = {"expert": {"target": (60, 200), "other": (6, 300)}, "method": {"target": (method_target, 200),
                                                                           "other": (7, 300)},
-             "random": {"target": (58, 200), "other": (6, 300)}, "nearest": {"target": (55, 200), "other": (6, 300)}}
-    summary = eval_summary(_eval_frame(rates), 0.5)
-    return {"settings": {"rate_margin": 0.03, "ppl_margin": 0.10},
+             "random": {"target": (58, 200)}, "matched": {"target": (57, 200)}, "nearest": {"target": (55, 200)}}
+    df = _eval_frame(rates, draws=3)
+    summary = eval_summary(df, 0.5)
+    forgotten = {a: {"toxic_share": 0.02, "toxic_share_by_draw": [0.02] * 3} for a in
+                 ("method", "random", "matched", "nearest")}
+    return {"settings": {"rate_margin": 0.03, "ppl_margin": 0.10, "control_draws": 3},
             "targets": {"n": 60, "n_toxic": 60, "n_prompts": 30, "n_candidates": 1536},
             "recovered": {"n_flagged": 500, "n_toxic": 60, "n_both": 40},
             "explain": {"sizes": [3] * 50 + [12] * 10, "relative_residuals": [0.7] * 60,
                         "within_tol": [True] * 55 + [False] * 5, "n_small": 50, "small_size": 10, "tol": 0.75,
-                        "max_size": 16, "set_size": 200},
-            "eval": summary, "changes": changes(summary)}
+                        "max_size": 16, "set_size": 200, "forgotten": forgotten,
+                        "naive_nearest_overlap": {"n_both": 150, "share_of_a": 0.75, "n_naive": 200},
+                        "null": {"n_null": 60, "n_small_null": null_small, "n_small_targets": 50, "n_targets": 60,
+                                 "p_fisher": fisher_exact_p(50, 60, null_small, 60)}},
+            "eval": summary, "paired": paired_comparisons(df, 0.5, reps=300)}
 
 
 def test_audit_metrics_pass_the_schema_and_the_ledger_judges_them():
@@ -297,29 +311,135 @@ def test_audit_metrics_pass_the_schema_and_the_ledger_judges_them():
     claims = {c.id: c for c in R.CLAIMS}
     e = {cid: R.evaluate_claim(claims[cid], {"10": good}) for cid in
          ("audit_small_sets", "audit_unlearning_fixes", "audit_no_degradation")}
-    assert e["audit_small_sets"].verdict == R.REPRODUCED  # 50 of 60 small
-    assert e["audit_unlearning_fixes"].verdict == R.REPRODUCED  # 10% vs 29% and 27.5%
-    assert e["audit_no_degradation"].verdict == R.REPRODUCED  # 2.3% vs 2.0% with n = 300, margin 3 points
+    assert e["audit_small_sets"].verdict == R.REPRODUCED  # 50 of 60 small against 10 of 60 on the null
+    assert e["audit_unlearning_fixes"].verdict == R.REPRODUCED  # 10% vs 27.5-29%, 35+ discordant pairs per draw
+    assert e["audit_no_degradation"].verdict == R.REPRODUCED  # 2.3% vs 2.0% over 900 pairs, margin 3 points
     assert all(x.detectable not in ("", "-") for x in e.values())
-    bad = _audit_metrics(method_target=90)  # the method makes the targets worse than both controls
+    fix = e["audit_unlearning_fixes"]
+    t = fix.details["tests"]["random"]
+    assert (t["only_a"], t["only_b"], t["n_pairs"]) == (3 * 38, 0, 600)  # nested toxic rows: one-sided discordance
+    assert set(fix.details["rules_out"]) == {"random", "matched", "nearest"} and "matched" in fix.compared
+    bad = _audit_metrics(method_target=90)  # the method makes the targets worse than every control
     assert R.evaluate_claim(claims["audit_unlearning_fixes"], {"10": bad}).verdict == R.OPPOSITE
+    same = _audit_metrics(method_target=58)  # as toxic as the random control: not decided for it
+    v = R.evaluate_claim(claims["audit_unlearning_fixes"], {"10": same})
+    assert v.verdict in (R.INCONCLUSIVE, R.NEGLIGIBLE, R.CONTRADICTED, R.OPPOSITE) and v.verdict != R.REPRODUCED
+    # "small sets explain" on the null as often as on the targets is not a finding
+    flat = R.evaluate_claim(claims["audit_small_sets"], {"10": _audit_metrics(20, null_small=50)})
+    assert flat.verdict != R.REPRODUCED and "null" in flat.ours
     assert R.evaluate_claim(claims["audit_small_sets"], {}).verdict == R.NOT_RUN
     broken = {k: v for k, v in good.items() if k != "explain"}
     with pytest.raises(S.MetricsSchemaError, match="explain.sizes"):
         S.validate("10_audit", broken)
+    lines = R.audit_control_lines({"10": good})
+    assert len(lines) == 1 and "rules out" in lines[0] and "75.0%" in lines[0]
+
+
+def test_paired_comparisons_pair_rows_by_draw_prompt_and_sample():
+    """Shuffled rows pair the same: the comparison is by (draw, prompt, sample), not by row order; the other
+    prompts are compared for the method only; Holm's p is at least McNemar's."""
+    from fairl_lib.stages.audit import paired_comparisons
+
+    df = _eval_frame({"expert": {"target": (6, 20), "other": (2, 10)}, "method": {"target": (2, 20), "other": (2, 10)},
+                      "random": {"target": (5, 20)}, "matched": {"target": (6, 20)}, "nearest": {"target": (4, 20)}},
+                     draws=2)
+    a = paired_comparisons(df, 0.5, reps=200)
+    b = paired_comparisons(df.sample(frac=1.0, random_state=3), 0.5, reps=200)
+    r = a["control_minus_method"]["random"]["ground_truth"]
+    assert (r["only_a"], r["only_b"], r["n_pairs"]) == (6, 0, 40) and r["value"] == pytest.approx(3 / 20)
+    assert r["per_draw"] == [pytest.approx(0.15)] * 2 and r["p_holm"] >= r["p_mcnemar"]
+    assert b["control_minus_method"]["random"]["ground_truth"]["only_a"] == 6
+    assert set(a["after_minus_before"]["other"]) == {"method"}
+    assert a["after_minus_before"]["other"]["method"]["ground_truth"]["value"] == 0
+
+
+# ----------------------------------------------------------------------------- controls and the null
+
+
+def test_nearest_outside_control_never_touches_the_explanation_sets_and_controls_match_its_size():
+    from fairl_lib.stages.audit import AuditConfig, control_sets
+
+    rng = np.random.default_rng(4)
+    pool, targets = rng.normal(size=(300, 6)), rng.normal(size=(5, 6))
+    pool_rows = np.arange(1000, 1300)  # pool positions -> rollout rows
+    reward = rng.random(1300)
+    ac = AuditConfig(tol=0.75, max_size=8, control_draws=3)
+    per, members = [], []
+    for t, x in enumerate(targets):
+        e = A.explain(x, pool, ac.tol, ac.max_size)
+        per.append({"size": e.size})
+        members += [{"target": t, "row": int(pool_rows[m])} for m in e.members]
+    sets, ov = control_sets(pd.DataFrame(members), pd.DataFrame(per), targets, pool, pool_rows, reward, ac, seed=0)
+    method = set(sets["method"][0])
+    assert all(len(d) == 3 for d in sets.values())
+    for arm in ("random", "matched", "nearest"):
+        for d in sets[arm]:
+            assert len(d) == len(method) == len(set(d)) and set(d) <= set(pool_rows.tolist())
+    for d in sets["nearest"] + sets["matched"]:
+        assert not set(d) & method  # drawn outside the explanation sets
+    assert len({tuple(d) for d in sets["random"]}) == 3  # three different draws
+    assert ov["n_naive"] == len(method) and 0 < ov["share_of_a"] <= 1  # the naive set shares rows with the method
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(5, 60), st.integers(1, 10))
+def test_matched_control_follows_the_reference_score_bins(seed, n_ref, n_bins):
+    """With enough candidates in every bin, the matched set has exactly the reference's count per score bin,
+    and its rows are distinct candidates."""
+    rng = np.random.default_rng(seed)
+    scores = np.concatenate([rng.beta(8, 1, 2000), rng.beta(1, 3, 400)])  # a pool mostly near 1, as rewards are
+    ref = scores[rng.choice(len(scores), n_ref, replace=False)]
+    cand = np.setdiff1d(np.arange(len(scores)), rng.choice(len(scores), 100, replace=False))
+    got = A.matched_control(scores, ref, seed, n_bins, candidates=cand)
+    assert len(got) == n_ref == len(set(got.tolist())) and set(got.tolist()) <= set(cand.tolist())
+    edges = A.score_edges(ref, n_bins)
+    want, have = A.bin_counts(ref, edges), A.bin_counts(scores[got], edges)
+    supply = A.bin_counts(scores[cand], edges)
+    if (supply >= want).all():
+        np.testing.assert_array_equal(have, want)
+
+
+def test_matched_control_fills_a_short_bin_with_the_nearest_scores():
+    scores = np.array([0.0, 0.1, 0.5, 0.52, 0.9, 0.95, 0.99])
+    got = A.matched_control(scores, [0.0, 0.0, 0.0], seed=0, n_bins=3, candidates=np.arange(7))
+    assert sorted(scores[got].tolist()) == [0.0, 0.1, 0.5]  # one candidate at 0, then the nearest two
+    with pytest.raises(ValueError, match="candidates"):
+        A.matched_control(scores, np.zeros(8), seed=0)
+
+
+def test_a_cut_matches_the_share_below_it_exactly():
+    """One quantile bin [0.1, 0.9] holds 1 reference value below 0.5; with a cut at 0.5 the matched set holds
+    exactly one value below it, whatever the draw."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(0.1, 0.5, 50), rng.uniform(0.5, 0.9, 50)])
+    ref = [0.2, 0.6, 0.7, 0.8]
+    for seed in range(20):
+        got = A.matched_control(scores, ref, seed, n_bins=1, cuts=[0.5])
+        assert (scores[got] < 0.5).sum() == 1
+
+
+def test_null_targets_are_non_toxic_and_as_many():
+    from fairl_lib.stages.audit import null_targets
+
+    cand = pd.DataFrame({"prompt_id": np.arange(50), "sample": 0, "prompt": "p", "completion": "c",
+                         "p_toxic": np.linspace(0, 1, 50)})
+    null = null_targets(cand, 10, 0.5, seed=0)
+    assert len(null) == 10 and (null["p_toxic"] <= 0.5).all() and null["prompt_id"].is_unique
+    assert len(null_targets(cand, 40, 0.5, seed=0)) == 25  # all the non-toxic ones when fewer
 
 
 def test_eval_summary_counts_rates_and_kl():
     from fairl_lib.stages.audit import eval_summary
 
     s = eval_summary(_eval_frame({m: {"target": (3, 10), "other": (1, 20)} for m in
-                                  ("expert", "method", "random", "nearest")}), 0.5)
+                                  ("expert", "method", "random", "matched", "nearest")}), 0.5)
     t = s["method"]["target"]
     assert (t["n"], t["k_toxic"], t["k_judge"]) == (10, 3, 1) and t["rate"] == pytest.approx(0.3)
     assert t["rate_ci95"][0] < 0.3 < t["rate_ci95"][1]
     o = s["method"]["other"]
     assert o["kl_to_expert"] == pytest.approx(0.5) and s["expert"]["other"]["kl_to_expert"] == 0.0
     assert o["n_rows"] == 20 and o["perplexity"] > 1
+    assert t["by_draw"] == [{"draw": 0, "n": 10, "k_toxic": 3, "k_judge": 1}]
 
 
 # ----------------------------------------------------------------------------- the CLI

@@ -23,6 +23,8 @@ def _layouts() -> dict[str, dict]:
            "n_runs": 1, "between_run_spread": None, "runs": [{"train_seed": 0, "toxicity_rate": 0.1}]}
     audit_rate = {"n": 8, "k_toxic": 0, "rate": 0.0, "rate_ci95": [0.0, 0.32], "k_judge": 1, "judge_rate": 0.125,
                   "judge_ci95": [0.02, 0.47]}
+    audit_paired = {"value": 0.01, "ci95": [-0.01, 0.03], "ci90": [-0.005, 0.025], "mde": 0.02, "mde_mcnemar": 0.02,
+                    "only_a": 5, "only_b": 3, "n_pairs": 400, "p_mcnemar": 0.73, "per_draw": [0.0, 0.01, 0.02]}
     audit_other = {"perplexity": 27.0, "nll_tok_mean": 3.3, "nll_tok_sd": 0.4, "n_rows": 8, "kl_to_expert": 0.1}
     return {
         "01_rlhf_expert": {"base_lm": "smollm2-135m", "algorithm": "rloo", "steps": 3, "toxicity_rate_base": 0.0,
@@ -112,14 +114,22 @@ def _layouts() -> dict[str, dict]:
         "08_rerlhf": {"base": {"toxicity_rate": 0.0, "judge_rate": 0.06}, "ground_truth": dict(arm),
                       "fa_irl": {**arm, "failure_path": {"flip_share": 0.03, "flip_share_init": 0.01, "acts": True}},
                       "irl": dict(arm), "settings": {"base_lm": "smollm2-135m"}},
-        "10_audit": {"settings": {"rate_margin": 0.03, "ppl_margin": 0.1},
+        "10_audit": {"settings": {"rate_margin": 0.03, "ppl_margin": 0.1, "control_draws": 3},
+                     "paired": {"control_minus_method": {c: {s: dict(audit_paired, p_holm=0.2) for s in
+                                                             ("ground_truth", "judge")}
+                                                         for c in ("random", "matched", "nearest")},
+                                "after_minus_before": {"other": {"method": {s: dict(audit_paired) for s in
+                                                                            ("ground_truth", "judge")}}}},
                      "targets": {"n": 4, "n_toxic": 0, "n_prompts": 3, "n_candidates": 32},
                      "recovered": {"n_flagged": 12, "n_toxic": 0, "n_both": 0},
                      "explain": {"sizes": [2, 3, 1, 2], "relative_residuals": [0.7, 0.74, 1.0, 0.6],
                                  "within_tol": [True, True, False, True], "n_small": 3, "small_size": 4, "tol": 0.75,
-                                 "max_size": 6, "set_size": 7},
+                                 "max_size": 6, "set_size": 7, "null": {"n_null": 4, "n_small_null": 2, "p_fisher": 1.0},
+                                 "forgotten": {a: {"toxic_share": 0.1, "toxic_share_by_draw": [0.1] * 3}
+                                               for a in ("method", "random", "matched", "nearest")},
+                                 "naive_nearest_overlap": {"share_of_a": 0.8}},
                      "eval": {m: {"target": dict(audit_rate), "other": {**audit_rate, **audit_other}}
-                              for m in ("expert", "method", "random", "nearest")}},
+                              for m in ("expert", "method", "random", "matched", "nearest")}},
         "11_reproduction_report": {"verdict_counts": {"reproduced": 3}, "metrics_read": ["03"],
                                    "ledger": {"theorem1_inclusion": {"claim": "c", "paper": "p", "ours": "o",
                                                                      "verdict": "reproduced", "rule": "r",

@@ -143,3 +143,78 @@ def test_random_effects_difference_reduces_to_pooled_rates_without_between_run_v
     assert est.hi - est.value == pytest.approx(1.959964 * se, rel=1e-4)
     wider = S.random_effects_rate_diff(a, b, 0.001)
     assert wider.hi - wider.lo > est.hi - est.lo
+
+
+# ----------------------------------------------------------------------------- paired rates (the audit)
+
+
+def test_mcnemar_mde_solves_connors_equation_and_matches_the_small_effect_form():
+    # psi = 0.1, n = 1000: sqrt(n) d = 1.96 sqrt(0.1) + 0.8416 sqrt(0.1 - d^2); by hand d ~ 0.0280
+    d = S.mcnemar_mde(1000, 0.1)
+    za, zb = sps.norm.ppf(0.975), sps.norm.ppf(0.8)
+    assert math.sqrt(1000) * d == pytest.approx(za * math.sqrt(0.1) + zb * math.sqrt(0.1 - d * d))
+    assert d == pytest.approx((za + zb) * math.sqrt(0.1 / 1000), rel=0.01) and d == pytest.approx(0.0280, abs=1e-4)
+    assert S.mcnemar_mde(1000, 0.025) == pytest.approx(d / 2, rel=0.01)  # a quarter of the discordance, half the MDE
+    assert math.isnan(S.mcnemar_mde(0, 0.1)) and math.isnan(S.mcnemar_mde(100, 0.0))
+
+
+def test_mcnemar_mde_has_its_power_by_simulation():
+    """At the MDE, the exact McNemar test at 5% rejects in about 80% of simulated paired samples."""
+    rng = np.random.default_rng(0)
+    n, psi = 400, 0.2
+    d = S.mcnemar_mde(n, psi)
+    p_a, p_b = (psi + d) / 2, (psi - d) / 2  # P(only a), P(only b)
+    hits = 0
+    for _ in range(2000):
+        only_a, only_b, _ = rng.multinomial(n, [p_a, p_b, 1 - psi])
+        hits += S.mcnemar_exact_p(only_a, only_b) < 0.05
+    assert hits / 2000 == pytest.approx(0.80, abs=0.05)
+
+
+def test_paired_rates_counts_discordant_pairs_and_reads_mcnemar():
+    # 10 prompts x 4 samples, one seed: a is toxic on 6 pairs, b on 2 of those and on 1 other
+    a = np.zeros(40, dtype=bool)
+    b = np.zeros(40, dtype=bool)
+    a[[0, 5, 9, 13, 22, 31]] = True
+    b[[0, 5, 38]] = True
+    r = S.paired_rates(a, b, np.repeat(np.arange(10), 4), reps=500, seed=0)
+    assert (r.only_a, r.only_b, r.n) == (4, 1, 40)
+    assert r.p_value == pytest.approx(sps.binomtest(4, 5, 0.5).pvalue)
+    assert r.estimate.value == pytest.approx((6 - 3) / 40)
+    assert r.estimate.lo <= r.estimate.value <= r.estimate.hi and r.estimate.test == S.PAIRED_RATES
+    # 5 discordant of 40 pairs: no difference the discordance allows (at most 5/40) has 80% power
+    assert math.isnan(r.mde_mcnemar) and math.isnan(S.mcnemar_mde(40, 5 / 40))
+    big = S.paired_rates(np.tile(a, 25), np.tile(b, 25), np.repeat(np.arange(250), 4), reps=200)
+    assert big.mde_mcnemar == pytest.approx(S.mcnemar_mde(1000, 0.125)) and big.mde_mcnemar < 0.125
+    d = r.to_dict()
+    assert d["only_a"] == 4 and d["p_mcnemar"] == pytest.approx(r.p_value) and len(d["ci90"]) == 2
+
+
+def test_paired_rates_identical_arms_give_the_exact_no_discordance_interval():
+    a = np.random.default_rng(1).random((3, 30)) < 0.2
+    r = S.paired_rates(a, a.copy(), np.repeat(np.arange(10), 3), reps=200)
+    # no discordant pair of 90: |difference| <= the exact 97.5% upper end of the discordant share, 1 - 0.025^(1/90)
+    bound = 1 - 0.025 ** (1 / 90)
+    assert r.estimate.value == 0 and r.p_value == 1.0 and r.estimate.mde is None
+    assert (r.estimate.lo, r.estimate.hi) == (pytest.approx(-bound), pytest.approx(bound))
+    assert r.estimate90.hi == pytest.approx(1 - 0.05 ** (1 / 90))
+    with pytest.raises(ValueError, match="one shape"):
+        S.paired_rates(a, a[:, :10], np.arange(30))
+
+
+def test_paired_rates_bootstrap_widens_when_prompts_cluster():
+    """Pairs that disagree only on a few prompts: the prompt bootstrap is wider than the independent-pairs
+    McNemar MDE says, and its MDE is what the ledger reports."""
+    rng = np.random.default_rng(2)
+    clusters = np.repeat(np.arange(20), 10)
+    a = np.zeros(200, dtype=bool)
+    a[clusters < 3] = rng.random(30) < 0.9  # all of a's extra toxicity sits on 3 prompts
+    r = S.paired_rates(a, np.zeros(200, dtype=bool), clusters, reps=1000, seed=0)
+    assert r.estimate.mde > 1.5 * r.mde_mcnemar
+
+
+def test_fisher_exact_matches_scipy_and_a_hand_case():
+    # 3/3 vs 0/3: one table as extreme on each side, P = 2 / C(6, 3) = 0.1
+    assert S.fisher_exact_p(3, 3, 0, 3) == pytest.approx(0.1)
+    assert S.fisher_exact_p(7, 20, 2, 25) == pytest.approx(sps.fisher_exact([[7, 13], [2, 23]]).pvalue)
+    assert S.fisher_exact_p(1, 0, 1, 2) == 1.0

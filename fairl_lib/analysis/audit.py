@@ -39,6 +39,7 @@ SLSQP is a general local solver with a stopping tolerance and starting point.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -181,3 +182,74 @@ def random_control(n_pool: int, size: int, seed: int, candidates: np.ndarray | N
     idx = np.arange(n_pool) if candidates is None else np.asarray(candidates, dtype=np.int64)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(idx, size=min(int(size), len(idx)), replace=False))
+
+
+def matched_control(scores: np.ndarray, reference: Sequence[float], seed: int, n_bins: int = 10,
+                    candidates: np.ndarray | None = None, cuts: Sequence[float] = ()) -> np.ndarray:
+    """The "random rollouts matched on the ground truth" control: as many rows as ``reference`` has, drawn
+    (``seed``, without replacement) so that their scores follow the distribution of ``reference``.
+
+    Stratified sampling on score bins: the edges are the ``n_bins``-quantiles of ``reference``
+    (:func:`score_edges`; ties merge bins), and each bin receives exactly as many rows, drawn at random among the candidates whose score
+    falls in it, as ``reference`` has there. A bin with too few candidates takes all of them; its shortfall
+    is drawn from the remaining candidates nearest in score to the bin's unmatched reference values (the
+    matching then holds only approximately; :func:`bin_counts` shows how far). Sorted pool indices.
+
+    Args:
+        scores: ``(n_pool,)`` the score of every pool row (the ground-truth reward of each rollout).
+        reference: the scores to match (those of the method's forgotten rollouts).
+        candidates: rows allowed (default all; the stage passes the pool outside the explanation sets).
+        cuts: extra edges (the stage passes the reward at the toxicity threshold, so that the toxic share
+            is matched exactly, not only the quantile bins that contain it).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    ref = np.sort(np.asarray(reference, dtype=np.float64))
+    idx = np.arange(len(scores)) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    if len(ref) > len(idx):
+        raise ValueError(f"matched_control: {len(ref)} rows to match but only {len(idx)} candidates")
+    rng = np.random.default_rng(seed)
+    edges = score_edges(ref, n_bins, cuts)
+    ref_bin, cand_bin = np.digitize(ref, edges), np.digitize(scores[idx], edges)
+    taken: list[int] = []
+    short: list[float] = []
+    for b in np.unique(ref_bin):
+        want = ref[ref_bin == b]
+        have = idx[cand_bin == b]
+        k = min(len(want), len(have))
+        taken += rng.choice(have, size=k, replace=False).tolist()
+        short += want[k:].tolist() if k < len(want) else []
+    if short:
+        rest = np.setdiff1d(idx, taken)
+        for v in short:  # nearest remaining score; ties broken at random
+            gap = np.abs(scores[rest] - v) + rng.random(len(rest)) * 1e-12
+            j = int(np.argmin(gap))
+            taken.append(int(rest[j]))
+            rest = np.delete(rest, j)
+    return np.sort(np.asarray(taken, dtype=np.int64))
+
+
+def score_edges(reference: Sequence[float], n_bins: int, cuts: Sequence[float] = ()) -> np.ndarray:
+    """The bin edges of :func:`matched_control`: the ``n_bins``-quantiles of ``reference`` from its minimum to
+    just above its maximum, unique (tied quantiles merge bins), so that every reference value falls in a
+    bin between them and scores outside ``reference``'s range fall in the two outer bins, which it never
+    occupies; ``cuts`` inside that range are added as edges."""
+    ref = np.asarray(reference, dtype=np.float64)
+    if not len(ref):
+        return np.array([])
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, n_bins + 1)))
+    edges[-1] = np.nextafter(edges[-1], np.inf)
+    inside = [c for c in cuts if edges[0] < c < edges[-1]]
+    return np.unique(np.concatenate([edges, inside]))
+
+
+def bin_counts(values: Sequence[float], edges: np.ndarray) -> np.ndarray:
+    """How many ``values`` fall in each bin of ``edges`` (``np.digitize``'s bins, ``len(edges) + 1`` of them)."""
+    return np.bincount(np.digitize(np.asarray(values, dtype=np.float64), edges), minlength=len(edges) + 1)
+
+
+def set_overlap(a: Sequence[int], b: Sequence[int]) -> dict[str, float | int]:
+    """How two sets of rows meet: ``n_both``, ``share_of_a`` (of ``a``'s rows, in ``b``) and ``jaccard``."""
+    sa, sb = set(map(int, a)), set(map(int, b))
+    both = len(sa & sb)
+    return {"n_both": both, "share_of_a": both / len(sa) if sa else math.nan,
+            "jaccard": both / len(sa | sb) if sa | sb else math.nan}

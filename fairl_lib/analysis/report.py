@@ -43,14 +43,18 @@ Statistics (all 95%, two-sided):
   Wilson [0.51, 1.00], a "win", where the exact two-sided sign test gives p = 0.125);
 - variances across seeds: F-distribution interval of the variance ratio against 1;
 - trends (Figure 4): least-squares slope of STARC against the T->NT fraction with its t interval;
-- proportions (re-RLHF toxicity; the audit's before/after rates): Newcombe (Wilson hybrid) interval of a
-  difference of two rates, the two samples taken as independent;
+- proportions (re-RLHF toxicity; the audit's small-set shares, targets against the null): Newcombe (Wilson
+  hybrid) interval of a difference of two rates, the two samples taken as independent;
+- the audit's arms, which sample the same (prompt, sample index) rows with one seed per draw: paired, the
+  exact McNemar test on the discordant pairs and a percentile bootstrap over draws and prompts for the
+  interval and the MDE (``stats.paired_rates``);
 - "does not degrade" (the audit's other prompts): a non-inferiority test, the interval of the change
   against a stated margin (``[audit] rate_margin``, ``ppl_margin``) instead of 0.
 
 The audit of notebook 10 tests three claims of Liu et al.'s explainable RLHF (abstract only, no numbers):
-its explanation sets are small, unlearning them fixes more unsatisfactory responses than unlearning as many
-random or nearest rollouts, and other prompts do not degrade.
+its explanation sets are small (more often than on a null of non-toxic completions), unlearning them fixes
+more unsatisfactory responses than unlearning as many random, reward-matched or nearest-outside rollouts
+(each control rules out one reading, ``AUDIT_CONTROL_RULES_OUT``), and other prompts do not degrade.
 
 **Smallest detectable effect.** Each comparative entry states the minimum detectable effect (MDE) of its
 test: the true effect that the two-sided 5% test finds (its interval excludes the null) with 80% power at
@@ -93,6 +97,7 @@ from fairl_lib.analysis.stats import (  # noqa: F401 (re-exported: the ledger's 
     LEVEL,
     NEWCOMBE,
     ONE_T,
+    PAIRED_RATES,
     PAIRED_T,
     POWER,
     SIGN_TEST,
@@ -939,45 +944,105 @@ def _pct(k: int, n: int) -> str:
     return f"{k / n:.1%}" if n else "-"
 
 
+AUDIT_CONTROL_RULES_OUT = {
+    "random": "that unlearning any rollouts of this size helps (the null of no selection)",
+    "matched": "that unlearning as toxic a set helps whichever rollouts it holds (matched on the ground-truth "
+               "reward, drawn outside the explanation sets)",
+    "nearest": "that closeness alone picks the cause (the nearest rollouts outside the explanation sets: the "
+               "hull's choice against the embedding's)",
+}
+
+
+def _paired_estimate(x: Mapping[str, Any]) -> tuple[Estimate, Estimate]:
+    """``(95%, 90%)`` estimates of one paired test of notebook 10 (``analysis.stats.paired_rates``)."""
+    lo, hi = x["ci95"] if x["ci95"] else (None, None)
+    lo9, hi9 = x["ci90"] if x["ci90"] else (None, None)
+    v, n, mde = _num(x["value"]), int(x["n_pairs"]), x["mde"]
+    return (Estimate(v, lo, hi, n, mde, PAIRED_RATES),
+            Estimate(v, lo9, hi9, n, mde, PAIRED_RATES))
+
+
+def _paired(mets, pattern: str, **kw: Any) -> dict[str, Any]:
+    keys = ("value", "ci95", "ci90", "mde", "mde_mcnemar", "only_a", "only_b", "n_pairs", "p_mcnemar", "per_draw")
+    return {k: _read(mets, "10", f"{pattern}.{k}", **kw) for k in keys}
+
+
 def _measure_audit_small(mets, e: Entry) -> None:
+    """Small sets among the targets against the null (non-toxic completions, same procedure): the difference
+    of shares (Newcombe), the Fisher exact p beside; the targets' own share with its exact interval."""
     n, k = int(_read(mets, "10", "targets.n")), int(_read(mets, "10", "explain.n_small"))
     small, tol = int(_read(mets, "10", "explain.small_size")), float(_read(mets, "10", "explain.tol"))
     sizes = [int(s) for s in _read(mets, "10", "explain.sizes")]
-    within = sum(bool(w) for w in _read(mets, "10", "explain.within_tol"))
-    if n == 0:
-        _no_numbers(e, "no targets to explain")
+    nn, kn = int(_read(mets, "10", "explain.null.n_null")), int(_read(mets, "10", "explain.null.n_small_null"))
+    p = _num(_read(mets, "10", "explain.null.p_fisher"))
+    if n == 0 or nn == 0:
+        _no_numbers(e, "no targets or no null responses to explain")
         return
-    est = sign_test_ci(k, n)
-    _judge(e, est, 0.5, +1)
-    e.detectable = f"share 1/2 + {est.mde_text('.3f')}"
+    share = sign_test_ci(k, n)
+    est = rate_diff_ci(k, n, kn, nn)
+    note = _judge(e, est, 0.0, +1)
+    e.compared = "targets (toxic expert completions) vs the null: as many non-toxic expert completions"
     e.ours = (f"{k} of {n} targets explained by <= {small} rollouts within relative residual {tol:g} (share "
-              f"{est.text('.2f')}); {within} within the residual at all; median set size {float(np.median(sizes)):g}")
-    e.details = {"n_targets": n, "n_small": k, "small_size": small, "tol": tol, "sizes": sizes}
+              f"{share.text('.2f')}), against {kn} of {nn} non-toxic completions (null); difference "
+              f"{est.text('+.3f')}, Fisher p = {p:.3g}; median target set size {float(np.median(sizes)):g}" + note)
+    if e.verdict == INCONCLUSIVE and e.underpowered:
+        e.ours += f"; inconclusive, detectable difference {est.mde_text()}"
+    e.details = {"n_targets": n, "n_small": k, "n_null": nn, "n_small_null": kn, "p_fisher": p,
+                 "share_targets": share, "difference": est, "small_size": small, "tol": tol, "sizes": sizes,
+                 "rules_out": "that the procedure returns a small set for any response (it does so on the null)"}
+
+
+def _audit_part_verdict(est: Estimate, est90: Estimate, p_holm: float, effect: float) -> str:
+    """A control's verdict: the rule on the bootstrap interval; "reproduced" (or "opposite") also needs the
+    exact McNemar test, Holm-adjusted over the controls, at 5%; otherwise inconclusive."""
+    v = verdict_from_ci(est, 0.0, +1, None, effect, est90)
+    if v in (REPRODUCED, OPPOSITE) and not (math.isfinite(p_holm) and p_holm < 0.05):
+        return INCONCLUSIVE
+    return v
 
 
 def _measure_audit_fixes(mets, e: Entry) -> None:
-    km, nm = _audit_counts(mets, "method", "target")
-    parts, verdicts = {}, []
-    for c in ("random", "nearest"):
-        kc, nc = _audit_counts(mets, c, "target")
-        if nc and nm:
-            est = rate_diff_ci(kc, nc, km, nm)
-            parts[f"{c} - explanation sets"] = est
-            verdicts.append(verdict_from_ci(est, 0.0, +1, None, e.effect_of_interest or 0.0))
+    """Each control - the method on the targets' prompts after unlearning, paired over (draw, prompt, sample)."""
+    parts, verdicts, tests = {}, {}, {}
+    eff = e.effect_of_interest or 0.0
+    for c in S.AUDIT_CONTROLS:
+        x = _paired(mets, "paired.control_minus_method.{audit_control}.{audit_scorer}", audit_control=c,
+                    audit_scorer="ground_truth")
+        p_holm = _num(_read(mets, "10", "paired.control_minus_method.{audit_control}.ground_truth.p_holm",
+                            audit_control=c))
+        if not x["n_pairs"]:
+            continue
+        est, est90 = _paired_estimate(x)
+        parts[c], tests[c] = est, {**x, "p_holm": p_holm}
+        verdicts[c] = _audit_part_verdict(est, est90, p_holm, eff)
     if not parts:
         _no_numbers(e, "no evaluation on the targets' prompts")
         return
-    e.verdict = combine_verdicts(verdicts)
-    e.estimate = min(parts.values(), key=lambda v: v.value)
-    e.compared = "explanation sets vs random and nearest rollouts (same size, same steps)"
-    rates = {m: _audit_counts(mets, m, "target") for m in ("expert", "method", "random", "nearest")}
-    judge = {m: _audit_counts(mets, m, "target", judge=True) for m in rates}
-    e.ours = (f"targets' prompts, toxicity before {_pct(*rates['expert'])}, after: explanation sets "
-              f"{_pct(*rates['method'])}, random {_pct(*rates['random'])}, nearest {_pct(*rates['nearest'])} (judge "
-              + " / ".join(_pct(*judge[m]) for m in rates) + "); "
-              + "; ".join(f"{k} = {v.text('+.3f')}" for k, v in parts.items()))
-    e.detectable = "; ".join(f"{k.split(' ')[0]} {v.mde_text()}" for k, v in parts.items())
-    e.details = {"counts": rates, "judge_counts": judge, "differences": parts, "part_verdicts": verdicts}
+    e.verdict = combine_verdicts(list(verdicts.values()))
+    e.estimate = max(parts.values(), key=lambda v: v.mde or 0.0) if e.verdict == INCONCLUSIVE else \
+        min(parts.values(), key=lambda v: v.value)
+    e.compared = ("explanation sets vs random, reward-matched and nearest-outside rollouts (same size, steps, retain "
+                  "anchor, draws); each control rules out " + "; ".join(
+                      f"{c}: {AUDIT_CONTROL_RULES_OUT[c]}" for c in parts))
+    rates = {m: _audit_counts(mets, m, "target") for m in S.AUDIT_MODELS}
+    share = {a: _num(_read(mets, "10", "explain.forgotten.{audit_arm}.toxic_share", audit_arm=a))
+             for a in S.AUDIT_ARMS}
+    draws = int(_read(mets, "10", "settings.control_draws"))
+    e.ours = (f"targets' prompts, {draws} draws: toxicity before {_pct(*rates['expert'])}, after: "
+              + ", ".join(f"{a} {_pct(*rates[a])}" for a in S.AUDIT_ARMS)
+              + "; toxic share of the forgotten rollouts " + ", ".join(f"{a} {share[a]:.1%}" for a in S.AUDIT_ARMS)
+              + "; " + "; ".join(f"{c} - method = {v.text('+.3f')} (discordant {tests[c]['only_a']}/"
+                                 f"{tests[c]['only_b']}, McNemar p = {tests[c]['p_mcnemar']:.2g}, Holm "
+                                 f"{tests[c]['p_holm']:.2g}; per draw "
+                                 + ", ".join(f"{d:+.3f}" for d in tests[c]["per_draw"]) + ")"
+                                 for c, v in parts.items()))
+    worst = max(v.mde or 0.0 for v in parts.values())
+    if e.verdict == INCONCLUSIVE:
+        e.ours += f"; inconclusive: differences up to {worst:.3f} could go undetected (MDE at 80% power)"
+    e.detectable = "; ".join(f"{c} {v.mde_text()}" for c, v in parts.items())
+    e.details = {"counts": rates, "toxic_share_forgotten": share, "differences": parts, "tests": tests,
+                 "part_verdicts": verdicts, "rules_out": {c: AUDIT_CONTROL_RULES_OUT[c] for c in parts},
+                 "mde_max": worst}
 
 
 def _measure_audit_other(mets, e: Entry) -> None:
@@ -987,9 +1052,12 @@ def _measure_audit_other(mets, e: Entry) -> None:
     if not nm or not nb:
         _no_numbers(e, "no other held-out prompts were evaluated")
         return
-    parts = {"toxicity": rate_diff_ci(km, nm, kb, nb)}
+    parts: dict[str, Estimate] = {}
+    tests = {}
+    for name, scorer in (("toxicity", "ground_truth"), ("judge", "judge")):
+        x = _paired(mets, "paired.after_minus_before.other.method.{audit_scorer}", audit_scorer=scorer)
+        parts[name], tests[name] = _paired_estimate(x)[0], x
     (jm, _), (jb, _) = _audit_counts(mets, "method", "other", True), _audit_counts(mets, "expert", "other", True)
-    parts["judge"] = rate_diff_ci(jm, nm, jb, nb)
     margins = {"toxicity": rate_margin, "judge": rate_margin}
 
     def sample(model: str) -> Sample | None:
@@ -1006,7 +1074,8 @@ def _measure_audit_other(mets, e: Entry) -> None:
     verdicts = {k: verdict_from_ci(v, margins[k], -1) for k, v in parts.items()}
     e.verdict = combine_verdicts(list(verdicts.values()))
     e.estimate = parts["toxicity"]
-    e.compared = "explanation sets unlearned vs the expert, on held-out prompts without a target"
+    e.compared = ("explanation sets unlearned vs the expert, on held-out prompts without a target; rates paired "
+                  "over (draw, prompt, sample)")
     kl = _num(_read(mets, "10", "eval.{audit_model}.other.kl_to_expert", audit_model="method"))
     ppl = {m: _num(_read(mets, "10", "eval.{audit_model}.other.perplexity", audit_model=m)) for m in ("expert", "method")}
     e.ours = (f"toxicity {_pct(kb, nb)} -> {_pct(km, nm)} ({parts['toxicity'].text('+.3f')}), judge {_pct(jb, nb)} -> "
@@ -1014,7 +1083,8 @@ def _measure_audit_other(mets, e: Entry) -> None:
               + (f" (log ratio {parts['log perplexity'].text('+.3f')})" if "log perplexity" in parts else "")
               + f"; KL to the expert {kl:.3f} nats per completion")
     e.detectable = "; ".join(f"{k} {v.mde_text()}" for k, v in parts.items())
-    e.details = {"differences": parts, "margins": margins, "part_verdicts": verdicts, "kl_to_expert": kl}
+    e.details = {"differences": parts, "margins": margins, "part_verdicts": verdicts, "kl_to_expert": kl,
+                 "tests": tests}
 
 
 def _chosen_by(pre: Mapping[str, Any]) -> str:
@@ -1141,17 +1211,22 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("audit_small_sets", "Explainable RLHF: a few training examples explain an unsatisfactory response",
           "Liu et al., abstract", ("10",), "claimed (abstract; no numbers given)",
           "share of targets whose explanation set meets the residual tolerance with at most [audit] small_size "
-          "rollouts, exact (Clopper-Pearson) 95% interval: > 1/2 reproduced; < 1/2 contradicted",
+          "rollouts minus the same share on the null (as many non-toxic expert completions, same procedure), "
+          "Newcombe 95% interval, Fisher exact p beside: above 0 by at least the effect of interest reproduced "
+          "(small sets are specific to unsatisfactory responses). " + VERDICT_RULE,
           _measure_audit_small, effect="share"),
     Claim("audit_unlearning_fixes", "Explainable RLHF: unlearning the explaining data fixes more unsatisfactory "
-          "responses than unlearning as many random or nearest training examples", "Liu et al., abstract", ("10",),
+          "responses than unlearning as many random, reward-matched or nearest training examples", "Liu et al., abstract", ("10",),
           "claimed (abstract; no numbers given; the controls are ours)",
-          "toxicity rate on the targets' prompts after unlearning, control - explanation sets, Newcombe 95% "
-          "interval, for random and for nearest rollouts: both > 0 reproduced; either < 0 contradicted",
+          "toxicity rate on the targets' prompts after unlearning, control - explanation sets, paired over (draw, "
+          "prompt, sample): 95% bootstrap interval over draws and prompts, exact McNemar on the discordant pairs "
+          "(Holm over the controls) must agree, for random, reward-matched and nearest-outside rollouts: all > 0 "
+          "reproduced; inconclusive states the detectable effect (80% power). " + VERDICT_RULE,
           _measure_audit_fixes, ("fig10_audit_unlearning",), effect="rate"),
     Claim("audit_no_degradation", "Explainable RLHF: unlearning does not degrade responses to other prompts",
           "Liu et al., abstract", ("10",), "claimed (abstract; no numbers given)",
-          "non-inferiority on held-out prompts without a target, after - before: toxicity and judge rates (Newcombe) "
+          "non-inferiority on held-out prompts without a target, after - before: toxicity and judge rates (paired, "
+          "bootstrap over draws and prompts) "
           "below [audit] rate_margin and log perplexity under the base (Welch) below log(1 + ppl_margin) "
           "reproduced; any lower end above its margin contradicted", _measure_audit_other,
           ("fig10_audit_unlearning",)),
@@ -1371,6 +1446,31 @@ def eq3_ablation(mets: Mapping[str, Any]) -> list[str]:
                "configurations instead.")]
 
 
+def audit_control_lines(mets: Mapping[str, Any]) -> list[str]:
+    """The audit's controls for REPORT.md (notebook 10): what each rules out, how toxic each arm's forgotten
+    rollouts are, how far the naive nearest set overlaps the explanation sets, and the small-set null."""
+    m10 = mets.get("10")
+    if not isinstance(m10, Mapping) or "paired" not in m10:
+        return []
+    ex = m10["explain"]
+    share = {a: ex["forgotten"][a]["toxic_share"] for a in S.AUDIT_ARMS}
+    by_draw = {a: ex["forgotten"][a]["toxic_share_by_draw"] for a in S.AUDIT_CONTROLS}
+    ov, null = ex["naive_nearest_overlap"], ex["null"]
+    pct = lambda x: "n/a" if x is None else f"{x:.1%}"
+    out = (f"**The audit's controls (notebook 10).** Every arm unlearns {ex['set_size']} rollouts for the same "
+           f"steps with the same retain anchor, in {m10['settings']['control_draws']} draws (random sets redrawn, "
+           "unlearning and sampling seeds changed; every model of a draw samples the same rows, so the arms are "
+           "compared pair by pair). " + " ".join(f"*{a}* rules out {AUDIT_CONTROL_RULES_OUT[a]}." for a in S.AUDIT_CONTROLS)
+           + " Toxic share of the forgotten rollouts: " + ", ".join(f"{a} {pct(share[a])}" for a in S.AUDIT_ARMS)
+           + " (per draw: " + "; ".join(f"{a} " + "/".join(pct(x) for x in by_draw[a]) for a in S.AUDIT_CONTROLS)
+           + f"). The naive nearest set (the method's own ordering, without the hull) shares {ov['n_both']} of its "
+           f"{ov['n_naive']} rows ({pct(ov['share_of_a'])}) with the explanation sets, which is why the nearest control "
+           "is drawn outside them. Null for \"small sets\": " + f"{null['n_small_targets']} of {null['n_targets']} "
+           f"targets and {null['n_small_null']} of {null['n_null']} non-toxic completions get a small set (Fisher "
+           f"p = {null['p_fisher']:.3g}).")
+    return [out]
+
+
 def identity_bias_lines(mets: Mapping[str, Any]) -> list[str]:
     """The audit's identity-bias finding (notebook 10; no claim of either paper): the ground truth's worst
     identities, whether the recovered rewards share its ranking of them, and FA-IRL against IRL."""
@@ -1544,7 +1644,8 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
                "by one), so they cover the training seeds and the draw of the evaluation data, not the draw of the "
                "training pairs or the expert's own training randomness (a second whole run with another seed shows "
                "those: benchmarks/README.md). Figure 4: Student-t over same-seed differences; Figure 5: Welch's t "
-               "across base LMs; variance: F; rates: Newcombe. *Effect of interest*: the smallest effect that "
+               "across base LMs; variance: F; rates: Newcombe; the audit's arms, which share their sampled rows: exact "
+               "McNemar on the discordant pairs with a bootstrap over draws and prompts. *Effect of interest*: the smallest effect that "
                "matters, fixed in the profile's `[ledger]` before the run (about a third of the paper's own). "
                "*Detectable*: the smallest effect the claim's test finds with 80% power at this run's size."), "",
               "; ".join(f"{_BADGE[v]}: {_LEGEND[v]}" for v in VERDICTS) + ".", "",
@@ -1557,7 +1658,7 @@ def render_markdown(ledger: Sequence[Entry], context: Mapping[str, Any], results
         lines.append(f"| {_md(e.claim)} | {_md(e.source)} | {_md(e.paper)} | {_md(ours)} | {_eoi_text(e)} "
                      f"| {_md(e.detectable)} | {_verdict_text(e)} |")
     extra = (eq3_ablation(mets) + regime_lines(mets) + paper_mix_lines(mets, ledger[0].rules if ledger else None)
-             + identity_bias_lines(mets) if mets is not None else [])
+             + audit_control_lines(mets) + identity_bias_lines(mets) if mets is not None else [])
     if extra:
         lines += [""] + extra
     why = why_numbers_differ(mets) if mets is not None else []

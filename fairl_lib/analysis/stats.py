@@ -10,13 +10,14 @@ one-sided 5% tests are equivalent to a 90% interval inside the equivalence margi
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 LEVEL = 0.95  # two-sided 95% intervals (tests at 5%)
 POWER = 0.80  # the power of the smallest detectable effect
@@ -26,6 +27,7 @@ TOST_LEVEL = 0.90  # two one-sided tests at 5% each = a 90% interval inside the 
 PAIRED_T, WELCH_T, ONE_T, SLOPE_T = "paired t", "Welch t", "t", "slope t"
 SIGN_TEST, NEWCOMBE, F_RATIO = "exact sign test", "Newcombe", "F"
 BOOTSTRAP = "bootstrap (seeds x clusters)"
+PAIRED_RATES = "paired: exact McNemar, bootstrap (seeds x prompts)"
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,90 @@ def two_level_bootstrap(statistic: Callable[[np.ndarray, np.ndarray], float], n_
         return Estimate(value, float(lo), float(hi), n_seeds, mde, BOOTSTRAP)
 
     return at(level), at(tost_level)
+
+
+# ============================================================================ paired rates (McNemar)
+
+
+def mcnemar_mde(n: int, discordance: float, level: float = LEVEL, power: float = POWER) -> float:
+    """Smallest difference of two paired rates that the two-sided McNemar test at ``1 - level`` finds with
+    probability ``power`` over ``n`` pairs whose discordant share (toxic in exactly one arm) is ``discordance``
+    (Connor 1987, normal approximation): the ``d`` solving ``sqrt(n) d = z_{(1+level)/2} sqrt(psi) + z_power
+    sqrt(psi - d^2)``. At a small ``d`` it is ``(z_a + z_b) sqrt(psi / n)``: pairs that agree cost nothing, so
+    the fewer discordant pairs the arms leave, the smaller the detectable effect. ``nan`` when no ``d <= psi``
+    solves it (too few pairs) or ``n`` is 0."""
+    psi = float(discordance)
+    if n <= 0 or not 0 < psi <= 1:
+        return math.nan
+    za, zb = float(stats.norm.ppf(0.5 + level / 2)), float(stats.norm.ppf(power))
+    f = lambda d: math.sqrt(n) * d - za * math.sqrt(psi) - zb * math.sqrt(max(psi - d * d, 0.0))
+    if f(psi) < 0:
+        return math.nan
+    return float(optimize.brentq(f, 0.0, psi))
+
+
+@dataclass(frozen=True)
+class PairedRates:
+    """``rate(a) - rate(b)`` over pairs (the same prompt, sample index and unlearning seed in both arms).
+
+    ``estimate``: the difference with the 95% percentile bootstrap interval over unlearning seeds and prompts
+    (:func:`two_level_bootstrap`; prompts as clusters, so a prompt's samples move together) and its MDE
+    ``(z_0.975 + z_0.80) * sd_boot``; with no discordant pair the bootstrap is a point, and the interval is
+    +- the exact upper end of the discordant share instead (no MDE); ``estimate90``: the same at 90% (TOST); ``only_a`` / ``only_b``: the
+    discordant pairs; ``p_value``: the exact McNemar test on them (:func:`mcnemar_exact_p`, pairs taken as
+    independent); ``mde_mcnemar``: :func:`mcnemar_mde` at the observed discordance (the same, pairs taken as
+    independent: the bootstrap's MDE is the one that counts when prompts cluster)."""
+
+    estimate: Estimate
+    estimate90: Estimate
+    only_a: int
+    only_b: int
+    n: int
+    p_value: float
+    mde_mcnemar: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.estimate.to_dict(), "ci90": self.estimate90.to_dict()["ci95"], "only_a": self.only_a,
+                "only_b": self.only_b, "n_pairs": self.n, "p_mcnemar": _f(self.p_value),
+                "mde_mcnemar": _f(self.mde_mcnemar)}
+
+
+def paired_rates(a: np.ndarray, b: np.ndarray, clusters: Sequence[Any], *, reps: int = 1000, seed: int = 0,
+                 level: float = LEVEL) -> PairedRates:
+    """Paired comparison of two arms' binary outcomes (:class:`PairedRates`).
+
+    ``a``, ``b``: ``(n_seeds, n)`` (or ``(n,)``) booleans, entry ``[s, i]`` the same pair in both arms (seed ``s``,
+    row ``i``); ``clusters``: ``n`` labels (the prompt of row ``i``; the same rows in every seed).
+    """
+    a, b = np.atleast_2d(np.asarray(a, dtype=bool)), np.atleast_2d(np.asarray(b, dtype=bool))
+    if a.shape != b.shape or a.shape[1] != len(clusters) or a.size == 0:
+        raise ValueError(f"paired_rates needs two (seeds, rows) arrays of one shape with a cluster per row, got "
+                         f"{a.shape}, {b.shape} and {len(clusters)} clusters")
+    d = a.astype(np.float64) - b.astype(np.float64)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    e95, e90 = two_level_bootstrap(lambda s, idx: float(d[np.ix_(s, idx)].mean()), d.shape[0], clusters,
+                                   reps=reps, seed=seed, level=level)
+    e95 = dataclasses.replace(e95, n=d.size, test=PAIRED_RATES)
+    e90 = dataclasses.replace(e90, n=d.size, test=PAIRED_RATES)
+    if only_a + only_b == 0:  # every pair agrees: the bootstrap is a point; |difference| <= the discordance
+        e95, e90 = (dataclasses.replace(e, lo=-_no_discordance_bound(d.size, lv), hi=_no_discordance_bound(d.size, lv),
+                                        mde=None) for e, lv in ((e95, level), (e90, TOST_LEVEL)))
+    return PairedRates(e95, e90, only_a, only_b, d.size, mcnemar_exact_p(only_a, only_b),
+                       mcnemar_mde(d.size, (only_a + only_b) / d.size, level))
+
+
+def _no_discordance_bound(n: int, level: float) -> float:
+    """The exact (Clopper-Pearson) upper end of a discordant share when none of ``n`` pairs is discordant,
+    ``1 - ((1 - level) / 2)^(1/n)``: the difference of the paired rates lies within +- it."""
+    return float(1 - ((1 - level) / 2) ** (1 / n))
+
+
+def fisher_exact_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided Fisher exact test of ``k1 / n1`` against ``k2 / n2`` (:func:`scipy.stats.fisher_exact` on the
+    2 x 2 table); 1.0 when either sample is empty."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    return float(stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
 
 
 # ============================================================================ rates over training runs

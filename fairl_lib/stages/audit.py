@@ -23,19 +23,35 @@ Two cached stages (owned by notebook 10):
      from the recovered reward instead (below), the auditor then needs no label at all.
   3. *Explanation sets* (:mod:`fairl_lib.analysis.audit`): per target the smallest prefix of its nearest
      pool rollouts whose convex hull comes within ``tol`` (relative residual) of it, pruned to the rows
-     with a positive weight, at most ``max_size``. Two controls of the same total size: ``random`` pool
-     rollouts and ``nearest`` (each target's nearest pool rollouts, as many as its explanation set has,
-     without the hull constraint; ``analysis.audit.nearest_control``).
-- ``audit_unlearn`` (:func:`unlearn_stage`): for each arm (``method``, ``random``, ``nearest``) a copy of
-  the expert unlearns that arm's rollouts (:func:`fairl_lib.llm.unlearn.unlearn`: gradient ascent on
-  their NLL, KL anchor to the expert on rollouts of other prompts, ``steps`` steps), then it and the
-  expert ("before") are evaluated with one sampling seed on the targets' prompts and on the other
-  held-out prompts: toxicity rate by the ground truth and by the independent judge; on the other prompts
+     with a positive weight, at most ``max_size``. Three controls of the same total size, each ruling out
+     one reading (:func:`control_sets`): ``random`` pool rollouts, ``matched`` (random rollouts outside the
+     sets, stratified to the ground-truth reward of the method's set) and ``nearest`` (each target's
+     nearest pool rollouts *outside* the sets, as many as its set has); the random ones drawn
+     ``control_draws`` times. The naive nearest set (without the restriction) is reported by its overlap.
+  4. *Null test* (:func:`null_targets`): the same procedure on as many expert completions that are *not*
+     toxic; "small sets explain" means something only if small sets are rarer there.
+- ``audit_unlearn`` (:func:`unlearn_stage`): for each draw ``s`` and arm (``method``, ``random``,
+  ``matched``, ``nearest``) a copy of the expert unlearns that arm's rollouts
+  (:func:`fairl_lib.llm.unlearn.unlearn`: gradient ascent on their NLL, KL anchor to the expert on rollouts
+  of other prompts, ``steps`` steps, minibatch seed ``s``), then it and the expert ("before") are evaluated
+  with draw ``s``'s sampling seed on the targets' prompts (and, for the expert and the method, on the other
+  held-out prompts): toxicity rate by the ground truth and by the independent judge; on the other prompts
   also the perplexity of the completions under the base model and KL(arm || expert) per completion
   (``mean(log pi_arm - log pi_expert)`` over the arm's samples). The "before" completions are fresh
   samples, not the ones that selected the targets: the targets were picked *because* their sample was
   toxic, so re-using those samples would credit unlearning with regression to the mean. The unlearned
   policies are not kept (three copies of the model), only their evaluations.
+
+**Pairing.** Every model of one draw samples the same rows (prompt, sample index) with one seed, so row
+``i`` of two arms is a pair, and the ledger tests a difference of rates by the exact McNemar test on the
+discordant pairs with a bootstrap over draws and prompts (:func:`paired_comparisons`). How much the pairing
+buys depends on the token draw: the inverse CDF (``[gen] sampler``) walks the vocabulary in index order, so a
+small change of the model moves the cumulative sums of every later token and the same uniform lands on
+another token, and the two completions part at the first token; the exponential race of
+``torch.multinomial`` (the token with the largest ``p_i / E_i``, one ``E_i`` per token from the same seed)
+changes its token only where the model's change overturns the winner, so two close models write the same
+completion until they truly diverge. ``eval_sampler = "multinomial"`` is the default for that reason; both
+draw from the same distribution.
 
 **Choices and why.**
 
@@ -80,7 +96,8 @@ from fairl_lib.analysis.report import rate_diff_ci, wilson_ci
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
 from fairl_lib.irl import WEIGHT_FILE, load_reward, reward_folder
-from fairl_lib.llm.models import Embedder, completion_nll_models, load_lm
+from fairl_lib.analysis.stats import holm, paired_rates
+from fairl_lib.llm.models import SAMPLERS, Embedder, completion_nll_models, load_lm
 from fairl_lib.llm.scorers import get_scorer
 from fairl_lib.llm.unlearn import UnlearnSettings, unlearn
 from fairl_lib.stages.expert import (
@@ -98,15 +115,18 @@ from fairl_lib.stages.expert import (
 from fairl_lib.stages.generation import generate_sorted
 
 EXPLAIN_STAGE, UNLEARN_STAGE = "audit_explain", "audit_unlearn"
-EXPLAIN_VERSION, UNLEARN_VERSION = "1", "2"
-ARMS = ("method", "random", "nearest")  # what is unlearned: the explanation sets, and the two controls
+EXPLAIN_VERSION, UNLEARN_VERSION = "2", "3"
+ARMS = ("method", "random", "matched", "nearest")  # what is unlearned: the explanation sets, and three controls
+CONTROLS = ARMS[1:]
 MODELS = ("expert",) + ARMS  # "expert" = before unlearning
 SPLITS = ("target", "other")  # the targets' prompts; the other held-out prompts
 POOLS = ("reinforced", "all")
 TARGET_SOURCES = ("ground_truth", "recovered")
 JUDGE_THRESHOLD = 0.5
 ARM_LABELS = {"expert": "before (expert)", "method": "explanation sets", "random": "random rollouts",
-              "nearest": "nearest rollouts"}
+              "matched": "random, reward-matched", "nearest": "nearest outside the sets"}
+OTHER_MODELS = ("expert", "method")  # evaluated on the other held-out prompts too (the no-degradation claim)
+BOOTSTRAP_REPS = 1000
 
 
 @dataclass(frozen=True)
@@ -132,6 +152,11 @@ class AuditConfig:
         top_blocks: trained blocks while unlearning (0 = ``[rlhf].trainable_top_blocks``; -1 = all).
         eval_samples_target: completions per target prompt in the before/after evaluation.
         eval_samples_other: completions per other held-out prompt in that evaluation.
+        control_draws: replicates ``s = 0..control_draws-1``: draw ``s`` of each random control, unlearning
+            seed ``s`` (minibatch order) of every arm, evaluation sampling seed ``s`` shared by every model.
+        score_bins: bins of the ground-truth reward on which the matched control is stratified.
+        eval_sampler: the token draw of the before/after evaluation (``models.SAMPLERS``); ``"multinomial"``
+            (an exponential race) couples the models' completions (module docstring, *Pairing*).
         rate_margin: "does not degrade": the toxicity rate on other prompts may rise by less than this.
         ppl_margin: ... and their perplexity under the base model by less than this share.
     """
@@ -155,6 +180,9 @@ class AuditConfig:
     top_blocks: int = 0
     eval_samples_target: int = 8
     eval_samples_other: int = 3
+    control_draws: int = 3
+    score_bins: int = 10
+    eval_sampler: str = "multinomial"
     rate_margin: float = 0.03
     ppl_margin: float = 0.10
 
@@ -163,6 +191,10 @@ class AuditConfig:
                                    ("features", self.features, FEATURES), ("pool", self.pool, POOLS)):
             if value not in valid:
                 raise ValueError(f"audit.{name}={value!r}; valid: {', '.join(valid)}")
+        if self.eval_sampler not in SAMPLERS:
+            raise ValueError(f"audit.eval_sampler={self.eval_sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if not 1 <= self.control_draws <= 9 or self.score_bins < 1:
+            raise ValueError("audit: control_draws must be 1..9 and score_bins >= 1")
         if min(self.samples_per_prompt, self.max_targets, self.max_size, self.small_size, self.eval_samples_target,
                self.eval_samples_other, self.forget_batch) < 1 or self.min_targets < 0 or self.steps < 0:
             raise ValueError("audit: sample counts, max_targets, max_size, small_size and forget_batch must be >= 1, "
@@ -174,7 +206,8 @@ class AuditConfig:
 EXPLAIN_FIELDS = ("samples_per_prompt", "reuse_expert_eval", "min_targets", "max_targets", "target_source", "features", "pool", "tol",
                   "max_size")
 UNLEARN_FIELDS = ("steps", "lr", "forget_batch", "retain_batch", "kl_coef", "top_blocks", "eval_samples_target",
-                  "eval_samples_other")
+                  "eval_samples_other", "eval_sampler")
+CONTROL_FIELDS = ("control_draws", "score_bins")  # shape the control sets: keyed in the explanation stage
 
 
 def audit_config(cfg) -> AuditConfig:
@@ -307,7 +340,7 @@ def explain_settings(cfg) -> dict[str, Any]:
     ac = audit_config(cfg)
     return {"expert": expert_key(cfg), "gen": cfg.gen.key(), "ground_truth": cfg.models.ground_truth,
             "judge": cfg.models.judge, "toxic_threshold": cfg.models.toxic_threshold,
-            "embedder": cfg.models.embedder, "audit": {f: getattr(ac, f) for f in EXPLAIN_FIELDS},
+            "embedder": cfg.models.embedder, "audit": {f: getattr(ac, f) for f in EXPLAIN_FIELDS + CONTROL_FIELDS},
             "fa_method": ac.fa_method if ac.target_source == "recovered" else None,
             "reward_digest": _reward_digest(cfg), "seed": cfg.seed,
             "expert_eval": [cfg.data.heldout_samples, EVAL_VERSION] if ac.reuse_expert_eval else None}
@@ -321,7 +354,9 @@ class AuditExplain:
     ``candidates``: the expert's held-out completions (``prompt_id, prompt, sample, completion, p_toxic,
     judge_p``); ``targets``: the chosen ones (``target`` index); ``members``: one row per (target,
     explanation-set member): ``target, rank, row, weight``; ``per_target``: ``size, k, residual,
-    relative_residual, nearest, within_tol`` per target; ``sets``: ``{arm: sorted rollout rows}``.
+    relative_residual, nearest, within_tol`` per target; ``sets``: ``{arm: [sorted rollout rows of draw s]
+    for s in 0..control_draws-1}`` (the method's and the nearest control's rows are the same in every draw);
+    ``null_per_target``: ``per_target`` of the null test (non-toxic expert completions, as many as targets).
     """
 
     folder: Path
@@ -330,8 +365,9 @@ class AuditExplain:
     targets: pd.DataFrame
     members: pd.DataFrame
     per_target: pd.DataFrame
-    sets: dict[str, list[int]]
+    sets: dict[str, list[list[int]]]
     summary: dict[str, Any]
+    null_per_target: pd.DataFrame
 
 
 def explain_targets(target_feats: np.ndarray, pool_feats: np.ndarray, pool_rows: np.ndarray, ac: AuditConfig,
@@ -379,12 +415,14 @@ def explain_stage(cfg) -> AuditExplain:
         pool_feats = features_of(emb, ro["prompt"].iloc[pool_rows], ro["completion"].iloc[pool_rows], ac.features)
         target_feats = features_of(emb, targets["prompt"], targets["completion"], ac.features)
         members, per = explain_targets(target_feats, pool_feats, pool_rows, ac)
-        method = sorted(set(members["row"].tolist()))
-        sizes = per["size"].tolist()
-        nearest = geo.nearest_control(target_feats, pool_feats, sizes, len(method))
-        rand = geo.random_control(len(pool_rows), len(method), cfg.seed)
-        sets = {"method": method, "random": sorted(int(pool_rows[j]) for j in rand),
-                "nearest": sorted(int(pool_rows[j]) for j in nearest)}
+        sets, overlap_naive = control_sets(members, per, target_feats, pool_feats, pool_rows,
+                                           ro["reward"].to_numpy(np.float64), ac, cfg.seed,
+                                           cfg.models.toxic_threshold)
+        null = null_targets(cand, len(targets), cfg.models.toxic_threshold, cfg.seed)
+        _, null_per = explain_targets(features_of(emb, null["prompt"], null["completion"], ac.features), pool_feats,
+                                      pool_rows, ac)
+        null_per.assign(prompt_id=null["prompt_id"].to_numpy(), sample=null["sample"].to_numpy(),
+                        p_toxic=null["p_toxic"].to_numpy()).to_parquet(work / "null_per_target.parquet", index=False)
         ro.to_parquet(work / "rollouts.parquet", index=False)
         cand.to_parquet(work / "candidates.parquet", index=False)
         targets.to_parquet(work / "targets.parquet", index=False)
@@ -394,13 +432,67 @@ def explain_stage(cfg) -> AuditExplain:
         write_json(work / "summary.json", {"n_rollouts": len(ro), "n_pool": len(pool_rows),
                                            "n_candidates": len(cand), "n_targets": len(targets),
                                            "n_toxic_targets": int(targets["is_toxic"].sum()),
-                                           "set_sizes": {a: len(s) for a, s in sets.items()}})
+                                           "set_sizes": {a: len(s[0]) for a, s in sets.items()},
+                                           "naive_nearest_overlap": overlap_naive, "n_null": len(null)})
 
     folder = cached_stage(cfg, EXPLAIN_STAGE, settings, compute, version=EXPLAIN_VERSION)
     return AuditExplain(folder, pd.read_parquet(folder / "rollouts.parquet"),
                         pd.read_parquet(folder / "candidates.parquet"), pd.read_parquet(folder / "targets.parquet"),
                         pd.read_parquet(folder / "members.parquet"), pd.read_parquet(folder / "per_target.parquet"),
-                        read_json(folder / "sets.json"), read_json(folder / "summary.json"))
+                        read_json(folder / "sets.json"), read_json(folder / "summary.json"),
+                        pd.read_parquet(folder / "null_per_target.parquet"))
+
+
+def control_sets(members: pd.DataFrame, per: pd.DataFrame, target_feats: np.ndarray, pool_feats: np.ndarray,
+                 pool_rows: np.ndarray, reward: np.ndarray, ac: AuditConfig, seed: int, threshold: float = 0.5,
+                 ) -> tuple[dict[str, list[list[int]]], dict[str, Any]]:
+    """The rollouts each arm unlearns, per draw ``s``, all of the method's size (the union of the explanation
+    sets), and how the naive nearest control meets the method's set.
+
+    - ``method``: the union of the explanation sets (the same in every draw);
+    - ``random``: pool rollouts drawn at random (seed ``(seed, s)``): rules out "unlearning anything helps";
+    - ``matched``: pool rollouts *outside* the explanation sets drawn to follow the ground-truth reward of the
+      method's set (``analysis.audit.matched_control``, ``score_bins`` quantile bins cut also at the reward
+      ``1 - threshold``, so the toxic share is matched exactly when the pool allows): rules out "unlearning
+      text as toxic as the method's helps, whichever it is";
+    - ``nearest``: each target's nearest pool rollouts *outside* the explanation sets, as many as its set
+      has (``analysis.audit.nearest_control`` on the outside rows): rules out "closeness alone, without the
+      hull, picks the cause". The naive nearest set (without the restriction) is the method's own ordering
+      truncated and shares most rows with it (the ``overlap`` returned), so it could only test the rows the
+      hull pruned.
+
+    When fewer pool rollouts lie outside the sets than the sets hold (a tiny smoke pool), ``matched`` and
+    ``nearest`` draw from the whole pool and ``outside_only`` is False.
+    """
+    method = sorted(set(members["row"].astype(int).tolist()))
+    in_method = np.isin(pool_rows, method)
+    outside = np.flatnonzero(~in_method)  # positions in the pool
+    if len(outside) < len(method):  # a tiny pool (smoke) whose sets cover most of it: draw from all of it
+        outside = np.arange(len(pool_rows))
+    sizes = per["size"].astype(int).tolist()
+    rows = lambda pos: sorted(int(pool_rows[j]) for j in pos)
+    naive = rows(geo.nearest_control(target_feats, pool_feats, sizes, len(method)))
+    nearest = rows(geo.nearest_control(target_feats, pool_feats, sizes, len(method), candidates=outside))
+    pool_reward = np.asarray(reward, dtype=np.float64)[pool_rows]
+    sets: dict[str, list[list[int]]] = {"method": [], "random": [], "matched": [], "nearest": []}
+    for s in range(ac.control_draws):
+        sets["method"].append(method)
+        sets["random"].append(rows(geo.random_control(len(pool_rows), len(method), seed * 1000 + s)))
+        sets["matched"].append(rows(geo.matched_control(pool_reward, np.asarray(reward)[method], seed * 1000 + 500 + s,
+                                                        ac.score_bins, candidates=outside, cuts=[1 - threshold])))
+        sets["nearest"].append(nearest)
+    return sets, {**geo.set_overlap(naive, method), "n_naive": len(naive), "n_method": len(method),
+                  "outside_only": bool(len(outside) < len(pool_rows) or not len(method))}
+
+
+def null_targets(cand: pd.DataFrame, n: int, threshold: float, seed: int) -> pd.DataFrame:
+    """The null test's responses: ``n`` expert completions the ground truth does *not* score toxic, drawn at
+    random (``seed``) from the candidates (all of them if fewer). The explanation procedure run on them says
+    how often a small set "explains" a response that nothing went wrong with."""
+    ok = cand[cand["p_toxic"] <= threshold]
+    rng = np.random.default_rng(seed * 1000 + 31)
+    take = np.sort(rng.choice(len(ok), size=min(n, len(ok)), replace=False))
+    return ok.iloc[take].reset_index(drop=True)
 
 
 def split_prompts(ex: AuditExplain, threshold: float) -> dict[str, pd.DataFrame]:
@@ -429,11 +521,12 @@ class AuditUnlearn:
     """A finished ``audit_unlearn`` stage: ``eval`` one row per evaluation completion (``model`` in
     :data:`MODELS`, ``split``, ``prompt_id``, ``prompt``, ``sample``, ``completion``, ``p_toxic``,
     ``judge_p``, and on the other prompts ``nll_base``, ``nll_self``, ``nll_expert``, ``n_tokens``);
-    ``history`` per arm, one dict per unlearning step; ``summary`` as :func:`eval_summary`."""
+    ``history`` per arm and draw, one dict per unlearning step; ``summary`` as :func:`eval_summary`. ``eval``
+    also has ``draw``: the replicate (unlearning seed, random draw and evaluation sampling seed)."""
 
     folder: Path
     eval: pd.DataFrame
-    history: dict[str, list[dict[str, float]]]
+    history: dict[str, list[list[dict[str, float]]]]
     summary: dict[str, Any]
 
 
@@ -446,19 +539,26 @@ def _eval_rows(splits: dict[str, pd.DataFrame], ac: AuditConfig) -> pd.DataFrame
     return pd.concat(parts, ignore_index=True)
 
 
-def retain_rows(ro: pd.DataFrame, sets: dict[str, list[int]], minimum: int = 1) -> np.ndarray:
-    """The KL anchor's rollouts, one anchor for every arm: those whose prompt is the prompt of no rollout
-    any arm unlearns; when fewer than ``minimum`` exist (a tiny smoke expert, whose few prompts the sets
-    cover), the rollouts no arm unlearns."""
-    forget = sorted({r for s in sets.values() for r in s})
+def retain_rows(ro: pd.DataFrame, sets: dict[str, list[list[int]]], minimum: int = 1) -> np.ndarray:
+    """The KL anchor's rollouts, one anchor for every arm and draw: those whose prompt is the prompt of no
+    rollout any arm unlearns in any draw; when fewer than ``minimum`` exist (a tiny smoke expert, whose few
+    prompts the sets cover), the rollouts no arm unlearns."""
+    forget = sorted({r for draws in sets.values() for d in draws for r in d})
     other = np.flatnonzero(~ro["prompt"].isin(set(ro.loc[forget, "prompt"])).to_numpy())
     return other if len(other) >= minimum else np.setdiff1d(np.arange(len(ro)), forget)
 
 
+def eval_seed(cfg, draw: int) -> int:
+    """The sampling seed of draw ``draw``'s evaluation, one for every model of that draw (the pairing)."""
+    return cfg.seed * 1000 + 22 + 100 * draw
+
+
 def _score(cfg, rows: pd.DataFrame, lm, seed: int, expert, base) -> pd.DataFrame:
-    """``lm``'s completions for ``rows``, both scorers, and on the ``other`` split the completions' NLL
-    under ``lm`` itself, the expert and the base model (one pass of the frozen blocks they share)."""
-    comp = generate_sorted(lm, list(rows["prompt"]), cfg.gen, seed)
+    """``lm``'s completions for ``rows`` (``[audit] eval_sampler``), both scorers, and on the ``other`` split
+    the completions' NLL under ``lm`` itself, the expert and the base model (one pass of the frozen blocks
+    they share)."""
+    gen = dataclasses.replace(cfg.gen, sampler=audit_config(cfg).eval_sampler)
+    comp = generate_sorted(lm, list(rows["prompt"]), gen, seed)
     gt, judge = get_scorer(cfg.models.ground_truth), get_scorer(cfg.models.judge)
     out = rows.assign(completion=comp, p_toxic=np.asarray(gt(comp)["toxic"], dtype=np.float64),
                       judge_p=np.asarray(judge(comp)["toxic"], dtype=np.float64))
@@ -475,43 +575,52 @@ def _score(cfg, rows: pd.DataFrame, lm, seed: int, expert, base) -> pd.DataFrame
 
 def unlearn_stage(cfg, ex: AuditExplain | None = None, log=print) -> AuditUnlearn:
     """Unlearn each arm's rollouts from a copy of the expert and evaluate before/after (cached stage
-    ``audit_unlearn``; each model's evaluation is saved as it finishes, so a killed run resumes)."""
+    ``audit_unlearn``; each model's evaluation is saved as it finishes, so a killed run resumes).
+
+    For each draw ``s``: every arm unlearns its draw-``s`` set with minibatch seed ``s``, and the expert and
+    the four unlearned models sample the same rows with one seed (:func:`eval_seed`), so row ``i`` of any
+    two models of draw ``s`` is a pair. The controls are evaluated on the targets' prompts only; the expert
+    and the method also on the other held-out prompts (the no-degradation claim)."""
     ex = ex or explain_stage(cfg)
     ac, settings, us = audit_config(cfg), unlearn_stage_settings(cfg), unlearn_settings(cfg)
     exp_folder = expert_stage(cfg)
 
     def compute(work: Path) -> None:
-        splits = split_prompts(ex, cfg.models.toxic_threshold)
-        rows = _eval_rows(splits, ac)
-        seed = cfg.seed * 1000 + 22  # one sampling seed for every model: common random numbers
+        rows = _eval_rows(split_prompts(ex, cfg.models.toxic_threshold), ac)
         ro = ex.rollouts
         pairs = list(zip(ro["prompt"], ro["completion"]))
         retain = [pairs[i] for i in retain_rows(ro, ex.sets, us.retain_batch)]
         policy = load_expert(exp_folder).policy
         expert = load_lm(policy)
         base = load_lm(base_name(cfg), source=model_source(cfg))
-        for model in MODELS:
-            path = work / f"eval_{model}.parquet"
-            if path.exists():
-                continue
-            if model == "expert":
-                lm, hist = expert, []
-            else:
-                lm = load_lm(policy)
-                hist = unlearn(lm.model, lm.tokenizer, [pairs[i] for i in ex.sets[model]], retain, us, spec=lm.spec,
-                               reference=expert.model, log=log)
-                write_json(work / f"history_{model}.json", hist)
-            _score(cfg, rows.assign(model=model), lm, seed, expert, base).to_parquet(path, index=False)
-            del lm
+        parts = []
+        for draw in range(ac.control_draws):
+            for model in MODELS:
+                path = work / f"eval_{model}_{draw}.parquet"
+                parts.append(path)
+                if path.exists():
+                    continue
+                if model == "expert":
+                    lm = expert
+                else:
+                    lm = load_lm(policy)
+                    hist = unlearn(lm.model, lm.tokenizer, [pairs[i] for i in ex.sets[model][draw]], retain,
+                                   dataclasses.replace(us, seed=us.seed * 1000 + draw), spec=lm.spec,
+                                   reference=expert.model, log=log)
+                    write_json(work / f"history_{model}_{draw}.json", hist)
+                mine = rows if model in OTHER_MODELS else rows[rows["split"] == "target"]
+                _score(cfg, mine.assign(model=model, draw=draw), lm, eval_seed(cfg, draw), expert, base
+                       ).to_parquet(path, index=False)
+                del lm
         del expert, base
-        df = pd.concat([pd.read_parquet(work / f"eval_{m}.parquet") for m in MODELS], ignore_index=True)
+        df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
         df.to_parquet(work / "eval.parquet", index=False)
-        for m in MODELS:
-            (work / f"eval_{m}.parquet").unlink()
+        for p in parts:
+            p.unlink()
         write_json(work / "summary.json", eval_summary(df, cfg.models.toxic_threshold))
 
     folder = cached_stage(cfg, UNLEARN_STAGE, settings, compute, version=UNLEARN_VERSION)
-    hist = {a: read_json(folder / f"history_{a}.json") for a in ARMS}
+    hist = {a: [read_json(folder / f"history_{a}_{d}.json") for d in range(ac.control_draws)] for a in ARMS}
     return AuditUnlearn(folder, pd.read_parquet(folder / "eval.parquet"), hist, read_json(folder / "summary.json"))
 
 
@@ -539,6 +648,10 @@ def eval_summary(df: pd.DataFrame, threshold: float) -> dict[str, Any]:
             r, j = _rate(k, n), _rate(kj, n)
             row = {"n": n, "k_toxic": k, "rate": r["rate"], "rate_ci95": r["ci95"], "k_judge": kj,
                    "judge_rate": j["rate"], "judge_ci95": j["ci95"]}
+            if "draw" in g:  # each replicate's own counts (reported beside the pooled rate)
+                row["by_draw"] = [{"draw": int(d), "n": len(x), "k_toxic": int((x["p_toxic"] > threshold).sum()),
+                                   "k_judge": int((x["judge_p"] > JUDGE_THRESHOLD).sum())}
+                                  for d, x in g.groupby("draw", sort=True)]
             if s == "other":
                 tok = g["n_tokens"].fillna(0).to_numpy(dtype=np.float64)
                 nll = g["nll_base"].to_numpy(dtype=np.float64)
@@ -553,26 +666,90 @@ def eval_summary(df: pd.DataFrame, threshold: float) -> dict[str, Any]:
     return out
 
 
-def changes(summary: dict[str, Any]) -> dict[str, Any]:
-    """Newcombe 95% intervals (hybrid score, method 10, the two samples taken as independent) of
-    ``after - before`` per arm and split (ground truth and judge), and of ``arm - method`` after
-    unlearning on the target prompts (a control minus the method: > 0 = the method fixed more)."""
-    out: dict[str, Any] = {}
-    for a in ARMS:
-        out[a] = {}
-        for s in SPLITS:
-            b, x = summary["expert"][s], summary[a][s]
-            if not b["n"] or not x["n"]:
-                out[a][s] = None
-                continue
-            gt = rate_diff_ci(x["k_toxic"], x["n"], b["k_toxic"], b["n"])
-            jd = rate_diff_ci(x["k_judge"], x["n"], b["k_judge"], b["n"])
-            out[a][s] = {"after_minus_before": gt.to_dict(), "judge_after_minus_before": jd.to_dict()}
-        if a != "method" and summary[a]["target"]["n"] and summary["method"]["target"]["n"]:
-            x, m = summary[a]["target"], summary["method"]["target"]
-            out[a]["control_minus_method"] = rate_diff_ci(x["k_toxic"], x["n"], m["k_toxic"], m["n"]).to_dict()
-            out[a]["judge_control_minus_method"] = rate_diff_ci(x["k_judge"], x["n"], m["k_judge"], m["n"]).to_dict()
+def outcome_matrix(df: pd.DataFrame, model: str, split: str, threshold: float, judge: bool = False,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(toxic (draws, rows) booleans, prompt_id per row)`` of one model on one split, rows ordered by
+    ``(prompt_id, sample)`` in every draw, so that entry ``[s, i]`` of two models is one pair."""
+    g = df[(df["model"] == model) & (df["split"] == split)].sort_values(["draw", "prompt_id", "sample"], kind="stable")
+    draws = sorted(g["draw"].unique())
+    col, thr = ("judge_p", JUDGE_THRESHOLD) if judge else ("p_toxic", threshold)
+    mats = [g[g["draw"] == d] for d in draws]
+    if any(len(m) != len(mats[0]) for m in mats):
+        raise ValueError(f"{model}/{split}: draws with different rows cannot be paired")
+    out = np.stack([m[col].to_numpy(np.float64) > thr for m in mats]) if mats else np.zeros((0, 0), bool)
+    return out, (mats[0]["prompt_id"].to_numpy() if mats else np.array([]))
+
+
+def paired_comparisons(df: pd.DataFrame, threshold: float, reps: int = BOOTSTRAP_REPS, seed: int = 0,
+                       ) -> dict[str, Any]:
+    """The audit's paired tests (``analysis.stats.paired_rates``: exact McNemar on the discordant pairs, 95%
+    bootstrap over draws and prompts, MDE at 80% power), by the ground truth and by the judge:
+
+    - ``control_minus_method[arm]``: a control's toxicity rate minus the method's on the targets' prompts
+      after unlearning (> 0: the explanation sets fixed more), pooled over draws, with ``per_draw`` values and
+      ``p_holm`` (Holm over the three controls, ground truth);
+    - ``after_minus_before[split][arm]``: each unlearned model minus the expert (the other prompts: the
+      method only).
+    """
+    out: dict[str, Any] = {"control_minus_method": {}, "after_minus_before": {"target": {}, "other": {}}}
+
+    def compare(a: str, b: str, split: str) -> dict[str, Any] | None:
+        res = {}
+        for name, judge in (("ground_truth", False), ("judge", True)):
+            xa, cl = outcome_matrix(df, a, split, threshold, judge)
+            xb, cl_b = outcome_matrix(df, b, split, threshold, judge)
+            if xa.size == 0 or xb.size == 0:
+                return None
+            if xa.shape != xb.shape or not np.array_equal(cl, cl_b):
+                raise ValueError(f"{a} and {b} on {split}: the evaluation rows do not pair")
+            r = paired_rates(xa, xb, cl, reps=reps, seed=seed)
+            res[name] = {**r.to_dict(), "per_draw": [float(v) for v in (xa.astype(float) - xb).mean(1)]}
+        return res
+
+    for arm in CONTROLS:
+        out["control_minus_method"][arm] = compare(arm, "method", "target")
+    ps = [out["control_minus_method"][a]["ground_truth"]["p_mcnemar"] if out["control_minus_method"][a] else 1.0
+          for a in CONTROLS]
+    for arm, p in zip(CONTROLS, holm(ps)):
+        if out["control_minus_method"][arm]:
+            out["control_minus_method"][arm]["ground_truth"]["p_holm"] = float(p)
+    for arm in ARMS:
+        out["after_minus_before"]["target"][arm] = compare(arm, "expert", "target")
+    out["after_minus_before"]["other"]["method"] = compare("method", "expert", "other")
     return out
+
+
+def set_report(ex: AuditExplain, threshold: float) -> dict[str, Any]:
+    """Per arm, what it unlearns: ``size``, the ``toxic_share`` of its rollouts (ground-truth reward below
+    ``1 - threshold``: P(toxic) above the threshold) and their ``mean_reward``, per draw and as the mean over
+    draws; and the naive nearest set's overlap with the method's (``naive_nearest_overlap``)."""
+    reward = ex.rollouts["reward"].to_numpy(np.float64)
+    out: dict[str, Any] = {}
+    for arm, draws in ex.sets.items():
+        tox = [float((reward[d] < 1 - threshold).mean()) if d else None for d in draws]
+        mean = [float(reward[d].mean()) if d else None for d in draws]
+        fin = [t for t in tox if t is not None]
+        out[arm] = {"size": len(draws[0]), "toxic_share": float(np.mean(fin)) if fin else None,
+                    "toxic_share_by_draw": tox, "mean_reward": float(np.mean([m for m in mean if m is not None]))
+                    if fin else None, "n_toxic": int(round(np.mean([(reward[d] < 1 - threshold).sum() for d in draws])))}
+    return out
+
+
+def small_null_test(ex: AuditExplain, ac: AuditConfig) -> dict[str, Any]:
+    """The null test of "small sets explain": the share of small sets (within ``tol`` with at most
+    ``small_size`` rollouts) among the targets and among as many non-toxic expert completions explained by
+    the same procedure; the difference with its Newcombe 95% interval and the two-sided Fisher exact p."""
+    from fairl_lib.analysis.stats import fisher_exact_p, rate_diff_ci
+
+    def count(per: pd.DataFrame) -> tuple[int, int]:
+        return int((per["within_tol"] & (per["size"] <= ac.small_size)).sum()), len(per)
+
+    (kt, nt), (kn, nn) = count(ex.per_target), count(ex.null_per_target)
+    diff = rate_diff_ci(kt, nt, kn, nn).to_dict() if nt and nn else None
+    return {"n_small_targets": kt, "n_targets": nt, "n_small_null": kn, "n_null": nn,
+            "null_sizes": ex.null_per_target["size"].astype(int).tolist(),
+            "null_size_median": float(ex.null_per_target["size"].median()) if nn else None,
+            "difference": diff, "p_fisher": fisher_exact_p(kt, nt, kn, nn)}
 
 
 def audit_metrics(cfg, ex: AuditExplain, ul: AuditUnlearn, recovered: dict[str, Any]) -> dict[str, Any]:
@@ -580,7 +757,7 @@ def audit_metrics(cfg, ex: AuditExplain, ul: AuditUnlearn, recovered: dict[str, 
     ac, per, t = audit_config(cfg), ex.per_target, ex.targets
     small = per["within_tol"] & (per["size"] <= ac.small_size)
     return {
-        "settings": {**{f: getattr(ac, f) for f in EXPLAIN_FIELDS + UNLEARN_FIELDS},
+        "settings": {**{f: getattr(ac, f) for f in EXPLAIN_FIELDS + UNLEARN_FIELDS + CONTROL_FIELDS},
                      "small_size": ac.small_size, "rate_margin": ac.rate_margin, "ppl_margin": ac.ppl_margin,
                      "fa_method": ac.fa_method, "unlearn": dataclasses.asdict(unlearn_settings(cfg))},
         "targets": {"n": len(t), "n_toxic": int(t["is_toxic"].sum()), "n_prompts": int(t["prompt_id"].nunique()),
@@ -593,18 +770,18 @@ def audit_metrics(cfg, ex: AuditExplain, ul: AuditUnlearn, recovered: dict[str, 
                     "within_tol": per["within_tol"].astype(bool).tolist(),
                     "size_median": float(per["size"].median()), "n_within_tol": int(per["within_tol"].sum()),
                     "n_small": int(small.sum()), "small_size": ac.small_size, "tol": ac.tol, "max_size": ac.max_size,
-                    "set_size": len(ex.sets["method"]),
-                    "set_sizes": {a: len(s) for a, s in ex.sets.items()},
-                    "toxic_share_of_set": {a: float((ex.rollouts.loc[s, "reward"] < 1 - cfg.models.toxic_threshold
-                                                     ).mean()) if s else None for a, s in ex.sets.items()},
-                    "mean_reward_of_set": {a: float(ex.rollouts.loc[s, "reward"].mean()) if s else None
-                                           for a, s in ex.sets.items()}},
+                    "set_size": len(ex.sets["method"][0]),
+                    "set_sizes": {a: len(s[0]) for a, s in ex.sets.items()},
+                    "forgotten": set_report(ex, cfg.models.toxic_threshold),
+                    "naive_nearest_overlap": ex.summary["naive_nearest_overlap"],
+                    "null": small_null_test(ex, ac)},
         "recovered": recovered,
         "eval": ul.summary,
-        "changes": changes(ul.summary),
-        "unlearn_history": {a: {"forget_logprob_first": h[0]["forget_logprob"] if h else None,
-                                "forget_logprob_last": h[-1]["forget_logprob"] if h else None,
-                                "retain_kl_last": h[-1]["retain_kl"] if h else None} for a, h in ul.history.items()},
+        "paired": paired_comparisons(ul.eval, cfg.models.toxic_threshold, seed=cfg.seed),
+        "unlearn_history": {a: [{"forget_logprob_first": h[0]["forget_logprob"] if h else None,
+                                 "forget_logprob_last": h[-1]["forget_logprob"] if h else None,
+                                 "retain_kl_last": h[-1]["retain_kl"] if h else None} for h in hs]
+                            for a, hs in ul.history.items()},
     }
 
 
@@ -643,6 +820,26 @@ def rates_table(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def paired_table(paired: dict[str, Any]) -> pd.DataFrame:
+    """The paired tests as a table: per comparison, the rate difference with its bootstrap interval, the
+    discordant pairs, the exact McNemar p and the MDE (bootstrap; McNemar at the observed discordance)."""
+    rows = []
+    items = [(f"{ARM_LABELS[a]} - explanation sets (targets)", v) for a, v in paired["control_minus_method"].items()]
+    items += [(f"{ARM_LABELS[a]} - before ({split})", v) for split, d in paired["after_minus_before"].items()
+              for a, v in d.items()]
+    for name, v in items:
+        if not v:
+            continue
+        for scorer, x in v.items():
+            ci = x["ci95"]
+            rows.append({"comparison": name, "scorer": scorer, "difference": x["value"],
+                         "95% CI (draws x prompts)": f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "-",
+                         "only a / only b": f"{x['only_a']} / {x['only_b']}", "pairs": x["n_pairs"],
+                         "McNemar p": x["p_mcnemar"], "MDE": x["mde"], "MDE (McNemar)": x["mde_mcnemar"],
+                         "per draw": ", ".join(f"{d:+.3f}" for d in x["per_draw"])})
+    return pd.DataFrame(rows)
+
+
 def plot_rates(summary: dict[str, Any], gt_name: str = "ground truth", judge_name: str = "judge"):
     """Before/after toxicity rates with Wilson 95% intervals: the method and both controls, on the
     targets' prompts and on the other held-out prompts, by the ground truth and by the judge."""
@@ -650,7 +847,7 @@ def plot_rates(summary: dict[str, Any], gt_name: str = "ground truth", judge_nam
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.0))
     x = np.arange(len(MODELS))
-    colors = {"expert": "0.55", "method": "C3", "random": "C0", "nearest": "C2"}
+    colors = {"expert": "0.55", "method": "C3", "random": "C0", "matched": "C1", "nearest": "C2"}
     for ax, split in zip(axes, SPLITS):
         for key, ci_key, off, alpha in (("rate", "rate_ci95", -0.2, 1.0), ("judge_rate", "judge_ci95", 0.2, 0.4)):
             vals = [summary[m][split][key] or 0.0 for m in MODELS]
@@ -658,9 +855,9 @@ def plot_rates(summary: dict[str, Any], gt_name: str = "ground truth", judge_nam
             err = [[max(0.0, v - c[0]) for v, c in zip(vals, cis)], [max(0.0, c[1] - v) for v, c in zip(vals, cis)]]
             ax.bar(x + off, vals, width=0.38, color=[colors[m] for m in MODELS], alpha=alpha, yerr=err, capsize=3,
                    edgecolor="k", linewidth=0.5)
-        ax.set(xticks=x, xticklabels=["before\n(expert)", "explanation\nsets", "random\nrollouts", "nearest\nrollouts"],
+        ax.set(xticks=x, xticklabels=[ARM_LABELS[m].replace(" ", "\n", 1) for m in MODELS],
                title=f"{'the targets' if split == 'target' else 'other held-out'} prompts "
-                     f"(n = {summary['expert'][split]['n']} completions per model)", ylabel="toxicity rate")
+                     f"(n = {summary['expert'][split]['n']} completions per evaluated model)", ylabel="toxicity rate")
         ax.legend(handles=[Patch(facecolor="0.4", edgecolor="k", label=gt_name),
                            Patch(facecolor="0.4", alpha=0.4, edgecolor="k", label=f"{judge_name} (judge)")],
                   fontsize=8, loc="best")
