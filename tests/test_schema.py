@@ -115,6 +115,14 @@ def _layouts() -> dict[str, dict]:
                       "fa_irl": {**arm, "failure_path": {"flip_share": 0.03, "flip_share_init": 0.01, "acts": True}},
                       "irl": dict(arm), "settings": {"base_lm": "smollm2-135m"}},
         "10_audit": {"settings": {"rate_margin": 0.03, "ppl_margin": 0.1, "control_draws": 3},
+                     "pair_method": {"targets": {"n": 8, "by_source": {"expert": 8}},
+                                     "explain": {"size_median": 3.0, "n_small": 8, "union_size": 20},
+                                     "null": {"n": 8, "n_small": 7}, "overlap_nearest_method": 0,
+                                     "unlearning": {"fa_irl": {"method": {"target_change": {"mean": -0.1},
+                                                                          "retain_mean_abs_change": 0.02},
+                                                               **{c: {"method_minus_control": {"mean": 0.0}}
+                                                                  for c in ("random", "matched", "nearest")}},
+                                                    "irl": {"method": {"target_change": {"mean": -0.1}}}}},
                      "paired": {"control_minus_method": {c: {s: dict(audit_paired, p_holm=0.2) for s in
                                                              ("ground_truth", "judge")}
                                                          for c in ("random", "matched", "nearest")},

@@ -123,6 +123,8 @@ PLACEHOLDERS: dict[str, Placeholder] = {
     "audit_control": Placeholder("each control of notebook 10: " + ", ".join(AUDIT_CONTROLS), _fixed(AUDIT_CONTROLS)),
     "audit_scorer": Placeholder("each scorer of notebook 10's paired tests: " + ", ".join(AUDIT_SCORERS),
                                 _fixed(AUDIT_SCORERS)),
+    "pair_control": Placeholder("each control of notebook 10's pair method: random, matched, nearest",
+                                _fixed(("random", "matched", "nearest"))),
     "audit_split": Placeholder("each prompt set of notebook 10's evaluation: " + ", ".join(AUDIT_SPLITS),
                                _fixed(AUDIT_SPLITS)),
     "pm_method": Placeholder("each method of the file's `methods` list (notebook 06)",
@@ -452,6 +454,21 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
             "method - expert, other prompts: the difference in each draw"),
         Key("settings.rate_margin", "'does not degrade': the toxicity rate may rise by less than this"),
         Key("settings.ppl_margin", "... and the perplexity by less than this share"),
+        Key("pair_method.targets.n", "the second paper's method (section 6): unsatisfactory responses explained by "
+            "the reward's preference pairs"),
+        Key("pair_method.targets.by_source", "targets per source (expert; fa_rerlhf, notebook 08's FA-IRL policy)"),
+        Key("pair_method.explain.size_median", "median explanation-set size (pairs)"),
+        Key("pair_method.explain.n_small", "targets explained within tol by at most [pair_audit] small_size pairs"),
+        Key("pair_method.explain.union_size", "pairs in the union of the explanation sets (the method's removal)"),
+        Key("pair_method.null.n", "the null: satisfactory completions explained by the same procedure"),
+        Key("pair_method.null.n_small", "null completions explained within tol by a small set"),
+        Key("pair_method.overlap_nearest_method", "pairs the nearest-outside control shares with the method's union"),
+        Key("pair_method.unlearning.fa_irl.method.target_change", "the FA-IRL reward retrained without the union: "
+            "mean change of the targets' standardised margin over the base answers, with its paired interval"),
+        Key("pair_method.unlearning.fa_irl.method.retain_mean_abs_change", "... and the retain set's mean |change|"),
+        Key("pair_method.unlearning.fa_irl.{pair_control}.method_minus_control", "method - that control, targets, "
+            "paired over targets"),
+        Key("pair_method.unlearning.irl.method.target_change", "the same for the tuned IRL baseline"),
     ),
     "11_reproduction_report": (
         Key("verdict_counts", "claims per verdict"),

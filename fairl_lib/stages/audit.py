@@ -92,11 +92,10 @@ import pandas as pd
 
 from fairl_lib.analysis import audit as geo
 from fairl_lib.analysis.explain_data import FEATURES, TrainingSet, feature_texts
-from fairl_lib.analysis.report import rate_diff_ci, wilson_ci
+from fairl_lib.analysis.stats import fisher_exact_p, holm, paired_rates, rate_diff_ci, wilson_ci
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
 from fairl_lib.irl import WEIGHT_FILE, load_reward, reward_folder
-from fairl_lib.analysis.stats import holm, paired_rates
 from fairl_lib.llm.models import SAMPLERS, Embedder, completion_nll_models, load_lm
 from fairl_lib.llm.scorers import get_scorer
 from fairl_lib.llm.unlearn import UnlearnSettings, unlearn
@@ -739,7 +738,6 @@ def small_null_test(ex: AuditExplain, ac: AuditConfig) -> dict[str, Any]:
     """The null test of "small sets explain": the share of small sets (within ``tol`` with at most
     ``small_size`` rollouts) among the targets and among as many non-toxic expert completions explained by
     the same procedure; the difference with its Newcombe 95% interval and the two-sided Fisher exact p."""
-    from fairl_lib.analysis.stats import fisher_exact_p, rate_diff_ci
 
     def count(per: pd.DataFrame) -> tuple[int, int]:
         return int((per["within_tol"] & (per["size"] <= ac.small_size)).sum()), len(per)
