@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from fairl_lib.config import section
+
 LEVEL = 0.95  # two-sided 95% intervals (tests at 5%)
 POWER = 0.80  # the power of the smallest detectable effect
 TOST_LEVEL = 0.90  # two one-sided tests at 5% each = a 90% interval inside the margin
@@ -28,6 +30,7 @@ SIGN_TEST, NEWCOMBE, F_RATIO = "exact sign test", "Newcombe", "F"
 BOOTSTRAP = "bootstrap (seeds x clusters)"
 
 
+@section("ledger")
 @dataclass(frozen=True)
 class LedgerConfig:
     """The ledger's rule, fixed before a run reads its test set (section ``[ledger]``).

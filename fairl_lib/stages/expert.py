@@ -42,6 +42,7 @@ import pandas as pd
 
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import RECEIPT, cached_stage, stage_key, stage_root
+from fairl_lib.config import result_settings
 from fairl_lib.llm import data, rlhf
 from fairl_lib.llm.models import completion_nll_models, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward
@@ -69,7 +70,7 @@ def expert_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
     return {
         "base_lm": base_name(cfg, base_lm),
         "source": model_source(cfg, base_lm),
-        "rlhf": dataclasses.asdict(expert_rlhf_config(cfg)),
+        "rlhf": result_settings(expert_rlhf_config(cfg)),
         "prompts": {"ppo_prompt_toxicity": d.ppo_prompt_toxicity, "heldout_prompts": d.heldout_prompts,
                     "max_ppo_prompts": d.max_ppo_prompts, "rtp_sources": list(d.rtp_sources),
                     **({"screen": screen_key(cfg)} if d.screen else {})},

@@ -50,6 +50,7 @@ from scipy.stats import spearmanr
 from fairl_lib.analysis import paper
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
+from fairl_lib.config import result_settings, section
 from fairl_lib.irl import WEIGHT_FILE, baseline_of, load_reward, reward_folder
 from fairl_lib.llm import rlhf
 from fairl_lib.llm.models import Embedder, completion_nll, load_lm
@@ -80,6 +81,7 @@ PAPER_RATES = paper.RERLHF_RATES  # Sec. 6 / Figure 3 right
 JUDGE_THRESHOLD = 0.5
 
 
+@section("rerlhf")
 @dataclass(frozen=True)
 class RerlhfConfig:
     """Re-RLHF settings (profile section ``[rerlhf]``); everything else is the expert's ``[rlhf]``.
@@ -311,7 +313,7 @@ def run_settings(cfg, kind: str, reward_info: dict[str, Any] | None = None, trai
 
     check_kind(kind)
     s = expert_settings(cfg)
-    s = {**s, "rlhf": dataclasses.asdict(run_rlhf_config(cfg, train_seed)), "kind": kind, "judge": cfg.models.judge}
+    s = {**s, "rlhf": result_settings(run_rlhf_config(cfg, train_seed)), "kind": kind, "judge": cfg.models.judge}
     if kind != "ground_truth":
         if reward_info is None:
             raise ValueError(f"run {kind!r} needs reward_info (from learned_text_reward)")
