@@ -113,7 +113,6 @@ def result_settings(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if affects_results(f)}
 
 
-
 @section("data")
 @dataclass(frozen=True)
 class DataConfig:
