@@ -42,7 +42,6 @@ import pandas as pd
 
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import RECEIPT, cached_stage, stage_key, stage_root
-from fairl_lib.config import result_settings
 from fairl_lib.llm import data, rlhf
 from fairl_lib.llm.models import completion_nll_models, load_lm
 from fairl_lib.llm.scorers import get_scorer, toxicity_reward

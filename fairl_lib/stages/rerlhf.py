@@ -51,7 +51,7 @@ from fairl_lib.analysis import paper
 from fairl_lib.analysis.failure_path import acts, flip_shares
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
-from fairl_lib.config import result_settings, section
+from fairl_lib.config import section
 from fairl_lib.irl import WEIGHT_FILE, baseline_of, load_reward, reward_folder
 from fairl_lib.llm import rlhf
 from fairl_lib.llm.fast.parallel import run_jobs
