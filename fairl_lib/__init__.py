@@ -5,9 +5,8 @@ Notebooks start with::
     from fairl_lib import setup_notebook, save_fig, save_table, write_metrics
     cfg = setup_notebook("03_theory_toy", PROFILE, SEED, FORCE, OVERRIDES)
 """
-from fairl_lib.artifacts import write_metrics
 from fairl_lib.config import Config, make_config
-from fairl_lib.notebook import is_batch_run, setup_notebook
+from fairl_lib.notebook import is_batch_run, setup_notebook, write_metrics
 from fairl_lib.plots import save_fig
 from fairl_lib.tables import save_table
 

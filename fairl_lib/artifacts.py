@@ -1,7 +1,9 @@
-"""Atomic file writes and the per-notebook metrics file.
+"""Atomic file writes.
 
 Every expensive or user-facing result is written to a temporary name beside its target and then
-moved into place with ``os.replace``, so a killed run never leaves a half-written file behind.
+moved into place with ``os.replace``, so a killed run never leaves a half-written file behind. (A
+notebook's metrics file, checked against the schema of the analysis layer, is written by the entry
+layer: :func:`fairl_lib.notebook.write_metrics`.)
 """
 from __future__ import annotations
 
@@ -57,25 +59,3 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
-
-
-def write_metrics(cfg, metrics: dict[str, Any], name: str | None = None) -> Path:
-    """Write a notebook's headline numbers to ``results/<profile>/metrics/<name>.json``.
-
-    ``name`` defaults to the notebook's name (``cfg.notebook``, e.g. ``03_theory_toy``). Metrics
-    must not hold timings or dates, so the same profile and seed give an identical file.
-
-    The dict is checked against the notebook's schema (``fairl_lib.analysis.schema``) first, as it will be
-    written (after :func:`to_jsonable`): a missing required key raises ``MetricsSchemaError`` naming the
-    notebook and the key paths, and nothing is written. A name the schema does not list has no check.
-    """
-    # imported here, not at the top: artifacts is a core module that analysis modules import, and the
-    # schema lives in analysis (above it); a top-level import would make the two import each other
-    from fairl_lib.analysis import schema
-
-    name = name or cfg.notebook
-    if not name:
-        raise ValueError("write_metrics needs a name: pass name= or build cfg with notebook=...")
-    payload = to_jsonable({"profile": cfg.profile, "seed": cfg.seed, **metrics})
-    schema.validate(name, payload)
-    return write_json(cfg.results_dir / "metrics" / f"{name}.json", payload)

@@ -20,7 +20,9 @@ the stages that notebook owns (:data:`fairl_lib.notebook.NOTEBOOK_STAGES`). :fun
 reads ``root``, ``force`` and ``run_id`` from the config.
 
 The key is a hash of the stage name, a version string and the JSON of ``settings`` (dataclasses
-are expanded), so changing any setting a stage depends on gives a new folder.
+are expanded to the fields that can change a result, :func:`fairl_lib.config.result_settings`), so
+changing any setting a stage depends on gives a new folder, and changing a speed knob
+(:func:`fairl_lib.config.speed_knob`) or the run control (``cfg.control``) reuses the finished one.
 
 The log lines (``[cache] expert: computing in stages/expert/<key>.partial``) name the folder relative
 to the results folder that holds the stage root (``results/<profile>``, :func:`shown_path`): they
@@ -43,13 +45,14 @@ from typing import Any, Callable, Iterator
 import joblib
 
 from fairl_lib.artifacts import to_jsonable, write_json
+from fairl_lib.config import result_settings
 
 RECEIPT = "_stage.json"
 
 
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _plain(dataclasses.asdict(obj))
+        return _plain(result_settings(obj))
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -123,9 +126,10 @@ def run_stage(name: str, settings: Any, compute: Callable[[Path], None], *, root
 
 def cached_stage(cfg, name: str, settings: Any, compute: Callable[[Path], None], *, version: str = "1",
                  log: Callable[[str], None] = print) -> Path:
-    """:func:`run_stage` under ``results/<profile>/stages``, forced only if ``cfg`` owns ``name``."""
+    """:func:`run_stage` under ``results/<profile>/stages``, forced only if ``cfg`` owns ``name``
+    (``cfg.control``: which stages ``FORCE`` reaches and the run's id; never part of the key)."""
     return run_stage(name, settings, compute, root=stage_root(cfg), force=cfg.forces(name), version=version,
-                     run_id=cfg.run_id, log=log)
+                     run_id=cfg.control.run_id, log=log)
 
 
 def cached_value(name: str, settings: Any, fn: Callable[[], Any], *, root: Path, force: bool = False,

@@ -14,9 +14,10 @@ progress and errors to stderr. A user's mistake (a folder or file that does not 
 of a data file, an unknown profile, scorer, embedder or asset) prints one line saying what to do and
 exits 2, without a traceback (:class:`UsageError` and the library's own error types).
 
-The scoring and audit commands import :mod:`fairl_lib.llm.models` and :mod:`fairl_lib.llm.scorers`
-(torch, transformers, sentence-transformers: seconds to import) and the stages inside their functions,
-so that ``--help`` and the ``assets`` commands answer at once; everything else is imported here.
+The scoring and audit commands import :mod:`fairl_lib.llm.models` and :mod:`fairl_lib.llm.scorers` and the
+stages inside their functions, and the models they load (sentence-transformers among them) on first use;
+the package itself (``fairl_lib/__init__`` -> :mod:`fairl_lib.sections`, every config section's owner)
+already brings torch and transformers, so ``--help`` waits for those.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from fairl_lib import sections  # noqa: F401 (every config section registered)
 from fairl_lib.analysis.provenance import check, status_lines, write_notices
 from fairl_lib.config import ConfigError, make_config
 from fairl_lib.irl import WEIGHT_FILE, load_reward

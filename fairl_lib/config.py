@@ -11,13 +11,28 @@ section, field or profile stops with an error naming the valid ones.
 
 ``OVERRIDES`` is a string of ``section.field=value`` items separated by ``;`` (values are TOML
 literals), e.g. ``"irl.n_seeds=2; rlhf.steps=4"``.
+
+**The section registry.** This module names no section class of another layer. Each section's
+dataclass registers itself where it is defined, ``@section("rerlhf")`` (a core module therefore never
+imports stages, analysis or llm), and :mod:`fairl_lib.sections` (the entry layer, imported by the
+package, the notebooks, the pipeline and the CLI) imports every owner and then declares the complete
+list with :func:`declare_sections`. A config built before that declaration stops with an error
+saying what to import, instead of silently lacking a section.
+
+**Run control apart from the science.** What a run *does* with its stages (``FORCE``, the stages it
+owns, its id, the notebook's name) is a :class:`RunControl` held by the config as ``cfg.control``;
+no stage key reads it.
+
+**Knobs that do not change results.** A field that only trades speed or memory (and is tested to
+give the same numbers at any value) is declared with :func:`speed_knob`; :func:`result_settings`,
+which every stage key goes through (:func:`fairl_lib.cache.stage_key`), leaves it out, so changing it
+reuses the cached stages.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +41,79 @@ from fairl_lib.paths import results_dir
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
+# --------------------------------------------------------------------------- the section registry
 
+SECTIONS: dict[str, type] = {}  # section name -> dataclass, filled by @section where each class is defined
+_DECLARED: tuple[str, ...] = ()  # the complete list, in profile order, once fairl_lib.sections has run
+TOP_LEVEL_KEYS = {"description", "assets"}
+AFFECTS_RESULTS = "affects_results"  # dataclasses field metadata key: False = a speed/memory knob
+
+
+class ConfigError(ValueError):
+    """A profile, section, field or value that does not exist or does not fit."""
+
+
+def section(name: str) -> Callable[[type], type]:
+    """Class decorator: register a frozen dataclass as profile section ``[name]``.
+
+    Used where the class is defined (``@section("irl")`` above ``class IRLConfig``); a second class
+    under the same name is an error (two owners of one section).
+    """
+    def register(cls: type) -> type:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"section [{name}]: {cls.__name__} is not a dataclass")
+        if SECTIONS.get(name, cls) is not cls:
+            raise ConfigError(f"Section [{name}] is registered twice: {SECTIONS[name].__qualname__} and {cls.__qualname__}.")
+        SECTIONS[name] = cls
+        return cls
+    return register
+
+
+def declare_sections(names: tuple[str, ...]) -> None:
+    """Declare the complete list of sections, in profile order (:mod:`fairl_lib.sections`, once it has
+    imported every owner). A name no class registered, or a registered class left out, is an error."""
+    global _DECLARED
+    missing, extra = [n for n in names if n not in SECTIONS], sorted(set(SECTIONS) - set(names))
+    if missing or extra:
+        raise ConfigError(f"Config sections declared {list(names)} but registered {sorted(SECTIONS)}: "
+                          f"missing {missing}, undeclared {extra}.")
+    _DECLARED = tuple(names)
+
+
+def section_names() -> tuple[str, ...]:
+    """Every section, in profile order; an error when :mod:`fairl_lib.sections` has not run yet."""
+    if not _DECLARED:
+        raise ConfigError("The config sections are not registered yet: import fairl_lib.sections (or fairl_lib) "
+                          f"before building a Config (registered so far: {', '.join(SECTIONS) or 'none'}).")
+    return _DECLARED
+
+
+def section_class(name: str) -> type:
+    """The dataclass of section ``[name]``; unknown names list the valid ones."""
+    names = section_names()
+    if name not in names:
+        raise ConfigError(f"Unknown config section {name!r}. Valid sections: {', '.join(names)}.")
+    return SECTIONS[name]
+
+
+def speed_knob(default: Any, **kwargs: Any) -> Any:
+    """A dataclass field that changes speed or memory only, never a result (a test shows equal results at two
+    values): :func:`result_settings` leaves it out of every stage key, so changing it reuses the cache."""
+    return field(default=default, metadata={AFFECTS_RESULTS: False}, **kwargs)
+
+
+def affects_results(f: dataclasses.Field) -> bool:
+    """False for a field declared with :func:`speed_knob`."""
+    return f.metadata.get(AFFECTS_RESULTS, True)
+
+
+def result_settings(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields that can change a result, by name (one level; nested dataclasses are left as
+    they are): what a stage key holds of it (:func:`fairl_lib.cache.stage_key`)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if affects_results(f)}
+
+
+@section("data")
 @dataclass(frozen=True)
 class DataConfig:
     """Which real data each stage reads (paper Section 5).
@@ -89,6 +176,7 @@ class DataConfig:
             raise ValueError("data.screen_first_draws must be >= 1, screen_more_draws and screen_min_toxic >= 0.")
 
 
+@section("models")
 @dataclass(frozen=True)
 class ModelsConfig:
     """Which models play which role.
@@ -113,6 +201,7 @@ class ModelsConfig:
     toxic_threshold: float = 0.5
 
 
+@section("pairs")
 @dataclass(frozen=True)
 class PairsConfig:
     """Preference pairs (o_post preferred over o_pre), paper Section 5.
@@ -128,6 +217,7 @@ class PairsConfig:
     test_fraction: float = 0.2
 
 
+@section("pairmix")
 @dataclass(frozen=True)
 class PairMixConfig:
     """Pair-mix sweep of Appendix D (Figure 4).
@@ -141,41 +231,33 @@ class PairMixConfig:
     total_pairs: int = 2000
 
 
-# section name -> "module:Class"; classes live next to the code that reads them.
-SECTIONS: dict[str, str] = {
-    "data": "fairl_lib.config:DataConfig",
-    "models": "fairl_lib.config:ModelsConfig",
-    "gen": "fairl_lib.llm.models:GenSettings",
-    "rlhf": "fairl_lib.llm.rlhf:RLHFConfig",
-    "pairs": "fairl_lib.config:PairsConfig",
-    "irl": "fairl_lib.irl:IRLConfig",
-    "pairmix": "fairl_lib.config:PairMixConfig",
-    "theory": "fairl_lib.irl.theory:TheoryConfig",
-    "sizes": "fairl_lib.stages.sizes:SizesConfig",
-    "rerlhf": "fairl_lib.stages.rerlhf:RerlhfConfig",
-    "penalty_sweep": "fairl_lib.stages.penalty_sweep:PenaltySweepConfig",
-    "audit": "fairl_lib.stages.audit:AuditConfig",
-    "pair_audit": "fairl_lib.stages.pair_audit:PairAuditConfig",
-    "tuning": "fairl_lib.stages.tuning:TuningConfig",
-    "ledger": "fairl_lib.analysis.stats:LedgerConfig",
-}
-TOP_LEVEL_KEYS = {"description", "assets"}
+@dataclass(frozen=True)
+class RunControl:
+    """What a run does with its stages, apart from what it computes (no stage key reads it).
 
+    Attributes:
+        force: the notebook's ``FORCE``.
+        forced: the stages ``FORCE`` recomputes, those the notebook owns
+            (:data:`fairl_lib.notebook.NOTEBOOK_STAGES`); empty without ``force``.
+        run_id: marks the results this run computes, so a forced stage is computed once per run
+            (:func:`fairl_lib.cache.run_stage`).
+        notebook: the notebook's stem (``03_theory_toy``), which names its metrics file.
+    """
 
-class ConfigError(ValueError):
-    """A profile, section, field or value that does not exist or does not fit."""
+    force: bool = False
+    forced: tuple[str, ...] = ()
+    run_id: str = ""
+    notebook: str = ""
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything one run depends on: profile, seed, and one frozen dataclass per section."""
+    """Everything one run depends on: profile, seed, and one frozen dataclass per section (``cfg.irl``, ...);
+    ``control`` says what the run does with its stages (:class:`RunControl`), never what they compute."""
 
     profile: str
     seed: int
-    force: bool = False
-    notebook: str = ""
-    forced: tuple[str, ...] = ()
-    run_id: str = ""
+    control: RunControl = RunControl()
     description: str = ""
     assets: tuple[str, ...] = ()
     sections: Mapping[str, Any] = field(default_factory=dict)
@@ -188,7 +270,7 @@ class Config:
 
     def forces(self, stage: str) -> bool:
         """Whether ``FORCE`` recomputes ``stage``: only the stages in ``forced`` (the ones the notebook owns)."""
-        return stage in self.forced
+        return stage in self.control.forced
 
     @property
     def results_dir(self) -> Path:
@@ -214,13 +296,6 @@ def load_profile(name: str) -> dict[str, Any]:
         raise ConfigError(f"Unknown profile {name!r}. Valid profiles: {', '.join(available_profiles())}.")
     with path.open("rb") as fh:
         return tomllib.load(fh)
-
-
-def section_class(name: str) -> type:
-    if name not in SECTIONS:
-        raise ConfigError(f"Unknown config section {name!r}. Valid sections: {', '.join(SECTIONS)}.")
-    module, cls = SECTIONS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
@@ -276,20 +351,21 @@ def make_config(profile: str = "cpu", seed: int = 0, force: bool = False, overri
     notebook's); ``run_id`` marks the results this run computes (see :func:`fairl_lib.cache.run_stage`).
     """
     raw = load_profile(profile)
-    extra = sorted(k for k in raw if k not in SECTIONS and k not in TOP_LEVEL_KEYS)
+    names = section_names()
+    extra = sorted(k for k in raw if k not in names and k not in TOP_LEVEL_KEYS)
     if extra:
-        raise ConfigError(f"Profile {profile!r} has unknown section(s) {extra}. Valid sections: {', '.join(SECTIONS)}.")
+        raise ConfigError(f"Profile {profile!r} has unknown section(s) {extra}. Valid sections: {', '.join(names)}.")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"SEED must be an int, got {seed!r}.")
     patch = parse_overrides(overrides)
     for sec in patch:
         section_class(sec)  # validates the name
     sections = {}
-    for name in SECTIONS:
+    for name in names:
         values = dict(raw.get(name, {}))
         values.update(patch.get(name, {}))
         sections[name] = build_section(name, values)
-    return Config(profile=profile, seed=seed, force=bool(force), notebook=notebook,
-                  forced=tuple(forced) if force else (), run_id=run_id,
+    control = RunControl(force=bool(force), forced=tuple(forced) if force else (), run_id=run_id, notebook=notebook)
+    return Config(profile=profile, seed=seed, control=control,
                   description=raw.get("description", ""), assets=tuple(raw.get("assets", ())),
                   sections=sections)

@@ -1,11 +1,16 @@
-"""What every notebook does first: build the config, seed, style, and say where results go."""
+"""What every notebook does first (build the config, seed, style, say where results go) and last (write its
+metrics file, checked against the schema)."""
 from __future__ import annotations
 
 import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
+from fairl_lib import sections  # noqa: F401 (every config section registered before a config is built)
+from fairl_lib.analysis import schema
+from fairl_lib.artifacts import to_jsonable, write_json
 from fairl_lib.config import Config, make_config
 from fairl_lib.paths import repo_root
 from fairl_lib.plots import set_style
@@ -64,3 +69,22 @@ def shown_results_dir(path: Path) -> str:
         return Path(path).resolve().relative_to(repo_root()).as_posix()
     except ValueError:
         return str(path)
+
+
+def write_metrics(cfg: Config, metrics: dict[str, Any], name: str | None = None) -> Path:
+    """Write a notebook's headline numbers to ``results/<profile>/metrics/<name>.json``.
+
+    ``name`` defaults to the notebook's name (``cfg.control.notebook``, e.g. ``03_theory_toy``). Metrics
+    must not hold timings or dates, so the same profile and seed give an identical file.
+
+    The dict is checked against the notebook's schema (``fairl_lib.analysis.schema``) first, as it will be
+    written (after :func:`fairl_lib.artifacts.to_jsonable`): a missing required key raises
+    ``MetricsSchemaError`` naming the notebook and the key paths, and nothing is written. A name the schema
+    does not list has no check.
+    """
+    name = name or cfg.control.notebook
+    if not name:
+        raise ValueError("write_metrics needs a name: pass name= or build cfg with notebook=...")
+    payload = to_jsonable({"profile": cfg.profile, "seed": cfg.seed, **metrics})
+    schema.validate(name, payload)
+    return write_json(cfg.results_dir / "metrics" / f"{name}.json", payload)

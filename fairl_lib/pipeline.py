@@ -45,6 +45,7 @@ import psutil
 from jupyter_client import AsyncKernelManager
 from papermill.engines import NBClientEngine, papermill_engines
 
+from fairl_lib import sections  # noqa: F401 (every config section registered)
 from fairl_lib.analysis.provenance import ProvenanceError, check, status_lines, write_notices
 from fairl_lib.analysis.site import build_site
 from fairl_lib.artifacts import read_json, write_json

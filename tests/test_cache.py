@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairl_lib.artifacts import atomic_write_text, write_json, write_metrics
-from fairl_lib.cache import RECEIPT, cached_value, run_stage, stage_key
-from fairl_lib.config import make_config
+from fairl_lib.artifacts import atomic_write_text, write_json
+from fairl_lib.cache import RECEIPT, cached_stage, cached_value, run_stage, stage_key
+from fairl_lib.config import make_config, result_settings
+from fairl_lib.notebook import write_metrics
 
 
 def test_stage_key_depends_on_settings_only():
@@ -78,6 +79,39 @@ def test_failed_compute_leaves_no_finished_result(tmp_path):
     assert not (tmp_path / "broken" / stage_key("broken", {})).exists()
 
 
+# --------------------------------------------------------------------------- what a key holds
+
+def _stage_runs(cfg, name: str, settings, calls: list) -> None:
+    cached_stage(cfg, name, settings, lambda work: calls.append(name), log=lambda _: None)
+
+
+@pytest.mark.parametrize("section, knob, science", [
+    ("irl", "irl.eval_chunk=7", "irl.margin=0.3"),         # a memory knob of the IRL grids (tests/test_irl_grid.py)
+    ("gen", "gen.workers=2", "gen.top_k=5"),                # generation processes (tests/test_models.py)
+])
+def test_changing_a_speed_knob_reuses_the_stage_changing_science_does_not(results_tmp, section, knob, science):
+    """A stage keyed by a whole section (as the IRL grids, pair mix and tuning hold ``cfg.irl``, and the
+    sampling stages ``cfg.gen.key()``): a speed knob gives the same key, so the finished stage is reused."""
+    calls: list[str] = []
+    base, fast, other = (make_config("smoke", overrides=o) for o in ("", knob, science))
+    for cfg in (base, fast):
+        _stage_runs(cfg, "irl_grid", {"section": getattr(cfg, section)}, calls)
+    assert calls == ["irl_grid"]
+    _stage_runs(other, "irl_grid", {"section": getattr(other, section)}, calls)
+    assert calls == ["irl_grid", "irl_grid"]
+    assert base.gen.key() == fast.gen.key() == result_settings(base.gen) and "workers" not in base.gen.key()
+
+
+def test_stage_keys_never_read_the_run_control():
+    from fairl_lib.stages import expert, pairs, rerlhf
+
+    plain = make_config("cpu")
+    run = make_config("cpu", force=True, forced=("expert", "pairs"), run_id="r1", notebook="01_rlhf_expert")
+    for key_of in (expert.expert_key, lambda c: stage_key("pairs", pairs.pairs_settings(c)),
+                   lambda c: rerlhf.stage_keys(c)["ground_truth"]):
+        assert key_of(plain) == key_of(run)
+
+
 def test_atomic_write_and_metrics_are_deterministic(results_tmp):
     cfg = make_config("smoke", seed=1, notebook="00_test")
     p1 = write_metrics(cfg, {"b": np.float32(0.5), "a": [np.int64(1), float("nan")]})
@@ -125,7 +159,7 @@ def test_force_recomputes_only_the_stages_a_notebook_owns(results_tmp):
 
 
 def test_force_without_ownership_is_off():
-    assert make_config("smoke", force=False, forced=("pairs",)).forced == ()
+    assert make_config("smoke", force=False, forced=("pairs",)).control.forced == ()
     assert not make_config("smoke", force=True).forces("pairs")
 
 

@@ -48,3 +48,64 @@ def test_paper_profile_uses_paper_scale():
     assert cfg.pairs.n_pairs == 20000 and cfg.irl.n_seeds == 5
     assert cfg.data.jigsaw_n_toxic == 1000 and cfg.data.jigsaw_n_nontoxic == 1000
     assert cfg.models.ground_truth == "roberta"
+
+
+# --------------------------------------------------------------------------- the section registry
+
+def test_every_section_is_registered_by_its_owner_in_profile_order():
+    from fairl_lib import config, sections
+
+    assert config.section_names() == sections.ORDER
+    assert list(make_config("smoke").sections) == list(sections.ORDER)
+    owners = {name: cls.__module__ for name, cls in config.SECTIONS.items()}
+    assert owners["irl"] == "fairl_lib.irl.config" and owners["rerlhf"] == "fairl_lib.stages.rerlhf"
+    assert owners["ledger"] == "fairl_lib.analysis.stats" and owners["gen"] == "fairl_lib.llm.models"
+    assert owners["data"] == "fairl_lib.config"
+
+
+def test_a_config_built_before_the_sections_are_declared_says_what_to_import(monkeypatch):
+    from fairl_lib import config
+
+    monkeypatch.setattr(config, "_DECLARED", ())
+    with pytest.raises(ConfigError, match=r"not registered yet: import fairl_lib.sections"):
+        make_config("smoke")
+
+
+def test_a_section_has_one_owner_and_the_declared_list_is_complete(monkeypatch):
+    from fairl_lib import config, sections
+
+    monkeypatch.setattr(config, "SECTIONS", dict(config.SECTIONS))
+    monkeypatch.setattr(config, "_DECLARED", config._DECLARED)
+
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        n: int = 1
+
+    with pytest.raises(ConfigError, match=r"\[irl\] is registered twice"):
+        config.section("irl")(Other)
+    with pytest.raises(ConfigError, match=r"missing \['nope'\]"):
+        config.declare_sections(sections.ORDER + ("nope",))
+    config.section("extra")(Other)
+    with pytest.raises(ConfigError, match=r"undeclared \['extra'\]"):
+        config.declare_sections(sections.ORDER)
+
+
+def test_to_dict_holds_the_science_only():
+    """run.json's config: profile, seed and every field of every section (speed knobs included); nothing of
+    the run control."""
+    from fairl_lib import sections
+
+    cfg = make_config("smoke", seed=2, force=True, forced=("pairs",), run_id="r1", notebook="02_preference_pairs")
+    d = cfg.to_dict()
+    assert list(d) == ["profile", "seed", *sections.ORDER] and d == make_config("smoke", seed=2).to_dict()
+    assert d["irl"]["eval_chunk"] == cfg.irl.eval_chunk and d["gen"]["workers"] == cfg.gen.workers
+
+
+def test_run_control_lives_apart_from_the_science():
+    from fairl_lib.config import RunControl
+
+    cfg = make_config("smoke", force=True, forced=("pairs",), run_id="r1", notebook="02_preference_pairs")
+    assert cfg.control == RunControl(force=True, forced=("pairs",), run_id="r1", notebook="02_preference_pairs")
+    assert cfg.forces("pairs") and not cfg.forces("expert")
+    with pytest.raises(AttributeError, match="no section 'run_id'"):
+        cfg.run_id  # noqa: B018

@@ -3,6 +3,8 @@ grouped forward / backward against one path at a time, GEMM group widths, miniba
 failure-path penalty block. That the grid as a whole equals Algorithm 1 run by run is in test_irl_grid_vs_fairl.py."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -179,3 +181,17 @@ def test_a_failure_head_of_its_own_gets_a_store_of_its_own(small):
     grid.save_best(np.ones(grid.layout.n_runs, dtype=bool))
     assert all(torch.equal(before[k], fail.bank[k]) for k in before)
     assert set(grid.result(2).reward.failure) == {"w", "b"}   # mm_fa_gt's failure path: from its bank
+
+
+def test_eval_chunk_is_a_memory_knob_with_no_effect_on_results(small):
+    """``IRLConfig.eval_chunk`` (pairs per chunk of the full-dataset evaluation: mining, validation) is left out
+    of every stage key (``config.speed_knob``); that is sound only because any chunk gives the same grid, to
+    the bit: same histories, same weights. 7 pairs per chunk splits the 160 training pairs unevenly."""
+    from fairl_lib.irl import train_grid
+
+    base = IRLConfig(hidden=8, max_epochs=3, patience=3, mining="epoch", val_fraction=0.2)
+    one, chunked = (train_grid(small.data, dataclasses.replace(base, eval_chunk=c), seeds=[0]) for c in (2048, 7))
+    for a, b in zip(one.runs, chunked.runs, strict=True):
+        assert (a.method, a.seed) == (b.method, b.seed) and a.history == b.history, a.method
+        pa, pb = {**a.reward.base, **(a.reward.failure or {})}, {**b.reward.base, **(b.reward.failure or {})}
+        assert pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa), a.method

@@ -224,7 +224,7 @@ def test_get_reads_declared_paths_only():
 
 
 def test_write_metrics_checks_before_writing(results_tmp):
-    from fairl_lib.artifacts import write_metrics
+    from fairl_lib.notebook import write_metrics
     from fairl_lib.config import make_config
 
     cfg = make_config("smoke", notebook="03_theory_toy")

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from fairl_lib.config import section
+
 LEVEL = 0.95  # two-sided 95% intervals (tests at 5%)
 POWER = 0.80  # the power of the smallest detectable effect
 TOST_LEVEL = 0.90  # two one-sided tests at 5% each = a 90% interval inside the margin
@@ -30,6 +32,7 @@ BOOTSTRAP = "bootstrap (seeds x clusters)"
 PAIRED_RATES = "paired: exact McNemar, bootstrap (seeds x prompts)"
 
 
+@section("ledger")
 @dataclass(frozen=True)
 class LedgerConfig:
     """The ledger's rule, fixed before a run reads its test set (section ``[ledger]``).

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fairl_lib.config import section, speed_knob
 from fairl_lib.irl import failures as fl
 from fairl_lib.irl import losses as ls
 from fairl_lib.irl.reward import check_head
 
 
+@section("irl")
 @dataclass(frozen=True)
 class IRLConfig:
     """Hyper-parameters of IRL / FA-IRL training. Defaults are the paper's values where it gives one.
@@ -83,7 +85,8 @@ class IRLConfig:
         val_fraction: share of the pairs held out for early stopping.
         split_seed: seed of the train/validation split (shared by all runs).
         n_seeds: independent runs per method (Table 1 reports mean +- std over seeds; paper: 5).
-        eval_chunk: pairs per chunk in full-dataset evaluation (memory knob, no effect on results).
+        eval_chunk: pairs per chunk in full-dataset evaluation: a memory knob, no effect on results (tested),
+            so no stage key holds it (:func:`fairl_lib.config.speed_knob`).
     """
 
     head: str = "mlp"
@@ -124,7 +127,7 @@ class IRLConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     n_seeds: int = 5
-    eval_chunk: int = 2048
+    eval_chunk: int = speed_knob(2048)
 
     def __post_init__(self) -> None:
         check_head(self.head)

@@ -60,6 +60,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fairl_lib.config import section
+
 FAILURE_RULES = ("boundary", "margin", "random")
 ME_VARIANTS = ("upweight", "sharpen")
 TOL = 1e-12  # measures closer than this count as equal
@@ -68,6 +70,7 @@ TOL = 1e-12  # measures closer than this count as equal
 # ---------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------
+@section("theory")
 @dataclass(frozen=True)
 class TheoryConfig:
     """Parameters of the Theorem 1 toy (profile section ``[theory]``).

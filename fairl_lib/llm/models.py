@@ -38,7 +38,6 @@ prompts are sentence beginnings (Gehman et al. 2020) and the paper continues the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -53,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fairl_lib.config import result_settings, section, speed_knob
 from fairl_lib.llm import assets
 from fairl_lib.llm.fast.precision import autocast, bf16_weights, resolve_precision
 from fairl_lib.llm.fast.prefix import generate_shared_prefix
@@ -404,6 +404,7 @@ def check_sampler(name: str) -> None:
         raise ValueError(f"Unknown sampler {name!r}. Valid: {', '.join(SAMPLERS)}.")
 
 
+@section("gen")
 @dataclass(frozen=True)
 class GenSettings:
     """How completions are sampled (pairs o_pre / o_post, held-out evaluation).
@@ -421,7 +422,9 @@ class GenSettings:
         max_prompt_tokens: prompts longer than this keep their last tokens (0 = no limit).
         workers: processes (one thread each) that share bulk generation, the pairs stage's
             chunks (:mod:`fairl_lib.llm.fast.parallel`; on 2 cores two one-thread processes beat one
-            process with 2 threads). ``generate`` itself always runs in the calling process.
+            process with 2 threads). ``generate`` itself always runs in the calling process. A speed
+            knob: every chunk has its own seed, so any number of workers gives the same completions
+            (tested), and no stage key holds it.
         sampler: how a token is drawn when ``do_sample``: ``"inverse_cdf"`` (one uniform per
             row, :mod:`fairl_lib.llm.fast.sampling`; cheaper for large vocabularies) or ``"multinomial"``
             (Hugging Face's ``torch.multinomial``). Same distribution, different samples.
@@ -440,7 +443,7 @@ class GenSettings:
     do_sample: bool = True
     batch_size: int = 16
     max_prompt_tokens: int = 64
-    workers: int = 1
+    workers: int = speed_knob(1)
     sampler: str = "inverse_cdf"
     share_prefix: bool = True
     precision: str = "fp32"
@@ -454,10 +457,8 @@ class GenSettings:
         object.__setattr__(self, "precision", resolve_precision(self.precision))
 
     def key(self) -> dict[str, Any]:
-        """The settings that decide the samples (a stage key): all but ``workers``."""
-        out = dataclasses.asdict(self)
-        out.pop("workers")
-        return out
+        """The settings that decide the samples (a stage key): all but the speed knobs (``workers``)."""
+        return result_settings(self)
 
 
 def _batch_seed(seed: int, batch_index: int) -> int:

@@ -46,6 +46,7 @@ from fairl_lib.analysis import pair_explain as PE
 from fairl_lib.analysis.pairset import PairSet, pairset_fingerprint, preference_data
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import RECEIPT, cached_stage, stage_key, stage_root
+from fairl_lib.config import section
 from fairl_lib.irl import baseline_of
 from fairl_lib.llm.models import Embedder
 from fairl_lib.llm.scorers import get_scorer, reward_from_scores
@@ -60,6 +61,7 @@ REWARDS = ("fa_irl", "irl")
 CONTROLS = ("random", "matched", "nearest")
 
 
+@section("pair_audit")
 @dataclass(frozen=True)
 class PairAuditConfig:
     """The ``[pair_audit]`` section (ours; the module docstring says what each step does).

@@ -14,7 +14,6 @@ prompts above 0.5, and pairs measure what the expert *does*, not how it generali
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pandas as pd
 from fairl_lib.analysis import pairset as P
 from fairl_lib.analysis.pairset import load_pairset
 from fairl_lib.cache import cached_stage
+from fairl_lib.config import result_settings
 from fairl_lib.llm import data
 from fairl_lib.llm.models import embed, load_lm
 from fairl_lib.stages.expert import (
@@ -45,7 +45,7 @@ def pairs_settings(cfg, base_lm: str | None = None) -> dict[str, Any]:
     """The ``pairs`` stage key."""
     m = cfg.models
     return {"expert": expert_key(cfg, base_lm), "gen": cfg.gen.key(),
-            "pairs": dataclasses.asdict(cfg.pairs),
+            "pairs": result_settings(cfg.pairs),
             "prompts": {"pair_prompt_toxicity": cfg.data.pair_prompt_toxicity,
                         "max_pair_prompts": cfg.data.max_pair_prompts, "rtp_sources": list(cfg.data.rtp_sources)},
             "ground_truth": m.ground_truth, "subtypes": m.subtypes, "judge": m.judge, "embedder": m.embedder,

@@ -41,6 +41,7 @@ import pandas as pd
 from fairl_lib.analysis import metrics as M
 from fairl_lib.analysis.evaluate import BASELINE_OF, METHOD_TITLES, evaluate_grid, failure_path_share
 from fairl_lib.analysis.pairset import PairSet
+from fairl_lib.config import section
 from fairl_lib.irl import METHOD_NAMES, IRLConfig
 from fairl_lib.stages.irl_grid import grid_stage
 from fairl_lib.stages.pairmix import training_starc
@@ -59,6 +60,7 @@ METRIC_INFO: dict[str, tuple[str, int]] = {
 }
 
 
+@section("penalty_sweep")
 @dataclass(frozen=True)
 class PenaltySweepConfig:
     """The penalty-scale sensitivity analysis of notebook 05 (not in the paper).

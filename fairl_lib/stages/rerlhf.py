@@ -51,6 +51,7 @@ from fairl_lib.analysis import paper
 from fairl_lib.analysis.failure_path import acts, flip_shares
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import cached_stage, stage_key
+from fairl_lib.config import section
 from fairl_lib.irl import WEIGHT_FILE, baseline_of, load_reward, reward_folder
 from fairl_lib.llm import rlhf
 from fairl_lib.llm.fast.parallel import run_jobs
@@ -81,6 +82,7 @@ PAPER_RATES = paper.RERLHF_RATES  # Sec. 6 / Figure 3 right
 JUDGE_THRESHOLD = 0.5
 
 
+@section("rerlhf")
 @dataclass(frozen=True)
 class RerlhfConfig:
     """Re-RLHF settings (profile section ``[rerlhf]``); everything else is the expert's ``[rlhf]``.

@@ -40,6 +40,7 @@ from fairl_lib.analysis import evaluate, paper
 from fairl_lib.analysis.evaluate import METHOD_TITLES
 from fairl_lib.analysis.failure_path import failure_path_summary
 from fairl_lib.analysis.pairset import count_pair_types
+from fairl_lib.config import section
 from fairl_lib.irl import method_spec
 from fairl_lib.stages import irl_grid
 from fairl_lib.stages.expert import expert_stage, load_expert
@@ -50,6 +51,7 @@ PAPER_SIZES = paper.SIZES_M
 FIG5_METRICS = ("accuracy", "starc")
 
 
+@section("sizes")
 @dataclass(frozen=True)
 class SizesConfig:
     """Settings of the model-size study (profile section ``[sizes]``).
@@ -137,13 +139,13 @@ def size_config(cfg, size_lm: str):
     sc = sizes_config(cfg)
     if is_primary(cfg, size_lm) and not sc.reduce_primary:
         return cfg
-    forced = cfg.forced + (("expert", "pairs", "irl_grid") if cfg.forces("sizes") else ())
+    forced = cfg.control.forced + (("expert", "pairs", "irl_grid") if cfg.forces("sizes") else ())
     sections = dict(cfg.sections)
     if sc.rlhf_steps:
         sections["rlhf"] = dataclasses.replace(cfg.rlhf, steps=sc.rlhf_steps)
     if sc.n_pairs:
         sections["pairs"] = dataclasses.replace(cfg.pairs, n_pairs=sc.n_pairs)
-    return dataclasses.replace(cfg, sections=sections, forced=forced)
+    return dataclasses.replace(cfg, sections=sections, control=dataclasses.replace(cfg.control, forced=forced))
 
 
 def params_millions(folder: str | Path) -> float:

@@ -75,6 +75,7 @@ from fairl_lib.analysis.failure_path import (  # noqa: F401 (flip_share: benchma
 from fairl_lib.analysis.pairset import PairSet, pairset_fingerprint, preference_data, split_by_prompt
 from fairl_lib.artifacts import write_json
 from fairl_lib.cache import cached_stage
+from fairl_lib.config import result_settings, section
 from fairl_lib.irl import (
     FA_METHODS,
     METHOD_NAMES,
@@ -91,6 +92,7 @@ TRIALS_FILE, BEST_FILE = "trials.json", "best.json"
 TUNING_VERSION = "3"
 
 
+@section("tuning")
 @dataclass(frozen=True)
 class TuningConfig:
     """The ``[tuning]`` section: the equal-budget search of every Table 1 method (not in the paper).
@@ -344,7 +346,7 @@ def _search_settings(cfg, ps: PairSet, label_column: str) -> dict[str, Any]:
 
     tc = tuning_config(cfg)
     # the search's own settings: best_seeds and preregistered act after it
-    search = {k: v for k, v in dataclasses.asdict(tc).items() if k not in ("best_seeds", "preregistered")}
+    search = {k: v for k, v in result_settings(tc).items() if k not in ("best_seeds", "preregistered")}
     return {"pairs": pairset_fingerprint(ps, label_column),
             "pairs_stage_key": Path(str(ps.meta.get("stage_dir", ""))).name, "label_column": label_column,
             "embedder": cfg.models.embedder, "seed": cfg.seed, "irl": cfg.irl, "tuning": search,
