@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from examples import PAIR_METHOD
+
 from fairl_lib.analysis import audit as A
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -290,7 +292,7 @@ def _audit_metrics(method_target: int, null_small: int = 10) -> dict:
     summary = eval_summary(df, 0.5)
     forgotten = {a: {"toxic_share": 0.02, "toxic_share_by_draw": [0.02] * 3} for a in
                  ("method", "random", "matched", "nearest")}
-    return {"settings": {"rate_margin": 0.03, "ppl_margin": 0.10, "control_draws": 3},
+    return {"settings": {"rate_margin": 0.03, "ppl_margin": 0.10, "control_draws": 3}, "pair_method": PAIR_METHOD,
             "targets": {"n": 60, "n_toxic": 60, "n_prompts": 30, "n_candidates": 1536},
             "recovered": {"n_flagged": 500, "n_toxic": 60, "n_both": 40},
             "explain": {"sizes": [3] * 50 + [12] * 10, "relative_residuals": [0.7] * 60,

@@ -9,6 +9,7 @@ import pytest
 
 from fairl_lib.analysis import schema as S
 from fairl_lib.analysis.schema import MetricsSchemaError
+from examples import PAIR_METHOD
 
 M = list(S.METHODS)
 SUMMARY = {"mean": 0.5, "std": 0.01}
@@ -70,7 +71,7 @@ def _layouts() -> dict[str, dict]:
                       "tuning": {"trials_per_method": {m: 2 for m in M}},
                       "preregistered": {
                           "fa_method": "me_fa_margin", "baseline": "me_irl", "acting": True, "flip_share": 0.05,
-                          "flip_share_init": 0.01,
+                          "flip_share_init": 0.01, "chosen_by": "profile",
                           "comparisons": {st: {k: {"value": 0.01, "ci95": [-0.1, 0.1], "ci90": [-0.08, 0.08],
                                                    "mde": 0.1, "identical": False, "per_seed": [0.0, 0.02],
                                                    "covers": "seeds and data"}
@@ -115,14 +116,7 @@ def _layouts() -> dict[str, dict]:
                       "fa_irl": {**arm, "failure_path": {"flip_share": 0.03, "flip_share_init": 0.01, "acts": True}},
                       "irl": dict(arm), "settings": {"base_lm": "smollm2-135m"}},
         "10_audit": {"settings": {"rate_margin": 0.03, "ppl_margin": 0.1, "control_draws": 3},
-                     "pair_method": {"targets": {"n": 8, "by_source": {"expert": 8}},
-                                     "explain": {"size_median": 3.0, "n_small": 8, "union_size": 20},
-                                     "null": {"n": 8, "n_small": 7}, "overlap_nearest_method": 0,
-                                     "unlearning": {"fa_irl": {"method": {"target_change": {"mean": -0.1},
-                                                                          "retain_mean_abs_change": 0.02},
-                                                               **{c: {"method_minus_control": {"mean": 0.0}}
-                                                                  for c in ("random", "matched", "nearest")}},
-                                                    "irl": {"method": {"target_change": {"mean": -0.1}}}}},
+                     "pair_method": PAIR_METHOD,
                      "paired": {"control_minus_method": {c: {s: dict(audit_paired, p_holm=0.2) for s in
                                                              ("ground_truth", "judge")}
                                                          for c in ("random", "matched", "nearest")},

@@ -227,8 +227,8 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         Key("tuning.trials_per_method.{method}", "trials of the search per method (the equal budget)"),
         Key("preregistered.fa_method", "the one FA method the ledger compares, fixed before the test set is read: "
             "the profile's tuning.preregistered, else the best acting FA configuration by validation AUC on the "
-            "tuning split (tuning.best_fa_config)"),
-        Key("preregistered.chosen_by", "\"profile\" (tuning.preregistered) or \"validation_auc\" (\"auto\")"),
+            "tuning split (tuning.best_fa_config); preregistered.chosen_by, when present, says which: \"profile\" or "
+            "\"validation_auc\""),
         Key("preregistered.baseline", "its same-family IRL baseline"),
         Key("preregistered.acting",
             "whether its tuned failure path acts on the training pairs (failure_path.acts)"),
