@@ -42,8 +42,22 @@ import pandas as pd
 import seaborn as sns
 from scipy.stats import rankdata
 
-from fairl_lib.analysis import metrics as M
 from fairl_lib.analysis import paper
+from fairl_lib.analysis.metrics import (
+    choose_threshold,
+    classification_metrics,
+    classifier_correct,
+    disagreement_counts,
+    failure_slice_mask,
+    mean_std,
+    pair_labels,
+    pairwise_accuracy,
+    pairwise_starc,
+    seed_std_verdict,
+    starc_affine_mse,
+    starc_affine_mse_normalized,
+    starc_distance,
+)
 from fairl_lib.analysis.pairset import PAIR_TYPES, PairSet, side_labels, subtype_mask
 from fairl_lib.analysis.stats import two_level_bootstrap
 from fairl_lib.irl import HISTORY_KEYS, METHODS, RewardModel, baseline_of
@@ -181,29 +195,29 @@ def _train_toxicity_scores(sc: RunScores, train: PairSet, label_column: str) -> 
 def in_domain_metrics(sc: RunScores, test: PairSet, mask: np.ndarray | None = None) -> dict[str, float]:
     """Table 1 in-domain: test outputs (label 1 = o_post), threshold from the training pairs,
     STARC (Eq. 4, Eq. 10) against ``{side}_reward``. ``mask`` restricts to some test pairs."""
-    thr = M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
+    thr = choose_threshold(*pair_labels(sc.train_post, sc.train_pre))
     m = np.ones(len(test), bool) if mask is None else np.asarray(mask, bool)
-    scores, labels = M.pair_labels(sc.test_post[m], sc.test_pre[m])
+    scores, labels = pair_labels(sc.test_post[m], sc.test_pre[m])
     gt = np.concatenate([test.df["post_reward"].to_numpy(float)[m], test.df["pre_reward"].to_numpy(float)[m]])
-    return _metrics(scores, labels, thr, gt) | {"pairwise_accuracy": M.pairwise_accuracy(sc.test_post[m], sc.test_pre[m])}
+    return _metrics(scores, labels, thr, gt) | {"pairwise_accuracy": pairwise_accuracy(sc.test_post[m], sc.test_pre[m])}
 
 
 def _metrics(scores, labels, thr, gt) -> dict[str, float]:
     if len(scores) == 0:
         return {k: float("nan") for k in TABLE1_METRICS} | {"n": 0, "threshold": thr}
-    c = M.classification_metrics(scores, labels, thr)
+    c = classification_metrics(scores, labels, thr)
     return {"accuracy": c["accuracy"], "f1": c["f1"], "auc": c["roc_auc"], "threshold": thr, "n": c["n"],
-            "starc": M.starc_distance(scores, gt), "starc_eq10": M.starc_affine_mse(scores, gt),
-            "starc_eq10_norm": M.starc_affine_mse_normalized(scores, gt)}
+            "starc": starc_distance(scores, gt), "starc_eq10": starc_affine_mse(scores, gt),
+            "starc_eq10_norm": starc_affine_mse_normalized(scores, gt)}
 
 
 def jigsaw_threshold(sc: RunScores, train: PairSet, threshold_labels: str = "toxicity",
                      label_column: str = "toxic") -> float:
     """The Jigsaw classification threshold, fitted on the training pairs (see module docstring)."""
     if threshold_labels == "toxicity":
-        return M.choose_threshold(*_train_toxicity_scores(sc, train, label_column))
+        return choose_threshold(*_train_toxicity_scores(sc, train, label_column))
     if threshold_labels == "preference":
-        return M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
+        return choose_threshold(*pair_labels(sc.train_post, sc.train_pre))
     raise ValueError(f"Unknown threshold_labels {threshold_labels!r}; use 'toxicity' or 'preference'.")
 
 
@@ -282,7 +296,7 @@ def in_domain_by_pair_type(ev: Evaluation) -> pd.DataFrame:
             rows.append({"method": m, "seed": s, "pair_type": pt, "n_pairs": int(mask.sum()),
                          "accuracy": met["accuracy"], "auc": met["auc"],
                          "pairwise_accuracy": met["pairwise_accuracy"],
-                         "gt_pairwise_accuracy": M.pairwise_accuracy(gt_post[mask], gt_pre[mask])})
+                         "gt_pairwise_accuracy": pairwise_accuracy(gt_post[mask], gt_pre[mask])})
     return pd.DataFrame(rows, columns=["method", "seed", "pair_type", "n_pairs", "accuracy", "auc",
                                        "pairwise_accuracy", "gt_pairwise_accuracy"])
 
@@ -350,7 +364,7 @@ def summarize(per_run: pd.DataFrame, metrics: Sequence[str] = TABLE1_METRICS,
             for k in metrics:
                 v = gm[k].to_numpy(float)
                 v = v[np.isfinite(v)]
-                mean, std = M.mean_std(v) if len(v) else (float("nan"), float("nan"))
+                mean, std = mean_std(v) if len(v) else (float("nan"), float("nan"))
                 out[st][m][k] = {"mean": mean, "std": std}
     return out
 
@@ -380,13 +394,13 @@ def correctness(ev: Evaluation, method: str, seed: int) -> dict[str, np.ndarray]
     out = {"train": sc.train_post > sc.train_pre, "test": sc.test_post > sc.test_pre}
     if ev.heldout is not None:
         thr = jigsaw_threshold(sc, ev.train, ev.threshold_labels, ev.label_column)
-        out["jigsaw"] = M.classifier_correct(sc.jigsaw, ev.heldout.label, thr)
+        out["jigsaw"] = classifier_correct(sc.jigsaw, ev.heldout.label, thr)
     return out
 
 
 def disagreement(correct_fa: np.ndarray, correct_irl: np.ndarray) -> dict[str, int]:
     """Table 2 categories: both / only_fa / only_irl / neither (they sum to N)."""
-    c = M.disagreement_counts(correct_fa, correct_irl)
+    c = disagreement_counts(correct_fa, correct_irl)
     return {"both": c["both"], "only_fa": c["only_a"], "only_irl": c["only_b"], "neither": c["neither"]}
 
 
@@ -465,7 +479,7 @@ def failure_slices(ev: Evaluation, slice_eps: float = 0.1) -> pd.DataFrame:
         bs = ev.scores[(base, s)]
         d = bs.test_post - bs.test_pre
         eps = slice_eps * float(np.std(d)) if len(d) else 0.0
-        mask = M.failure_slice_mask(bs.test_post, bs.test_pre, eps)
+        mask = failure_slice_mask(bs.test_post, bs.test_pre, eps)
         res = in_domain_metrics(sc, ev.test, mask)
         rows.append({"method": m, "seed": s, "baseline": base, "n_slice_pairs": int(mask.sum()),
                      "slice_share": float(mask.mean()) if len(mask) else float("nan"), **res})
@@ -483,10 +497,10 @@ def seed_dispersion(ev: Evaluation, metrics: Sequence[str] = ("f1", "auc", "star
             for k in metrics:
                 row[f"{st} std {k}"] = float(np.std(g[k].to_numpy(float)))
         test_r = np.stack([np.concatenate([ev.scores[(m, s)].test_post, ev.scores[(m, s)].test_pre]) for s in seeds])
-        row["in_domain pairwise STARC"] = M.pairwise_starc(test_r) if len(seeds) > 1 else float("nan")
+        row["in_domain pairwise STARC"] = pairwise_starc(test_r) if len(seeds) > 1 else float("nan")
         if ev.heldout is not None:
             jr = np.stack([ev.scores[(m, s)].jigsaw for s in seeds])
-            row["jigsaw pairwise STARC"] = M.pairwise_starc(jr) if len(seeds) > 1 else float("nan")
+            row["jigsaw pairwise STARC"] = pairwise_starc(jr) if len(seeds) > 1 else float("nan")
         rows[m] = row
     df = pd.DataFrame(rows).T
     df.index.name = "method"
@@ -592,7 +606,7 @@ def compare_sentences(summary: Mapping[str, Any], set_name: str, paper: Mapping[
             for k, better in (("f1", 1), ("auc", 1), ("starc", -1)):
                 d = mean[fa][k] - mean[base][k]
                 sd = max(s[fa][k]["std"], s[base][k]["std"])
-                verdict = M.seed_std_verdict(d, sd, better)
+                verdict = seed_std_verdict(d, sd, better)
                 verdict += " (no clear difference)" if verdict == "within one seed-std" else ""
                 pd_ = paper[fa][k][0] - paper[base][k][0] if fa in paper and base in paper else float("nan")
                 pverdict = "better" if pd_ * better > 0 else "worse"
@@ -703,7 +717,7 @@ def set_metric(metric: str, s: np.ndarray, y: np.ndarray, thr: float, gt: np.nda
     if metric == "accuracy":
         return float(np.mean((s > thr) == (y == 1))) if len(y) else float("nan")
     if metric == "starc":
-        return M.starc_distance(s, gt) if len(s) else float("nan")
+        return starc_distance(s, gt) if len(s) else float("nan")
     raise ValueError(f"Unknown metric {metric!r}; use auc, f1, accuracy or starc.")
 
 
@@ -712,7 +726,7 @@ def _set_rows(ev: Evaluation, set_name: str, method: str, seed: int):
     outputs) or ``jigsaw`` (rows = comments)."""
     sc = ev.scores[(method, seed)]
     if set_name == "in_domain":
-        thr = M.choose_threshold(*M.pair_labels(sc.train_post, sc.train_pre))
+        thr = choose_threshold(*pair_labels(sc.train_post, sc.train_pre))
         gpost, gpre = ev.test.df["post_reward"].to_numpy(float), ev.test.df["pre_reward"].to_numpy(float)
 
         def rows(idx):
@@ -781,7 +795,7 @@ def failure_slice_control(ev: Evaluation, fa: str, base: str, *, reps: int, seed
     masks = []
     for s in seeds:
         d = margin[(base, s)]
-        masks.append(M.failure_slice_mask(ev.scores[(base, s)].test_post, ev.scores[(base, s)].test_pre,
+        masks.append(failure_slice_mask(ev.scores[(base, s)].test_post, ev.scores[(base, s)].test_pre,
                                           slice_eps * float(np.std(d)) if len(d) else 0.0))
     right_fa = np.stack([margin[(fa, s)] > 0 for s in seeds])
     right_ctrl = np.stack([margin[(base, seeds[(i + 1) % len(seeds)])] > 0 for i in range(len(seeds))])

@@ -89,8 +89,7 @@ from typing import Any
 
 import numpy as np
 
-from fairl_lib.analysis import paper
-from fairl_lib.analysis import schema as S
+from fairl_lib.analysis import paper, schema
 from fairl_lib.analysis.stats import (  # noqa: F401 (re-exported: the ledger's tests and notebooks use them)
     BOOTSTRAP,
     F_RATIO,
@@ -134,7 +133,7 @@ VERDICTS = (REPRODUCED, NEGLIGIBLE, CONTRADICTED, OPPOSITE, IDENTICAL, INCONCLUS
 METHOD_LABELS = {m: method_label(m) for m in METHOD_NAMES}
 
 # notebook number -> stem of every metrics file the schema describes (fairl_lib.analysis.schema)
-NOTEBOOKS = {stem[:2]: stem for stem in S.NOTEBOOK_STEMS}
+NOTEBOOKS = {stem[:2]: stem for stem in schema.NOTEBOOK_STEMS}
 
 # The paper's numbers (fairl_lib.analysis.paper).
 PAPER_TABLE1 = paper.TABLE1
@@ -280,7 +279,7 @@ class NotRun(LookupError):
     """A notebook's metrics file is absent: every claim that needs it is "not run"."""
 
 
-MissingMetrics = S.MissingMetrics  # a file that exists lacks a key a claim reads: the ledger fails, naming it
+MissingMetrics = schema.MissingMetrics  # a file that exists lacks a key a claim reads: the ledger fails, naming it
 
 
 def _file(mets: Mapping[str, Mapping | None], nb: str) -> Mapping:
@@ -293,12 +292,12 @@ def _file(mets: Mapping[str, Mapping | None], nb: str) -> Mapping:
 def _read(mets: Mapping[str, Mapping | None], nb: str, pattern: str, **values: Any) -> Any:
     """The value at the schema's key path ``pattern`` of notebook ``nb`` (:func:`schema.get`): :class:`NotRun`
     when the file is absent, :class:`MissingMetrics` when the file lacks the key (never caught here)."""
-    return S.get(_file(mets, nb), nb, pattern, **values)
+    return schema.get(_file(mets, nb), nb, pattern, **values)
 
 
 def _keys(mets: Mapping[str, Mapping | None], nb: str, placeholder: str) -> list[str]:
     """The keys a schema placeholder stands for in notebook ``nb``'s file (``{size_lm}``: its base LMs)."""
-    return S.placeholder_keys(_file(mets, nb), nb, placeholder)
+    return schema.placeholder_keys(_file(mets, nb), nb, placeholder)
 
 
 def _num(x: Any) -> float:
@@ -345,7 +344,7 @@ def table1_seed_values(mets: Mapping[str, Mapping | None], metric: str, set_name
     for m in METHOD_NAMES:
         v = _read(mets, "05", block + ".{set}.{method}.{metric}", set=set_name, method=m, metric=metric)
         if len(v) != len(seeds):
-            raise S.MetricsLayoutError("05_tables", f"{block}.{set_name}.{m}.{metric}",
+            raise schema.MetricsLayoutError("05_tables", f"{block}.{set_name}.{m}.{metric}",
                                        f"{len(v)} values for the {len(seeds)} seeds of {block}.seeds")
         out[m] = _seed_array(v)
     return seeds, out
@@ -615,7 +614,7 @@ PAPER_TABLE3_RELATIVE = {s: _relative(*v) for s, v in paper.TABLE3["jigsaw"].ite
 
 def _measure_table2(mets, e: Entry) -> None:
     fa, base = preregistered(mets)
-    c = {k: int(_read(mets, "05", "preregistered.disagreement.counts.{count}", count=k)) for k in S.DISAGREEMENT}
+    c = {k: int(_read(mets, "05", "preregistered.disagreement.counts.{count}", count=k)) for k in schema.DISAGREEMENT}
     n_seeds = int(_read(mets, "05", "preregistered.disagreement.n_seeds"))
     d = {k: _read(mets, "05", "preregistered.disagreement.share." + k) for k in ("value", "ci95", "ci90")}
     n_dis = c["only_fa"] + c["only_irl"]
@@ -639,9 +638,9 @@ def _measure_table2(mets, e: Entry) -> None:
 def _measure_table3(mets, e: Entry) -> None:
     fa, base = preregistered(mets)
     parts, verdicts = {}, []
-    for sub in S.SUBTYPES:
+    for sub in schema.SUBTYPES:
         c = {k: int(_read(mets, "05", "preregistered.disagreement.subtypes.{subtype}.counts.{count}",
-                          subtype=sub, count=k)) for k in S.DISAGREEMENT}
+                          subtype=sub, count=k)) for k in schema.DISAGREEMENT}
         rel = _read(mets, "05", "preregistered.disagreement.subtypes.{subtype}.relative_increase", subtype=sub)
         n_dis = c["only_fa"] + c["only_irl"]
         part: dict[str, Any] = {"counts": c, "paper": PAPER_TABLE3_RELATIVE[sub], "disagreements": n_dis}
@@ -705,9 +704,9 @@ def pair_mix_seed_table(metrics: Mapping[str, Any]) -> dict[str, dict[float, lis
     metrics dict (``pair_mix.{fraction}.methods.{pm_method}.per_seed``, seeds in order); empty when no
     fraction could be run."""
     out: dict[str, dict[float, list[float]]] = {}
-    for frac in S.placeholder_keys(metrics, "06", "fraction"):
-        for method in S.placeholder_keys(metrics, "06", "pm_method"):
-            seeds = [_num(x) for x in S.get(metrics, "06", "pair_mix.{fraction}.methods.{pm_method}.per_seed",
+    for frac in schema.placeholder_keys(metrics, "06", "fraction"):
+        for method in schema.placeholder_keys(metrics, "06", "pm_method"):
+            seeds = [_num(x) for x in schema.get(metrics, "06", "pair_mix.{fraction}.methods.{pm_method}.per_seed",
                                             fraction=frac, pm_method=method)]
             if len(_clean(seeds)):
                 out.setdefault(method, {})[float(frac)] = seeds
@@ -866,9 +865,9 @@ def rerlhf_rates(metrics: Mapping[str, Any]) -> dict[str, tuple[float, int | Non
     ``{arm}.toxicity_rate_final`` and ``{arm}.n_completions_final`` (``n_toxic`` = rate x n, rounded; None
     without completions)."""
     out = {}
-    for arm in S.RERLHF_ARMS:
-        rate = _num(S.get(metrics, "08", "{arm}.toxicity_rate_final", arm=arm))
-        n = S.get(metrics, "08", "{arm}.n_completions_final", arm=arm)
+    for arm in schema.RERLHF_ARMS:
+        rate = _num(schema.get(metrics, "08", "{arm}.toxicity_rate_final", arm=arm))
+        n = schema.get(metrics, "08", "{arm}.n_completions_final", arm=arm)
         n = None if n is None else int(n)
         out[arm] = (rate, round(rate * n) if n and math.isfinite(rate) else None, n)
     return out
@@ -881,8 +880,8 @@ def rerlhf_runs(metrics: Mapping[str, Any]) -> dict[str, list[tuple[int, int]]]:
     """``{arm: [(n_toxic, n) per training run]}`` from notebook 08's ``{arm}.runs`` (the ground-truth arm is
     the expert: its one run is notebook 01's evaluation)."""
     out: dict[str, list[tuple[int, int]]] = {}
-    for arm in S.RERLHF_ARMS:
-        runs = S.get(metrics, "08", "{arm}.runs", arm=arm) or []
+    for arm in schema.RERLHF_ARMS:
+        runs = schema.get(metrics, "08", "{arm}.runs", arm=arm) or []
         out[arm] = [(round(float(r["toxicity_rate"]) * int(r["n_completions"])), int(r["n_completions"]))
                     for r in runs if r.get("n_completions")]
         if not out[arm]:
@@ -898,7 +897,7 @@ def _measure_rerlhf(mets, e: Entry) -> None:
     least the effect of interest; IRL - FA-IRL is also judged as a share of the headroom IRL - ground truth."""
     m8 = _file(mets, "08")
     r, runs = rerlhf_rates(m8), rerlhf_runs(m8)
-    if any(not runs[a] for a in S.RERLHF_ARMS):
+    if any(not runs[a] for a in schema.RERLHF_ARMS):
         _no_numbers(e, "an arm without a final evaluation")
         return
     tau2, df = between_run_variance([runs["fa_irl"], runs["irl"]])
@@ -926,7 +925,7 @@ def _measure_rerlhf(mets, e: Entry) -> None:
                  "runs": runs, "between_run_variance": tau2, "between_run_df": df, "differences": parts,
                  "paper_gaps": paper_gaps, "part_verdicts": verdicts, "headroom": headroom,
                  "headroom_share_closed": share}
-    _acting_on_own_pairs(e, {"the FA-IRL arm's reward": S.get(m8, "08", "fa_irl.failure_path") or None},
+    _acting_on_own_pairs(e, {"the FA-IRL arm's reward": schema.get(m8, "08", "fa_irl.failure_path") or None},
                          "the training pairs")
 
 
@@ -1005,7 +1004,7 @@ def _measure_audit_fixes(mets, e: Entry) -> None:
     """Each control - the method on the targets' prompts after unlearning, paired over (draw, prompt, sample)."""
     parts, verdicts, tests = {}, {}, {}
     eff = e.effect_of_interest or 0.0
-    for c in S.AUDIT_CONTROLS:
+    for c in schema.AUDIT_CONTROLS:
         x = _paired(mets, "paired.control_minus_method.{audit_control}.{audit_scorer}", audit_control=c,
                     audit_scorer="ground_truth")
         p_holm = _num(_read(mets, "10", "paired.control_minus_method.{audit_control}.ground_truth.p_holm",
@@ -1024,13 +1023,13 @@ def _measure_audit_fixes(mets, e: Entry) -> None:
     e.compared = ("explanation sets vs random, reward-matched and nearest-outside rollouts (same size, steps, retain "
                   "anchor, draws); each control rules out " + "; ".join(
                       f"{c}: {AUDIT_CONTROL_RULES_OUT[c]}" for c in parts))
-    rates = {m: _audit_counts(mets, m, "target") for m in S.AUDIT_MODELS}
+    rates = {m: _audit_counts(mets, m, "target") for m in schema.AUDIT_MODELS}
     share = {a: _num(_read(mets, "10", "explain.forgotten.{audit_arm}.toxic_share", audit_arm=a))
-             for a in S.AUDIT_ARMS}
+             for a in schema.AUDIT_ARMS}
     draws = int(_read(mets, "10", "settings.control_draws"))
     e.ours = (f"targets' prompts, {draws} draws: toxicity before {_pct(*rates['expert'])}, after: "
-              + ", ".join(f"{a} {_pct(*rates[a])}" for a in S.AUDIT_ARMS)
-              + "; toxic share of the forgotten rollouts " + ", ".join(f"{a} {share[a]:.1%}" for a in S.AUDIT_ARMS)
+              + ", ".join(f"{a} {_pct(*rates[a])}" for a in schema.AUDIT_ARMS)
+              + "; toxic share of the forgotten rollouts " + ", ".join(f"{a} {share[a]:.1%}" for a in schema.AUDIT_ARMS)
               + "; " + "; ".join(f"{c} - method = {v.text('+.3f')} (discordant {tests[c]['only_a']}/"
                                  f"{tests[c]['only_b']}, McNemar p = {tests[c]['p_mcnemar']:.2g}, Holm "
                                  f"{tests[c]['p_holm']:.2g}; per draw "
@@ -1453,16 +1452,16 @@ def audit_control_lines(mets: Mapping[str, Any]) -> list[str]:
     if not isinstance(m10, Mapping) or "paired" not in m10:
         return []
     ex = m10["explain"]
-    share = {a: ex["forgotten"][a]["toxic_share"] for a in S.AUDIT_ARMS}
-    by_draw = {a: ex["forgotten"][a]["toxic_share_by_draw"] for a in S.AUDIT_CONTROLS}
+    share = {a: ex["forgotten"][a]["toxic_share"] for a in schema.AUDIT_ARMS}
+    by_draw = {a: ex["forgotten"][a]["toxic_share_by_draw"] for a in schema.AUDIT_CONTROLS}
     ov, null = ex["naive_nearest_overlap"], ex["null"]
     pct = lambda x: "n/a" if x is None else f"{x:.1%}"
     out = (f"**The audit's controls (notebook 10).** Every arm unlearns {ex['set_size']} rollouts for the same "
            f"steps with the same retain anchor, in {m10['settings']['control_draws']} draws (random sets redrawn, "
            "unlearning and sampling seeds changed; every model of a draw samples the same rows, so the arms are "
-           "compared pair by pair). " + " ".join(f"*{a}* rules out {AUDIT_CONTROL_RULES_OUT[a]}." for a in S.AUDIT_CONTROLS)
-           + " Toxic share of the forgotten rollouts: " + ", ".join(f"{a} {pct(share[a])}" for a in S.AUDIT_ARMS)
-           + " (per draw: " + "; ".join(f"{a} " + "/".join(pct(x) for x in by_draw[a]) for a in S.AUDIT_CONTROLS)
+           "compared pair by pair). " + " ".join(f"*{a}* rules out {AUDIT_CONTROL_RULES_OUT[a]}." for a in schema.AUDIT_CONTROLS)
+           + " Toxic share of the forgotten rollouts: " + ", ".join(f"{a} {pct(share[a])}" for a in schema.AUDIT_ARMS)
+           + " (per draw: " + "; ".join(f"{a} " + "/".join(pct(x) for x in by_draw[a]) for a in schema.AUDIT_CONTROLS)
            + f"). The naive nearest set (the method's own ordering, without the hull) shares {ov['n_both']} of its "
            f"{ov['n_naive']} rows ({pct(ov['share_of_a'])}) with the explanation sets, which is why the nearest control "
            "is drawn outside them. Null for \"small sets\": " + f"{null['n_small_targets']} of {null['n_targets']} "

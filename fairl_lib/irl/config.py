@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fairl_lib.config import section, speed_knob
-from fairl_lib.irl import failures as fl
-from fairl_lib.irl import losses as ls
+from fairl_lib.irl import failures, losses
 from fairl_lib.irl.reward import check_head
 
 
@@ -133,9 +132,9 @@ class IRLConfig:
         check_head(self.head)
         if self.fail_head:
             check_head(self.fail_head)
-        choices = {"margin_rule": ("bottomk", "gamma"), "sup_rule": fl.SUP_RULES,
-                   "sup_reference": fl.SUP_REFERENCES, "mining": ("batch", "epoch"),
-                   "fail_reduction": ls.FAIL_REDUCTIONS}
+        choices = {"margin_rule": ("bottomk", "gamma"), "sup_rule": failures.SUP_RULES,
+                   "sup_reference": failures.SUP_REFERENCES, "mining": ("batch", "epoch"),
+                   "fail_reduction": losses.FAIL_REDUCTIONS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"IRLConfig.{name}={getattr(self, name)!r} is not valid; "

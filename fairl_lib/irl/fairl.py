@@ -32,8 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fairl_lib.irl import failures as fl
-from fairl_lib.irl import losses as ls
+from fairl_lib.irl import failures, losses
 from fairl_lib.irl.common import (
     TrainedRun,
     finish_run,
@@ -65,7 +64,7 @@ class RewardPath(nn.Module):
 
     def penalty(self) -> Tensor:
         """||w||_2^2 of Eq. 3 (for the failure path: ||w_F||^2)."""
-        return ls.failure_weight_penalty([self.theta[name] for name in self.weight_names])
+        return losses.failure_weight_penalty([self.theta[name] for name in self.weight_names])
 
 
 class DualPathReward(nn.Module):
@@ -83,42 +82,42 @@ class DualPathReward(nn.Module):
 
 
 def fa_loss(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, xb: Tensor, yb: Tensor, ub: Tensor,
-            sched: fl.RoundSchedule, sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, np.ndarray]:
+            sched: failures.RoundSchedule, sets: tuple[Tensor, Tensor] | None) -> tuple[Tensor, np.ndarray]:
     """Alg. 1 lines 2-12 on one minibatch: L_t of Eq. 3 and, for the log, (L_base + lambda_t L_fail, |F_t|, |S_t|).
 
     ``xb (b, 2, d)`` holds [h(o+), h(o-)] per pair, ``yb (b, 2)`` their labels y(o), ``ub (b,)`` the
     uniforms that sample S_t; ``sets`` = (F_t, S_t) when they were mined over the epoch, else None.
     """
     r_d, r_f = model(xb)                                             # (b, 2) each: o+ and o-
-    d_d = ls.reward_margin(r_d[:, 0], r_d[:, 1])                     # line 2: Delta = Delta_D + Delta_F
-    d_f = ls.reward_margin(r_f[:, 0], r_f[:, 1])
+    d_d = losses.reward_margin(r_d[:, 0], r_d[:, 1])                     # line 2: Delta = Delta_D + Delta_F
+    d_f = losses.reward_margin(r_f[:, 0], r_f[:, 1])
     # Sec. 4.1: L_base trains the base path (R_F enters as a constant) ...
     d_base = d_d + d_f.detach() if cfg.route_gradients else d_d + d_f
-    l_base = ls.base_loss(spec.base, d_base, cfg.margin, cfg.tau)    # line 11: Eq. 1 or Eq. 2
+    l_base = losses.base_loss(spec.base, d_base, cfg.margin, cfg.tau)    # line 11: Eq. 1 or Eq. 2
     if spec.failures is None:                                        # baselines: L_t = L_base
         return l_base, np.array([l_base.item(), 0.0, 0.0])
     if sets is None:                                                 # lines 3-10, without gradient
         r = (r_d + r_f).detach()
-        sets = fl.failure_set(cfg, spec.failures == "gt", ls.reward_margin(r[:, 0], r[:, 1]), r[:, 0], r[:, 1],
+        sets = failures.failure_set(cfg, spec.failures == "gt", losses.reward_margin(r[:, 0], r[:, 1]), r[:, 0], r[:, 1],
                               yb[:, 0], yb[:, 1], ub, sched)
     f_t, s_t = sets
     # ... and L_fail trains the failure path (R_D enters as a constant)
     d_fail = d_d.detach() + d_f if cfg.route_gradients else d_d + d_f
-    l_fail = ls.failure_loss(spec.base, d_fail, s_t, cfg.margin_fail, cfg.tau_fail, cfg.w_fail,
+    l_fail = losses.failure_loss(spec.base, d_fail, s_t, cfg.margin_fail, cfg.tau_fail, cfg.w_fail,
                              cfg.fail_reduction)                     # line 11: M_fail > M or tau_fail < tau
-    l_t = ls.fa_objective(l_base, l_fail, model.failure.penalty(), sched.lambda_t, cfg.penalty_scale)  # Eq. 3
+    l_t = losses.fa_objective(l_base, l_fail, model.failure.penalty(), sched.lambda_t, cfg.penalty_scale)  # Eq. 3
     logged = [(l_base + sched.lambda_t * l_fail).item(), f_t.sum().item(), s_t.sum().item()]
     return l_t, np.array(logged)
 
 
 @torch.no_grad()
 def mine_epoch(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, x: Tensor, y: Tensor, u: Tensor,
-               sched: fl.RoundSchedule) -> tuple[Tensor, Tensor]:
+               sched: failures.RoundSchedule) -> tuple[Tensor, Tensor]:
     """``cfg.mining="epoch"``: lines 3-10 once per epoch on all training pairs (bottom-k then ranks
     the whole training set), from the reward at the start of the epoch."""
     r_d, r_f = model(x)
     r = r_d + r_f
-    return fl.failure_set(cfg, spec.failures == "gt", ls.reward_margin(r[:, 0], r[:, 1]), r[:, 0], r[:, 1],
+    return failures.failure_set(cfg, spec.failures == "gt", losses.reward_margin(r[:, 0], r[:, 1]), r[:, 0], r[:, 1],
                           y[:, 0], y[:, 1], u, sched)
 
 
@@ -129,7 +128,7 @@ def validation_loss(model: DualPathReward, spec: MethodSpec, cfg: IRLConfig, x_v
         return math.nan
     r_d, r_f = model(x_va)
     r = r_d + r_f
-    return ls.base_loss(spec.base, ls.reward_margin(r[:, 0], r[:, 1]), cfg.margin, cfg.tau).item()
+    return losses.base_loss(spec.base, losses.reward_margin(r[:, 0], r[:, 1]), cfg.margin, cfg.tau).item()
 
 
 def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRLConfig(),  # noqa: B008 (frozen)
@@ -151,7 +150,7 @@ def train_one(data: PreferenceData, method: str, seed: int, cfg: IRLConfig = IRL
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         best_val, best_epoch, bad_epochs = math.inf, 0, 0
         for epoch in range(cfg.max_epochs):                          # line 1: round t = one epoch
-            sched = fl.round_schedule(cfg, epoch)                    # line 13: gamma_t, lambda_t, p_t of round t
+            sched = failures.round_schedule(cfg, epoch)                    # line 13: gamma_t, lambda_t, p_t of round t
             perm, u = epoch_streams(seed, epoch, n_tr)               # minibatch order, uniforms for S_t
             perm, u = torch.as_tensor(perm), torch.as_tensor(u, dtype=dtype)
             mined = None

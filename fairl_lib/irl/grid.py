@@ -30,8 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fairl_lib.irl import failures as fl
-from fairl_lib.irl import losses as ls
+from fairl_lib.irl import failures, losses
 from fairl_lib.irl.common import (
     GridResult,
     TrainedRun,
@@ -78,8 +77,8 @@ def maxent_grad(delta: Tensor, tau: float, grad_scale: float = 1.0) -> Tensor:
 def masked_mean_weights(mask: Tensor, reduction: str = "subset", dtype: torch.dtype = torch.float32) -> Tensor:
     """Per-entry weights of ``ls.masked_mean`` (the mean over S_t in Eq. 3; = its derivative w.r.t. ``values``): ``mask / |S_t|``
     (``"subset"``, 0 everywhere for an empty mask) or ``mask / B`` (``"batch"``)."""
-    if reduction not in ls.FAIL_REDUCTIONS:
-        raise ValueError(f"Unknown failure-loss reduction {reduction!r}; valid: {', '.join(ls.FAIL_REDUCTIONS)}")
+    if reduction not in losses.FAIL_REDUCTIONS:
+        raise ValueError(f"Unknown failure-loss reduction {reduction!r}; valid: {', '.join(losses.FAIL_REDUCTIONS)}")
     if reduction == "batch":
         return mask.to(dtype).div_(mask.shape[-1])
     return torch.div(mask, mask.sum(-1, keepdim=True, dtype=dtype).clamp_min_(1.0))
@@ -520,13 +519,13 @@ class _Grid:
         are active). The labels ``y_plus``, ``y_minus`` may be None when no *_gt run is active."""
         lay = self.layout
         supervised = {"all": True, "none": False}.get(lay.gt_mode_fa, lay.is_gt_fa)
-        return fl.failure_set(self.cfg, supervised, delta, r_plus, r_minus, y_plus, y_minus, u, sched)
+        return failures.failure_set(self.cfg, supervised, delta, r_plus, r_minus, y_plus, y_minus, u, sched)
 
     def _base_loss(self, delta: Tensor) -> Tensor:
         """L_base (Eq. 1 or 2) of every active run, ``(E,)``."""
         cfg, lay = self.cfg, self.layout
-        return _by_mode(lay.mm_mode, lay.is_mm[:, 0], lambda: ls.margin_loss(delta, cfg.margin),
-                        lambda: ls.maxent_loss(delta, cfg.tau))
+        return _by_mode(lay.mm_mode, lay.is_mm[:, 0], lambda: losses.margin_loss(delta, cfg.margin),
+                        lambda: losses.maxent_loss(delta, cfg.tau))
 
     def _loss_grads(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float,
                     grad_scale: float) -> Tensor:
@@ -537,7 +536,7 @@ class _Grid:
 
     def _loss_terms(self, delta: Tensor, mode: str, is_mm: Tensor, margin: float, tau: float) -> Tensor:
         """The per-pair terms of Eq. 1 / Eq. 2 themselves (for the log, once per epoch)."""
-        return _by_mode(mode, is_mm, lambda: ls.hinge_terms(delta, margin), lambda: ls.maxent_terms(delta, tau))
+        return _by_mode(mode, is_mm, lambda: losses.hinge_terms(delta, margin), lambda: losses.maxent_terms(delta, tau))
 
     def _penalty_parts(self, st: _Store, part: _Part) -> list[tuple[Tensor, Tensor, Tensor | None]]:
         """(gradient, weight, mask) per weight tensor of store ``st`` for :meth:`add_penalty_grad`, built per

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairl_lib.analysis import metrics as M
+from fairl_lib.analysis import metrics
 from fairl_lib.analysis.evaluate import (
     FA_METHOD,
     IRL_METHOD,
@@ -244,7 +244,7 @@ def subtype_transfer(cfg, ps: PairSet, heldout: HeldOut, *, methods: Sequence[st
                     auc = float("nan")
                 else:
                     keep = clean | bad
-                    auc = M.roc_auc(r[keep], clean[keep])
+                    auc = metrics.roc_auc(r[keep], clean[keep])
                 rows.append({"method": m, "seed": seed, "train_subtype": s_tr, "eval_subtype": s_ev, "auc": auc})
     per_seed = pd.DataFrame(rows, columns=["method", "seed", "train_subtype", "eval_subtype", "auc"])
     auc = {}
@@ -283,7 +283,7 @@ def tnt_learning_curve(cfg, ps: PairSet, heldout: HeldOut, *, fractions: Sequenc
         for (m, seed), rew in out.rewards.items():
             r = rew(heldout.emb)
             rows.append({"n_tnt": n_tnt, "fraction": float(f), "method": m, "seed": seed,
-                         "jigsaw_auc": M.roc_auc(r, heldout.label)})
+                         "jigsaw_auc": metrics.roc_auc(r, heldout.label)})
     return LearningCurve(pd.DataFrame(rows), int((~is_tnt).sum()))
 
 

@@ -41,8 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairl_lib.analysis import identity_bias as IB
-from fairl_lib.analysis import pair_explain as PE
+from fairl_lib.analysis import identity_bias, pair_explain
 from fairl_lib.analysis.pairset import PairSet, pairset_fingerprint, preference_data
 from fairl_lib.artifacts import read_json, write_json
 from fairl_lib.cache import RECEIPT, cached_stage, stage_key, stage_root
@@ -50,7 +49,7 @@ from fairl_lib.config import section
 from fairl_lib.irl import baseline_of
 from fairl_lib.llm.models import Embedder
 from fairl_lib.llm.scorers import get_scorer, reward_from_scores
-from fairl_lib.stages import rerlhf as RR
+from fairl_lib.stages import rerlhf
 from fairl_lib.stages.expert import REWARD_KIND, evaluate_expert
 from fairl_lib.stages.pairs import pairs_stage
 from fairl_lib.stages.tuning import best_fa_config, tuning_stage
@@ -107,9 +106,9 @@ class PairAuditConfig:
         bad = [s for s in self.sources if s not in SOURCES]
         if bad or not self.sources:
             raise ValueError(f"pair_audit.sources={list(self.sources)}; valid: {', '.join(SOURCES)}")
-        if self.target_features not in PE.TARGET_FEATURES:
+        if self.target_features not in pair_explain.TARGET_FEATURES:
             raise ValueError(f"pair_audit.target_features={self.target_features!r}; valid: "
-                             f"{', '.join(PE.TARGET_FEATURES)}")
+                             f"{', '.join(pair_explain.TARGET_FEATURES)}")
         if min(self.max_targets, self.max_size, self.small_size, self.control_draws, self.train_seeds,
                self.matched_bins, self.retain_max, self.n_boot, self.threads) < 1:
             raise ValueError("pair_audit: counts (max_targets, max_size, small_size, control_draws, train_seeds, "
@@ -130,18 +129,18 @@ def fa_rerlhf_evals(cfg, ps: PairSet, log=print) -> list[Path]:
     """Finished ``rerlhf_eval`` folders of the FA-IRL arm's training runs (read, never computed): the
     evaluation whose ``run`` is that arm's re-RLHF stage key, with this config's sampling and scorers; of
     several sample counts the largest. Empty when notebook 08 has not run."""
-    root = stage_root(cfg) / RR.EVAL_STAGE
+    root = stage_root(cfg) / rerlhf.EVAL_STAGE
     if not root.exists():
         return []
     receipts = [(p.parent, read_json(p)["settings"]) for p in sorted(root.glob(f"*/{RECEIPT}"))]
     out = []
-    for ts in RR.arm_runs(cfg, "fa_irl"):
+    for ts in rerlhf.arm_runs(cfg, "fa_irl"):
         try:
-            _, info = RR.learned_text_reward(cfg, RR.arm_method(cfg, "fa_irl"), ps)
+            _, info = rerlhf.learned_text_reward(cfg, rerlhf.arm_method(cfg, "fa_irl"), ps)
         except FileNotFoundError as err:
             log(f"[pair_audit] no FA-IRL re-RLHF policy: {err}")
             return []
-        key = stage_key(RR.STAGE, RR.run_settings(cfg, "fa_irl", info, ts), RR.STAGE_VERSION)
+        key = stage_key(rerlhf.STAGE, rerlhf.run_settings(cfg, "fa_irl", info, ts), rerlhf.STAGE_VERSION)
         found = [(s["samples_per_prompt"], f) for f, s in receipts
                  if s.get("kind") == "fa_irl" and s.get("run") == key and s.get("gen") == cfg.gen.key()
                  and s.get("ground_truth") == cfg.models.ground_truth and s.get("seed") == cfg.seed]
@@ -212,12 +211,12 @@ def stage_settings(cfg, ps: PairSet) -> dict[str, Any]:
 
 def _removal_sets(X: np.ndarray, D: np.ndarray, members: pd.DataFrame, per: pd.DataFrame, gt_margin: np.ndarray,
                   ac: PairAuditConfig, seed: int) -> dict[str, list[int]]:
-    method = PE.union_of_sets(members)
+    method = pair_explain.union_of_sets(members)
     sets = {"full": [], "method": method.tolist(),
-            "nearest": PE.nearest_outside(X, D, per["size"].tolist(), len(method), method).tolist()}
+            "nearest": pair_explain.nearest_outside(X, D, per["size"].tolist(), len(method), method).tolist()}
     for k in range(ac.control_draws):
-        sets[f"random_{k}"] = PE.random_pairs(len(D), len(method), seed * 1000 + 100 + k, exclude=method).tolist()
-        sets[f"matched_{k}"] = PE.matched_pairs(gt_margin, method, seed * 1000 + 200 + k, ac.matched_bins).tolist()
+        sets[f"random_{k}"] = pair_explain.random_pairs(len(D), len(method), seed * 1000 + 100 + k, exclude=method).tolist()
+        sets[f"matched_{k}"] = pair_explain.matched_pairs(gt_margin, method, seed * 1000 + 200 + k, ac.matched_bins).tolist()
     return sets
 
 
@@ -229,7 +228,7 @@ def pair_audit_stage(cfg, log=print) -> Path:
     def compute(work: Path) -> None:
         t0 = time.perf_counter()
         tr = ps.split("train")
-        D = PE.pair_deltas(tr.emb_post, tr.emb_pre)
+        D = pair_explain.pair_deltas(tr.emb_post, tr.emb_pre)
         gt_margin = (tr.df["post_reward"] - tr.df["pre_reward"]).to_numpy(np.float64)
         emb = Embedder(cfg.models.embedder)
         cand, base = candidates(cfg, ac, ps, log)
@@ -241,12 +240,12 @@ def pair_audit_stage(cfg, log=print) -> Path:
         e_t, e_r = emb.embed(list(targets["completion"])), emb.embed(list(retain["completion"]))
 
         def feats(e, prompt_ids):
-            ref = PE.reference_means(e_base, base["prompt_id"], prompt_ids)
-            return PE.target_deltas(e, ref, ac.target_features)
+            ref = pair_explain.reference_means(e_base, base["prompt_id"], prompt_ids)
+            return pair_explain.target_deltas(e, ref, ac.target_features)
 
         X, Xr = feats(e_t, targets["prompt_id"]), feats(e_r, retain["prompt_id"])
-        members, per = PE.explain_targets(X, D, ac.tol, ac.max_size, ac.relative)
-        _, per_null = PE.explain_targets(Xr, D, ac.tol, ac.max_size, ac.relative)
+        members, per = pair_explain.explain_targets(X, D, ac.tol, ac.max_size, ac.relative)
+        _, per_null = pair_explain.explain_targets(Xr, D, ac.tol, ac.max_size, ac.relative)
         sets = _removal_sets(X, D, members, per, gt_margin, ac, cfg.seed)
         t_explain = time.perf_counter() - t0
         log(f"[pair_audit] {len(targets)} targets, union of explanation sets {len(sets['method'])} of {len(D)} pairs")
@@ -257,12 +256,12 @@ def pair_audit_stage(cfg, log=print) -> Path:
         rows, fa_full = [], None
         for name, (method, irl) in settings["rewards"].items():
             for arm, remove in sets.items():
-                rewards = PE.retrain_without(data, remove, irl, method, seeds, threads=ac.threads)
+                rewards = pair_explain.retrain_without(data, remove, irl, method, seeds, threads=ac.threads)
                 if name == "fa_irl" and arm == "full":
                     fa_full = rewards[0]
                 for s, rw in zip(seeds, rewards):
                     for unit, e, frame in (("target", e_t, targets), ("retain", e_r, retain)):
-                        m = PE.standardized_margin(rw, e, e_base, base["prompt_id"], frame["prompt_id"], norm)
+                        m = pair_explain.standardized_margin(rw, e, e_base, base["prompt_id"], frame["prompt_id"], norm)
                         rows += [{"reward": name, "arm": arm, "seed": s, "unit": unit, "idx": i, "margin": float(v)}
                                  for i, v in enumerate(m)]
             log(f"[pair_audit] {name} ({method}): {len(sets)} arms x {len(seeds)} seeds retrained")
@@ -291,14 +290,14 @@ def identity_explanations(cfg, ac: PairAuditConfig, emb: Embedder, D: np.ndarray
     scores the sentence below its template's average)."""
     if ac.identity_worst == 0:
         return pd.DataFrame()
-    tpl = IB.template_set()
+    tpl = identity_bias.template_set()
     p = np.asarray(get_scorer(cfg.models.ground_truth)(list(tpl["text"]))["toxic"], np.float64)
     h = emb.embed(list(tpl["text"])).astype(np.float64)
     nt = np.flatnonzero(tpl["toxic"].to_numpy() == 0)
     worst = nt[np.lexsort((nt, -p[nt]))][: ac.identity_worst]
-    ref = PE.reference_means(h[nt], tpl["template"].iloc[nt], tpl["template"].iloc[worst])
+    ref = pair_explain.reference_means(h[nt], tpl["template"].iloc[nt], tpl["template"].iloc[worst])
     X = ref - h[worst]
-    members, per = PE.explain_targets(X, D, ac.tol, ac.max_size, ac.relative)
+    members, per = pair_explain.explain_targets(X, D, ac.tol, ac.max_size, ac.relative)
     r_norm = np.asarray(reward(norm), np.float64)
     z = lambda e: (np.asarray(reward(e), np.float64) - r_norm.mean()) / (r_norm.std() or 1.0)
     margin = z(ref) - z(h[worst])
@@ -375,11 +374,11 @@ def summary(pa: PairAudit, ac: PairAuditConfig, seed: int = 0) -> dict[str, Any]
         t, k = arm_effects(pa.margins, r, "target"), arm_effects(pa.margins, r, "retain")
         res: dict[str, Any] = {}
         for arm in ("method",) + CONTROLS:
-            res[arm] = {"target_change": PE.paired_compare(t.loc[arm].to_numpy(), n_boot=ac.n_boot, seed=seed),
+            res[arm] = {"target_change": pair_explain.paired_compare(t.loc[arm].to_numpy(), n_boot=ac.n_boot, seed=seed),
                         "retain_mean_abs_change": float(np.abs(k.loc[arm].to_numpy()).mean()),
                         "retain_mean_change": float(k.loc[arm].mean())}
             if arm != "method":
-                res[arm]["method_minus_control"] = PE.paired_compare(t.loc["method"].to_numpy(), t.loc[arm].to_numpy(),
+                res[arm]["method_minus_control"] = pair_explain.paired_compare(t.loc["method"].to_numpy(), t.loc[arm].to_numpy(),
                                                                      n_boot=ac.n_boot, seed=seed)
         by_src = pa.targets["source"].to_numpy()
         res["method_by_source"] = {s: float(t.loc["method"].to_numpy()[by_src == s].mean())

@@ -53,10 +53,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fairl_lib.analysis import evaluate, paper
-from fairl_lib.analysis import metrics as M
-from fairl_lib.analysis.failure_path import acts, failure_path_summary, flip_shares
+from fairl_lib.analysis import evaluate, metrics, paper
 from fairl_lib.analysis.evaluate import METHOD_TITLES
+from fairl_lib.analysis.failure_path import acts, failure_path_summary, flip_shares
 from fairl_lib.analysis.pairset import PairSet, count_pair_types, pairset_fingerprint, preference_data
 from fairl_lib.cache import cached_stage
 from fairl_lib.irl import METHOD_NAMES, IRLConfig, train_grid
@@ -182,7 +181,7 @@ def training_starc(reward, ps: PairSet) -> float:
     """Eq. 4 STARC of ``reward`` against the ground truth on both outputs of every pair of ``ps``."""
     r_hat = np.concatenate([reward(ps.emb_post), reward(ps.emb_pre)])
     gt = np.concatenate([ps.df["post_reward"].to_numpy(float), ps.df["pre_reward"].to_numpy(float)])
-    return M.starc_distance(r_hat, gt)
+    return metrics.starc_distance(r_hat, gt)
 
 
 def random_reward_starc(ps: PairSet, n: int = N_RANDOM_REWARDS, seed: int = 0) -> float:
@@ -194,7 +193,7 @@ def random_reward_starc(ps: PairSet, n: int = N_RANDOM_REWARDS, seed: int = 0) -
     gt = np.concatenate([ps.df["post_reward"].to_numpy(float), ps.df["pre_reward"].to_numpy(float)])
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 6001]))
     thetas = rng.standard_normal((h.shape[1], n))
-    return float(np.mean([M.starc_distance(h @ thetas[:, k], gt) for k in range(n)]))
+    return float(np.mean([metrics.starc_distance(h @ thetas[:, k], gt) for k in range(n)]))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairl_lib.analysis import pairset as P
+from fairl_lib.analysis import pairset
 from fairl_lib.analysis.pairset import load_pairset
 from fairl_lib.cache import cached_stage
 from fairl_lib.config import result_settings
@@ -112,7 +112,7 @@ def pairs_stage_dir(cfg, base_lm: str | None = None) -> Path:
     def compute(work: Path) -> None:
 
         prompts_df = pair_prompts(cfg)
-        order = P.prompt_order(prompts_df["prompt_id"], cfg.seed)
+        order = pairset.prompt_order(prompts_df["prompt_id"], cfg.seed)
         counts = np.zeros(len(prompts_df), dtype=int)
         counts[order] = pair_counts_per_prompt(len(prompts_df), cfg.pairs.completions_per_prompt, cfg.pairs.n_pairs)
         idx = np.repeat(np.arange(len(prompts_df)), counts)
@@ -130,17 +130,17 @@ def pairs_stage_dir(cfg, base_lm: str | None = None) -> Path:
             "prompt_id": rows["prompt_id"], "prompt": rows["prompt"], "sample": sample,
             "prompt_toxicity": rows["prompt_toxicity"], "rlhf_heldout": rows["rlhf_heldout"],
             "o_pre": o_pre, "o_post": o_post,
-            "split": P.split_by_prompt(rows["prompt_id"], cfg.pairs.test_fraction, cfg.seed)})
-        df = P.score_pairs(df, cfg.models.ground_truth, cfg.models.subtypes, cfg.models.judge,
+            "split": pairset.split_by_prompt(rows["prompt_id"], cfg.pairs.test_fraction, cfg.seed)})
+        df = pairset.score_pairs(df, cfg.models.ground_truth, cfg.models.subtypes, cfg.models.judge,
                            cfg.models.toxic_threshold, REWARD_KIND)
         emb_pre, emb_post = embed(o_pre, cfg.models.embedder), embed(o_post, cfg.models.embedder)
         meta = {"settings": settings, "base_lm": base_name(cfg, base_lm), "expert_stage": exp_folder.name,
-                "n_pairs": len(df), "n_prompts": int((counts > 0).sum()), "pair_types": P.count_pair_types(df),
+                "n_pairs": len(df), "n_prompts": int((counts > 0).sum()), "pair_types": pairset.count_pair_types(df),
                 "n_train": int((df.split == "train").sum()), "n_test": int((df.split == "test").sum()),
                 "ground_truth": cfg.models.ground_truth, "subtypes": cfg.models.subtypes,
                 "judge": cfg.models.judge, "embedder": cfg.models.embedder,
                 "toxic_threshold": cfg.models.toxic_threshold}
-        P.save_pairset(work, P.PairSet(df, emb_pre, emb_post, meta))
+        pairset.save_pairset(work, pairset.PairSet(df, emb_pre, emb_post, meta))
         for f in work.glob("gen_*.json"):
             f.unlink()
 

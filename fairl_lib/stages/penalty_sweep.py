@@ -38,8 +38,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fairl_lib.analysis import metrics as M
 from fairl_lib.analysis.evaluate import BASELINE_OF, METHOD_TITLES, evaluate_grid, failure_path_share
+from fairl_lib.analysis.metrics import mean_std, seed_std_verdict
 from fairl_lib.analysis.pairset import PairSet
 from fairl_lib.config import section
 from fairl_lib.irl import METHOD_NAMES, IRLConfig
@@ -158,7 +158,7 @@ def summarize_sweep(per_run: pd.DataFrame, metrics: Sequence[str] = SWEEP_METRIC
         for k in metrics:
             v = g[k].to_numpy(float)
             v = v[np.isfinite(v)]
-            mean, std = M.mean_std(v) if len(v) else (math.nan, math.nan)
+            mean, std = mean_std(v) if len(v) else (math.nan, math.nan)
             rows.append({"scale": float(scale), "method": method, "metric": k, "mean": mean, "std": std,
                          "n_seeds": len(v)})
     return pd.DataFrame(rows, columns=["scale", "method", "metric", "mean", "std", "n_seeds"])
@@ -336,7 +336,7 @@ def findings(summary: pd.DataFrame, metrics: Sequence[str] = ("jigsaw_auc", "tra
             verdicts: dict[str, list[float]] = {}
             for s in have:
                 (mu, sd), (mb, sb) = val[(s, m, k)], val[(s, b, k)]
-                v = M.seed_std_verdict(mu - mb, max(sd, sb), direction)
+                v = seed_std_verdict(mu - mb, max(sd, sb), direction)
                 verdicts.setdefault(v, []).append(s)
                 if v == "better":
                     wins[k].append(f"{titles.get(m, m)} at c = {scale_key(s)} ({mu:.3f} vs {mb:.3f})")

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from fairl_lib.analysis import metrics as M
+from fairl_lib.analysis import metrics
 from fairl_lib.analysis.evaluate import GridOutput
 from fairl_lib.analysis.failure_path import (  # noqa: F401 (flip_share: benchmarks)
     ACTING_FLIP_SHARE,
@@ -236,7 +236,7 @@ def tuning_split(ps: PairSet, val_fraction: float, seed: int) -> tuple[PairSet, 
 def validation_auc(reward: RewardModel, val: PairSet) -> float:
     """ROC-AUC of the reward on the outputs of ``val``'s pairs, label 1 = o_post, 0 = o_pre (Table 1's
     in-domain task)."""
-    scores, labels = M.pair_labels(reward(val.emb_post), reward(val.emb_pre))
+    scores, labels = metrics.pair_labels(reward(val.emb_post), reward(val.emb_pre))
     return float(roc_auc_score(labels, scores))
 
 
