@@ -21,28 +21,17 @@ FAST = "irl.n_seeds=2; irl.max_epochs=6; irl.patience=3; irl.bottomk_rounds=4; i
 
 
 @pytest.fixture(scope="module")
-def ps():
-    return pairset.synthetic_pairset(300, 12, seed=1)
+def ps(synthetic_pairs):
+    return synthetic_pairs
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, ps):
-    import os
-
-    root = tmp_path_factory.mktemp("results")
-    old = os.environ.get("FAIRL_RESULTS")
-    os.environ["FAIRL_RESULTS"] = str(root)
-    try:
-        cfg = make_config("smoke", overrides=FAST, notebook="04_fairl_training")
-        out = irl_grid.grid_stage(cfg, ps)
-        ho = evaluate.synthetic_heldout(1, 150, 12)
-        ev = evaluate.evaluate_grid(out, ps, ho)
-        yield cfg, out, ev, root
-    finally:
-        if old is None:
-            os.environ.pop("FAIRL_RESULTS", None)
-        else:
-            os.environ["FAIRL_RESULTS"] = old
+def trained(module_results, ps):
+    cfg = make_config("smoke", overrides=FAST, notebook="04_fairl_training")
+    out = irl_grid.grid_stage(cfg, ps)
+    ho = evaluate.synthetic_heldout(1, 150, 12)
+    ev = evaluate.evaluate_grid(out, ps, ho)
+    return cfg, out, ev, module_results
 
 
 def tiny_pairset() -> PairSet:

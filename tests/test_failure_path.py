@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fairl_lib.analysis import failure_path as FP
-from fairl_lib.analysis.pairset import PairSet, preference_data, synthetic_pairset
+from fairl_lib.analysis.pairset import PairSet, preference_data
 from fairl_lib.irl import (
     FA_METHODS,
     IRLConfig,
@@ -37,8 +37,8 @@ class Grid:
 
 
 @pytest.fixture(scope="module")
-def pairs() -> PairSet:
-    return synthetic_pairset(300, 12, seed=1)
+def pairs(synthetic_pairs) -> PairSet:
+    return synthetic_pairs
 
 
 @pytest.fixture(scope="module")

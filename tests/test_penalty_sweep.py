@@ -5,13 +5,11 @@ failure path must act more as the penalty weakens; the sentences must read the n
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pandas as pd
 import pytest
 
 from fairl_lib.analysis import evaluate
-from fairl_lib.analysis import pairset
 from fairl_lib.stages import irl_grid
 from fairl_lib.stages import penalty_sweep as P
 from fairl_lib.config import ConfigError, make_config
@@ -24,24 +22,15 @@ SETTINGS = ("irl.n_seeds=2; irl.max_epochs=25; irl.patience=25; irl.bottomk_roun
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    root = tmp_path_factory.mktemp("results")
-    old = os.environ.get("FAIRL_RESULTS")
-    os.environ["FAIRL_RESULTS"] = str(root)
-    try:
-        cfg = make_config("smoke", overrides=SETTINGS, notebook="05_tables")
-        ps = pairset.synthetic_pairset(300, 12, seed=1)
-        ho = evaluate.synthetic_heldout(1, 150, 12)
-        grid = irl_grid.grid_stage(cfg, ps)  # notebook 04's grid, trained first
-        receipt = grid.folder / "_stage.json"
-        before = receipt.stat().st_mtime_ns
-        sw = P.sweep_stage(cfg, ps, ho)
-        yield cfg, ps, ho, grid, sw, receipt, before
-    finally:
-        if old is None:
-            os.environ.pop("FAIRL_RESULTS", None)
-        else:
-            os.environ["FAIRL_RESULTS"] = old
+def swept(module_results, synthetic_pairs):
+    cfg = make_config("smoke", overrides=SETTINGS, notebook="05_tables")
+    ps = synthetic_pairs
+    ho = evaluate.synthetic_heldout(1, 150, 12)
+    grid = irl_grid.grid_stage(cfg, ps)  # notebook 04's grid, trained first
+    receipt = grid.folder / "_stage.json"
+    before = receipt.stat().st_mtime_ns
+    sw = P.sweep_stage(cfg, ps, ho)
+    return cfg, ps, ho, grid, sw, receipt, before
 
 
 def test_profiles_and_validation():

@@ -10,7 +10,7 @@ import pytest
 
 from fairl_lib.analysis import evaluate
 from fairl_lib.analysis.failure_path import acts, failure_path_summary, flip_share, flip_shares
-from fairl_lib.analysis.pairset import PairSet, synthetic_pairset
+from fairl_lib.analysis.pairset import PairSet
 from fairl_lib.cache import RECEIPT, stage_key
 from fairl_lib.config import ConfigError, make_config
 from fairl_lib.irl import BASELINES, FA_METHODS, METHOD_NAMES, IRLConfig
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def pairs() -> PairSet:
-    ps = synthetic_pairset(300, 12, seed=1)
+def pairs(synthetic_pairs) -> PairSet:
+    ps = synthetic_pairs
     df = ps.df.assign(prompt_id=ps.df["pair_id"] // 3)      # three pairs per prompt: a split by prompt shows
     df["split"] = np.where(df["prompt_id"] % 4 == 0, "test", "train")
     return PairSet(df, ps.emb_pre, ps.emb_post, ps.meta)
