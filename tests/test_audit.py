@@ -457,3 +457,29 @@ def test_cli_audit_explain_without_an_expert_is_one_line_exit_2(results_tmp, cap
     assert "--response" in capsys.readouterr().err
     assert main(["audit", "explain", "--profile", "smoke", "--file", "/no/such/file.jsonl"]) == 2
     assert "/no/such/file.jsonl" in capsys.readouterr().err
+
+
+def test_the_pair_method_claim_needs_every_control_beaten_by_the_effect_of_interest():
+    """audit_pair_unlearning on hand-made per-target changes (sd units): the method lowers the targets' margin by
+    0.5 sd more than each control -> reproduced; as much as the nearest control (a 90% interval inside +-0.1)
+    -> negligible; three noisy targets -> inconclusive, underpowered."""
+    from fairl_lib.analysis import pair_explain
+    from fairl_lib.analysis import report as R
+
+    claim = next(c for c in R.CLAIMS if c.id == "audit_pair_unlearning")
+    rng = np.random.default_rng(0)
+
+    def mets(shift: dict[str, float], n: int = 40, noise: float = 0.05) -> dict:
+        pm = json.loads(json.dumps(PAIR_METHOD))
+        for c in ("random", "matched", "nearest"):
+            d = shift[c] + noise * rng.normal(size=n)
+            pm["unlearning"]["fa_irl"][c]["method_minus_control"] = pair_explain.paired_compare(d, n_boot=500)
+        return {"10": {**_audit_metrics(method_target=20), "pair_method": pm}}
+
+    ok = R.evaluate_claim(claim, mets({"random": -0.5, "matched": -0.5, "nearest": -0.5}))
+    assert ok.verdict == R.REPRODUCED and ok.effect_of_interest == 0.1
+    assert set(ok.details["p_holm"]) == {"random", "matched", "nearest"} and "Holm" in ok.ours
+    same = R.evaluate_claim(claim, mets({"random": -0.5, "matched": -0.5, "nearest": 0.0}))
+    assert same.verdict == R.NEGLIGIBLE and same.details["part_verdicts"]["nearest"] == R.NEGLIGIBLE
+    few = R.evaluate_claim(claim, mets({"random": -0.5, "matched": -0.5, "nearest": -0.5}, n=3, noise=1.0))
+    assert few.verdict == R.INCONCLUSIVE and few.underpowered

@@ -103,4 +103,6 @@ def test_paired_compare_matches_scipy():
     out = PE.paired_compare(a, b, n_boot=500, seed=0)
     assert out["n"] == 30 and out["mean"] == pytest.approx(float((a - b).mean()))
     assert out["wilcoxon_p"] == pytest.approx(float(stats.wilcoxon(a - b).pvalue))
-    assert out["ci95"][0] < out["mean"] < out["ci95"][1]
+    assert out["ci95"][0] < out["ci90"][0] < out["mean"] < out["ci90"][1] < out["ci95"][1]
+    # the detectable difference is 2.8 standard errors; the bootstrap's SE is near the textbook sd / sqrt(n)
+    assert out["mde"] == pytest.approx(2.8 * (a - b).std(ddof=1) / np.sqrt(30), rel=0.15)

@@ -53,6 +53,9 @@ class LedgerConfig:
         effect_rate: a toxicity rate difference (re-RLHF, the audit): 1 point.
         effect_slope: Figure 4's STARC slope per unit of T->NT fraction.
         effect_variance_ratio: a variance ratio (Corollary 1's spread across seeds) at least this far from 1.
+        effect_margin: a change of a recovered reward's standardised margin (the audit's pair method,
+            notebook 10 section 6), in standard deviations of the reward: the paper gives no number; a tenth of
+            a standard deviation is the smallest move we would call a change of what the reward prefers.
         bootstrap_reps: replicates of every seeds x data bootstrap.
         min_disagreements: Tables 2-3 with fewer disagreements (pooled over seeds) are "underpowered".
     """
@@ -66,6 +69,7 @@ class LedgerConfig:
     effect_rate: float = 0.01
     effect_slope: float = 0.1
     effect_variance_ratio: float = 1.5
+    effect_margin: float = 0.1
     bootstrap_reps: int = 1000
     min_disagreements: int = 30
 
