@@ -61,7 +61,8 @@ def test_main_scale_is_notebook04_grid_not_retrained(swept):
     assert receipt.stat().st_mtime_ns == before  # read from the cache
     assert len({sw.folders[s] for s in sw.scales}) == 3
     # FORCE retrains the sweep's own grids, never notebook 04's
-    forced = P.sweep_stage(dataclasses.replace(cfg, force=True), swept[1], swept[2])
+    control = dataclasses.replace(cfg.control, force=True, forced=("penalty_sweep",))  # notebook 05's FORCE
+    forced = P.sweep_stage(dataclasses.replace(cfg, control=control), swept[1], swept[2])
     assert receipt.stat().st_mtime_ns == before
     pd.testing.assert_frame_equal(forced.per_run, sw.per_run)  # and training is deterministic
 
